@@ -1,0 +1,80 @@
+/**
+ * gateway-observability: request id on every response, one access line per request, and the
+ * health endpoints.
+ *
+ * Hooks: onRequest (x-request-id response header), onResponse (access line at info).
+ * Routes: GET /healthz (alive), GET /readyz (ready; 503 while draining or under pressure).
+ * Decorates: `portcullisState` ({ draining }). Errors: none.
+ */
+import fp from 'fastify-plugin'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { kTarget, type Target } from '../proxy/upstream-pool.js'
+import { redactUrl } from './redact.js'
+import '../auth/consumer.js'
+
+/** Process state the health endpoints report. */
+export interface GatewayState {
+  /** Set on SIGTERM/SIGINT: /readyz answers 503 while in-flight requests finish. */
+  draining: boolean
+  /** Optional extra readiness check (e.g. event-loop pressure); true = not ready. */
+  underPressure: () => boolean
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    portcullisState: GatewayState
+  }
+}
+
+export interface ObservabilityPluginOptions {
+  /** Serve /healthz and /readyz (default true). */
+  healthRoutes?: boolean
+}
+
+async function onRequestId (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  reply.header('x-request-id', request.id)
+}
+
+async function onResponseAccessLog (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  const log = request.log as FastifyBaseLogger & { isLevelEnabled?: (level: string) => boolean }
+  if (log.isLevelEnabled !== undefined && !log.isLevelEnabled('info')) return
+  const target = (request as unknown as { [kTarget]?: Target })[kTarget]
+  log.info({
+    method: request.method,
+    route: request.routeOptions.url ?? null,
+    url: redactUrl(request.url),
+    status: reply.statusCode,
+    upstream: target?.host ?? null,
+    consumer: request.consumer?.id ?? null,
+    ip: request.ip,
+    ms: Math.round(reply.elapsedTime * 100) / 100
+  }, 'request completed')
+}
+
+const publicRoute = { auth: false as const, rateLimit: false as const, inspect: false as const }
+
+async function observabilityPlugin (fastify: FastifyInstance, opts: ObservabilityPluginOptions): Promise<void> {
+  const state: GatewayState = { draining: false, underPressure: () => false }
+  fastify.decorate('portcullisState', state)
+  fastify.addHook('onRequest', onRequestId)
+  fastify.addHook('onResponse', onResponseAccessLog)
+
+  if (opts.healthRoutes !== false) {
+    fastify.get('/healthz', { config: publicRoute, logLevel: 'warn' }, async function healthz () {
+      return { status: 'ok' }
+    })
+    fastify.get('/readyz', { config: publicRoute, logLevel: 'warn' }, async function readyz (_request, reply) {
+      if (state.draining || state.underPressure()) {
+        reply.code(503).header('retry-after', '5')
+        return { status: state.draining ? 'draining' : 'overloaded' }
+      }
+      return { status: 'ready' }
+    })
+  }
+}
+
+export const observabilityPlugin_ = fp(observabilityPlugin, { name: 'gateway-observability', fastify: '5.x' })
+export { observabilityPlugin_ as observabilityPlugin }
+export default observabilityPlugin_
+export { genRequestId } from './request-id.js'
+export { redactUrl, REDACT_PATHS } from './redact.js'

@@ -1,0 +1,20 @@
+/**
+ * Proxy error taxonomy. Every upstream failure maps to one of these; the original error is kept
+ * as `cause` for the log and never reaches the client.
+ */
+import createError from '@fastify/error'
+
+/** Base of every upstream failure (502 family). */
+export const UpstreamError = createError('GW_UPSTREAM_ERROR', 'Bad gateway', 502)
+/** Refused, reset, or an invalid response. */
+export const BadGatewayError = createError('GW_UPSTREAM_BAD_GATEWAY', 'Bad gateway', 502, UpstreamError as unknown as ErrorConstructor)
+/** Connect, response-header or body-idle timeout. */
+export const UpstreamTimeoutError = createError('GW_UPSTREAM_TIMEOUT', 'Upstream timed out', 504, UpstreamError as unknown as ErrorConstructor)
+/** No healthy target (all ejected, circuits open, or unresolvable). */
+export const UpstreamUnavailableError = createError('GW_UPSTREAM_UNAVAILABLE', 'Service unavailable', 503, UpstreamError as unknown as ErrorConstructor)
+/** The route's cap on concurrent upstream requests is reached. */
+export const RouteOverloadedError = createError('GW_ROUTE_OVERLOADED', 'Service unavailable', 503)
+/** The request body exceeds BODY_LIMIT (declared or streamed). */
+export const BodyTooLargeError = createError('GW_REQUEST_BODY_TOO_LARGE', 'Request body too large', 413)
+/** An Upgrade request outside a WebSocket-enabled route. */
+export const UpgradeNotAllowedError = createError('GW_REQUEST_UPGRADE_NOT_ALLOWED', 'Upgrade not allowed', 400)

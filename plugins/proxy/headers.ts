@@ -1,0 +1,74 @@
+/**
+ * Request and response header hygiene for proxied traffic.
+ *
+ * Upstream gets: no hop-by-hop headers, no client-sent identity (`x-consumer-*`), no API key,
+ * no method-override headers, no credentials unless the route forwards them, gateway-set
+ * `x-forwarded-*`, `x-request-id` and `x-consumer-id`. The client gets no upstream fingerprints.
+ */
+import type { IncomingHttpHeaders } from 'node:http'
+import type { FastifyRequest } from 'fastify'
+
+/** Headers never forwarded upstream (hop-by-hop per RFC 9110 7.6.1, proxy credentials, overrides). */
+const DROP_REQUEST = [
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'proxy-authorization', 'x-api-key', 'forwarded', 'x-real-ip',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix',
+  'x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url',
+  'x-request-id'
+] as const
+
+/** Fingerprint and hop-by-hop headers removed from upstream responses. */
+const DROP_RESPONSE = [
+  'server', 'x-powered-by', 'x-aspnet-version', 'x-aspnetmvc-version', 'x-runtime', 'x-generator',
+  'x-backend-server', 'x-upstream', 'via', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer',
+  'upgrade', 'proxy-authenticate', 'x-request-id'
+] as const
+
+const CONSUMER_PREFIX = 'x-consumer-'
+
+export interface ForwardPolicy {
+  /** Forward the client's Authorization header upstream (default false). */
+  readonly forwardAuthorization: boolean
+  /** Whether the connection from the client is TLS (sets x-forwarded-proto). */
+  readonly tls: boolean
+}
+
+/**
+ * Rewrites the copy of the client's headers that goes upstream, in place.
+ * reply-from has already removed `connection` and the headers it names, so a client cannot use
+ * Connection to strip what is set here.
+ */
+export function rewriteUpstreamRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders, policy: ForwardPolicy): IncomingHttpHeaders {
+  const incomingXff = headers['x-forwarded-for']
+  const incomingProto = headers['x-forwarded-proto']
+  const incomingHost = headers['x-forwarded-host']
+  for (let i = 0; i < DROP_REQUEST.length; i++) delete headers[DROP_REQUEST[i] as string]
+  if (!policy.forwardAuthorization) delete headers.authorization
+  for (const name in headers) {
+    if (name.startsWith(CONSUMER_PREFIX)) delete headers[name]
+  }
+
+  const peer = request.socket.remoteAddress ?? ''
+  // request.ip differs from the socket peer only when the peer is a trusted proxy (TRUST_PROXY):
+  // only then is the incoming chain kept.
+  const trustedChain = request.ip !== peer && typeof incomingXff === 'string'
+  headers['x-forwarded-for'] = trustedChain ? `${incomingXff}, ${peer}` : request.ip
+  headers['x-forwarded-proto'] = trustedChain && typeof incomingProto === 'string' ? incomingProto : (policy.tls ? 'https' : 'http')
+  const host = trustedChain && typeof incomingHost === 'string' ? incomingHost : request.headers.host
+  if (host !== undefined) headers['x-forwarded-host'] = host
+  headers['x-request-id'] = request.id
+
+  const consumer = request.consumer
+  if (consumer !== null && consumer !== undefined) {
+    headers['x-consumer-id'] = consumer.id
+    headers['x-consumer-strategy'] = consumer.strategy
+    if (consumer.scopes.length > 0) headers['x-consumer-scopes'] = consumer.scopes.join(' ')
+  }
+  return headers
+}
+
+/** Removes upstream fingerprints and hop-by-hop headers from a response, in place. */
+export function rewriteClientResponseHeaders (headers: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
+  for (let i = 0; i < DROP_RESPONSE.length; i++) delete headers[DROP_RESPONSE[i] as string]
+  return headers
+}

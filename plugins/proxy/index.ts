@@ -1,0 +1,122 @@
+/**
+ * gateway-proxy: the shared proxy runtime that `defineRoute()` plugins register against.
+ *
+ * Decorates `fastify.portcullisProxy` with the shared undici Agents (one connection pool per
+ * upstream origin, shared by every route), the body limit, the default route policies and the
+ * table of registered routes. Closes agents and health-check timers in onClose.
+ * Hooks: none of its own; each route adds preParsing (body limit) and, when capped, in-flight hooks.
+ * Errors: GW_UPSTREAM_BAD_GATEWAY (502), GW_UPSTREAM_UNAVAILABLE (503), GW_UPSTREAM_TIMEOUT (504),
+ * GW_ROUTE_OVERLOADED (503), GW_REQUEST_BODY_TOO_LARGE (413), GW_REQUEST_UPGRADE_NOT_ALLOWED (400).
+ */
+import fp from 'fastify-plugin'
+import { Agent, type Dispatcher } from 'undici'
+import { Type, type Static } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import type { FastifyInstance } from 'fastify'
+import { ConfigError } from '../../src/errors.js'
+import type { UpstreamPool } from './upstream-pool.js'
+import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
+import type { InspectRouteConfig } from '../inspect/schema.js'
+
+export const ProxyPluginOptionsSchema = Type.Object({
+  bodyLimit: Type.Integer({ minimum: 1, default: 1024 * 1024, description: 'Request body bytes, enforced on streamed bodies too.' }),
+  tls: Type.Boolean({ default: false, description: 'Whether clients reach the gateway over TLS (x-forwarded-proto).' }),
+  upstreamKeepAliveTimeoutMs: Type.Integer({ minimum: 1, default: 30_000, description: 'Idle time before an upstream connection is closed.' }),
+  upstreamConnectionsPerOrigin: Type.Optional(Type.Integer({ minimum: 1, description: 'Cap on connections per upstream origin (default unlimited).' })),
+  upstreamPipelining: Type.Integer({ minimum: 1, maximum: 64, default: 1, description: 'HTTP/1.1 requests pipelined per upstream connection.' }),
+  upstreamRejectUnauthorized: Type.Boolean({ default: true, description: 'Verify upstream TLS certificates.' }),
+  upstreamCa: Type.Optional(Type.String({ description: 'Extra PEM CA bundle trusted for upstream TLS.' })),
+  defaultRateLimit: Type.Union([Type.Literal(false), Type.Object({ max: Type.Integer({ minimum: 1 }), timeWindow: Type.Union([Type.Integer({ minimum: 1 }), Type.String()]) })], {
+    default: { max: 100, timeWindow: '1 minute' },
+    description: 'Per-route limit for routes that do not set `rateLimit`.'
+  }),
+  defaultInspectMode: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Inspection mode for routes that do not set `inspect`.' })
+}, { additionalProperties: false })
+
+export type ProxyPluginOptions = Partial<Static<typeof ProxyPluginOptionsSchema>>
+type ResolvedProxyOptions = Static<typeof ProxyPluginOptionsSchema>
+
+const checkOptions = TypeCompiler.Compile(ProxyPluginOptionsSchema)
+
+/** One line of the route table printed at startup. */
+export interface RouteSummary {
+  readonly prefix: string
+  readonly targets: readonly string[]
+  readonly auth: string
+  readonly rateLimit: string
+  readonly inspect: string
+  readonly websocket: boolean
+}
+
+/** The runtime shared by all proxied routes of one gateway. */
+export interface ProxyRuntime {
+  readonly options: Readonly<ResolvedProxyOptions>
+  readonly routes: RouteSummary[]
+  readonly pools: Set<UpstreamPool>
+  readonly defaultRateLimit: RateLimitRouteConfig
+  readonly defaultInspect: InspectRouteConfig
+  /** The shared Agent for a connect timeout (routes with equal settings share pools per origin). */
+  agentFor: (connectTimeoutMs: number) => Dispatcher
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Shared proxy runtime (gateway-proxy plugin). */
+    portcullisProxy: ProxyRuntime
+  }
+}
+
+function resolveOptions (opts: ProxyPluginOptions): ResolvedProxyOptions {
+  const withDefaults = {
+    bodyLimit: 1024 * 1024,
+    tls: false,
+    upstreamKeepAliveTimeoutMs: 30_000,
+    upstreamPipelining: 1,
+    upstreamRejectUnauthorized: true,
+    defaultRateLimit: { max: 100, timeWindow: '1 minute' },
+    defaultInspectMode: 'block',
+    ...opts
+  }
+  const problems = [...checkOptions.Errors(withDefaults)].map((e) => `${e.path.slice(1) || 'options'}: ${e.message}`)
+  if (problems.length > 0) throw new ConfigError('invalid gateway-proxy options', problems)
+  return Object.freeze(withDefaults as ResolvedProxyOptions)
+}
+
+async function proxyRuntimePlugin (fastify: FastifyInstance, opts: ProxyPluginOptions): Promise<void> {
+  const options = resolveOptions(opts)
+  const agents = new Map<number, Agent>()
+  const pools = new Set<UpstreamPool>()
+  const runtime: ProxyRuntime = {
+    options,
+    routes: [],
+    pools,
+    defaultRateLimit: options.defaultRateLimit,
+    defaultInspect: { mode: options.defaultInspectMode },
+    agentFor (connectTimeoutMs: number): Dispatcher {
+      let agent = agents.get(connectTimeoutMs)
+      if (agent === undefined) {
+        agent = new Agent({
+          keepAliveTimeout: options.upstreamKeepAliveTimeoutMs,
+          pipelining: options.upstreamPipelining,
+          ...(options.upstreamConnectionsPerOrigin !== undefined ? { connections: options.upstreamConnectionsPerOrigin } : {}),
+          connect: {
+            timeout: connectTimeoutMs,
+            rejectUnauthorized: options.upstreamRejectUnauthorized,
+            ...(options.upstreamCa !== undefined ? { ca: options.upstreamCa } : {})
+          }
+        })
+        agents.set(connectTimeoutMs, agent)
+      }
+      return agent
+    }
+  }
+  fastify.decorate('portcullisProxy', runtime)
+  fastify.addHook('onClose', async function proxyClose () {
+    for (const pool of pools) pool.close()
+    await Promise.all([...agents.values()].map(async (a) => { await a.destroy() }))
+  })
+}
+
+/** Registers the shared proxy runtime; register it before any `defineRoute()` plugin. */
+export const proxyPlugin = fp(proxyRuntimePlugin, { name: 'gateway-proxy', fastify: '5.x' })
+export default proxyPlugin

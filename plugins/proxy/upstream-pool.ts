@@ -1,0 +1,246 @@
+/**
+ * Targets of one route: round-robin load balancing, passive health (a per-target circuit
+ * breaker), optional active health checks, safe retries and the per-route in-flight cap.
+ *
+ * `UpstreamPool` is the dispatcher handed to @fastify/reply-from: it exposes undici's
+ * `request(options, callback)` and forwards to the gateway's shared undici Agent (one connection
+ * pool per upstream origin, whatever the number of routes), choosing the target per attempt.
+ */
+import type { Dispatcher } from 'undici'
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import { BodyTooLargeError, UpstreamUnavailableError } from './errors.js'
+
+/** Carries the Fastify request through reply-from into the dispatcher (symbol keys survive its header copy). */
+export const kProxyRequest = Symbol('portcullis.proxyRequest')
+/** The target that served (or last failed) a request; read by the access log. */
+export const kTarget = Symbol('portcullis.target')
+
+export interface CircuitOptions { readonly failureThreshold: number, readonly cooldownMs: number }
+export interface HealthCheckOptions {
+  readonly path: string
+  readonly intervalMs: number
+  readonly timeoutMs: number
+  readonly healthyThreshold: number
+  readonly unhealthyThreshold: number
+}
+
+/** One upstream target with its health state. */
+export class Target {
+  readonly origin: string
+  readonly host: string
+  /** Consecutive passive failures. */
+  failures = 0
+  /** Circuit open until this time (ms epoch); 0 = closed. */
+  openUntil = 0
+  /** A half-open trial request is in flight. */
+  trial = false
+  /** Active health verdict (true when checks are off). */
+  healthy = true
+  probeStreak = 0
+
+  constructor (url: URL) {
+    this.origin = url.origin
+    this.host = url.host
+  }
+}
+
+const RETRYABLE_CONNECT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND'])
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
+
+type Callback = (err: Error | null, data?: Dispatcher.ResponseData) => void
+type UpstreamRequest = Dispatcher.RequestOptions & { headers: Record<string | symbol, unknown> }
+
+export interface PoolOptions {
+  readonly targets: readonly URL[]
+  readonly agent: Dispatcher
+  readonly headersTimeoutMs: number
+  readonly bodyIdleTimeoutMs: number
+  readonly retries: number
+  readonly circuit: CircuitOptions | false
+  readonly healthCheck: HealthCheckOptions | false
+  readonly maxInFlight: number
+  readonly log: FastifyBaseLogger
+  readonly onUpstreamError: (kind: string) => void
+}
+
+export function errorKind (err: Error & { code?: string }): 'timeout' | 'unavailable' | 'refused' | 'reset' | 'invalid' | 'too-large' {
+  if (err instanceof BodyTooLargeError) return 'too-large'
+  const code = err.code ?? ''
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ETIMEDOUT') return 'timeout'
+  if (code === 'GW_UPSTREAM_UNAVAILABLE' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'unavailable'
+  if (code === 'ECONNREFUSED' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return 'refused'
+  if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED') return 'reset'
+  return 'invalid'
+}
+
+export class UpstreamPool {
+  readonly targets: readonly Target[]
+  /** Read by reply-from when a request carries no explicit timeout. */
+  readonly headersTimeout: number
+  readonly bodyTimeout: number
+  inFlight = 0
+  private next = 0
+  private readonly agent: Dispatcher
+  private readonly retries: number
+  private readonly circuit: CircuitOptions | false
+  private readonly log: FastifyBaseLogger
+  private readonly onUpstreamError: (kind: string) => void
+  private readonly timers: NodeJS.Timeout[] = []
+  readonly maxInFlight: number
+
+  constructor (o: PoolOptions) {
+    this.targets = o.targets.map((u) => new Target(u))
+    this.agent = o.agent
+    this.headersTimeout = o.headersTimeoutMs
+    this.bodyTimeout = o.bodyIdleTimeoutMs
+    this.retries = o.retries
+    this.circuit = o.circuit
+    this.log = o.log
+    this.onUpstreamError = o.onUpstreamError
+    this.maxInFlight = o.maxInFlight
+    if (o.healthCheck !== false) this.startHealthChecks(o.healthCheck)
+  }
+
+  /** Picks the next available target round-robin; null when none is. Admits one trial per open circuit. */
+  pick (exclude?: Target): Target | null {
+    const n = this.targets.length
+    const now = Date.now()
+    for (let i = 0; i < n; i++) {
+      const t = this.targets[(this.next + i) % n] as Target
+      if (t === exclude || !t.healthy) continue
+      if (t.openUntil !== 0) {
+        if (now < t.openUntil || t.trial) continue
+        t.trial = true
+      }
+      this.next = (this.next + i + 1) % n
+      return t
+    }
+    return null
+  }
+
+  /** Seconds until a target may be tried again (for Retry-After). */
+  retryAfterSeconds (): number {
+    let soonest = Infinity
+    const now = Date.now()
+    for (const t of this.targets) {
+      if (t.healthy && t.openUntil > now) soonest = Math.min(soonest, t.openUntil - now)
+    }
+    return Number.isFinite(soonest) ? Math.max(1, Math.ceil(soonest / 1000)) : 5
+  }
+
+  private success (t: Target): void {
+    if (t.failures !== 0 || t.openUntil !== 0) {
+      if (t.openUntil !== 0) this.log.info({ target: t.host }, 'upstream target recovered')
+      t.failures = 0
+      t.openUntil = 0
+    }
+    t.trial = false
+  }
+
+  private failure (t: Target): void {
+    t.failures++
+    const wasTrial = t.trial
+    t.trial = false
+    if (this.circuit !== false && (wasTrial || t.failures >= this.circuit.failureThreshold)) {
+      t.openUntil = Date.now() + this.circuit.cooldownMs
+      this.log.warn({ target: t.host, failures: t.failures }, 'upstream target ejected')
+    }
+  }
+
+  /** undici-compatible entry point used by reply-from. */
+  request (opts: UpstreamRequest, callback: Callback): void {
+    const request = opts.headers[kProxyRequest] as (FastifyRequest & { [kTarget]?: Target }) | undefined
+    delete opts.headers[kProxyRequest]
+    const target = this.pick()
+    if (target === null) {
+      const err = new UpstreamUnavailableError()
+      this.onUpstreamError('unavailable')
+      callback(err)
+      return
+    }
+    const body = opts.body
+    const retriable = this.retries > 0 && IDEMPOTENT.has(opts.method) &&
+      (body === undefined || body === null || body === '') && opts.headers['content-length'] === undefined
+    this.attempt(opts, target, request, retriable ? this.retries : 0, callback)
+  }
+
+  private attempt (opts: UpstreamRequest, target: Target, request: { [kTarget]?: Target } | undefined, retriesLeft: number, callback: Callback): void {
+    opts.origin = target.origin
+    opts.headers.host = target.host
+    opts.headersTimeout = this.headersTimeout
+    opts.bodyTimeout = this.bodyTimeout
+    if (request !== undefined) request[kTarget] = target
+    this.agent.request(opts, (err, data) => {
+      if (err !== null) {
+        const e = err as Error & { code?: string }
+        if (e instanceof BodyTooLargeError) {
+          target.trial = false
+          callback(e)
+          return
+        }
+        this.failure(target)
+        this.onUpstreamError(errorKind(e))
+        if (retriesLeft > 0 && RETRYABLE_CONNECT.has(e.code ?? '')) {
+          const other = this.pick(target)
+          if (other !== null) {
+            this.log.debug({ target: target.host, code: e.code }, 'retrying on another target')
+            this.attempt(opts, other, request, retriesLeft - 1, callback)
+            return
+          }
+        }
+        callback(e)
+        return
+      }
+      const status = data.statusCode
+      if (status === 502 || status === 503 || status === 504) this.failure(target)
+      else this.success(target)
+      callback(null, data)
+    })
+  }
+
+  private startHealthChecks (hc: HealthCheckOptions): void {
+    for (const t of this.targets) {
+      const timer = setInterval(() => { this.probe(t, hc) }, hc.intervalMs)
+      timer.unref()
+      this.timers.push(timer)
+      this.probe(t, hc)
+    }
+  }
+
+  private probe (t: Target, hc: HealthCheckOptions): void {
+    this.agent.request({
+      origin: t.origin,
+      path: hc.path,
+      method: 'GET',
+      headers: { host: t.host, 'user-agent': 'portcullis-health-check' },
+      headersTimeout: hc.timeoutMs,
+      bodyTimeout: hc.timeoutMs
+    }, (err, data) => {
+      const ok = err === null && data.statusCode >= 200 && data.statusCode < 400
+      if (err === null) data.body.resume()
+      this.recordProbe(t, ok, hc)
+    })
+  }
+
+  private recordProbe (t: Target, ok: boolean, hc: HealthCheckOptions): void {
+    if (ok === t.healthy) {
+      t.probeStreak = 0
+      return
+    }
+    t.probeStreak++
+    if (t.probeStreak >= (ok ? hc.healthyThreshold : hc.unhealthyThreshold)) {
+      t.healthy = ok
+      t.probeStreak = 0
+      if (ok) {
+        t.failures = 0
+        t.openUntil = 0
+      }
+      this.log[ok ? 'info' : 'warn']({ target: t.host }, ok ? 'upstream target healthy' : 'upstream target unhealthy')
+    }
+  }
+
+  close (): void {
+    for (const timer of this.timers) clearInterval(timer)
+    this.timers.length = 0
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * gateway-request-guard: refuses ambiguous or oversized requests before any policy runs.
+ *
+ * Hook: onRequest (first after the request id).
+ * - framing: Content-Length with Transfer-Encoding, Transfer-Encoding other than exactly
+ *   `chunked`, repeated or non-numeric Content-Length -> 400 (request smuggling shapes);
+ * - path: dot segments (plain, encoded, `..;`), encoded `/` `\` NUL and controls, `//`, `\`,
+ *   encoded unreserved characters, overlong/fullwidth encodings of `.` `/` `\` -> 400, so routing,
+ *   policy and the path sent upstream are one canonical path;
+ * - URL length -> 414, header count -> 431 (Node enforces header bytes with 431 itself);
+ * - Upgrade requests outside WebSocket routes -> 400.
+ * Config read: `config.websocket`. Errors: GW_REQUEST_FRAMING, GW_REQUEST_PATH,
+ * GW_REQUEST_URI_TOO_LONG, GW_REQUEST_HEADERS_TOO_LARGE, GW_REQUEST_UPGRADE_NOT_ALLOWED.
+ */
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { UpgradeNotAllowedError } from '../proxy/errors.js'
+import { BadRequestFramingError, HeadersTooLargeError, NonCanonicalPathError, UriTooLongError } from './errors.js'
+
+export interface RequestGuardOptions {
+  /** Longest request target in bytes (default 8192). */
+  maxUrlLength?: number
+  /** Most header fields per request (default 100). */
+  maxHeaders?: number
+}
+
+/**
+ * Non-canonical path spellings. Percent-encoded unreserved characters (RFC 3986 6.2.2.2) are
+ * refused rather than decoded: a canonical client never sends them.
+ */
+const BAD_PATH = new RegExp([
+  '(?:^|/)\\.{1,2}(?:/|;|$)', // dot segments, also Tomcat-style `..;`
+  '//', // empty segments
+  '\\\\', // backslash
+  '%(?:2[eEfF]|5[cC]|00|[01][0-9a-fA-F]|7[fF])', // encoded . / \ NUL and control bytes
+  '%25(?:2[eEfF]|5[cC]|00)', // double-encoded . / \ NUL
+  '%(?:[46][1-9a-fA-F]|[57][0-9aA]|3[0-9]|2[dD]|5[fF]|7[eE])', // encoded unreserved characters
+  '%[cC][01]', // overlong UTF-8 lead bytes (%c0%ae = `.`)
+  '%[eE][fF]%[bB][cC]%(?:8[eEfF]|[bB][cC])', // fullwidth . / \
+  '%[eE]2%88%95', // division slash
+  '[\\x00-\\x20\\x7f]' // raw controls and spaces
+].join('|'))
+
+function countHeader (raw: string[], lower: string): number {
+  let n = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === lower.length && name.toLowerCase() === lower) n++
+  }
+  return n
+}
+
+const DIGITS = /^\d{1,15}$/
+
+async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardOptions): Promise<void> {
+  const maxUrlLength = opts.maxUrlLength ?? 8192
+  const maxHeaderFields = (opts.maxHeaders ?? 100) * 2
+
+  fastify.addHook('onRequest', async function requestGuard (request: FastifyRequest) {
+    const raw = request.raw
+    const url = raw.url ?? '/'
+    if (url.length > maxUrlLength) throw new UriTooLongError()
+    if (raw.rawHeaders.length > maxHeaderFields) throw new HeadersTooLargeError()
+    const q = url.indexOf('?')
+    const path = q === -1 ? url : url.slice(0, q)
+    if (path.charCodeAt(0) !== 47 || BAD_PATH.test(path)) throw new NonCanonicalPathError()
+
+    const headers = raw.headers
+    const te = headers['transfer-encoding']
+    const cl = headers['content-length']
+    if (te !== undefined) {
+      if (cl !== undefined || te !== 'chunked' || countHeader(raw.rawHeaders, 'transfer-encoding') !== 1) {
+        throw new BadRequestFramingError()
+      }
+    } else if (cl !== undefined) {
+      if (!DIGITS.test(cl) || countHeader(raw.rawHeaders, 'content-length') !== 1) throw new BadRequestFramingError()
+    }
+    if (headers.upgrade !== undefined && request.routeOptions.config.websocket !== true) {
+      throw new UpgradeNotAllowedError()
+    }
+  })
+}
+
+export const requestGuardPlugin_ = fp(requestGuardPlugin, { name: 'gateway-request-guard', fastify: '5.x' })
+export { requestGuardPlugin_ as requestGuardPlugin }
+export default requestGuardPlugin_

@@ -1,0 +1,123 @@
+/**
+ * The gateway as a Fastify plugin plus `buildGateway()`, which creates the hardened Fastify
+ * instance around it. Never listens (src/server.ts does).
+ *
+ * Plugin chain, in registration order (order within a phase = order below):
+ *
+ * | plugin                 | phase(s)                        | reads config key |
+ * |------------------------|---------------------------------|------------------|
+ * | observability          | onRequest (request id), onResponse (access log); /healthz, /readyz | - |
+ * | request-guard          | onRequest: framing, path, sizes, upgrades | websocket |
+ * | proxy runtime          | (decorator; routes add preParsing/preHandler) | proxy |
+ * | routes (ROUTES_DIR)    | handler: @fastify/http-proxy    | - |
+ */
+import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
+import autoload from '@fastify/autoload'
+import type { GatewayConfig } from './config.js'
+import { gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
+import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
+import { requestGuardPlugin } from '../plugins/request-guard/index.js'
+import { proxyPlugin } from '../plugins/proxy/index.js'
+
+/** The bundled route modules (routes/ next to src/, also after compilation to dist/). */
+export const DEFAULT_ROUTES_DIR = fileURLToPath(new URL('../routes', import.meta.url))
+
+export interface GatewayAppOptions {
+  readonly config: GatewayConfig
+  /** Route plugins to register instead of loading `config.routesDir`. */
+  readonly routes?: readonly FastifyPluginAsync[]
+}
+
+/** Registers the whole chain and the routes on an existing Fastify instance. */
+async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): Promise<void> {
+  const { config } = opts
+  fastify.setErrorHandler(gatewayErrorHandler)
+  fastify.setNotFoundHandler(gatewayNotFoundHandler)
+
+  await fastify.register(observabilityPlugin)
+  await fastify.register(requestGuardPlugin)
+  await fastify.register(proxyPlugin, {
+    bodyLimit: config.bodyLimit,
+    tls: config.tls !== undefined,
+    defaultRateLimit: { max: config.rateLimit.max, timeWindow: config.rateLimit.timeWindow },
+    defaultInspectMode: config.inspect.mode
+  })
+
+  if (opts.routes !== undefined) {
+    for (const route of opts.routes) await fastify.register(route)
+  } else {
+    await fastify.register(autoload, {
+      dir: config.routesDir ?? DEFAULT_ROUTES_DIR,
+      dirNameRoutePrefix: false,
+      encapsulate: true,
+      forceESM: true,
+      ignorePattern: /(?:^[._])|\.d\.ts$|\.map$|\.test\.[cm]?[jt]s$/
+    })
+  }
+}
+
+export const gatewayPlugin = fp(gatewayApp, { name: 'portcullis-gateway', fastify: '5.x' })
+
+/** Logger options: pino with credentials redacted and secret-looking query values masked. */
+export function loggerOptions (config: Pick<GatewayConfig, 'logLevel'>): FastifyServerOptions['logger'] {
+  return {
+    level: config.logLevel,
+    redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+    serializers: {
+      req (req: { method?: string, url?: string, id?: string }) {
+        return { method: req.method, url: redactUrl(req.url ?? ''), id: req.id }
+      }
+    }
+  }
+}
+
+export interface BuildGatewayOptions {
+  /** Route plugins to register instead of loading ROUTES_DIR (tests, embedding). */
+  routes?: readonly FastifyPluginAsync[]
+  /** Logger: options, a pino instance, or false (default: from config). */
+  logger?: FastifyServerOptions['logger']
+  loggerInstance?: FastifyServerOptions['loggerInstance']
+}
+
+/** Fastify server options for the gateway: bounded headers, bodies and time (slowloris). */
+export function serverOptions (config: GatewayConfig): FastifyServerOptions {
+  const base: FastifyServerOptions = {
+    genReqId: genRequestId,
+    requestIdHeader: false,
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
+    bodyLimit: config.bodyLimit,
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    connectionTimeout: config.requestTimeoutMs + config.keepAliveTimeoutMs,
+    maxRequestsPerSocket: 10_000,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 512 }
+  }
+  if (config.tls !== undefined) {
+    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const }
+    if (config.tls.http2) return { ...base, http2: true, https: { ...https, allowHTTP1: true } } as FastifyServerOptions
+    return { ...base, https } as FastifyServerOptions
+  }
+  return base
+}
+
+/** Creates the gateway (not listening). */
+export async function buildGateway (config: GatewayConfig, opts: BuildGatewayOptions = {}): Promise<FastifyInstance> {
+  const logging = opts.loggerInstance !== undefined
+    ? { loggerInstance: opts.loggerInstance }
+    : { logger: opts.logger ?? loggerOptions(config) }
+  const app = Fastify({ ...serverOptions(config), ...logging }) as unknown as FastifyInstance
+  if (config.tls === undefined) {
+    app.server.headersTimeout = config.headersTimeoutMs
+    app.server.maxHeadersCount = 0
+  }
+  await app.register(gatewayPlugin, { config, ...(opts.routes !== undefined ? { routes: opts.routes } : {}) })
+  return app
+}

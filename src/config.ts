@@ -1,0 +1,290 @@
+/**
+ * Environment -> one validated, frozen, typed gateway configuration.
+ *
+ * Plugins never read `process.env`; they receive the slices of this object as options.
+ * Errors name the variable (GW_CONFIG_INVALID). With NODE_ENV=production there are no demo
+ * defaults and the demo credentials are refused.
+ */
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { Type, type Static } from '@sinclair/typebox'
+import envSchema from 'env-schema'
+import { ConfigError } from './errors.js'
+
+/** Credentials used only when NODE_ENV is not production, so `npm start` works out of the box. */
+export const DEMO_JWT_SECRET = 'portcullis-demo-secret-change-me-0123456789abcdef'
+export const DEMO_API_KEY = 'demo-key-portcullis-0123456789'
+export const DEMO_CONSUMER = 'demo'
+export const DEMO_UPSTREAM_DEFAULT_PORT = 8081
+
+const EnvSchema = Type.Object({
+  NODE_ENV: Type.String({ default: 'development', description: '`production` disables every demo default.' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Public listen port.' }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Public listen address (the container sets 0.0.0.0).' }),
+  ROUTES_DIR: Type.Optional(Type.String({ minLength: 1, description: 'Folder of route modules (default: the bundled routes/).' })),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'pino level.' }),
+  BODY_LIMIT: Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024, default: 1024 * 1024, description: 'Request body bytes, proxied bodies included.' }),
+  TRUST_PROXY: Type.Optional(Type.String({ description: 'Comma-separated proxy IPs/CIDRs whose x-forwarded-* headers are trusted.' })),
+  DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000, description: 'Longest wait for in-flight requests on SIGTERM.' }),
+  REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 60_000, description: 'Whole client request (headers and body) deadline.' }),
+  HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Deadline for the client to send all request headers (slowloris).' }),
+  KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Idle keep-alive connection lifetime.' }),
+  DEMO_UPSTREAM_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: DEMO_UPSTREAM_DEFAULT_PORT, description: 'Port of the built-in demo upstream (development only).' }),
+  JWT_SECRET: Type.Optional(Type.String({ minLength: 1, description: 'HMAC secret for HS256/384/512 tokens (32+ bytes).' })),
+  JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1, description: 'PEM public key (RS/PS/ES/EdDSA), or a path to one.' })),
+  JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://', description: 'Remote JWKS endpoint.' })),
+  JWT_ISSUER: Type.Optional(Type.String({ minLength: 1, description: 'Required `iss`.' })),
+  JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, description: 'Accepted `aud` values, comma separated.' })),
+  JWT_CLOCK_SKEW_S: Type.Integer({ minimum: 0, maximum: 300, default: 30, description: 'Tolerance for exp/nbf/iat.' }),
+  JWT_MAX_LIFETIME_S: Type.Optional(Type.Integer({ minimum: 1, description: 'Reject tokens whose exp - iat exceeds this.' })),
+  API_KEYS: Type.Optional(Type.String({ description: '`consumer:key` pairs, comma separated.' })),
+  API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File with one `consumer:key` per line.' })),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 100, description: 'Default per-route limit per window.' }),
+  RATE_LIMIT_WINDOW: Type.String({ minLength: 1, default: '1 minute', description: 'Default window (e.g. `1 minute`, `30s`, `60000`).' }),
+  IP_RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 1000, description: 'Per-client-IP limit applied before authentication.' }),
+  IP_RATE_LIMIT_WINDOW: Type.String({ minLength: 1, default: '1 minute', description: 'Window of the per-IP limit.' }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for shared rate-limit state.' })),
+  REDIS_FAILURE_MODE: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis unreachable: `closed` answers 503, `open` admits.' }),
+  REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one Redis command.' }),
+  INSPECT_RULES_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one.' })),
+  INSPECT_MODE: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Default inspection mode for routes that do not set one.' }),
+  IP_ALLOW: Type.Optional(Type.String({ description: 'Gateway-wide allow list of IPs/CIDRs (others get 403).' })),
+  IP_DENY: Type.Optional(Type.String({ description: 'Gateway-wide deny list of IPs/CIDRs.' })),
+  ADMIN_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Admin listener (metrics); unset = off.' })),
+  ADMIN_HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Admin listen address.' }),
+  TLS_CERT_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate chain: serve HTTPS.' })),
+  TLS_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key for TLS_CERT_FILE.' })),
+  HTTP2: Type.Boolean({ default: false, description: 'Serve HTTP/2 (with HTTP/1.1 fallback) when TLS is on.' }),
+  OTEL_ENABLED: Type.Boolean({ default: false, description: 'Switch on OpenTelemetry tracing.' })
+})
+
+export type GatewayEnv = Static<typeof EnvSchema>
+
+/** One consumer and its (plain) API key as loaded; the auth plugin hashes it at registration. */
+export interface ApiKeyEntry {
+  readonly consumer: string
+  readonly key: string
+}
+
+/** The typed, frozen gateway configuration. */
+export interface GatewayConfig {
+  readonly production: boolean
+  readonly port: number
+  readonly host: string
+  readonly routesDir: string | undefined
+  readonly logLevel: string
+  readonly bodyLimit: number
+  readonly trustProxy: readonly string[]
+  readonly drainTimeoutMs: number
+  readonly requestTimeoutMs: number
+  readonly headersTimeoutMs: number
+  readonly keepAliveTimeoutMs: number
+  readonly demoUpstreamPort: number | undefined
+  readonly auth: {
+    readonly jwtSecret: string | undefined
+    readonly jwtPublicKey: string | undefined
+    readonly jwksUrl: string | undefined
+    readonly issuer: string | undefined
+    readonly audience: readonly string[] | undefined
+    readonly clockSkewS: number
+    readonly maxLifetimeS: number | undefined
+    readonly apiKeys: readonly ApiKeyEntry[]
+  }
+  readonly rateLimit: {
+    readonly max: number
+    readonly timeWindow: string
+    readonly ipMax: number
+    readonly ipTimeWindow: string
+    readonly redisUrl: string | undefined
+    readonly failureMode: 'open' | 'closed'
+    readonly redisTimeoutMs: number
+  }
+  readonly inspect: {
+    readonly rulesFile: string | undefined
+    readonly mode: 'block' | 'detect'
+    readonly ipAllow: readonly string[]
+    readonly ipDeny: readonly string[]
+  }
+  readonly admin: { readonly port: number | undefined, readonly host: string }
+  readonly tls: { readonly certFile: string, readonly keyFile: string, readonly http2: boolean } | undefined
+  readonly otel: boolean
+}
+
+function list (value: string | undefined): string[] {
+  if (value === undefined) return []
+  return value.split(',').map((s) => s.trim()).filter((s) => s !== '')
+}
+
+const CIDR = /^(.+?)(?:\/(\d{1,3}))?$/
+
+/** Validates an IP or CIDR list entry; returns a problem or undefined. */
+export function cidrProblem (entry: string): string | undefined {
+  const m = CIDR.exec(entry)
+  const ip = m?.[1] ?? ''
+  const version = isIP(ip)
+  if (version === 0) return `"${entry}" is not an IP address or CIDR`
+  if (m?.[2] !== undefined) {
+    const bits = Number(m[2])
+    if (bits > (version === 4 ? 32 : 128)) return `"${entry}" has an invalid prefix length`
+  }
+  return undefined
+}
+
+/** Parses `consumer:key` pairs; reports problems without ever echoing a key. */
+export function parseApiKeys (text: string, source: string, problems: string[]): ApiKeyEntry[] {
+  const out: ApiKeyEntry[] = []
+  const entries = text.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '' && !s.startsWith('#'))
+  entries.forEach((entry, i) => {
+    const at = entry.indexOf(':')
+    const consumer = at > 0 ? entry.slice(0, at).trim() : ''
+    const key = at > 0 ? entry.slice(at + 1).trim() : ''
+    if (!/^[A-Za-z0-9._@-]{1,128}$/.test(consumer)) {
+      problems.push(`${source}: entry ${i + 1} needs a consumer name of letters, digits, '._@-' before ':'`)
+    } else if (key.length < 16 || key.length > 512 || !/^[\x21-\x7e]+$/.test(key)) {
+      problems.push(`${source}: the key of consumer "${consumer}" must be 16-512 printable characters`)
+    } else {
+      out.push({ consumer, key })
+    }
+  })
+  return out
+}
+
+/**
+ * Loads and validates the configuration from an environment object (default `process.env`).
+ * Throws ConfigError naming every offending variable.
+ */
+export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  let e: GatewayEnv
+  try {
+    e = envSchema<GatewayEnv>({ schema: EnvSchema, data: { ...env }, env: false, dotenv: false })
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err)
+    throw new ConfigError('invalid environment', message.split(', ').map((m) => m.replace(/^\//, '')))
+  }
+  const production = e.NODE_ENV === 'production'
+  const problems: string[] = []
+
+  const trustProxy = list(e.TRUST_PROXY)
+  for (const t of trustProxy) {
+    const p = cidrProblem(t)
+    if (p !== undefined) problems.push(`TRUST_PROXY: ${p} (list proxy addresses; "all" and hop counts are not accepted)`)
+  }
+  const ipAllow = list(e.IP_ALLOW)
+  const ipDeny = list(e.IP_DENY)
+  for (const [name, entries] of [['IP_ALLOW', ipAllow], ['IP_DENY', ipDeny]] as const) {
+    for (const t of entries) {
+      const p = cidrProblem(t)
+      if (p !== undefined) problems.push(`${name}: ${p}`)
+    }
+  }
+
+  let jwtSecret = e.JWT_SECRET
+  let apiKeys: ApiKeyEntry[] = []
+  if (e.API_KEYS !== undefined) apiKeys = apiKeys.concat(parseApiKeys(e.API_KEYS, 'API_KEYS', problems))
+  if (e.API_KEYS_FILE !== undefined) {
+    try {
+      apiKeys = apiKeys.concat(parseApiKeys(readFileSync(e.API_KEYS_FILE, 'utf8'), 'API_KEYS_FILE', problems))
+    } catch {
+      problems.push('API_KEYS_FILE: cannot be read')
+    }
+  }
+  const seenKeys = new Set<string>()
+  for (const k of apiKeys) {
+    if (seenKeys.has(k.key)) problems.push(`API_KEYS: consumer "${k.consumer}" reuses another consumer's key`)
+    seenKeys.add(k.key)
+  }
+
+  let jwtPublicKey = e.JWT_PUBLIC_KEY
+  if (jwtPublicKey !== undefined && !jwtPublicKey.includes('-----BEGIN')) {
+    try {
+      jwtPublicKey = readFileSync(jwtPublicKey, 'utf8')
+    } catch {
+      problems.push('JWT_PUBLIC_KEY: neither a PEM key nor a readable file')
+    }
+  }
+  if (jwtSecret !== undefined && Buffer.byteLength(jwtSecret) < 32) problems.push('JWT_SECRET: must be at least 32 bytes')
+  const jwtSources = [jwtSecret, jwtPublicKey, e.JWKS_URL].filter((s) => s !== undefined).length
+  if (jwtSources > 1) problems.push('JWT_SECRET, JWT_PUBLIC_KEY and JWKS_URL: set only one key source')
+
+  if (production) {
+    if (jwtSecret === DEMO_JWT_SECRET) problems.push('JWT_SECRET: the demo secret is refused in production')
+    if (apiKeys.some((k) => k.key === DEMO_API_KEY)) problems.push('API_KEYS: the demo key is refused in production')
+    if (jwtSources === 0 && apiKeys.length === 0) {
+      problems.push('JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source')
+    }
+  } else if (jwtSources === 0 && apiKeys.length === 0) {
+    jwtSecret = DEMO_JWT_SECRET
+    apiKeys = [{ consumer: DEMO_CONSUMER, key: DEMO_API_KEY }]
+  }
+
+  if ((e.TLS_CERT_FILE === undefined) !== (e.TLS_KEY_FILE === undefined)) {
+    problems.push('TLS_CERT_FILE and TLS_KEY_FILE: set both or neither')
+  }
+  if (e.HTTP2 && e.TLS_CERT_FILE === undefined) problems.push('HTTP2: needs TLS_CERT_FILE and TLS_KEY_FILE')
+
+  if (problems.length > 0) throw new ConfigError('invalid environment', problems)
+
+  const config: GatewayConfig = {
+    production,
+    port: e.PORT,
+    host: e.HOST,
+    routesDir: e.ROUTES_DIR,
+    logLevel: e.LOG_LEVEL,
+    bodyLimit: e.BODY_LIMIT,
+    trustProxy,
+    drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
+    keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
+    demoUpstreamPort: production ? undefined : e.DEMO_UPSTREAM_PORT,
+    auth: {
+      jwtSecret,
+      jwtPublicKey,
+      jwksUrl: e.JWKS_URL,
+      issuer: e.JWT_ISSUER,
+      audience: e.JWT_AUDIENCE === undefined ? undefined : list(e.JWT_AUDIENCE),
+      clockSkewS: e.JWT_CLOCK_SKEW_S,
+      maxLifetimeS: e.JWT_MAX_LIFETIME_S,
+      apiKeys
+    },
+    rateLimit: {
+      max: e.RATE_LIMIT_MAX,
+      timeWindow: e.RATE_LIMIT_WINDOW,
+      ipMax: e.IP_RATE_LIMIT_MAX,
+      ipTimeWindow: e.IP_RATE_LIMIT_WINDOW,
+      redisUrl: e.REDIS_URL,
+      failureMode: e.REDIS_FAILURE_MODE,
+      redisTimeoutMs: e.REDIS_TIMEOUT_MS
+    },
+    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, ipAllow, ipDeny },
+    admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST },
+    tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined
+      ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, http2: e.HTTP2 }
+      : undefined,
+    otel: e.OTEL_ENABLED
+  }
+  return deepFreeze(config)
+}
+
+function deepFreeze<T> (o: T): T {
+  if (o !== null && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o)
+    for (const v of Object.values(o)) deepFreeze(v)
+  }
+  return o
+}
+
+/**
+ * For route modules: the upstream URL(s) from an environment variable. In development a missing
+ * variable falls back to the built-in demo upstream; in production it is a startup error naming it.
+ */
+export function upstreamFromEnv (name: string, env: NodeJS.ProcessEnv = process.env): string | string[] {
+  const value = env[name]
+  if (value !== undefined && value.trim() !== '') {
+    const urls = list(value)
+    return urls.length === 1 ? urls[0] as string : urls
+  }
+  if (env.NODE_ENV === 'production') throw new ConfigError('invalid environment', [`${name}: required in production (upstream URL of a route)`])
+  const port = env.DEMO_UPSTREAM_PORT ?? String(DEMO_UPSTREAM_DEFAULT_PORT)
+  return `http://127.0.0.1:${port}`
+}

@@ -1,0 +1,81 @@
+/**
+ * Gateway-wide error taxonomy and the one error handler that owns the client-visible body.
+ *
+ * Body: `{ statusCode, code, error, message }`. 5xx messages are generic; the cause goes to the log.
+ * Codes: GW_CONFIG_INVALID, GW_ROUTE_NOT_FOUND, GW_REQUEST_INVALID, GW_INTERNAL.
+ */
+import { STATUS_CODES } from 'node:http'
+import createError, { type FastifyError } from '@fastify/error'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+/** Thrown at startup when the environment or a route definition is invalid. */
+export class ConfigError extends Error {
+  readonly code = 'GW_CONFIG_INVALID'
+  readonly problems: readonly string[]
+  constructor (context: string, problems: readonly string[]) {
+    super(`${context}: ${problems.join('; ')}`)
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export const RouteNotFoundError = createError('GW_ROUTE_NOT_FOUND', 'Route not found', 404)
+export const InternalError = createError('GW_INTERNAL', 'Internal error', 500)
+
+/** Statuses whose client message is always the generic reason phrase. */
+const GENERIC_MESSAGE_MIN_STATUS = 500
+
+/** Headers a status implies (RFC 9110): set by whoever throws, defaulted here when missing. */
+function impliedHeaders (reply: FastifyReply, statusCode: number): void {
+  if ((statusCode === 503 || statusCode === 429) && !reply.hasHeader('retry-after')) {
+    reply.header('retry-after', '5')
+  }
+  if (statusCode === 401 && !reply.hasHeader('www-authenticate')) {
+    reply.header('www-authenticate', 'Bearer')
+  }
+}
+
+/** Maps Fastify's own client-error codes to the gateway's stable codes. */
+const fastifyCodeMap: Record<string, string> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'GW_REQUEST_BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'GW_REQUEST_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'GW_REQUEST_INVALID',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'GW_REQUEST_INVALID',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'GW_REQUEST_INVALID',
+  FST_ERR_BAD_URL: 'GW_REQUEST_INVALID',
+  FST_ERR_VALIDATION: 'GW_REQUEST_INVALID',
+  FST_ERR_ASYNC_CONSTRAINT: 'GW_REQUEST_INVALID'
+}
+
+function statusOf (err: FastifyError): number {
+  const s = err.statusCode
+  return typeof s === 'number' && s >= 400 && s < 600 ? s : 500
+}
+
+/**
+ * The gateway's error handler: one body shape, generic 5xx messages, and the cause in the log.
+ * Client errors (4xx) are logged at debug: an attack must not become a log flood.
+ */
+export function gatewayErrorHandler (this: unknown, err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const statusCode = statusOf(err)
+  const ownCode = typeof err.code === 'string' && err.code.startsWith('GW_')
+  const code = ownCode ? err.code : (fastifyCodeMap[err.code] ?? (statusCode >= 500 ? 'GW_INTERNAL' : 'GW_REQUEST_INVALID'))
+  const error = STATUS_CODES[statusCode] ?? 'Error'
+  let message: string
+  if (statusCode >= GENERIC_MESSAGE_MIN_STATUS) {
+    message = ownCode ? err.message : error
+    if (statusCode === 500 && !ownCode) request.log.error({ err }, 'unhandled gateway error')
+    else request.log.warn({ err, code }, 'request failed')
+  } else {
+    // Our own 4xx messages are written for clients; third-party 4xx text is replaced.
+    message = ownCode ? err.message : error
+    request.log.debug({ err, code }, 'request rejected')
+  }
+  impliedHeaders(reply, statusCode)
+  reply.code(statusCode).send({ statusCode, code, error, message })
+}
+
+/** 404 for anything that did not route: same shape, no echo of the path. */
+export function gatewayNotFoundHandler (request: FastifyRequest, reply: FastifyReply): void {
+  reply.code(404).send({ statusCode: 404, code: 'GW_ROUTE_NOT_FOUND', error: 'Not Found', message: 'Route not found' })
+}

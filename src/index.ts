@@ -1,0 +1,22 @@
+/**
+ * Public API of Portcullis: the gateway, its plugins for embedding, and `defineRoute()`.
+ */
+export { defineRoute, RouteOptionsSchema } from './route.js'
+export type { RouteOptions, RoutePlugin } from './route.js'
+export { buildGateway, gatewayPlugin, serverOptions, loggerOptions, DEFAULT_ROUTES_DIR } from './app.js'
+export type { BuildGatewayOptions, GatewayAppOptions } from './app.js'
+export { loadConfig, upstreamFromEnv, DEMO_API_KEY, DEMO_JWT_SECRET } from './config.js'
+export type { GatewayConfig, ApiKeyEntry } from './config.js'
+export { start } from './server.js'
+export type { RunningGateway } from './server.js'
+export { ConfigError, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
+export { proxyPlugin } from '../plugins/proxy/index.js'
+export type { ProxyPluginOptions, ProxyRuntime, RouteSummary } from '../plugins/proxy/index.js'
+export { observabilityPlugin, genRequestId, redactUrl } from '../plugins/observability/index.js'
+export type { ObservabilityPluginOptions, GatewayState } from '../plugins/observability/index.js'
+export { requestGuardPlugin } from '../plugins/request-guard/index.js'
+export type { RequestGuardOptions } from '../plugins/request-guard/index.js'
+export type { Consumer, PortcullisClaims } from '../plugins/auth/consumer.js'
+export type { AuthRouteConfig, AuthStrategy } from '../plugins/auth/schema.js'
+export type { RateLimitRouteConfig } from '../plugins/rate-limit/schema.js'
+export type { InspectRouteConfig } from '../plugins/inspect/schema.js'

@@ -1,0 +1,134 @@
+/**
+ * `defineRoute()`: one upstream service described as data, returned as a Fastify plugin.
+ *
+ * The options are validated when the route module is evaluated, so a bad route file stops the
+ * gateway at startup with the file name, the option and the reason (GW_CONFIG_INVALID).
+ * Policies (`auth`, `rateLimit`, `inspect`) ride on the proxied routes' Fastify `config`, where
+ * the gateway's plugins read them.
+ */
+import { fileURLToPath } from 'node:url'
+import { Type, type Static } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import { ConfigError } from './errors.js'
+import { AuthRouteConfigSchema } from '../plugins/auth/schema.js'
+import { RateLimitRouteConfigSchema } from '../plugins/rate-limit/schema.js'
+import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
+import { registerProxyRoute } from '../plugins/proxy/route.js'
+
+const HttpMethodSchema = Type.Union(
+  ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'].map((m) => Type.Literal(m)),
+  { description: 'An HTTP method the route proxies.' }
+)
+
+/** A path prefix: starts with `/`, no dot segments, no empty segments, no trailing slash. */
+const PREFIX_PATTERN = '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._~!$&\'()*+,=:@-]+)+$|^/$'
+const UPSTREAM_PATTERN = '^https?://[^\\s/?#@]+(/[^\\s?#]*)?$'
+
+const TimeoutSchema = Type.Object({
+  connectMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000, description: 'TCP/TLS connect timeout to a target.' })),
+  headersMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000, description: 'Time from sending the request to the upstream response headers.' })),
+  bodyIdleMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000, description: 'Longest pause between two chunks of the upstream response body.' }))
+}, { additionalProperties: false })
+
+const HealthCheckSchema = Type.Object({
+  path: Type.String({ pattern: '^/[^\\s]*$', description: 'Path probed on every target with GET; 2xx/3xx is healthy.' }),
+  intervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000, description: 'Probe interval (default 5000).' })),
+  timeoutMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 60_000, description: 'Probe timeout (default 2000).' })),
+  healthyThreshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'Consecutive passes to re-admit a target (default 2).' })),
+  unhealthyThreshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'Consecutive failures to remove a target (default 2).' }))
+}, { additionalProperties: false })
+
+const CircuitBreakerSchema = Type.Object({
+  failureThreshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Consecutive failures that open a target\'s circuit (default 5).' })),
+  cooldownMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000, description: 'How long an open circuit keeps the target out before one trial request (default 10000).' }))
+}, { additionalProperties: false })
+
+export const RouteOptionsSchema = Type.Object({
+  prefix: Type.String({ pattern: PREFIX_PATTERN, maxLength: 512, description: 'Public path prefix; matches at a segment boundary only.' }),
+  upstream: Type.Union([
+    Type.String({ pattern: UPSTREAM_PATTERN }),
+    Type.Array(Type.String({ pattern: UPSTREAM_PATTERN }), { minItems: 1, maxItems: 64, uniqueItems: true })
+  ], { description: 'One upstream URL (http/https) or several, load balanced; every target shares one path.' }),
+  rewritePrefix: Type.Optional(Type.String({ pattern: '^(/[^\\s?#]*)?$', description: 'Path prefix sent upstream instead of `prefix` (default: the prefix is stripped).' })),
+  methods: Type.Optional(Type.Array(HttpMethodSchema, { minItems: 1, uniqueItems: true, description: 'Methods proxied (default: all but CONNECT and TRACE).' })),
+  timeout: Type.Optional(Type.Union([
+    Type.Integer({ minimum: 1, maximum: 3_600_000, description: 'Connect and response-header timeout in ms.' }),
+    TimeoutSchema
+  ], { description: 'Upstream timeouts (default 30000 ms connect+headers, 30000 ms body idle).' })),
+  retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 5, description: 'Extra attempts on another target after a connection failure; only for idempotent requests without a body (default 1).' })),
+  healthCheck: Type.Optional(Type.Union([Type.Literal(false), HealthCheckSchema], { description: 'Active health checks of every target (default off).' })),
+  circuitBreaker: Type.Optional(Type.Union([Type.Literal(false), CircuitBreakerSchema], { description: 'Passive health per target (default on: 5 failures, 10 s).' })),
+  websocket: Type.Optional(Type.Boolean({ description: 'Proxy WebSocket upgrades inside this prefix (default false).' })),
+  maxInFlight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Cap on concurrent upstream requests of this route; excess gets 503 at once (default unlimited).' })),
+  auth: Type.Optional(AuthRouteConfigSchema),
+  rateLimit: Type.Optional(RateLimitRouteConfigSchema),
+  inspect: Type.Optional(InspectRouteConfigSchema)
+}, { additionalProperties: false })
+
+/** Options of `defineRoute()`. See the README's route options table. */
+export type RouteOptions = Static<typeof RouteOptionsSchema>
+
+const checkRouteOptions = TypeCompiler.Compile(RouteOptionsSchema)
+
+/** Plugin returned by `defineRoute()`; `routeOptions` exposes the validated, frozen definition. */
+export interface RoutePlugin extends FastifyPluginAsync {
+  readonly routeOptions: Readonly<RouteOptions>
+}
+
+function callerFile (): string {
+  const stack = new Error().stack?.split('\n') ?? []
+  for (const line of stack.slice(2)) {
+    const m = /\((.*?):\d+:\d+\)$|at (\S+?):\d+:\d+$/.exec(line.trim())
+    const file = m?.[1] ?? m?.[2]
+    if (file !== undefined && !file.includes('/src/route.') && !file.startsWith('node:')) {
+      return file.startsWith('file:') ? fileURLToPath(file) : file
+    }
+  }
+  return '<unknown route module>'
+}
+
+function describeProblems (options: unknown): string[] {
+  const problems: string[] = []
+  const seen = new Set<string>()
+  for (const e of checkRouteOptions.Errors(options)) {
+    const where = e.path === '' ? 'options' : e.path.slice(1).replaceAll('/', '.')
+    // Unions report every branch; keep the first message per option.
+    if (seen.has(where)) continue
+    seen.add(where)
+    problems.push(`${where}: ${e.message}`)
+  }
+  return problems
+}
+
+function crossFieldProblems (o: RouteOptions): string[] {
+  const problems: string[] = []
+  const targets = Array.isArray(o.upstream) ? o.upstream : [o.upstream]
+  const paths = new Set(targets.map((u) => new URL(u).pathname.replace(/\/$/, '')))
+  if (paths.size > 1) problems.push('upstream: every target of one route must have the same path')
+  for (const u of targets) {
+    const url = new URL(u)
+    if (url.username !== '' || url.password !== '') problems.push('upstream: credentials in the URL are not allowed')
+  }
+  if (o.websocket === true && o.methods !== undefined && !o.methods.includes('GET')) {
+    problems.push('websocket: needs GET among methods')
+  }
+  return problems
+}
+
+/**
+ * Describe one upstream service. Returns a Fastify plugin that proxies `prefix` to `upstream`
+ * under the given policies. Throws GW_CONFIG_INVALID naming the file and option when invalid.
+ */
+export function defineRoute (options: RouteOptions): RoutePlugin {
+  const file = callerFile()
+  const problems = describeProblems(options)
+  if (problems.length === 0) problems.push(...crossFieldProblems(options))
+  if (problems.length > 0) throw new ConfigError(`invalid route in ${file}`, problems)
+
+  const frozen: Readonly<RouteOptions> = Object.freeze(structuredClone(options))
+  const plugin = async function portcullisRoute (fastify: FastifyInstance): Promise<void> {
+    await registerProxyRoute(fastify, frozen)
+  }
+  return Object.assign(plugin, { routeOptions: frozen })
+}

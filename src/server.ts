@@ -1,0 +1,94 @@
+/**
+ * Process entry: environment -> config -> gateway -> listen, and graceful close.
+ *
+ * On SIGTERM/SIGINT: /readyz turns 503, the listener stops accepting, idle keep-alive
+ * connections close, in-flight requests finish, and the process exits within DRAIN_TIMEOUT_MS.
+ */
+import { realpathSync } from 'node:fs'
+import type { Server } from 'node:http'
+import { fileURLToPath } from 'node:url'
+import closeWithGrace from 'close-with-grace'
+import type { FastifyInstance } from 'fastify'
+import { buildGateway } from './app.js'
+import { DEMO_API_KEY, loadConfig, type GatewayConfig } from './config.js'
+import { startDemoUpstream } from './demo-upstream.js'
+import { ConfigError } from './errors.js'
+
+export interface RunningGateway {
+  readonly app: FastifyInstance
+  readonly config: GatewayConfig
+  readonly url: string
+  close: () => Promise<void>
+}
+
+function printRoutes (app: FastifyInstance, config: GatewayConfig, url: string): void {
+  const routes = app.portcullisProxy.routes
+  for (const r of routes) {
+    app.log.info(`route ${r.prefix} -> ${r.targets.join(', ')} (auth: ${r.auth}, rateLimit: ${r.rateLimit}, inspect: ${r.inspect}${r.websocket ? ', websocket' : ''})`)
+  }
+  const first = routes.find((r) => r.auth !== 'public') ?? routes[0]
+  if (first !== undefined) {
+    const path = `${first.prefix === '/' ? '' : first.prefix}/hello`
+    const demoKey = !config.production && config.auth.apiKeys.some((k) => k.key === DEMO_API_KEY)
+    const cred = first.auth === 'public' ? '' : (demoKey ? `-H 'x-api-key: ${DEMO_API_KEY}' ` : "-H 'authorization: Bearer <token>' ")
+    app.log.info(`try: curl -i ${cred}${url}${path}`)
+  }
+}
+
+/** Starts the gateway from an environment; used by the process entry and by tests. */
+export async function start (env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
+  const config = loadConfig(env)
+  let demo: Server | undefined
+  const app = await buildGateway(config)
+  if (config.demoUpstreamPort !== undefined) {
+    try {
+      demo = await startDemoUpstream(config.demoUpstreamPort)
+      app.log.info(`demo upstream on http://127.0.0.1:${config.demoUpstreamPort} (development only)`)
+    } catch (err) {
+      app.log.warn({ err }, 'demo upstream not started (port in use?)')
+    }
+  }
+  await app.listen({ port: config.port, host: config.host })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address !== null ? address.port : config.port
+  const scheme = config.tls === undefined ? 'http' : 'https'
+  const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+  printRoutes(app, config, url)
+  return {
+    app,
+    config,
+    url,
+    async close () {
+      app.portcullisState.draining = true
+      await app.close()
+      if (demo !== undefined) await new Promise<void>((resolve) => { demo?.close(() => { resolve() }) })
+    }
+  }
+}
+
+async function main (): Promise<void> {
+  let running: RunningGateway
+  try {
+    running = await start()
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`portcullis: configuration error: ${err.message}\n`)
+    } else {
+      process.stderr.write(`portcullis: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
+    }
+    process.exit(1)
+  }
+  closeWithGrace({ delay: running.config.drainTimeoutMs }, async ({ signal, err }) => {
+    if (err !== undefined) running.app.log.error({ err }, 'shutting down after an error')
+    else running.app.log.info({ signal }, 'draining')
+    await running.close()
+  })
+}
+
+const entry = process.argv[1]
+if (entry !== undefined && realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url))) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`portcullis: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.exit(1)
+  })
+}
