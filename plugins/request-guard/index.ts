@@ -69,7 +69,8 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     const te = headers['transfer-encoding']
     const cl = headers['content-length']
     if (te !== undefined) {
-      if (cl !== undefined || te !== 'chunked' || countHeader(raw.rawHeaders, 'transfer-encoding') !== 1) {
+      // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+      if (cl !== undefined || raw.httpVersionMinor === 0 || te !== 'chunked' || countHeader(raw.rawHeaders, 'transfer-encoding') !== 1) {
         throw new BadRequestFramingError()
       }
     } else if (cl !== undefined) {

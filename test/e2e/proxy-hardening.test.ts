@@ -1,0 +1,127 @@
+import t from 'tap'
+import { request } from 'undici'
+import { defineRoute } from 'portcullis'
+import { startUpstream } from '../helpers/upstream.js'
+import { startGateway } from '../helpers/gateway.js'
+import { rawRequest } from '../helpers/raw-http.js'
+
+async function twoRoutes (t: Tap.Test, env: Record<string, string> = {}): Promise<{ port: number, url: string, svc: Awaited<ReturnType<typeof startUpstream>>, admin: Awaited<ReturnType<typeof startUpstream>> }> {
+  const svc = await startUpstream(t)
+  const admin = await startUpstream(t)
+  const gw = await startGateway(t, {
+    env,
+    routes: [
+      defineRoute({ prefix: '/svc', upstream: svc.url, auth: false }),
+      defineRoute({ prefix: '/admin', upstream: admin.url, auth: false })
+    ]
+  })
+  return { port: gw.port, url: gw.url, svc, admin }
+}
+
+t.test('request smuggling shapes are refused with 400 and never reach an upstream', async (t) => {
+  const { port, svc } = await twoRoutes(t)
+  const h = `Host: 127.0.0.1:${port}\r\n`
+  const cases: Record<string, string> = {
+    'CL + TE': `POST /svc/x HTTP/1.1\r\n${h}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    'TE + CL (reversed)': `POST /svc/x HTTP/1.1\r\n${h}Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n`,
+    'duplicate CL (same value)': `POST /svc/x HTTP/1.1\r\n${h}Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd`,
+    'duplicate CL (different)': `POST /svc/x HTTP/1.1\r\n${h}Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde`,
+    'TE gzip, chunked': `POST /svc/x HTTP/1.1\r\n${h}Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`,
+    'TE chunked, identity': `POST /svc/x HTTP/1.1\r\n${h}Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n`,
+    'TE identity': `POST /svc/x HTTP/1.1\r\n${h}Transfer-Encoding: identity\r\n\r\n`,
+    'TE twice': `POST /svc/x HTTP/1.1\r\n${h}Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    'TE with space before colon': `POST /svc/x HTTP/1.1\r\n${h}Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n`,
+    'TE uppercase value': `POST /svc/x HTTP/1.1\r\n${h}Transfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n`,
+    'TE obs-fold': `POST /svc/x HTTP/1.1\r\n${h}Transfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n`,
+    'CL negative': `POST /svc/x HTTP/1.1\r\n${h}Content-Length: -1\r\n\r\n`,
+    'CL plus sign': `POST /svc/x HTTP/1.1\r\n${h}Content-Length: +4\r\n\r\nabcd`,
+    'CL hex': `POST /svc/x HTTP/1.1\r\n${h}Content-Length: 0x4\r\n\r\nabcd`,
+    'CL list': `POST /svc/x HTTP/1.1\r\n${h}Content-Length: 4, 4\r\n\r\nabcd`,
+    'bare LF line endings': `POST /svc/x HTTP/1.1\n${h.replace('\r\n', '\n')}Content-Length: 0\n\n`,
+    'NUL in header value': `GET /svc/x HTTP/1.1\r\n${h}X-A: a\u0000b\r\n\r\n`,
+    'invalid chunk size': `POST /svc/x HTTP/1.1\r\n${h}Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n`,
+    'chunk extension abuse': `POST /svc/x HTTP/1.1\r\n${h}Transfer-Encoding: chunked\r\n\r\n3;${'a'.repeat(20000)}\r\nabc\r\n0\r\n\r\n`,
+    'HTTP/1.0 with TE': `POST /svc/x HTTP/1.0\r\n${h}Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+    'absolute-form to another host': `GET http://evil.example/admin/x HTTP/1.1\r\n${h}\r\n`,
+    'space in request target': `GET /svc/a b HTTP/1.1\r\n${h}\r\n`
+  }
+  for (const [name, payload] of Object.entries(cases)) {
+    const res = await rawRequest(port, payload)
+    t.ok(res.status === 400 || res.status === 0 || res.status === 404, `${name}: refused (${res.status})`)
+    t.not(res.status, 200, name)
+  }
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(svc.requests.length, 0, 'upstream never received any of them')
+})
+
+t.test('non-canonical paths never route around a prefix or reach another upstream', async (t) => {
+  const { port, svc, admin } = await twoRoutes(t)
+  const paths = [
+    '/svc/../admin/x', '/svc/./x', '/svc/x/..', '/svc/x/.', '/svc/%2e%2e/admin/x', '/svc/%2E%2E/admin/x', '/svc/.%2e/admin/x',
+    '/svc/%2e./admin/x', '/svc/..%2fadmin/x', '/svc/..%2Fadmin/x', '/svc%2f..%2fadmin/x', '/svc/..%5cadmin/x', '/svc/..\\admin/x',
+    '/svc\\..\\admin\\x', '/svc//admin/x', '//admin/x', '/svc/a/..;/admin/x', '/svc/..;/admin/x', '/svc/.;/x',
+    '/svc/%00/x', '/svc/x%00.json', '/svc/%0a/x', '/svc/%0d%0aSet-Cookie:%20a=b', '/svc/%09/x', '/svc/%7f',
+    '/svc/%252e%252e/admin/x', '/svc/%252f', '/svc/%255c', '/svc/%c0%ae%c0%ae/admin/x', '/svc/%c0%af', '/svc/%c1%9c',
+    '/svc/%ef%bc%8e%ef%bc%8e/admin', '/svc/%ef%bc%8f', '/svc/%e2%88%95admin', '/%61dmin/x', '/%73vc/x', '/sv%63/x', '/svc/%7Ex',
+    '/svc/%2D', '/admin%2fx', '/admin/%2e%2e/svc/x', 'svc/x', '*'
+  ]
+  for (const p of paths) {
+    const res = await rawRequest(port, `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)
+    t.ok(res.status === 400 || res.status === 404, `${p} -> ${res.status}`)
+  }
+  for (const p of ['/ADMIN/x', '/Svc/x', '/admin.json', '/adminx/y']) {
+    const res = await rawRequest(port, `GET ${p} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)
+    t.equal(res.status, 404, `${p} does not match another spelling of a route`)
+  }
+  t.equal(admin.requests.length, 0, 'admin upstream never hit')
+  t.equal(svc.requests.length, 0, 'svc upstream never hit')
+
+  const fine = await rawRequest(port, `GET /svc/a.b/c..d/%20y/%C3%A9?q=../../etc HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)
+  t.equal(fine.status, 200, 'dots inside names, encoded spaces, UTF-8 and dots in the query are fine')
+  t.equal(svc.requests[0]?.url, '/a.b/c..d/%20y/%C3%A9?q=../../etc', 'the upstream sees the canonical path')
+})
+
+t.test('sizes: URL -> 414, header count and bytes -> 431', async (t) => {
+  const { port, svc } = await twoRoutes(t)
+  const longUrl = await rawRequest(port, `GET /svc/${'a'.repeat(9000)} HTTP/1.1\r\nHost: x\r\n\r\n`)
+  t.ok(longUrl.status === 414 || longUrl.status === 431, `long URL refused (${longUrl.status})`)
+  const many = Array.from({ length: 150 }, (_, i) => `X-H${i}: v`).join('\r\n')
+  const manyRes = await rawRequest(port, `GET /svc/x HTTP/1.1\r\nHost: x\r\n${many}\r\n\r\n`)
+  t.equal(manyRes.status, 431, 'too many header fields')
+  const huge = await rawRequest(port, `GET /svc/x HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20000)}\r\n\r\n`)
+  t.equal(huge.status, 431, 'header bytes over the limit')
+  t.equal(svc.requests.length, 0)
+})
+
+t.test('BODY_LIMIT on streamed bodies: declared length refused unread; chunked cut at the limit', async (t) => {
+  const svc = await startUpstream(t, (_req, res, rec) => { res.end(String(rec.body.length)) })
+  const gw = await startGateway(t, { env: { BODY_LIMIT: '1000' }, routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+
+  const started = Date.now()
+  const declared = await rawRequest(gw.port, 'POST /svc/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 5000\r\n\r\n', { timeoutMs: 3000 })
+  t.equal(declared.status, 413, 'declared length over the limit -> 413 without sending the body')
+  t.ok(Date.now() - started < 1500, 'answered without waiting for the body')
+  t.match(declared.body, /GW_REQUEST_BODY_TOO_LARGE/)
+
+  const chunk = 'a'.repeat(400)
+  const chunks = Array.from({ length: 5 }, () => `${(400).toString(16)}\r\n${chunk}\r\n`).join('')
+  const chunked = await rawRequest(gw.port, `POST /svc/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n`)
+  t.equal(chunked.status, 413, 'chunked body cut at the limit')
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  for (const r of svc.requests) {
+    t.ok(!r.complete || r.body.length <= 1000, 'the upstream never received a complete over-limit body')
+  }
+
+  const small = await request(`${gw.url}/svc/x`, { method: 'POST', body: 'x'.repeat(999), headers: { 'content-type': 'text/plain' } })
+  t.equal(small.statusCode, 200)
+  t.equal(await small.body.text(), '999')
+})
+
+t.test('Upgrade requests outside a WebSocket route are refused, not forwarded', async (t) => {
+  const { port, svc } = await twoRoutes(t)
+  for (const up of ['websocket', 'h2c']) {
+    const res = await rawRequest(port, `GET /svc/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${up}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n`)
+    t.equal(res.status, 400, `Upgrade: ${up}`)
+  }
+  t.equal(svc.requests.length, 0)
+})
