@@ -2,7 +2,8 @@
  * gateway-observability: request id on every response, one access line per request, and the
  * health endpoints.
  *
- * Hooks: onRequest (x-request-id response header), onResponse (access line at info).
+ * Hooks: onRequest (x-request-id response header), onSend (Connection: close while draining),
+ * onResponse (access line at info).
  * Routes: GET /healthz (alive), GET /readyz (ready; 503 while draining or under pressure).
  * Decorates: `portcullisState` ({ draining }). Errors: none.
  */
@@ -58,6 +59,11 @@ async function observabilityPlugin (fastify: FastifyInstance, opts: Observabilit
   fastify.decorate('portcullisState', state)
   fastify.addHook('onRequest', onRequestId)
   fastify.addHook('onResponse', onResponseAccessLog)
+  // While draining, responses close their connection so keep-alive clients cannot hold the
+  // process open past the drain deadline.
+  fastify.addHook('onSend', async function observabilityDrainClose (_request, reply) {
+    if (state.draining) reply.header('connection', 'close')
+  })
 
   if (opts.healthRoutes !== false) {
     fastify.get('/healthz', { config: publicRoute, logLevel: 'warn' }, async function healthz () {

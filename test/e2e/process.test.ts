@@ -1,0 +1,78 @@
+import t from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { request } from 'undici'
+import { startUpstream } from '../helpers/upstream.js'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const server = fileURLToPath(new URL('../../dist/src/server.js', import.meta.url))
+const routesJs = fileURLToPath(new URL('../fixtures/routes-js', import.meta.url))
+
+interface Proc { child: ChildProcess, out: () => string, err: () => string, exited: Promise<number | null> }
+
+function run (env: Record<string, string>): Proc {
+  const child = spawn(process.execPath, [server], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { resolve(code) }))
+  return { child, out: () => out, err: () => err, exited }
+}
+
+async function listening (p: Proc): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(p.out())
+    if (m?.[1] !== undefined) return m[1]
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`gateway did not start: ${p.out()} ${p.err()}`)
+}
+
+t.test('npm start defaults: example routes, demo upstream, one line per route and a working curl', async (t) => {
+  const p = run({ PORT: '0', DEMO_UPSTREAM_PORT: '0' })
+  t.teardown(() => { p.child.kill('SIGKILL') })
+  const url = await listening(p)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.match(p.out(), /route \/echo -> http:\/\/127\.0\.0\.1:\d+/)
+  t.match(p.out(), /route \/public -> /)
+  t.match(p.out(), /try: curl -i -H 'x-api-key: [^']+' http:\/\/127\.0\.0\.1:\d+\/echo\/hello/)
+  const health = await request(`${url}/healthz`)
+  t.equal(health.statusCode, 200)
+  t.strictSame(await health.body.json(), { status: 'ok' })
+  p.child.kill('SIGTERM')
+  t.equal(await p.exited, 0)
+})
+
+t.test('production without configuration refuses to start and names the variables', async (t) => {
+  const p = run({ NODE_ENV: 'production', PORT: '0' })
+  t.equal(await p.exited, 1)
+  t.match(p.err(), /JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS/)
+
+  const demo = run({ NODE_ENV: 'production', PORT: '0', API_KEYS: 'demo:demo-key-portcullis-0123456789' })
+  t.equal(await demo.exited, 1)
+  t.match(demo.err(), /API_KEYS: the demo key is refused in production/)
+  t.notMatch(demo.err(), /demo-key-portcullis/, 'the key itself is never printed')
+
+  const noUpstream = run({ NODE_ENV: 'production', PORT: '0', API_KEYS: 'svc:a-real-production-key-123456' })
+  t.equal(await noUpstream.exited, 1)
+  t.match(noUpstream.err(), /ECHO_UPSTREAM_URL: required in production/)
+})
+
+t.test('SIGTERM drains: in-flight requests finish, then the process exits', async (t) => {
+  const up = await startUpstream(t, (_req, res) => { setTimeout(() => { res.end('finished') }, 700) })
+  const p = run({ PORT: '0', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: routesJs, SLOW_UPSTREAM_URL: up.url, DRAIN_TIMEOUT_MS: '5000' })
+  t.teardown(() => { p.child.kill('SIGKILL') })
+  const url = await listening(p)
+  const inflight = [request(`${url}/slow/a`), request(`${url}/slow/b`), request(`${url}/slow/c`)]
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.equal(up.requests.length, 3, 'three requests in flight')
+  p.child.kill('SIGTERM')
+  const results = await Promise.all(inflight)
+  for (const r of results) {
+    t.equal(r.statusCode, 200, 'in-flight request completed')
+    t.equal(await r.body.text(), 'finished')
+  }
+  t.equal(await p.exited, 0, 'clean exit')
+  await t.rejects(request(`${url}/healthz`), 'no longer accepting')
+})
