@@ -42,8 +42,12 @@ export function rewriteUpstreamRequestHeaders (request: FastifyRequest, headers:
   const incomingXff = headers['x-forwarded-for']
   const incomingProto = headers['x-forwarded-proto']
   const incomingHost = headers['x-forwarded-host']
-  for (let i = 0; i < DROP_REQUEST.length; i++) delete headers[DROP_REQUEST[i] as string]
-  if (!policy.forwardAuthorization) delete headers.authorization
+  // Delete only what is present: `delete` of absent keys still costs, and turns the object slow.
+  for (let i = 0; i < DROP_REQUEST.length; i++) {
+    const name = DROP_REQUEST[i] as string
+    if (headers[name] !== undefined) delete headers[name]
+  }
+  if (!policy.forwardAuthorization && headers.authorization !== undefined) delete headers.authorization
   for (const name in headers) {
     if (name.startsWith(CONSUMER_PREFIX)) delete headers[name]
   }
@@ -69,6 +73,9 @@ export function rewriteUpstreamRequestHeaders (request: FastifyRequest, headers:
 
 /** Removes upstream fingerprints and hop-by-hop headers from a response, in place. */
 export function rewriteClientResponseHeaders (headers: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
-  for (let i = 0; i < DROP_RESPONSE.length; i++) delete headers[DROP_RESPONSE[i] as string]
+  for (let i = 0; i < DROP_RESPONSE.length; i++) {
+    const name = DROP_RESPONSE[i] as string
+    if (headers[name] !== undefined) delete headers[name]
+  }
   return headers
 }
