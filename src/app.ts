@@ -8,6 +8,7 @@
  * |------------------------|---------------------------------|------------------|
  * | observability          | onRequest (request id), onResponse (access log); /healthz, /readyz | - |
  * | request-guard          | onRequest: framing, path, sizes, upgrades | websocket |
+ * | auth                   | onRequest (route hook, first): JWT / API key -> request.consumer | auth |
  * | proxy runtime          | (decorator; routes add preParsing/preHandler) | proxy |
  * | routes (ROUTES_DIR)    | handler: @fastify/http-proxy    | - |
  */
@@ -21,6 +22,7 @@ import { gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
 import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
 import { requestGuardPlugin } from '../plugins/request-guard/index.js'
 import { proxyPlugin } from '../plugins/proxy/index.js'
+import { authPlugin } from '../plugins/auth/index.js'
 
 /** The bundled route modules (routes/ next to src/, also after compilation to dist/). */
 export const DEFAULT_ROUTES_DIR = fileURLToPath(new URL('../routes', import.meta.url))
@@ -39,6 +41,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
 
   await fastify.register(observabilityPlugin)
   await fastify.register(requestGuardPlugin)
+  await fastify.register(authPlugin, config.auth)
   await fastify.register(proxyPlugin, {
     bodyLimit: config.bodyLimit,
     tls: config.tls !== undefined,

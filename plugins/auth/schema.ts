@@ -1,5 +1,6 @@
 /**
- * Route-level `auth` policy schema (read by the auth plugin from `request.routeOptions.config.auth`).
+ * Schemas of the auth plugin: the route-level `auth` policy (read from
+ * `request.routeOptions.config.auth`) and the plugin options (`config.auth` of src/config.ts).
  */
 import { Type, type Static } from '@sinclair/typebox'
 
@@ -7,6 +8,9 @@ export const AuthStrategySchema = Type.Union([Type.Literal('jwt'), Type.Literal(
   description: 'An authentication strategy: a JWT bearer token or an API key in `x-api-key`.'
 })
 export type AuthStrategy = Static<typeof AuthStrategySchema>
+
+/** RFC 6749 §3.3 scope-token characters. */
+export const SCOPE_TOKEN_PATTERN = '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$'
 
 export const AuthPolicySchema = Type.Object({
   strategies: Type.Optional(Type.Array(AuthStrategySchema, {
@@ -17,13 +21,75 @@ export const AuthPolicySchema = Type.Object({
   relation: Type.Optional(Type.Union([Type.Literal('any'), Type.Literal('all')], {
     description: '`any` (default): one valid credential suffices; `all`: every listed strategy must pass.'
   })),
-  scopes: Type.Optional(Type.Array(Type.String({ minLength: 1, pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$' }), {
+  scopes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: SCOPE_TOKEN_PATTERN }), {
     uniqueItems: true,
+    maxItems: 64,
     description: 'Scopes the caller must all hold (JWT `scope`/`scp`); missing scopes answer 403.'
   }))
 }, { additionalProperties: false })
+export type AuthPolicy = Static<typeof AuthPolicySchema>
 
 export const AuthRouteConfigSchema = Type.Union([Type.Literal(false), AuthPolicySchema], {
   description: '`false` makes the route public; an object requires authentication.'
 })
 export type AuthRouteConfig = Static<typeof AuthRouteConfigSchema>
+
+export const ApiKeyEntrySchema = Type.Object({
+  consumer: Type.String({ pattern: '^[A-Za-z0-9._@-]{1,128}$', description: 'Consumer name, sent upstream as `x-consumer-id`.' }),
+  key: Type.String({ minLength: 16, maxLength: 512, pattern: '^[\\x21-\\x2B\\x2D-\\x7E]+$', description: 'The plain key (printable ASCII, no comma); hashed at registration, never kept.' })
+}, { additionalProperties: false })
+
+const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
+export type JwtAlgorithm = typeof JWT_ALGORITHMS[number]
+
+export const AuthPluginOptionsSchema = Type.Object({
+  jwtSecret: Type.Optional(Type.String({ minLength: 32, description: 'HMAC secret (HS256/384/512 only), at least 32 bytes.' })),
+  jwtPublicKey: Type.Optional(Type.String({ minLength: 1, description: 'PEM public key or certificate (RSA: RS*/PS*, EC: ES* by curve, Ed25519/Ed448: EdDSA).' })),
+  jwksUrl: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', description: 'Remote JWKS endpoint; keys are cached and refreshed on an unknown `kid`.' })),
+  jwtAlgorithms: Type.Optional(Type.Array(Type.Union(JWT_ALGORITHMS.map((a) => Type.Literal(a))), {
+    minItems: 1,
+    uniqueItems: true,
+    description: 'Narrow the accepted algorithms further (each must be allowed by the key type; default: all the key type allows).'
+  })),
+  issuer: Type.Optional(Type.String({ minLength: 1, description: 'Required `iss` (exact match).' })),
+  audience: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Accepted `aud` values (one match suffices).' })),
+  clockSkewS: Type.Integer({ minimum: 0, maximum: 300, default: 30, description: 'Tolerance in seconds for `exp`, `nbf` and `iat`.' }),
+  maxLifetimeS: Type.Optional(Type.Integer({ minimum: 1, description: 'Reject tokens whose `exp` lies further than this after `iat` (or after now without `iat`).' })),
+  maxTokenBytes: Type.Integer({ minimum: 128, maximum: 65_536, default: 8192, description: 'Largest bearer token accepted.' }),
+  apiKeys: Type.Array(ApiKeyEntrySchema, { default: [], description: 'Consumers and their API keys (held only as SHA-256 digests).' }),
+  jwksCooldownMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 30_000, description: 'Least time between two JWKS fetches triggered by unknown `kid`s.' }),
+  jwksMaxAgeMs: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 600_000, description: 'Age after which the JWKS is refreshed in the background.' }),
+  jwksTimeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Deadline of one JWKS fetch (headers and body).' }),
+  jwksMaxBytes: Type.Integer({ minimum: 1024, maximum: 4_194_304, default: 262_144, description: 'Largest JWKS document accepted.' }),
+  tokenCacheSize: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 1000, description: 'Verified tokens remembered (LRU); 0 switches the cache off.' }),
+  tokenCacheTtlMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 10_000, description: 'Longest time a verified token is remembered (never past its `exp`).' })
+}, { additionalProperties: false })
+
+/** `T` with every array and object read-only (so frozen configs such as `config.auth` fit). */
+export type ReadonlyDeep<T> = T extends ReadonlyArray<infer U>
+  ? ReadonlyArray<ReadonlyDeep<U>>
+  : T extends object ? { readonly [K in keyof T]: ReadonlyDeep<T[K]> } : T
+
+/** Options of the auth plugin (defaults applied at registration; the caller's object is never changed). */
+export type AuthPluginOptions = ReadonlyDeep<Partial<Static<typeof AuthPluginOptionsSchema>>>
+/** Validated options with defaults. */
+export type ResolvedAuthOptions = Static<typeof AuthPluginOptionsSchema>
+
+/** Rules spanning several option fields; returns every problem found. */
+export function crossFieldProblems (o: ResolvedAuthOptions): string[] {
+  const problems: string[] = []
+  const sources = [o.jwtSecret, o.jwtPublicKey, o.jwksUrl].filter((s) => s !== undefined).length
+  if (sources > 1) problems.push('jwtSecret, jwtPublicKey, jwksUrl: set only one key source')
+  if (o.jwtSecret !== undefined) {
+    if (Buffer.byteLength(o.jwtSecret) < 32) problems.push('jwtSecret: must be at least 32 bytes')
+    // A public key used as an HMAC secret is the RS->HS confusion; refuse it at the door.
+    if (/-----BEGIN/.test(o.jwtSecret) || /^\s*[[{]/.test(o.jwtSecret)) problems.push('jwtSecret: looks like a PEM or JWK key; use jwtPublicKey or jwksUrl')
+  }
+  if (sources === 0 && o.jwtAlgorithms !== undefined) problems.push('jwtAlgorithms: needs a JWT key source')
+  const seen = new Set<string>()
+  o.apiKeys.forEach((k, i) => {
+    if (seen.has(k.key)) problems.push(`apiKeys.${i}: consumer "${k.consumer}" reuses another entry's key`)
+    seen.add(k.key)
+  })
+  return problems
+}

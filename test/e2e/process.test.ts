@@ -2,7 +2,7 @@ import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import { startUpstream } from '../helpers/upstream.js'
+import { closedPort, startUpstream } from '../helpers/upstream.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const server = fileURLToPath(new URL('../../dist/src/server.js', import.meta.url))
@@ -30,13 +30,20 @@ async function listening (p: Proc): Promise<string> {
 }
 
 t.test('npm start defaults: example routes, demo upstream, one line per route and a working curl', async (t) => {
-  const p = run({ PORT: '0', DEMO_UPSTREAM_PORT: '0' })
+  const p = run({ PORT: '0', DEMO_UPSTREAM_PORT: String(await closedPort()) })
   t.teardown(() => { p.child.kill('SIGKILL') })
   const url = await listening(p)
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.match(p.out(), /route \/echo -> http:\/\/127\.0\.0\.1:\d+/)
   t.match(p.out(), /route \/public -> /)
   t.match(p.out(), /try: curl -i -H 'x-api-key: [^']+' http:\/\/127\.0\.0\.1:\d+\/echo\/hello/)
+  const curl = /try: curl -i -H '([^:]+): ([^']+)' (http:\/\/\S+)/.exec(p.out())
+  const tried = await request(curl?.[3] ?? '', { headers: { [curl?.[1] ?? '']: curl?.[2] ?? '' } })
+  t.equal(tried.statusCode, 200, 'the printed curl works')
+  t.match(await tried.body.text(), /demo-upstream/)
+  const anonymous = await request(`${url}/echo/hello`)
+  t.equal(anonymous.statusCode, 401, 'and without the credential it does not')
+  await anonymous.body.text()
   const health = await request(`${url}/healthz`)
   t.equal(health.statusCode, 200)
   t.strictSame(await health.body.json(), { status: 'ok' })
@@ -56,7 +63,7 @@ t.test('production without configuration refuses to start and names the variable
 
   const noUpstream = run({ NODE_ENV: 'production', PORT: '0', API_KEYS: 'svc:a-real-production-key-123456' })
   t.equal(await noUpstream.exited, 1)
-  t.match(noUpstream.err(), /ECHO_UPSTREAM_URL: required in production/)
+  t.match(noUpstream.err(), /(ECHO|PUBLIC)_UPSTREAM_URL: required in production/)
 })
 
 t.test('SIGTERM drains: in-flight requests finish, then the process exits', async (t) => {

@@ -1,0 +1,390 @@
+/**
+ * gateway-auth: who the caller is (JWT bearer token or API key) and whether they may pass.
+ *
+ * Config key: `config.auth` on each route (`false` = public; `{ strategies?, relation?, scopes? }`),
+ * validated and precomputed in an onRoute hook. A route without `config.auth` is untouched.
+ * Hook: route-level onRequest `authOnRequest`, prepended so nothing route-specific runs before
+ * authentication; it sets `request.consumer` ({ id, strategy, scopes, claims? }).
+ * Credentials: `Authorization: Bearer <jwt>` (scheme case-insensitive, RFC 9110 §11.1; exactly one
+ * header, one token, never the query) and `x-api-key` (exactly one header, one key).
+ * Errors: GW_AUTH_UNAUTHORIZED (401 + WWW-Authenticate), GW_AUTH_FORBIDDEN (403, insufficient_scope),
+ * GW_CONFIG_INVALID at startup (bad options, bad route policy, strategy not configured).
+ * Signals: `authFailure` (route template, status, fixed reason token).
+ */
+import fp from 'fastify-plugin'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler } from 'fastify'
+import { ConfigError } from '../../src/errors.js'
+import { authFailure } from '../observability/signals.js'
+import { ApiKeyStore } from './api-keys.js'
+import type { Consumer } from './consumer.js'
+import { ForbiddenError, UnauthorizedError } from './errors.js'
+import { JwksClient, type JwksKey } from './jwks.js'
+import { AuthFailure, HS_ALGORITHMS, claimRules, compileVerifier, consumerFromPayload, narrow, parsePublicKeyPem, reasonOf, type ClaimRules, type CompiledVerifier } from './jwt.js'
+import {
+  AuthPluginOptionsSchema, AuthPolicySchema, crossFieldProblems,
+  type AuthPluginOptions, type AuthPolicy, type AuthRouteConfig, type AuthStrategy, type JwtAlgorithm, type ResolvedAuthOptions
+} from './schema.js'
+import './consumer.js'
+
+export type { AuthPluginOptions } from './schema.js'
+export { UnauthorizedError, ForbiddenError } from './errors.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route's authentication policy (`false` = public). */
+    auth?: AuthRouteConfig
+  }
+}
+
+const REALM = 'portcullis'
+const CHALLENGE = `Bearer realm="${REALM}"`
+const CHALLENGE_INVALID = `Bearer realm="${REALM}", error="invalid_token"`
+/** RFC 6750 §2.1 b64token after a case-insensitive `Bearer` and one or more spaces. */
+const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*)$/i
+const BEARER_SCHEME = /^bearer(?:[ \t]|$)/i
+const BASE64URL_SEGMENT = /^[A-Za-z0-9_-]+$/
+
+const checkOptions = TypeCompiler.Compile(AuthPluginOptionsSchema)
+const checkPolicy = TypeCompiler.Compile(AuthPolicySchema)
+
+function problemsOf (errors: Iterable<{ path: string, message: string }>, root: string): string[] {
+  const out: string[] = []
+  const seen = new Set<string>()
+  for (const e of errors) {
+    const where = e.path === '' ? root : (root === 'options' ? '' : `${root}.`) + e.path.slice(1).replaceAll('/', '.')
+    if (seen.has(where)) continue
+    seen.add(where)
+    out.push(`${where}: ${e.message}`)
+  }
+  return out
+}
+
+const DEFAULTS = {
+  clockSkewS: 30,
+  maxTokenBytes: 8192,
+  apiKeys: [],
+  jwksCooldownMs: 30_000,
+  jwksMaxAgeMs: 600_000,
+  jwksTimeoutMs: 5000,
+  jwksMaxBytes: 262_144,
+  tokenCacheSize: 1000,
+  tokenCacheTtlMs: 10_000
+}
+
+/** Applies defaults, validates, and returns a new frozen options object (the caller's is untouched). */
+export function resolveAuthOptions (opts: AuthPluginOptions): ResolvedAuthOptions {
+  const merged: Record<string, unknown> = { ...DEFAULTS }
+  for (const [k, v] of Object.entries(opts ?? {})) if (v !== undefined) merged[k] = structuredClone(v)
+  const problems = problemsOf(checkOptions.Errors(merged), 'options')
+  const resolved = merged as ResolvedAuthOptions
+  if (problems.length === 0) problems.push(...crossFieldProblems(resolved))
+  if (problems.length > 0) throw new ConfigError('invalid gateway-auth options', problems)
+  return Object.freeze(resolved)
+}
+
+/** A bounded LRU of verified tokens; entries end at min(exp + skew, now + ttl). */
+class TokenCache {
+  readonly #max: number
+  readonly #ttlMs: number
+  readonly #map = new Map<string, { consumer: Consumer, until: number }>()
+  constructor (max: number, ttlMs: number) {
+    this.#max = max
+    this.#ttlMs = ttlMs
+  }
+
+  get (token: string, now: number): Consumer | undefined {
+    const hit = this.#map.get(token)
+    if (hit === undefined) return undefined
+    this.#map.delete(token)
+    if (now >= hit.until) return undefined
+    this.#map.set(token, hit)
+    return hit.consumer
+  }
+
+  set (token: string, consumer: Consumer, expiresAtMs: number, now: number): void {
+    const until = Math.min(expiresAtMs, now + this.#ttlMs)
+    if (until <= now) return
+    if (this.#map.size >= this.#max) {
+      const oldest = this.#map.keys().next().value
+      if (oldest !== undefined) this.#map.delete(oldest)
+    }
+    this.#map.set(token, { consumer, until })
+  }
+
+  clear (): void { this.#map.clear() }
+}
+
+/** Decodes only the JOSE header (for `kid`); undefined when it is not a JSON object. */
+function joseHeader (token: string): Record<string, unknown> | undefined {
+  const dot = token.indexOf('.')
+  if (dot <= 0) return undefined
+  const segment = token.slice(0, dot)
+  if (!BASE64URL_SEGMENT.test(segment)) return undefined
+  try {
+    const h = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8')) as unknown
+    return h !== null && typeof h === 'object' && !Array.isArray(h) ? h as Record<string, unknown> : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Number of raw header lines named `name` (lower case): Node keeps only one `authorization`. */
+function headerCount (raw: readonly string[], name: string): number {
+  let n = 0
+  for (let i = 0; i < raw.length; i += 2) {
+    const h = raw[i] as string
+    if (h.length === name.length && h.toLowerCase() === name) n++
+  }
+  return n
+}
+
+type JwtResult = Consumer | AuthFailure | undefined
+
+/** The verification engine of one plugin instance (JWT key source, API keys, token cache). */
+class Authenticator {
+  readonly strategies: ReadonlySet<AuthStrategy>
+  readonly #rules: ClaimRules
+  readonly #maxHeaderLength: number
+  readonly #staticVerifier: CompiledVerifier | undefined
+  readonly #jwks: JwksClient | undefined
+  readonly #apiKeys: ApiKeyStore
+  readonly #cache: TokenCache | undefined
+
+  constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: TokenCache | undefined) {
+    this.#rules = claimRules(o)
+    this.#maxHeaderLength = o.maxTokenBytes + 'Bearer '.length
+    this.#staticVerifier = staticVerifier
+    this.#jwks = jwks
+    this.#apiKeys = new ApiKeyStore(o.apiKeys)
+    this.#cache = cache
+    const s = new Set<AuthStrategy>()
+    if (staticVerifier !== undefined || jwks !== undefined) s.add('jwt')
+    if (this.#apiKeys.size > 0) s.add('apiKey')
+    this.strategies = s
+  }
+
+  /**
+   * The bearer credential: undefined when none was presented. Synchronous except when an
+   * unknown `kid` makes it wait for a JWKS refresh.
+   */
+  jwt (request: FastifyRequest): JwtResult | Promise<JwtResult> {
+    const q = request.query as Record<string, unknown> | null | undefined
+    if (q !== null && typeof q === 'object' && q.access_token !== undefined) return new AuthFailure('token_in_query', true)
+    const value = request.headers.authorization
+    if (value === undefined) return undefined
+    if (typeof value !== 'string' || headerCount(request.raw.rawHeaders, 'authorization') !== 1) return new AuthFailure('duplicate_header', true)
+    const presented = BEARER_SCHEME.test(value)
+    if (value.length > this.#maxHeaderLength) return new AuthFailure('token_too_large', presented)
+    const m = BEARER.exec(value)
+    if (m === null) return new AuthFailure(presented ? 'malformed_header' : 'unsupported_scheme', presented)
+    const token = m[1] as string
+    const now = Date.now()
+    const cached = this.#cache?.get(token, now)
+    if (cached !== undefined) return cached
+    if (this.#staticVerifier !== undefined) return this.#verify(this.#staticVerifier, token, now)
+
+    const jwks = this.#jwks as JwksClient
+    const header = joseHeader(token)
+    if (header === undefined) return new AuthFailure('malformed_token', true)
+    const keys = jwks.lookup(header.kid)
+    if (keys !== undefined) return this.#verifyWithKeys(keys, header.alg, token, now)
+    if (header.kid !== undefined && typeof header.kid !== 'string') return new AuthFailure('unknown_kid', true)
+    return this.#afterRefresh(jwks, header, token)
+  }
+
+  async #afterRefresh (jwks: JwksClient, header: Record<string, unknown>, token: string): Promise<JwtResult> {
+    await jwks.refreshForUnknownKid()
+    const keys = jwks.lookup(header.kid)
+    return keys === undefined ? new AuthFailure('unknown_kid', true) : this.#verifyWithKeys(keys, header.alg, token, Date.now())
+  }
+
+  #verifyWithKeys (keys: readonly JwksKey[], alg: unknown, token: string, now: number): Consumer | AuthFailure {
+    for (const k of keys) {
+      if (k.algorithms.includes(alg as JwtAlgorithm)) return this.#verify(k.verify, token, now)
+    }
+    return new AuthFailure('invalid_algorithm', true)
+  }
+
+  #verify (verifier: CompiledVerifier, token: string, now: number): Consumer | AuthFailure {
+    let payload: Record<string, unknown>
+    try {
+      payload = verifier(token).payload
+    } catch (err) {
+      return new AuthFailure(reasonOf(err), true)
+    }
+    const consumer = consumerFromPayload(payload, this.#rules, now)
+    if (typeof consumer === 'string') return new AuthFailure(consumer, true)
+    this.#cache?.set(token, consumer, (payload.exp as number) * 1000 + this.#rules.skewMs, now)
+    return consumer
+  }
+
+  /** The API-key credential: undefined when none was presented. */
+  apiKey (request: FastifyRequest): Consumer | AuthFailure | undefined {
+    const value = request.headers['x-api-key']
+    if (value === undefined) return undefined
+    if (typeof value !== 'string' || headerCount(request.raw.rawHeaders, 'x-api-key') !== 1) return new AuthFailure('duplicate_header', false)
+    if (value === '') return new AuthFailure('empty_api_key', false)
+    if (value.includes(',')) return new AuthFailure('multiple_api_keys', false)
+    return this.#apiKeys.lookup(value) ?? new AuthFailure('invalid_api_key', false)
+  }
+}
+
+/** A route's policy, precomputed at registration. */
+interface CompiledPolicy {
+  readonly route: string
+  readonly jwt: boolean
+  readonly apiKey: boolean
+  readonly all: boolean
+  /** Strategy whose consumer identifies the caller when several pass. */
+  readonly primary: AuthStrategy
+  readonly scopes: readonly string[]
+  readonly forbiddenChallenge: string
+}
+
+function compilePolicy (policy: AuthPolicy, configured: ReadonlySet<AuthStrategy>, where: string, route: string): CompiledPolicy {
+  const problems: string[] = []
+  const strategies = policy.strategies ?? [...configured]
+  if (policy.strategies === undefined && strategies.length === 0) {
+    problems.push('auth: the route requires authentication but no strategy is configured (set a JWT key source or API keys)')
+  }
+  for (const s of policy.strategies ?? []) {
+    if (!configured.has(s)) problems.push(`auth.strategies: "${s}" is not configured on this gateway`)
+  }
+  const scopes = policy.scopes ?? []
+  if (scopes.length > 0 && !strategies.includes('jwt')) problems.push('auth.scopes: scopes come from JWTs; add the "jwt" strategy')
+  if (problems.length > 0) throw new ConfigError(`invalid auth policy of route ${where}`, problems)
+  const jwt = strategies.includes('jwt')
+  return Object.freeze({
+    route,
+    jwt,
+    apiKey: strategies.includes('apiKey'),
+    all: policy.relation === 'all' && strategies.length > 1,
+    primary: jwt ? 'jwt' : 'apiKey',
+    scopes: Object.freeze([...scopes]),
+    forbiddenChallenge: `Bearer realm="${REALM}", error="insufficient_scope", scope="${scopes.join(' ')}"`
+  })
+}
+
+const kAuthHook = Symbol('portcullis.authHook')
+
+function reject (request: FastifyRequest, reply: FastifyReply, policy: CompiledPolicy, failure: AuthFailure): never {
+  reply.header('www-authenticate', failure.tokenPresented ? CHALLENGE_INVALID : CHALLENGE)
+  request.log.debug({ reason: failure.reason, route: policy.route }, 'authentication failed')
+  if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 401, reason: failure.reason })
+  throw new UnauthorizedError()
+}
+
+function makeHook (engine: Authenticator, policy: CompiledPolicy): onRequestHookHandler {
+  const authOnRequest = async function authOnRequest (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    let viaJwt = policy.jwt ? engine.jwt(request) : undefined
+    if (viaJwt instanceof Promise) viaJwt = await viaJwt
+    const viaKey = policy.apiKey ? engine.apiKey(request) : undefined
+    // A presented but invalid credential always fails, whatever the other one says.
+    if (viaJwt instanceof AuthFailure) reject(request, reply, policy, viaJwt)
+    if (viaKey instanceof AuthFailure) reject(request, reply, policy, viaKey)
+    let consumer: Consumer | undefined
+    if (policy.all) {
+      if (viaJwt === undefined || viaKey === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
+      consumer = policy.primary === 'jwt' ? viaJwt : viaKey
+    } else {
+      consumer = policy.primary === 'jwt' ? (viaJwt ?? viaKey) : (viaKey ?? viaJwt)
+      if (consumer === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
+    }
+    for (const scope of policy.scopes) {
+      if (!consumer.scopes.includes(scope)) {
+        reply.header('www-authenticate', policy.forbiddenChallenge)
+        request.log.debug({ reason: 'insufficient_scope', route: policy.route }, 'authorization failed')
+        if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 403, reason: 'insufficient_scope' })
+        throw new ForbiddenError()
+      }
+    }
+    request.consumer = consumer
+  }
+  Object.defineProperty(authOnRequest, kAuthHook, { value: true })
+  return authOnRequest
+}
+
+function isAuthHook (fn: unknown): boolean {
+  return typeof fn === 'function' && (fn as unknown as Record<symbol, unknown>)[kAuthHook] === true
+}
+
+async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions): Promise<void> {
+  const o = resolveAuthOptions(opts)
+  const rules = claimRules(o)
+  const problems: string[] = []
+  let staticVerifier: CompiledVerifier | undefined
+  if (o.jwtSecret !== undefined) {
+    const algorithms = narrow([...HS_ALGORITHMS], o.jwtAlgorithms)
+    if (algorithms.length === 0) problems.push('jwtAlgorithms: none of them is an HMAC algorithm (jwtSecret allows HS256/384/512)')
+    else staticVerifier = compileVerifier(o.jwtSecret, algorithms, rules)
+  } else if (o.jwtPublicKey !== undefined) {
+    const info = parsePublicKeyPem(o.jwtPublicKey)
+    if (typeof info === 'string') {
+      problems.push(`jwtPublicKey: ${info}`)
+    } else {
+      const algorithms = narrow(info.algorithms, o.jwtAlgorithms)
+      if (algorithms.length === 0) problems.push(`jwtAlgorithms: the key allows only ${info.algorithms.join(', ')}`)
+      else staticVerifier = compileVerifier(info.pem, algorithms, rules)
+    }
+  }
+  if (problems.length > 0) throw new ConfigError('invalid gateway-auth options', problems)
+
+  const cache = o.tokenCacheSize > 0 ? new TokenCache(o.tokenCacheSize, o.tokenCacheTtlMs) : undefined
+  let jwks: JwksClient | undefined
+  if (o.jwksUrl !== undefined) {
+    jwks = new JwksClient({
+      url: o.jwksUrl,
+      cooldownMs: o.jwksCooldownMs,
+      maxAgeMs: o.jwksMaxAgeMs,
+      timeoutMs: o.jwksTimeoutMs,
+      maxBytes: o.jwksMaxBytes,
+      rules,
+      algorithms: o.jwtAlgorithms,
+      log: fastify.log,
+      onChange: () => { cache?.clear() }
+    })
+    const client = jwks
+    fastify.addHook('onClose', async function authClose () { await client.close() })
+    await client.refresh()
+  }
+  const engine = new Authenticator(o, staticVerifier, jwks, cache)
+  const compiled = new WeakMap<object, CompiledPolicy>()
+
+  fastify.decorateRequest('consumer', null)
+  fastify.decorate('portcullisAuth', Object.freeze({
+    strategies: Object.freeze([...engine.strategies]),
+    jwksFetches: () => jwks?.fetches ?? 0
+  }))
+
+  fastify.addHook('onRoute', function authOnRoute (routeOptions: RouteOptions) {
+    const auth = (routeOptions.config as { auth?: unknown } | undefined)?.auth
+    if (auth === undefined || auth === false) return
+    const where = `${String(routeOptions.method)} ${routeOptions.url ?? ''}`
+    if (!checkPolicy.Check(auth)) {
+      throw new ConfigError(`invalid auth policy of route ${where}`, problemsOf(checkPolicy.Errors(auth), 'auth'))
+    }
+    const route = routeOptions.url ?? ''
+    let policy = compiled.get(auth)
+    if (policy === undefined || policy.route !== route) {
+      policy = compilePolicy(auth, engine.strategies, where, route)
+      compiled.set(auth, policy)
+    }
+    const existing = routeOptions.onRequest
+    const list = existing === undefined ? [] : Array.isArray(existing) ? existing : [existing]
+    if (list.some(isAuthHook)) return
+    // A new array: the HEAD twin of a GET route shares the original options.
+    routeOptions.onRequest = [makeHook(engine, policy), ...list]
+  })
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Read-only facts about the auth plugin (configured strategies, JWKS fetch count). */
+    portcullisAuth: { readonly strategies: readonly AuthStrategy[], readonly jwksFetches: () => number }
+  }
+}
+
+/** Registers authentication; register it before any route (its onRoute hook must see them). */
+export const authPlugin = fp(authPluginImpl, { name: 'gateway-auth', fastify: '5.x' })
+export default authPlugin
