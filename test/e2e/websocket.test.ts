@@ -58,3 +58,21 @@ t.test('WebSocket upgrades are proxied inside an opted-in prefix, with gateway-o
   const bad = await rawRequest(gw.port, 'GET /chat/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\r\n')
   t.not(bad.status, 101, 'a malformed handshake never switches protocols')
 })
+
+t.test('an unauthenticated upgrade gets 401, never 101; an authenticated one is proxied with its identity', async (t) => {
+  const up = await wsUpstream(t)
+  const key = 'ws-client-key-0123456789'
+  const gw = await startGateway(t, {
+    env: { API_KEYS: `chat-client:${key}` },
+    routes: [defineRoute({ prefix: '/chat', upstream: up.url, websocket: true })]
+  })
+  const wsUrl = gw.url.replace('http:', 'ws:')
+  await t.rejects(exchange(`${wsUrl}/chat/room`), /status 401/)
+  await t.rejects(exchange(`${wsUrl}/chat/room`, { 'x-api-key': 'wrong-key-0123456789' }), /status 401/)
+  const raw = await rawRequest(gw.port, 'GET /chat/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n')
+  t.equal(raw.status, 401)
+  t.equal(up.upgrades.length, 0, 'upstream never saw an unauthenticated upgrade')
+  t.equal(await exchange(`${wsUrl}/chat/room`, { 'x-api-key': key }), 'echo:hi')
+  t.equal(up.upgrades[0]?.headers['x-consumer-id'], 'chat-client')
+  t.equal(up.upgrades[0]?.headers['x-api-key'], undefined)
+})
