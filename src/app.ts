@@ -4,13 +4,22 @@
  *
  * Plugin chain, in registration order (order within a phase = order below):
  *
- * | plugin                 | phase(s)                        | reads config key |
- * |------------------------|---------------------------------|------------------|
- * | observability          | onRequest (request id), onResponse (access log); /healthz, /readyz | - |
- * | request-guard          | onRequest: framing, path, sizes, upgrades | websocket |
- * | auth                   | onRequest (route hook, first): JWT / API key -> request.consumer | auth |
- * | proxy runtime          | (decorator; routes add preParsing/preHandler) | proxy |
- * | routes (ROUTES_DIR)    | handler: @fastify/http-proxy    | - |
+ * | plugin             | phase(s)                                                        | config key |
+ * |--------------------|-----------------------------------------------------------------|------------|
+ * | observability      | onRequest (request id), onSend (drain), onResponse (access log); /healthz, /readyz | - |
+ * | metrics (ADMIN_PORT)| onRequest/onResponse counters; separate admin listener         | - |
+ * | tracing            | onRequest: W3C traceparent continuation                          | - |
+ * | security-headers   | onSend: gateway security headers win over the upstream's         | - |
+ * | overload           | onRequest: 503 under event-loop/heap pressure                    | overload |
+ * | ip-filter          | onRequest: gateway and route IP allow/deny, content types        | ipFilter, allowedContentTypes |
+ * | ip rate limit      | onRequest: per client IP (IPv6 /64), before auth, counts 404s    | - |
+ * | request-guard      | onRequest: framing, path, sizes, upgrades                        | websocket |
+ * | cors               | onRequest: preflights answered here; route onSend                | cors |
+ * | auth               | route onRequest (first): JWT / API key -> request.consumer       | auth |
+ * | route rate limit   | route onRequest (after auth): per consumer, or IP when public    | rateLimit |
+ * | inspect            | route onRequest (URL/query/headers/cookies), preValidation (body) | inspect |
+ * | proxy runtime      | decorator; routes add preParsing (body limit), preHandler        | proxy |
+ * | routes (ROUTES_DIR)| handler: @fastify/http-proxy                                     | - |
  */
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -22,7 +31,15 @@ import { gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
 import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
 import { requestGuardPlugin } from '../plugins/request-guard/index.js'
 import { proxyPlugin } from '../plugins/proxy/index.js'
+import { securityHeadersPlugin } from '../plugins/security-headers/index.js'
+import { corsPlugin } from '../plugins/cors/index.js'
+import { metricsPlugin } from '../plugins/metrics/index.js'
+import { tracingPlugin } from '../plugins/tracing/index.js'
 import { authPlugin } from '../plugins/auth/index.js'
+import { overloadPlugin } from '../plugins/overload/index.js'
+import { ipFilterPlugin } from '../plugins/ip-filter/index.js'
+import { ipRateLimitPlugin, routeRateLimitPlugin } from '../plugins/rate-limit/index.js'
+import { inspectPlugin } from '../plugins/inspect/index.js'
 
 /** The bundled route modules (routes/ next to src/, also after compilation to dist/). */
 export const DEFAULT_ROUTES_DIR = fileURLToPath(new URL('../routes', import.meta.url))
@@ -40,11 +57,26 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   fastify.setNotFoundHandler(gatewayNotFoundHandler)
 
   await fastify.register(observabilityPlugin)
+  if (config.admin.port !== undefined) await fastify.register(metricsPlugin, { port: config.admin.port, host: config.admin.host })
+  await fastify.register(tracingPlugin, { otel: config.otel })
+  await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
+  await fastify.register(overloadPlugin, {})
+  await fastify.register(ipFilterPlugin, { allow: [...config.inspect.ipAllow], deny: [...config.inspect.ipDeny] })
+  await fastify.register(ipRateLimitPlugin, { max: config.rateLimit.ipMax, timeWindow: config.rateLimit.ipTimeWindow })
   await fastify.register(requestGuardPlugin)
+  await fastify.register(corsPlugin)
   await fastify.register(authPlugin, config.auth)
+  await fastify.register(routeRateLimitPlugin, {
+    ...(config.rateLimit.redisUrl !== undefined ? { redisUrl: config.rateLimit.redisUrl } : {}),
+    redisTimeoutMs: config.rateLimit.redisTimeoutMs,
+    failureMode: config.rateLimit.failureMode
+  })
+  await fastify.register(inspectPlugin, { mode: config.inspect.mode, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
   await fastify.register(proxyPlugin, {
     bodyLimit: config.bodyLimit,
     tls: config.tls !== undefined,
+    upstreamRejectUnauthorized: !config.upstreamTls.insecure,
+    ...(config.upstreamTls.ca !== undefined ? { upstreamCa: config.upstreamTls.ca } : {}),
     defaultRateLimit: { max: config.rateLimit.max, timeWindow: config.rateLimit.timeWindow },
     defaultInspectMode: config.inspect.mode
   })

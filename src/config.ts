@@ -55,6 +55,8 @@ const EnvSchema = Type.Object({
   TLS_CERT_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate chain: serve HTTPS.' })),
   TLS_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key for TLS_CERT_FILE.' })),
   HTTP2: Type.Boolean({ default: false, description: 'Serve HTTP/2 (with HTTP/1.1 fallback) when TLS is on.' }),
+  UPSTREAM_CA_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM CA bundle trusted (besides the system CAs) for https upstreams.' })),
+  UPSTREAM_TLS_INSECURE: Type.Boolean({ default: false, description: 'Skip certificate verification of https upstreams (never in production).' }),
   OTEL_ENABLED: Type.Boolean({ default: false, description: 'Switch on OpenTelemetry tracing.' })
 })
 
@@ -108,6 +110,7 @@ export interface GatewayConfig {
   readonly admin: { readonly port: number | undefined, readonly host: string }
   readonly tls: { readonly certFile: string, readonly keyFile: string, readonly http2: boolean } | undefined
   readonly otel: boolean
+  readonly upstreamTls: { readonly ca: string | undefined, readonly insecure: boolean }
 }
 
 function list (value: string | undefined): string[] {
@@ -222,6 +225,17 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
   }
   if (e.HTTP2 && e.TLS_CERT_FILE === undefined) problems.push('HTTP2: needs TLS_CERT_FILE and TLS_KEY_FILE')
 
+  let upstreamCa: string | undefined
+  if (e.UPSTREAM_CA_FILE !== undefined) {
+    try {
+      upstreamCa = readFileSync(e.UPSTREAM_CA_FILE, 'utf8')
+      if (!upstreamCa.includes('-----BEGIN CERTIFICATE-----')) problems.push('UPSTREAM_CA_FILE: no PEM certificate in the file')
+    } catch {
+      problems.push('UPSTREAM_CA_FILE: cannot be read')
+    }
+  }
+  if (production && e.UPSTREAM_TLS_INSECURE) problems.push('UPSTREAM_TLS_INSECURE: not allowed in production (use UPSTREAM_CA_FILE)')
+
   if (problems.length > 0) throw new ConfigError('invalid environment', problems)
 
   const config: GatewayConfig = {
@@ -261,7 +275,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined
       ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, http2: e.HTTP2 }
       : undefined,
-    otel: e.OTEL_ENABLED
+    otel: e.OTEL_ENABLED,
+    upstreamTls: { ca: upstreamCa, insecure: e.UPSTREAM_TLS_INSECURE }
   }
   return deepFreeze(config)
 }

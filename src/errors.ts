@@ -72,6 +72,11 @@ export function gatewayErrorHandler (this: unknown, err: FastifyError, request: 
     request.log.debug({ err, code }, 'request rejected')
   }
   impliedHeaders(reply, statusCode)
+  if (code === 'GW_INSPECT_BLOCKED') {
+    // A block carries the request id so a customer can quote it to support.
+    reply.code(statusCode).send({ statusCode, code, error, message, requestId: request.id })
+    return
+  }
   reply.code(statusCode).send({ statusCode, code, error, message })
 }
 

@@ -14,6 +14,7 @@ import { ConfigError } from './errors.js'
 import { AuthRouteConfigSchema } from '../plugins/auth/schema.js'
 import { RateLimitRouteConfigSchema } from '../plugins/rate-limit/schema.js'
 import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
+import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
 import { registerProxyRoute } from '../plugins/proxy/route.js'
 
 const HttpMethodSchema = Type.Union(
@@ -63,7 +64,8 @@ export const RouteOptionsSchema = Type.Object({
   maxInFlight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Cap on concurrent upstream requests of this route; excess gets 503 at once (default unlimited).' })),
   auth: Type.Optional(AuthRouteConfigSchema),
   rateLimit: Type.Optional(RateLimitRouteConfigSchema),
-  inspect: Type.Optional(InspectRouteConfigSchema)
+  inspect: Type.Optional(InspectRouteConfigSchema),
+  cors: Type.Optional(CorsRouteConfigSchema)
 }, { additionalProperties: false })
 
 /** Options of `defineRoute()`. See the README's route options table. */
@@ -109,6 +111,10 @@ function crossFieldProblems (o: RouteOptions): string[] {
   for (const u of targets) {
     const url = new URL(u)
     if (url.username !== '' || url.password !== '') problems.push('upstream: credentials in the URL are not allowed')
+  }
+  if (o.cors !== undefined && o.cors !== false) {
+    problems.push(...corsCrossFieldProblems(o.cors))
+    if (o.methods !== undefined && !o.methods.includes('OPTIONS')) problems.push('cors: needs OPTIONS among methods (preflight requests)')
   }
   if (o.websocket === true && o.methods !== undefined && !o.methods.includes('GET')) {
     problems.push('websocket: needs GET among methods')

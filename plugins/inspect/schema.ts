@@ -1,5 +1,6 @@
 /**
- * Route-level `inspect` policy schema (read by the inspection plugin from `request.routeOptions.config.inspect`).
+ * Schemas of the inspection plugin: the plugin options (`register(inspectPlugin, opts)`) and the
+ * route-level `inspect` policy (read by the plugin from `request.routeOptions.config.inspect`).
  */
 import { Type, type Static } from '@sinclair/typebox'
 
@@ -20,3 +21,34 @@ export const InspectRouteConfigSchema = Type.Union([Type.Literal(false), Inspect
   description: '`false` turns inspection off for the route; omitted means `{ mode: "block" }`.'
 })
 export type InspectRouteConfig = Static<typeof InspectRouteConfigSchema>
+
+export const InspectOptionsSchema = Type.Object({
+  mode: Type.Union([Type.Literal('block'), Type.Literal('detect')], {
+    default: 'block',
+    description: 'Mode of routes whose `inspect` policy sets none (INSPECT_MODE).'
+  }),
+  rulesFile: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one (INSPECT_RULES_FILE).'
+  })),
+  maxInspectBytes: Type.Integer({
+    minimum: 1024,
+    maximum: 16 * 1024 * 1024,
+    default: 32 * 1024,
+    description: 'Characters of text inspected per request phase (URL+headers, then body). Past it: 413 in block mode, logged and passed in detect mode. Inspection time grows linearly with it (about 1 ms per KiB).'
+  }),
+  maxBodyDepth: Type.Integer({ minimum: 1, maximum: 1000, default: 32, description: 'Nesting depth of an inspected JSON body; deeper is 400.' }),
+  maxBodyKeys: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 2000, description: 'Members and items of an inspected JSON body; more is 400.' }),
+  timeoutMs: Type.Integer({
+    minimum: 1,
+    maximum: 10_000,
+    default: 50,
+    description: 'Engine time budget per evaluation; a timeout blocks in block mode and is logged in detect mode.'
+  })
+}, { additionalProperties: false })
+
+/** Validated options of the `gateway-inspect` plugin (defaults applied). */
+export type InspectOptions = Static<typeof InspectOptionsSchema>
+
+/** Options accepted by `register(inspectPlugin, …)`; every field is optional. */
+export type InspectPluginOptions = Partial<InspectOptions>

@@ -52,7 +52,7 @@ async function onResponseAccessLog (request: FastifyRequest, reply: FastifyReply
   }, 'request completed')
 }
 
-const publicRoute = { auth: false as const, rateLimit: false as const, inspect: false as const }
+const publicRoute = { auth: false as const, rateLimit: false as const, inspect: false as const, overload: false as const }
 
 async function observabilityPlugin (fastify: FastifyInstance, opts: ObservabilityPluginOptions): Promise<void> {
   const state: GatewayState = { draining: false, underPressure: () => false }
@@ -70,7 +70,8 @@ async function observabilityPlugin (fastify: FastifyInstance, opts: Observabilit
       return { status: 'ok' }
     })
     fastify.get('/readyz', { config: publicRoute, logLevel: 'warn' }, async function readyz (_request, reply) {
-      if (state.draining || state.underPressure()) {
+      const pressured = state.underPressure() || (fastify.hasDecorator('isUnderPressure') && (fastify as unknown as { isUnderPressure: () => boolean }).isUnderPressure())
+      if (state.draining || pressured) {
         reply.code(503).header('retry-after', '5')
         return { status: state.draining ? 'draining' : 'overloaded' }
       }

@@ -7,6 +7,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyRequest } from 'fastify'
+import { applyTraceHeaders } from '../tracing/propagation.js'
 
 /** Headers never forwarded upstream (hop-by-hop per RFC 9110 7.6.1, proxy credentials, overrides). */
 const DROP_REQUEST = [
@@ -61,6 +62,8 @@ export function rewriteUpstreamRequestHeaders (request: FastifyRequest, headers:
   const host = trustedChain && typeof incomingHost === 'string' ? incomingHost : request.headers.host
   if (host !== undefined) headers['x-forwarded-host'] = host
   headers['x-request-id'] = request.id
+  // W3C trace context: the gateway's continuation replaces whatever the client sent.
+  applyTraceHeaders(request, headers)
 
   const consumer = request.consumer
   if (consumer !== null && consumer !== undefined) {

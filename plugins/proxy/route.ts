@@ -196,7 +196,8 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
       rateLimit,
       inspect,
       websocket: route.websocket === true,
-      proxy: { prefix: route.prefix, pool }
+      proxy: { prefix: route.prefix, pool },
+      cors: route.cors ?? false
     },
     replyOptions: {
       rewriteRequestHeaders: proxyRequestHeaders,

@@ -1,20 +1,114 @@
 /**
- * Route-level `rateLimit` policy schema (read by the rate-limit plugin from `request.routeOptions.config.rateLimit`).
+ * Route-level `rateLimit` policy schema (read by the rate-limit plugin from the route's
+ * `config.rateLimit`), and the options of the two rate-limit plugins (per-IP tier, per-route tier).
  */
 import { Type, type Static } from '@sinclair/typebox'
 
+const WINDOW_PATTERN = '^\\s*\\d+\\s*(ms|s|sec|second|seconds|m|min|minute|minutes|h|hour|hours|d|day|days)?\\s*$'
+
+export const TimeWindowSchema = Type.Union([
+  Type.Integer({ minimum: 1, description: 'Window length in milliseconds.' }),
+  Type.String({ pattern: WINDOW_PATTERN, description: 'Window as text, e.g. `1 minute`, `30s`, `60000` (ms).' })
+])
+
 export const RateLimitPolicySchema = Type.Object({
   max: Type.Integer({ minimum: 1, description: 'Requests admitted per window and key.' }),
-  timeWindow: Type.Union([
-    Type.Integer({ minimum: 1, description: 'Window length in milliseconds.' }),
-    Type.String({ pattern: '^\\s*\\d+\\s*(ms|s|sec|second|seconds|m|min|minute|minutes|h|hour|hours)?\\s*$', description: 'Window as text, e.g. `1 minute`.' })
-  ]),
+  timeWindow: TimeWindowSchema,
   keyBy: Type.Optional(Type.Union([Type.Literal('consumer'), Type.Literal('ip')], {
     description: 'Count per authenticated consumer (default; by IP on public routes) or per client IP.'
   }))
 }, { additionalProperties: false })
+export type RateLimitPolicy = Static<typeof RateLimitPolicySchema>
 
 export const RateLimitRouteConfigSchema = Type.Union([Type.Literal(false), RateLimitPolicySchema], {
   description: '`false` disables the per-route limit; omitted uses the gateway default.'
 })
 export type RateLimitRouteConfig = Static<typeof RateLimitRouteConfigSchema>
+
+const UNIT_MS: Record<string, number> = {
+  '': 1,
+  ms: 1,
+  s: 1000,
+  sec: 1000,
+  second: 1000,
+  seconds: 1000,
+  m: 60_000,
+  min: 60_000,
+  minute: 60_000,
+  minutes: 60_000,
+  h: 3_600_000,
+  hour: 3_600_000,
+  hours: 3_600_000,
+  d: 86_400_000,
+  day: 86_400_000,
+  days: 86_400_000
+}
+const WINDOW_RE = /^\s*(\d+)\s*([a-z]*)\s*$/
+
+/** A validated time window in milliseconds (0 when the text does not parse). */
+export function windowMs (window: number | string): number {
+  if (typeof window === 'number') return window
+  const m = WINDOW_RE.exec(window)
+  const unit = m === null ? undefined : UNIT_MS[m[2]]
+  return m === null || unit === undefined ? 0 : Number(m[1]) * unit
+}
+
+/** Largest window: a day (a longer one is almost certainly a unit mistake). */
+export const MAX_WINDOW_MS = 86_400_000
+
+export const IpRateLimitOptionsSchema = Type.Object({
+  max: Type.Integer({ minimum: 1, default: 1000, description: 'Requests admitted per client IP (IPv6: per /64) and window, before authentication. From IP_RATE_LIMIT_MAX.' }),
+  timeWindow: Type.Union(TimeWindowSchema.anyOf, { default: '1 minute', description: 'Window of the per-IP limit. From IP_RATE_LIMIT_WINDOW.' }),
+  cacheSize: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 100_000, description: 'Most client IPs tracked at once (LRU); bounds memory.' })
+}, { additionalProperties: false })
+
+/** Validated options of the per-IP tier (`gateway-ip-rate-limit`). */
+export type IpRateLimitOptions = Static<typeof IpRateLimitOptionsSchema>
+
+/** Options accepted by `register(ipRateLimitPlugin, …)`. */
+export interface IpRateLimitPluginOptions {
+  /** Requests per client IP and window (IP_RATE_LIMIT_MAX). Default 1000. */
+  readonly max?: number
+  /** Window, ms or text (IP_RATE_LIMIT_WINDOW). Default `1 minute`. */
+  readonly timeWindow?: number | string
+  /** Most client IPs tracked at once (LRU). Default 100,000. */
+  readonly cacheSize?: number
+}
+
+export const RouteRateLimitOptionsSchema = Type.Object({
+  redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for counters shared by every gateway instance; unset = in memory. From REDIS_URL.' })),
+  redisTimeoutMs: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one Redis command; a slower answer is a store failure. From REDIS_TIMEOUT_MS.' }),
+  failureMode: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis failing: `closed` answers 503, `open` admits. From REDIS_FAILURE_MODE.' }),
+  keyPrefix: Type.String({ pattern: '^[A-Za-z0-9:._-]{1,100}$', default: 'portcullis:rl:', description: 'Prefix of every Redis key.' }),
+  cacheSize: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 100_000, description: 'Most (route, client) counters kept in memory mode (LRU); bounds memory.' }),
+  failureLogIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'At most one store-failure log line per interval.' }),
+  unavailableRetryAfterS: Type.Integer({ minimum: 1, maximum: 3600, default: 5, description: '`Retry-After` of the fail-closed 503.' })
+}, { additionalProperties: false })
+
+/** Validated options of the per-route tier (`gateway-route-rate-limit`). */
+export type RouteRateLimitOptions = Static<typeof RouteRateLimitOptionsSchema>
+
+/** Options accepted by `register(routeRateLimitPlugin, …)`. */
+export interface RouteRateLimitPluginOptions {
+  /** REDIS_URL; unset = in-memory counters. */
+  readonly redisUrl?: string | undefined
+  /** REDIS_TIMEOUT_MS. Default 200. */
+  readonly redisTimeoutMs?: number
+  /** REDIS_FAILURE_MODE. Default `closed`. */
+  readonly failureMode?: 'closed' | 'open'
+  /** Prefix of every Redis key. Default `portcullis:rl:`. */
+  readonly keyPrefix?: string
+  /** LRU size in memory mode. Default 100,000. */
+  readonly cacheSize?: number
+  /** At most one store-failure log line per interval. Default 30,000 ms. */
+  readonly failureLogIntervalMs?: number
+  /** Retry-After (s) of the fail-closed 503. Default 5. */
+  readonly unavailableRetryAfterS?: number
+}
+
+/** Cross-field rule: a text window must parse to 1 ms .. MAX_WINDOW_MS. */
+export function windowProblem (where: string, window: number | string): string | undefined {
+  const ms = windowMs(window)
+  if (ms < 1 || ms > MAX_WINDOW_MS) return `${where}: must be between 1 ms and 1 day`
+  return undefined
+}

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { request } from 'undici'
 import { defineRoute } from 'portcullis'
@@ -6,7 +6,7 @@ import { closedPort, startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 
 /** A raw TCP "upstream" that answers every connection with `behaviour`. */
-async function rawUpstream (t: Tap.Test, behaviour: (s: Socket) => void): Promise<{ url: string, connections: () => number }> {
+async function rawUpstream (t: Test, behaviour: (s: Socket) => void): Promise<{ url: string, connections: () => number }> {
   let n = 0
   const sockets = new Set<Socket>()
   const server = createServer((s) => { n++; sockets.add(s); s.on('error', () => {}); behaviour(s) })
@@ -18,7 +18,7 @@ async function rawUpstream (t: Tap.Test, behaviour: (s: Socket) => void): Promis
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, connections: () => n }
 }
 
-function assertGeneric (t: Tap.Test, body: Record<string, unknown>, status: number, code: string): void {
+function assertGeneric (t: Test, body: Record<string, unknown>, status: number, code: string): void {
   t.equal(body.statusCode, status)
   t.equal(body.code, code)
   t.strictSame(Object.keys(body).sort(), ['code', 'error', 'message', 'statusCode'])

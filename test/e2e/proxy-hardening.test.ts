@@ -1,11 +1,11 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { defineRoute } from 'portcullis'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 import { rawRequest } from '../helpers/raw-http.js'
 
-async function twoRoutes (t: Tap.Test, env: Record<string, string> = {}): Promise<{ port: number, url: string, svc: Awaited<ReturnType<typeof startUpstream>>, admin: Awaited<ReturnType<typeof startUpstream>> }> {
+async function twoRoutes (t: Test, env: Record<string, string> = {}): Promise<{ port: number, url: string, svc: Awaited<ReturnType<typeof startUpstream>>, admin: Awaited<ReturnType<typeof startUpstream>> }> {
   const svc = await startUpstream(t)
   const admin = await startUpstream(t)
   const gw = await startGateway(t, {
@@ -76,9 +76,9 @@ t.test('non-canonical paths never route around a prefix or reach another upstrea
   t.equal(admin.requests.length, 0, 'admin upstream never hit')
   t.equal(svc.requests.length, 0, 'svc upstream never hit')
 
-  const fine = await rawRequest(port, `GET /svc/a.b/c..d/%20y/%C3%A9?q=../../etc HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)
+  const fine = await rawRequest(port, `GET /svc/a.b/c..d/%20y/%C3%A9?q=a..b HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)
   t.equal(fine.status, 200, 'dots inside names, encoded spaces, UTF-8 and dots in the query are fine')
-  t.equal(svc.requests[0]?.url, '/a.b/c..d/%20y/%C3%A9?q=../../etc', 'the upstream sees the canonical path')
+  t.equal(svc.requests[0]?.url, '/a.b/c..d/%20y/%C3%A9?q=a..b', 'the upstream sees the canonical path')
 })
 
 t.test('sizes: URL -> 414, header count and bytes -> 431', async (t) => {

@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
@@ -7,7 +7,7 @@ import { startGateway } from '../helpers/gateway.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { rawRequest } from '../helpers/raw-http.js'
 
-async function wsUpstream (t: Tap.Test): Promise<{ url: string, upgrades: IncomingMessage[] }> {
+async function wsUpstream (t: Test): Promise<{ url: string, upgrades: IncomingMessage[] }> {
   const upgrades: IncomingMessage[] = []
   const server = createServer((_req, res) => { res.end('http') })
   const wss = new WebSocketServer({ server })

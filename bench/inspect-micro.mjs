@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+// Inspection micro benchmark (rough numbers; the official chain benchmark is bench/run.mjs).
+//  1. engine cost: the URL+headers phase of every GET/HEAD/DELETE request of the benign set
+//     (test/fixtures/benign/benign.jsonl), extracted and evaluated exactly as the plugin does;
+//     mean and p99 in microseconds over several rounds;
+//  2. adversarial inputs: 1 MiB runs of quotes, brackets, `<`, `../`, `${` ... as bodies and query,
+//     and the largest fully inspected input (the default budget); worst of min-of-3, in ms;
+//  3. throughput over loopback: a bare Fastify route with and without the plugin (block mode),
+//     16 concurrent undici clients replaying the benign GETs; the ratio with/without.
+//
+//   npm run build && node bench/inspect-micro.mjs [--seconds 4]
+import { readFileSync } from 'node:fs'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { join, resolve } from 'node:path'
+import Fastify from 'fastify'
+import { Agent, request } from 'undici'
+
+const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
+const dist = process.env.PORTCULLIS_DIST ?? join(root, 'dist')
+const { inspectPlugin, createEngine, collectRequest, InspectLimitError } = await import(pathToFileURL(join(dist, 'plugins/inspect/index.js')).href)
+const secondsArg = process.argv.indexOf('--seconds')
+const SECONDS = secondsArg === -1 ? 4 : Number(process.argv[secondsArg + 1])
+
+const benign = readFileSync(join(root, 'test/fixtures/benign/benign.jsonl'), 'utf8').split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l))
+const lower = (h) => Object.fromEntries(Object.entries(h).map(([k, v]) => [k.toLowerCase(), v]))
+const gets = benign.filter((r) => r.method !== 'POST' && r.method !== 'PUT' && r.method !== 'PATCH').map((r) => ({ url: r.uri, headers: lower(r.headers) }))
+const limits = { maxInspectBytes: 32 * 1024, maxBodyDepth: 32, maxBodyKeys: 2000 }
+const engine = createEngine()
+
+// 1. engine cost per request (URL + headers)
+const samples = []
+for (let round = 0; round < 5; round++) {
+  for (const r of gets) {
+    const t0 = process.hrtime.bigint()
+    engine.evaluate(collectRequest(r, limits, false), 50_000)
+    if (round > 0) samples.push(Number(process.hrtime.bigint() - t0) / 1e3)
+  }
+}
+samples.sort((a, b) => a - b)
+const mean = samples.reduce((a, b) => a + b, 0) / samples.length
+console.log(`engine, URL+headers phase, ${gets.length} benign requests: mean ${mean.toFixed(0)} µs, p50 ${samples[Math.floor(samples.length / 2)].toFixed(0)} µs, p99 ${samples[Math.floor(samples.length * 0.99)].toFixed(0)} µs`)
+
+// 2. adversarial inputs
+const judge = (req) => {
+  try {
+    engine.evaluate(collectRequest(req, limits, true), 50_000)
+  } catch (err) {
+    if (!(err instanceof InspectLimitError)) throw err
+  }
+}
+const minOf3 = (fn) => {
+  let best = Infinity
+  for (let i = 0; i < 3; i++) {
+    const t0 = process.hrtime.bigint()
+    fn()
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e6)
+  }
+  return best
+}
+let worstMiB = 0
+let worstBudget = 0
+for (const s of ['\'', '"', '(', '[', '<', '../', '${', '{{', '`', '$(', '<a ', '\' or 1=1 ', ';id ', '%', 'a ']) {
+  const mib = s.repeat(Math.ceil(1048576 / s.length)).slice(0, 1048576)
+  for (const ct of ['text/plain', 'application/json', 'application/xml', 'application/x-www-form-urlencoded']) {
+    worstMiB = Math.max(worstMiB, minOf3(() => judge({ url: '/x', headers: { 'content-type': ct }, body: mib })))
+  }
+  worstMiB = Math.max(worstMiB, minOf3(() => judge({ url: `/x?q=${mib}`, headers: {} })))
+  const budget = mib.slice(0, limits.maxInspectBytes - 64)
+  worstBudget = Math.max(worstBudget, minOf3(() => judge({ url: '/x', headers: { 'content-type': 'text/plain' }, body: budget })))
+}
+console.log(`adversarial: worst 1 MiB input ${worstMiB.toFixed(1)} ms (refused past the budget); worst fully inspected ${limits.maxInspectBytes / 1024} KiB input ${worstBudget.toFixed(1)} ms`)
+engine.dispose()
+
+// 3. throughput, bare route with and without inspection
+async function throughput (inspect) {
+  const app = Fastify()
+  if (inspect) await app.register(inspectPlugin, {})
+  app.route({ method: ['GET', 'HEAD', 'DELETE'], url: '/*', config: inspect ? { inspect: { mode: 'block' } } : {}, handler: async () => ({ ok: true }) })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const base = `http://127.0.0.1:${app.server.address().port}`
+  const agent = new Agent({ connections: 16 })
+  let n = 0
+  let refused = 0
+  const t0 = Date.now()
+  const worker = async () => {
+    while (Date.now() - t0 < SECONDS * 1000) {
+      const r = gets[n++ % gets.length]
+      const res = await request(base + r.url, { headers: r.headers, dispatcher: agent })
+      if (res.statusCode !== 200) refused++
+      await res.body.dump()
+    }
+  }
+  await Promise.all(Array.from({ length: 16 }, worker))
+  const rps = n / ((Date.now() - t0) / 1000)
+  await agent.close()
+  await app.close()
+  return { rps, refused }
+}
+const rounds = []
+for (let i = 0; i < 2; i++) rounds.push([await throughput(false), await throughput(true)])
+const without = rounds.reduce((a, [w]) => a + w.rps, 0) / rounds.length
+const withInspect = rounds.reduce((a, [, w]) => a + w.rps, 0) / rounds.length
+const refused = rounds.reduce((a, [, w]) => a + w.refused, 0)
+console.log(`bare route over loopback: ${without.toFixed(0)} req/s without, ${withInspect.toFixed(0)} req/s with inspection (ratio ${(withInspect / without).toFixed(2)}); benign requests refused: ${refused}`)

@@ -1,0 +1,7 @@
+/**
+ * CORS errors. A preflight from an origin the route does not allow is answered by the gateway
+ * (never proxied) with 403 and no CORS headers.
+ */
+import createError from '@fastify/error'
+
+export const CorsOriginNotAllowedError = createError('GW_CORS_ORIGIN_NOT_ALLOWED', 'Origin not allowed', 403)

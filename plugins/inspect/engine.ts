@@ -1,0 +1,145 @@
+/**
+ * The inspection engine: one libddwaf instance (via @datadog/native-appsec) loaded with
+ * Portcullis's own ruleset plus an optional operator ruleset, and `evaluate()` that runs the
+ * collected inputs of one request phase through a fresh engine context.
+ *
+ * A rule's family comes from its `tags.family` (falling back to `tags.type`); its id is what
+ * logs, metrics and per-route exclusions use. An engine timeout is reported, never swallowed:
+ * the plugin treats it as a block in block mode.
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import nativeAppsec from '@datadog/native-appsec'
+import { collectRequest, type Collected, type ExtractLimits, type RequestLike } from './extract.js'
+
+const { DDWAF } = nativeAppsec
+type Waf = InstanceType<typeof DDWAF>
+
+/**
+ * The built-in ruleset shipped with the package: beside this module when run from source, and at
+ * the same place in the package (plugins/inspect/rules, listed in package.json `files`) from dist.
+ */
+export const BUILTIN_RULES_FILE = [
+  new URL('./rules/portcullis.json', import.meta.url),
+  new URL('../../../plugins/inspect/rules/portcullis.json', import.meta.url)
+].map((u) => fileURLToPath(u)).find((f) => existsSync(f)) ?? fileURLToPath(new URL('./rules/portcullis.json', import.meta.url))
+
+/** One rule that matched. */
+export interface InspectMatch {
+  readonly ruleId: string
+  readonly family: string
+}
+
+/** Outcome of one evaluation. */
+export interface InspectResult {
+  readonly matches: readonly InspectMatch[]
+  readonly timeout: boolean
+}
+
+const NO_MATCH: InspectResult = Object.freeze({ matches: Object.freeze([]), timeout: false })
+
+interface RuleTags { type?: unknown, family?: unknown }
+interface WafEvent { rule?: { id?: unknown, tags?: RuleTags } }
+
+/** Problems reported by the engine while loading a ruleset (failed rules with their errors). */
+function loadProblems (source: string, diagnostics: Waf['diagnostics']): string[] {
+  const problems: string[] = []
+  for (const section of ['rules', 'custom_rules', 'exclusions', 'rules_override', 'processors', 'actions'] as const) {
+    const d = diagnostics[section] as { error?: string, failed?: string[], errors?: Record<string, string[]> } | undefined
+    if (d === undefined) continue
+    if (typeof d.error === 'string') problems.push(`${source}: ${section}: ${d.error}`)
+    for (const [message, ids] of Object.entries(d.errors ?? {})) problems.push(`${source}: ${section} ${ids.join(', ')}: ${message}`)
+  }
+  return problems
+}
+
+/** Reads and parses a ruleset file; throws with the file named. */
+export function readRuleset (file: string): Record<string, unknown> {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (err) {
+    throw new Error(`${file}: ${err instanceof Error ? err.message : 'unreadable'}`, { cause: err })
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`${file}: not a JSON object`)
+  return parsed as Record<string, unknown>
+}
+
+/** The loaded engine. Create once per gateway; `dispose()` on close. */
+export class InspectEngine {
+  private readonly waf: Waf
+  private readonly families = new Map<string, string>()
+  /** Rule ids loaded (built-in and operator rules). */
+  readonly ruleIds: ReadonlySet<string>
+
+  /**
+   * @param rulesets parsed rulesets in load order (`[builtin, operator?]`), each `{ rules: [...] }`
+   * @throws Error listing every rule the engine refused (the caller wraps it in its config error)
+   */
+  constructor (rulesets: ReadonlyArray<{ readonly name: string, readonly rules: Record<string, unknown> }>) {
+    const [first, ...rest] = rulesets
+    if (first === undefined) throw new Error('no ruleset')
+    const waf = new DDWAF(first.rules, first.name)
+    const problems = loadProblems(first.name, waf.diagnostics)
+    for (const r of rest) {
+      const ok = waf.createOrUpdateConfig(r.rules, r.name)
+      if (!ok) problems.push(`${r.name}: refused by the engine`)
+      else problems.push(...loadProblems(r.name, waf.diagnostics))
+    }
+    if (problems.length > 0) {
+      waf.dispose()
+      throw new Error(problems.join('; '))
+    }
+    this.waf = waf
+    const ids = new Set<string>()
+    for (const r of rulesets) {
+      const list = (r.rules.rules ?? []) as Array<{ id?: unknown, tags?: RuleTags }>
+      for (const rule of list) {
+        if (typeof rule.id !== 'string') continue
+        ids.add(rule.id)
+        const fam = rule.tags?.family ?? rule.tags?.type
+        this.families.set(rule.id, typeof fam === 'string' ? fam : 'unknown')
+      }
+    }
+    this.ruleIds = ids
+  }
+
+  /** Runs the collected inputs through a new context (disposed before returning). */
+  evaluate (inputs: Collected, timeoutMicros: number): InspectResult {
+    if (inputs.empty) return NO_MATCH
+    const ctx = this.waf.createContext()
+    try {
+      const r = ctx.run({ ephemeral: inputs.payload() }, timeoutMicros)
+      const events = r.events as WafEvent[] | undefined
+      if (events === undefined || events.length === 0) return r.timeout ? { matches: [], timeout: true } : NO_MATCH
+      const matches: InspectMatch[] = []
+      for (const e of events) {
+        const id = e.rule?.id
+        if (typeof id !== 'string') continue
+        matches.push({ ruleId: id, family: this.families.get(id) ?? 'unknown' })
+      }
+      return { matches, timeout: r.timeout }
+    } finally {
+      ctx.dispose()
+    }
+  }
+
+  dispose (): void {
+    if (!this.waf.disposed) this.waf.dispose()
+  }
+}
+
+/** Loads the built-in ruleset and, when given, an operator ruleset file. */
+export function createEngine (rulesFile?: string): InspectEngine {
+  const sets = [{ name: 'portcullis', rules: readRuleset(BUILTIN_RULES_FILE) }]
+  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: readRuleset(rulesFile) })
+  return new InspectEngine(sets)
+}
+
+/**
+ * Evaluates a whole request (URL, headers and, with `withBody`, the body) exactly as the plugin
+ * extracts it. Used by the corpus measurement; throws InspectLimitError where the plugin refuses.
+ */
+export function evaluateRequest (engine: InspectEngine, req: RequestLike, limits: ExtractLimits, timeoutMicros: number, withBody = true): InspectResult {
+  return engine.evaluate(collectRequest(req, limits, withBody), timeoutMicros)
+}

@@ -1,0 +1,488 @@
+/**
+ * Request -> inspection inputs: the one extraction path shared by the plugin and the corpus
+ * measurement. Every input ends up as a flat list of strings per engine address, so the engine's
+ * container limits (256 items, ~20 levels) can never hide a value: lists are packed into a tree
+ * of at most 256 items per level, and strings over CHUNK_CHARS are split into overlapping pieces
+ * (the engine reads 4,096 bytes of a string). A per-request byte budget bounds the work; past it
+ * the request is refused (`InspectLimitError` reason `size`) instead of being half inspected.
+ */
+import sjson from 'secure-json-parse'
+
+/** Engine addresses the ruleset reads. */
+export const ADDRESS = Object.freeze({
+  path: 'server.request.uri.path',
+  query: 'server.request.query',
+  headers: 'server.request.headers.no_cookies',
+  cookies: 'server.request.cookies',
+  body: 'server.request.body',
+  keys: 'portcullis.request.keys',
+  files: 'server.request.body.filenames',
+  /** Long free text from bodies (prose, comments): every rule but libinjection's SQL fingerprinting reads it. */
+  text: 'portcullis.request.body.text',
+  /** Keys that are plain identifiers: read only by the few rules that can match a bare word. */
+  words: 'portcullis.request.keys.plain'
+})
+
+/** Bounds applied while extracting. */
+export interface ExtractLimits {
+  /** Total characters of strings handed to the engine for one request phase. */
+  readonly maxInspectBytes: number
+  /** Nesting depth of a JSON body (or a parsed body object). */
+  readonly maxBodyDepth: number
+  /** Keys (object members and array items) in a body. */
+  readonly maxBodyKeys: number
+}
+
+/** Why extraction refused a request: a poisoned or too deep/large body, or too much to inspect. */
+export class InspectLimitError extends Error {
+  readonly reason: 'poison' | 'depth' | 'keys' | 'size'
+  constructor (reason: 'poison' | 'depth' | 'keys' | 'size') {
+    super(reason)
+    this.reason = reason
+  }
+}
+
+/** Strings longer than this are split (1,360 UTF-16 units stay under 4,096 UTF-8 bytes). */
+const CHUNK_CHARS = 1360
+/** Overlap between pieces, so a pattern shorter than this is never cut in two. */
+const CHUNK_OVERLAP = 256
+const MAX_LIST = 256
+/** A raw body may carry this many times the text budget in syntax (JSON punctuation, numbers, tags). */
+const RAW_FACTOR = 4
+
+/** Headers that are never inspected: credentials, framing and values the gateway itself checks. */
+const SKIPPED_HEADERS = new Set([
+  'authorization', 'proxy-authorization', 'x-api-key', 'cookie', 'host', 'content-length',
+  'transfer-encoding', 'connection', 'keep-alive', 'te', 'upgrade', 'accept-encoding',
+  'x-request-id', 'traceparent', 'tracestate', 'sec-websocket-key', 'sec-websocket-accept'
+])
+
+const FILENAME_HEADER = /file[-_.]?name/
+
+/*
+ * Standard headers whose value strictly follows its RFC grammar carry nothing a rule could
+ * match, so they are not handed to the engine (each value costs every rule a pass). A value that
+ * does not conform is inspected like any other header.
+ */
+const TOKEN = '[A-Za-z0-9*+._-]+'
+const PARAMS = `(?:\\s*;\\s*${TOKEN}=(?:${TOKEN}|"[A-Za-z0-9 ._:/=+-]*"))*`
+const MEDIA_LIST = new RegExp(`^${TOKEN}/${TOKEN}${PARAMS}(?:\\s*,\\s*${TOKEN}/${TOKEN}${PARAMS})*$`)
+const LANGUAGE_LIST = /^(?:[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)(?:\s*;\s*q=[01](?:\.\d{0,3})?)?(?:\s*,\s*(?:[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)(?:\s*;\s*q=[01](?:\.\d{0,3})?)?)*$/
+const DIRECTIVE_LIST = /^[A-Za-z-]+(?:=(?:\d{1,10}|"[A-Za-z0-9 ,-]*"|[A-Za-z-]+))?(?:\s*,\s*[A-Za-z-]+(?:=(?:\d{1,10}|"[A-Za-z0-9 ,-]*"|[A-Za-z-]+))?)*$/
+const ETAG_LIST = /^(?:\*|(?:W\/)?"[A-Za-z0-9._:+/=-]*"(?:\s*,\s*(?:W\/)?"[A-Za-z0-9._:+/=-]*")*)$/
+const FETCH_TOKEN = /^\??[A-Za-z0-9-]{1,32}$/
+const HTTP_DATE = /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/
+const INERT_HEADERS = new Map<string, RegExp>([
+  ['accept', MEDIA_LIST],
+  ['content-type', MEDIA_LIST],
+  ['accept-language', LANGUAGE_LIST],
+  ['cache-control', DIRECTIVE_LIST],
+  ['pragma', DIRECTIVE_LIST],
+  ['if-none-match', ETAG_LIST],
+  ['if-match', ETAG_LIST],
+  ['if-modified-since', HTTP_DATE],
+  ['if-unmodified-since', HTTP_DATE],
+  ['sec-fetch-site', FETCH_TOKEN],
+  ['sec-fetch-mode', FETCH_TOKEN],
+  ['sec-fetch-dest', FETCH_TOKEN],
+  ['sec-fetch-user', FETCH_TOKEN],
+  ['sec-ch-ua-mobile', FETCH_TOKEN],
+  ['dnt', FETCH_TOKEN],
+  ['upgrade-insecure-requests', FETCH_TOKEN]
+])
+
+const PLAIN_KEY = /^[A-Za-z0-9_-]+$/
+const PROSE_MIN_CHARS = 64
+const PROSE_MIN_SPACES = 6
+/** Free text: long, with several words. libinjection (made for short parameter values) misreads it. */
+function isProse (value: string): boolean {
+  if (value.length < PROSE_MIN_CHARS) return false
+  let spaces = 0
+  for (let i = 0; i < value.length && spaces < PROSE_MIN_SPACES; i++) if (value.charCodeAt(i) === 32) spaces++
+  return spaces >= PROSE_MIN_SPACES
+}
+
+/** Collected inputs of one request phase, per address. */
+export class Collected {
+  path: string[] = []
+  query: string[] = []
+  headers: string[] = []
+  cookies: string[] = []
+  body: string[] = []
+  keys: string[] = []
+  files: string[] = []
+  text: string[] = []
+  words: string[] = []
+  private chars = 0
+  private readonly budget: number
+
+  constructor (budget: number) {
+    this.budget = budget
+  }
+
+  add (list: string[], value: string): void {
+    if (value === '') return
+    this.chars += value.length
+    if (this.chars > this.budget) throw new InspectLimitError('size')
+    if (value.length <= CHUNK_CHARS) {
+      list.push(value)
+      return
+    }
+    const step = CHUNK_CHARS - CHUNK_OVERLAP
+    for (let i = 0; i < value.length; i += step) {
+      list.push(value.slice(i, i + CHUNK_CHARS))
+      if (i + CHUNK_CHARS >= value.length) break
+    }
+  }
+
+  /** A body value: long prose goes to `text`, everything else to `body`. */
+  addBody (value: string): void {
+    this.add(isProse(value) ? this.text : this.body, value)
+  }
+
+  /** A key or field name: plain identifiers go to `words`, anything else to `keys`. */
+  addKey (key: string): void {
+    this.add(key.length <= 64 && PLAIN_KEY.test(key) ? this.words : this.keys, key)
+  }
+
+  get empty (): boolean {
+    return this.path.length + this.query.length + this.headers.length + this.cookies.length + this.body.length + this.keys.length + this.files.length + this.text.length + this.words.length === 0
+  }
+
+  /** The engine payload: each non-empty list, packed to the engine's container limits. */
+  payload (): Record<string, unknown> {
+    const out: Record<string, unknown> = {}
+    if (this.path.length > 0) out[ADDRESS.path] = pack(this.path)
+    if (this.query.length > 0) out[ADDRESS.query] = pack(this.query)
+    if (this.headers.length > 0) out[ADDRESS.headers] = pack(this.headers)
+    if (this.cookies.length > 0) out[ADDRESS.cookies] = pack(this.cookies)
+    if (this.body.length > 0) out[ADDRESS.body] = pack(this.body)
+    if (this.keys.length > 0) out[ADDRESS.keys] = pack(this.keys)
+    if (this.files.length > 0) out[ADDRESS.files] = pack(this.files)
+    if (this.text.length > 0) out[ADDRESS.text] = pack(this.text)
+    if (this.words.length > 0) out[ADDRESS.words] = pack(this.words)
+    return out
+  }
+}
+
+/** A list of any length as nested lists of at most 256 items (depth log256(n)). */
+function pack (list: string[]): unknown[] {
+  let level: unknown[] = list
+  while (level.length > MAX_LIST) {
+    const next: unknown[] = []
+    for (let i = 0; i < level.length; i += MAX_LIST) next.push(level.slice(i, i + MAX_LIST))
+    level = next
+  }
+  return level
+}
+
+const PERCENT = /%/
+/** Percent-decoding; `plus` turns `+` into a space (forms, query strings). Undecodable stays raw. */
+export function decode (s: string, plus: boolean): string {
+  const t = plus && s.includes('+') ? s.replaceAll('+', ' ') : s
+  if (!PERCENT.test(t)) return t
+  try {
+    return decodeURIComponent(t)
+  } catch {
+    // Invalid UTF-8 (overlong `%c0%af` and friends): keep the raw text so rules see the trick.
+    return t
+  }
+}
+
+/** `a=1&b=2` into keys and values (query strings and urlencoded bodies). */
+export function collectForm (c: Collected, text: string, values: string[]): void {
+  if (text === '') return
+  let start = 0
+  while (start <= text.length) {
+    let end = text.indexOf('&', start)
+    if (end === -1) end = text.length
+    if (end > start) {
+      const pair = text.slice(start, end)
+      const eq = pair.indexOf('=')
+      if (eq === -1) {
+        c.addKey(decode(pair, true))
+      } else {
+        c.addKey(decode(pair.slice(0, eq), true))
+        const v = decode(pair.slice(eq + 1), true)
+        if (values === c.body) c.addBody(v)
+        else c.add(values, v)
+      }
+    }
+    start = end + 1
+  }
+}
+
+/** Decoded path (segment by segment, so an encoded `/` stays visible as a character) and query. */
+export function collectUrl (c: Collected, url: string): void {
+  const q = url.indexOf('?')
+  const rawPath = q === -1 ? url : url.slice(0, q)
+  if (rawPath.includes('%')) {
+    c.add(c.path, rawPath.split('/').map((seg) => decode(seg, false)).join('/'))
+  } else {
+    c.add(c.path, rawPath)
+  }
+  if (q !== -1) collectForm(c, url.slice(q + 1), c.query)
+}
+
+/** Cookie header -> names (keys) and values, decoded. */
+export function collectCookies (c: Collected, header: string): void {
+  let start = 0
+  while (start < header.length) {
+    let end = header.indexOf(';', start)
+    if (end === -1) end = header.length
+    const pair = header.slice(start, end).trim()
+    if (pair !== '') {
+      const eq = pair.indexOf('=')
+      if (eq === -1) {
+        c.add(c.cookies, decode(pair, false))
+      } else {
+        c.addKey(decode(pair.slice(0, eq).trim(), false))
+        let v = pair.slice(eq + 1).trim()
+        if (v.length > 1 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1)
+        c.add(c.cookies, decode(v, false))
+      }
+    }
+    start = end + 1
+  }
+}
+
+/** Header values (all but SKIPPED_HEADERS) and cookies. */
+export function collectHeaders (c: Collected, headers: Record<string, string | string[] | undefined>): void {
+  for (const name in headers) {
+    const v = headers[name]
+    if (v === undefined) continue
+    if (name === 'cookie') {
+      collectCookies(c, Array.isArray(v) ? v.join('; ') : v)
+      continue
+    }
+    if (SKIPPED_HEADERS.has(name)) continue
+    const grammar = INERT_HEADERS.get(name)
+    if (grammar !== undefined && typeof v === 'string' && v.length <= 512 && grammar.test(v)) continue
+    // Upload conventions (x-filename, x-file-name) name a file the server may store.
+    if (FILENAME_HEADER.test(name)) c.add(c.files, Array.isArray(v) ? v.join(',') : v)
+    if (Array.isArray(v)) {
+      for (const item of v) c.add(c.headers, item)
+    } else {
+      c.add(c.headers, v)
+    }
+  }
+}
+
+/** Walks a parsed body: keys and string/number leaves, with depth and key-count limits. */
+export function collectObject (c: Collected, value: unknown, limits: ExtractLimits): void {
+  let keys = 0
+  const walk = (v: unknown, depth: number): void => {
+    if (typeof v === 'string') {
+      c.addBody(v)
+      return
+    }
+    if (typeof v !== 'object' || v === null) return
+    if (depth >= limits.maxBodyDepth) throw new InspectLimitError('depth')
+    if (Array.isArray(v)) {
+      keys += v.length
+      if (keys > limits.maxBodyKeys) throw new InspectLimitError('keys')
+      for (const item of v) walk(item, depth + 1)
+      return
+    }
+    for (const k in v) {
+      if (!Object.hasOwn(v, k)) continue
+      if (++keys > limits.maxBodyKeys) throw new InspectLimitError('keys')
+      const child = (v as Record<string, unknown>)[k]
+      if (k === '__proto__' || (k === 'constructor' && typeof child === 'object' && child !== null && Object.hasOwn(child, 'prototype'))) {
+        throw new InspectLimitError('poison')
+      }
+      c.addKey(k)
+      walk(child, depth + 1)
+    }
+  }
+  walk(value, 0)
+}
+
+const XML_ENTITY = /&(?:#x([0-9a-fA-F]{1,6})|#([0-9]{1,7})|(lt|gt|amp|quot|apos));/g
+const NAMED: Record<string, string> = { lt: '<', gt: '>', amp: '&', quot: '"', apos: '\'' }
+function xmlEntities (s: string): string {
+  if (!s.includes('&')) return s
+  return s.replace(XML_ENTITY, (m, hex: string | undefined, dec: string | undefined, name: string | undefined) => {
+    const cp = hex !== undefined ? parseInt(hex, 16) : dec !== undefined ? parseInt(dec, 10) : -1
+    if (cp >= 0) return cp <= 0x10ffff ? String.fromCodePoint(cp) : m
+    return NAMED[name as string] ?? m
+  })
+}
+
+const XML_ATTR = /([^\s=/]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g
+
+/** XML: text, CDATA, attribute values, declarations (DOCTYPE/ENTITY) as values; names as keys. Linear scan. */
+export function collectXml (c: Collected, text: string): void {
+  let i = 0
+  const n = text.length
+  while (i < n) {
+    const lt = text.indexOf('<', i)
+    const end = lt === -1 ? n : lt
+    if (end > i) {
+      const t = text.slice(i, end).trim()
+      if (t !== '') c.addBody(xmlEntities(t))
+    }
+    if (lt === -1) break
+    if (text.startsWith('<!--', lt)) {
+      const close = text.indexOf('-->', lt + 4)
+      c.add(c.body, text.slice(lt + 4, close === -1 ? n : close))
+      i = close === -1 ? n : close + 3
+    } else if (text.startsWith('<![CDATA[', lt)) {
+      const close = text.indexOf(']]>', lt + 9)
+      c.addBody(text.slice(lt + 9, close === -1 ? n : close))
+      i = close === -1 ? n : close + 3
+    } else if (text.startsWith('<?', lt)) {
+      const close = text.indexOf('?>', lt + 2)
+      const pi = text.slice(lt + 2, close === -1 ? n : close)
+      // Kept with its delimiters: `<?php ...?>` inside XML is still PHP code.
+      if (!pi.startsWith('xml ') && pi !== 'xml') c.add(c.body, `<?${pi}?>`)
+      i = close === -1 ? n : close + 2
+    } else if (text.startsWith('<!', lt)) {
+      // DOCTYPE / ENTITY declarations (XXE) are judged as written, internal subset included.
+      const bracket = text.indexOf('[', lt)
+      const gt = text.indexOf('>', lt)
+      let close = gt
+      if (bracket !== -1 && (gt === -1 || bracket < gt)) {
+        const sub = text.indexOf(']>', bracket)
+        close = sub === -1 ? -1 : sub + 1
+      }
+      c.add(c.body, text.slice(lt + 2, close === -1 ? n : close))
+      i = close === -1 ? n : close + 1
+    } else {
+      const gt = text.indexOf('>', lt + 1)
+      const tag = text.slice(lt + 1, gt === -1 ? n : gt)
+      let nameEnd = 0
+      while (nameEnd < tag.length && !/[\s/>]/.test(tag[nameEnd] as string)) nameEnd++
+      const name = tag.slice(tag.startsWith('/') ? 1 : 0, nameEnd || undefined)
+      if (name !== '' && !tag.startsWith('/')) c.addKey(name)
+      if (!tag.startsWith('/')) {
+        const rest = tag.slice(nameEnd)
+        XML_ATTR.lastIndex = 0
+        let m: RegExpExecArray | null
+        while ((m = XML_ATTR.exec(rest)) !== null) {
+          c.addKey(m[1] as string)
+          c.addBody(xmlEntities(m[2] ?? m[3] ?? ''))
+        }
+      }
+      i = gt === -1 ? n : gt + 1
+    }
+  }
+}
+
+const BOUNDARY = /boundary=(?:"([^"]{1,200})"|([^\s;]{1,200}))/i
+const DISPOSITION_NAME = /\bname="([^"]*)"/i
+const DISPOSITION_FILE = /\bfilename\*?="?([^";\r\n]*)"?/i
+
+/** multipart/form-data: field names (keys), file names and field values parsed by their own type. */
+export function collectMultipart (c: Collected, text: string, contentType: string, limits: ExtractLimits): void {
+  const m = BOUNDARY.exec(contentType)
+  const boundary = m?.[1] ?? m?.[2]
+  if (boundary === undefined) {
+    c.add(c.body, text)
+    return
+  }
+  const delimiter = '--' + boundary
+  let pos = text.indexOf(delimiter)
+  if (pos === -1) {
+    c.add(c.body, text)
+    return
+  }
+  while (pos !== -1) {
+    const start = pos + delimiter.length
+    if (text.startsWith('--', start)) break
+    const next = text.indexOf(delimiter, start)
+    const part = text.slice(start, next === -1 ? text.length : next)
+    const sep = part.indexOf('\r\n\r\n') !== -1 ? part.indexOf('\r\n\r\n') : part.indexOf('\n\n')
+    const head = sep === -1 ? part : part.slice(0, sep)
+    let content = sep === -1 ? '' : part.slice(sep + (part.startsWith('\r\n\r\n', sep) ? 4 : 2))
+    if (content.endsWith('\r\n')) content = content.slice(0, -2)
+    else if (content.endsWith('\n')) content = content.slice(0, -1)
+    const name = DISPOSITION_NAME.exec(head)?.[1]
+    const file = DISPOSITION_FILE.exec(head)?.[1]
+    if (name !== undefined) c.addKey(name)
+    if (file !== undefined) {
+      c.add(c.files, file)
+      c.add(c.body, file)
+    }
+    const partType = /content-type:\s*([^\r\n]+)/i.exec(head)?.[1] ?? 'text/plain'
+    collectText(c, content, partType, limits, true)
+    pos = next
+  }
+}
+
+function mediaType (contentType: string): string {
+  const semi = contentType.indexOf(';')
+  return (semi === -1 ? contentType : contentType.slice(0, semi)).trim().toLowerCase()
+}
+
+function isJson (type: string): boolean {
+  return type === 'application/json' || type.endsWith('+json')
+}
+
+function isXml (type: string): boolean {
+  return type === 'application/xml' || type === 'text/xml' || type.endsWith('+xml')
+}
+
+function collectText (c: Collected, text: string, contentType: string, limits: ExtractLimits, nested: boolean): void {
+  const type = mediaType(contentType)
+  if (isJson(type)) {
+    let parsed: unknown
+    try {
+      parsed = sjson.parse(text, null, { protoAction: 'error', constructorAction: 'error' })
+    } catch (err) {
+      if (err instanceof SyntaxError && (err.message.includes('prototype') || err.message.includes('__proto__'))) {
+        throw new InspectLimitError('poison')
+      }
+      // Not JSON after all: judge the text as written.
+      c.addBody(text)
+      return
+    }
+    collectObject(c, parsed, limits)
+  } else if (type === 'application/x-www-form-urlencoded') {
+    collectForm(c, text, c.body)
+  } else if (isXml(type)) {
+    collectXml(c, text)
+  } else if (type === 'multipart/form-data' && !nested) {
+    collectMultipart(c, text, contentType, limits)
+  } else {
+    c.addBody(text)
+  }
+}
+
+/**
+ * A body as the plugin sees it: a Buffer (proxied routes buffer raw bytes), a string, or an object
+ * a host app's parser already produced.
+ */
+export function collectBody (c: Collected, body: unknown, contentType: string | undefined, limits: ExtractLimits): void {
+  if (body === undefined || body === null) return
+  if (Buffer.isBuffer(body)) {
+    if (body.length === 0) return
+    // Parsing is linear; a body far past the text budget cannot fit it, so refuse it unparsed.
+    if (body.length > limits.maxInspectBytes * RAW_FACTOR) throw new InspectLimitError('size')
+    collectText(c, body.toString('utf8'), contentType ?? 'text/plain', limits, false)
+  } else if (typeof body === 'string') {
+    if (body.length > limits.maxInspectBytes * RAW_FACTOR) throw new InspectLimitError('size')
+    collectText(c, body, contentType ?? 'text/plain', limits, false)
+  } else if (typeof body === 'object') {
+    collectObject(c, body, limits)
+  }
+}
+
+/** A whole request (used by the corpus measurement and tests): URL, headers and body. */
+export interface RequestLike {
+  readonly url: string
+  readonly headers: Record<string, string | string[] | undefined>
+  readonly body?: unknown
+}
+
+/** Collects every input of a request in one go (the plugin splits this over two hooks). */
+export function collectRequest (req: RequestLike, limits: ExtractLimits, withBody: boolean): Collected {
+  const c = new Collected(limits.maxInspectBytes)
+  collectUrl(c, req.url)
+  collectHeaders(c, req.headers)
+  if (withBody) {
+    const ct = req.headers['content-type']
+    collectBody(c, req.body, Array.isArray(ct) ? ct[0] : ct, limits)
+  }
+  return c
+}

@@ -1,0 +1,171 @@
+/**
+ * gateway-inspect: request inspection (a WAF) with libddwaf and Portcullis's own ruleset.
+ *
+ * Purpose: block (or, in detect mode, log and count) SQL injection, XSS, path traversal / file
+ * inclusion, command injection, PHP/Java/Node code injection and friends before they reach the
+ * handler or the upstream. One engine per gateway (created at registration, disposed in onClose),
+ * one engine context per evaluation.
+ * Hooks (route-level, attached in `onRoute` only to routes that carry `config.inspect`):
+ *   onRequest `inspectOnRequest`: decoded path, query, headers (all but credentials and framing),
+ *     cookies; runs after the gateway's global onRequest hooks (auth, rate limits).
+ *   preValidation `inspectBody` (routes with `inspect.body: true`): the body, a Buffer on proxied
+ *     routes (parsed by content type: JSON, urlencoded, multipart, XML, else raw text) or whatever a
+ *     host app's parser produced.
+ * Config key: `config.inspect` (`false` | `{ mode?, body?, exclude? }`). A route without it is
+ * untouched (no hook, no cost); `defineRoute()` routes always carry one (default block).
+ * Errors: GW_INSPECT_BLOCKED (403, carries `requestId`), GW_INSPECT_BODY_INVALID (400: JSON
+ * prototype poisoning, depth, key count), GW_INSPECT_TOO_LARGE (413, block mode only),
+ * GW_INSPECT_CONFIG_INVALID (startup). Logs name rule ids and families, never the payload.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler, preValidationHookHandler } from 'fastify'
+import fp from 'fastify-plugin'
+import { inspectMatch } from '../observability/signals.js'
+import { compileOptions, schemaProblems } from '../rate-limit/validate.js'
+import { createEngine, type InspectEngine, type InspectMatch, type InspectResult } from './engine.js'
+import { InspectBlockedError, InspectBodyInvalidError, InspectConfigError, InspectTooLargeError } from './errors.js'
+import { Collected, InspectLimitError, collectBody, collectHeaders, collectUrl, type ExtractLimits } from './extract.js'
+import { InspectOptionsSchema, InspectRouteConfigSchema, type InspectOptions, type InspectPluginOptions, type InspectRouteConfig } from './schema.js'
+
+export { createEngine, evaluateRequest, InspectEngine, BUILTIN_RULES_FILE } from './engine.js'
+export type { InspectMatch, InspectResult } from './engine.js'
+export { collectRequest, InspectLimitError, type ExtractLimits, type RequestLike } from './extract.js'
+export { InspectBlockedError, InspectBodyInvalidError, InspectConfigError, InspectTooLargeError } from './errors.js'
+export type { InspectPluginOptions, InspectOptions, InspectRouteConfig } from './schema.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route's inspection policy (gateway-inspect); absent = not inspected. */
+    inspect?: InspectRouteConfig
+  }
+}
+
+/** A route's precomputed policy. */
+interface RoutePolicy {
+  readonly block: boolean
+  readonly mode: 'block' | 'detect'
+  readonly exclude: ReadonlySet<string> | undefined
+}
+
+type Phase = 'request' | 'body'
+
+function routeName (routeOptions: RouteOptions): string {
+  const method = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
+  return `route ${method} ${routeOptions.url ?? ''}`
+}
+
+function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
+  if (existing === undefined) return [hook]
+  return Array.isArray(existing) ? [...existing, hook] : [existing, hook]
+}
+
+function contentTypeOf (request: FastifyRequest): string | undefined {
+  const ct = request.headers['content-type']
+  return Array.isArray(ct) ? ct[0] : ct
+}
+
+async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPluginOptions): Promise<void> {
+  const options = compileOptions<InspectOptions>(InspectOptionsSchema, rawOptions, InspectConfigError)
+  let engine: InspectEngine
+  try {
+    engine = createEngine(options.rulesFile)
+  } catch (err) {
+    throw new InspectConfigError(`ruleset: ${err instanceof Error ? err.message : 'cannot be loaded'}`, { cause: err })
+  }
+  fastify.addHook('onClose', async function inspectClose () { engine.dispose() })
+
+  const limits: ExtractLimits = Object.freeze({
+    maxInspectBytes: options.maxInspectBytes,
+    maxBodyDepth: options.maxBodyDepth,
+    maxBodyKeys: options.maxBodyKeys
+  })
+  const timeoutMicros = options.timeoutMs * 1000
+
+  /** Logs, publishes and (block mode) throws for one evaluation's outcome. */
+  function judge (request: FastifyRequest, policy: RoutePolicy, result: InspectResult, phase: Phase): void {
+    let matches: readonly InspectMatch[] = result.matches
+    if (policy.exclude !== undefined && matches.length > 0) matches = matches.filter((m) => !(policy.exclude as ReadonlySet<string>).has(m.ruleId))
+    if (matches.length === 0 && !result.timeout) return
+    const blocked = policy.block
+    const route = request.routeOptions.url ?? ''
+    if (inspectMatch.hasSubscribers) {
+      for (const m of matches) inspectMatch.publish({ route, ruleId: m.ruleId, family: m.family, blocked })
+      if (result.timeout) inspectMatch.publish({ route, ruleId: 'engine-timeout', family: 'timeout', blocked })
+    }
+    request.log.info({
+      inspect: { rules: matches.map((m) => m.ruleId), families: [...new Set(matches.map((m) => m.family))], timeout: result.timeout, mode: policy.mode, phase }
+    }, blocked ? 'request blocked by inspection' : 'inspection match (detect mode)')
+    if (blocked) throw new InspectBlockedError(String(request.id))
+  }
+
+  /** Turns an extraction refusal into the coded client error (or a log line in detect mode). */
+  function refuse (request: FastifyRequest, policy: RoutePolicy, err: unknown, phase: Phase): void {
+    if (!(err instanceof InspectLimitError)) throw err
+    if (err.reason === 'size') {
+      request.log.info({ inspect: { limit: 'size', mode: policy.mode, phase } }, policy.block ? 'request too large to inspect' : 'request too large to inspect (detect mode, passed)')
+      if (policy.block) throw new InspectTooLargeError()
+      return
+    }
+    // Structural body problems are refused in every mode: they are input validation, not rules.
+    request.log.info({ inspect: { limit: err.reason, phase } }, 'request body refused by inspection')
+    throw new InspectBodyInvalidError()
+  }
+
+  function makeHooks (policy: RoutePolicy): { onRequest: onRequestHookHandler, preValidation: preValidationHookHandler } {
+    async function inspectOnRequest (request: FastifyRequest): Promise<void> {
+      const c = new Collected(limits.maxInspectBytes)
+      try {
+        collectUrl(c, request.url)
+        collectHeaders(c, request.headers)
+      } catch (err) {
+        refuse(request, policy, err, 'request')
+        return
+      }
+      judge(request, policy, engine.evaluate(c, timeoutMicros), 'request')
+    }
+    async function inspectBody (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+      const body: unknown = request.body
+      if (body === undefined || body === null) return
+      const c = new Collected(limits.maxInspectBytes)
+      try {
+        collectBody(c, body, contentTypeOf(request), limits)
+      } catch (err) {
+        refuse(request, policy, err, 'body')
+        return
+      }
+      judge(request, policy, engine.evaluate(c, timeoutMicros), 'body')
+    }
+    return { onRequest: inspectOnRequest, preValidation: inspectBody }
+  }
+
+  fastify.addHook('onRoute', function inspectOnRoute (routeOptions) {
+    const config = routeOptions.config
+    const raw: unknown = config?.inspect
+    if (raw === undefined || raw === false) return
+    const where = routeName(routeOptions)
+    const problems = schemaProblems(InspectRouteConfigSchema, raw, 'config.inspect')
+    if (problems.length > 0) throw new InspectConfigError(`${where}: ${problems.join('; ')}`)
+    const policy = raw as Exclude<InspectRouteConfig, false>
+    const unknownIds = (policy.exclude ?? []).filter((id) => !engine.ruleIds.has(id))
+    if (unknownIds.length > 0) throw new InspectConfigError(`${where}: config.inspect.exclude: unknown rule ids ${unknownIds.join(', ')}`)
+    const mode = policy.mode ?? options.mode
+    const compiled: RoutePolicy = Object.freeze({
+      block: mode === 'block',
+      mode,
+      exclude: policy.exclude !== undefined && policy.exclude.length > 0 ? new Set(policy.exclude) : undefined
+    })
+    const hooks = makeHooks(compiled)
+    routeOptions.onRequest = appendHook(routeOptions.onRequest, hooks.onRequest)
+    if (policy.body === true) routeOptions.preValidation = appendHook(routeOptions.preValidation, hooks.preValidation)
+  })
+}
+
+/**
+ * Request inspection. Register before any route (its `onRoute` hook must see them), after
+ * authentication and rate limiting: `app.register(inspectPlugin, { mode: config.inspect.mode,
+ * rulesFile: config.inspect.rulesFile })`.
+ */
+export const inspectPlugin = fp(gatewayInspect, {
+  name: 'gateway-inspect',
+  fastify: '5.x'
+})
+export default inspectPlugin

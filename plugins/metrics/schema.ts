@@ -1,0 +1,27 @@
+/**
+ * Options of the metrics plugin (`gateway-metrics`): where the admin listener binds.
+ */
+import { Type, type Static } from '@sinclair/typebox'
+import { TypeCompiler } from '@sinclair/typebox/compiler'
+import { ConfigError } from '../../src/errors.js'
+
+export const MetricsOptionsSchema = Type.Object({
+  port: Type.Integer({ minimum: 0, maximum: 65535, description: 'Admin listener port for GET /metrics (ADMIN_PORT; 0 = any free port).' }),
+  host: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Admin listen address (ADMIN_HOST); never the public interface unless deliberate.' }),
+  processMetrics: Type.Boolean({ default: true, description: 'Also export process metrics (CPU, memory, event-loop lag, GC).' }),
+  maxRouteLabels: Type.Integer({ minimum: 1, maximum: 10_000, default: 500, description: 'Distinct route label values kept; beyond that, `(other)`.' })
+}, { additionalProperties: false })
+
+/** Options accepted by `register(metricsPlugin, …)`. */
+export type MetricsPluginOptions = Partial<Static<typeof MetricsOptionsSchema>> & { port: number }
+/** Validated, frozen options. */
+export type MetricsOptions = Readonly<Static<typeof MetricsOptionsSchema>>
+
+const check = TypeCompiler.Compile(MetricsOptionsSchema)
+
+export function resolveMetricsOptions (opts: MetricsPluginOptions | undefined): MetricsOptions {
+  const o = { host: '127.0.0.1', processMetrics: true, maxRouteLabels: 500, ...opts }
+  const problems = [...check.Errors(o)].map((e) => `${e.path.slice(1) || 'options'}: ${e.message}`)
+  if (problems.length > 0) throw new ConfigError('invalid gateway-metrics options', problems)
+  return Object.freeze(o) as MetricsOptions
+}

@@ -1,0 +1,62 @@
+/**
+ * gateway-overload: load shedding on @fastify/under-pressure. When the sampled event loop delay,
+ * V8 heap or RSS is over its threshold, new requests get 503 GW_OVERLOADED with Retry-After at
+ * once (global `onRequest` hook of under-pressure, so register this plugin early: right after
+ * the request id) instead of queueing behind the saturated process.
+ *
+ * Config key: routes with `config.overload: false` are exempt (the health routes: /healthz must
+ * answer, and /readyz reports the state itself through `fastify.isUnderPressure()`).
+ * Decorators (from under-pressure): `isUnderPressure(): boolean`, `memoryUsage()`.
+ * Errors: GW_OVERLOADED (503), GW_OVERLOAD_CONFIG_INVALID (startup).
+ */
+import { getHeapStatistics } from 'node:v8'
+import underPressure from '@fastify/under-pressure'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { compileOptions } from '../rate-limit/validate.js'
+import { OverloadConfigError, OverloadedError } from './errors.js'
+import { OverloadOptionsSchema, type OverloadOptions, type OverloadPluginOptions } from './schema.js'
+
+export type { OverloadPluginOptions } from './schema.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `false`: this route is never shed under overload (health routes). */
+    overload?: false
+  }
+}
+
+/** Share of the V8 heap limit used as the default heap threshold. */
+const DEFAULT_HEAP_SHARE = 0.9
+
+async function gatewayOverload (fastify: FastifyInstance, rawOptions: OverloadPluginOptions): Promise<void> {
+  const options = compileOptions<OverloadOptions>(OverloadOptionsSchema, rawOptions ?? {}, OverloadConfigError)
+  const maxHeapUsedBytes = options.maxHeapUsedBytes ?? Math.floor(getHeapStatistics().heap_size_limit * DEFAULT_HEAP_SHARE)
+  const retryAfter = String(options.retryAfterS)
+
+  async function overloadPressureHandler (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined): Promise<void> {
+    if (request.routeOptions.config.overload === false) return
+    request.log.debug({ type, value }, 'overloaded: request shed')
+    reply.header('retry-after', retryAfter)
+    throw new OverloadedError()
+  }
+
+  await fastify.register(underPressure, {
+    maxEventLoopDelay: options.maxEventLoopDelayMs,
+    maxHeapUsedBytes,
+    maxRssBytes: options.maxRssBytes,
+    sampleInterval: options.sampleIntervalMs,
+    retryAfter: options.retryAfterS,
+    pressureHandler: overloadPressureHandler
+  })
+}
+
+/**
+ * Load shedding. Register early (after the request id):
+ * `app.register(overloadPlugin, {})`; `/readyz` answers 503 while `app.isUnderPressure()`.
+ */
+export const overloadPlugin = fp(gatewayOverload, {
+  name: 'gateway-overload',
+  fastify: '5.x'
+})
+export default overloadPlugin

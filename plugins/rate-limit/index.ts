@@ -1,0 +1,258 @@
+/**
+ * Rate limiting on @fastify/rate-limit, in two tiers (two plugins):
+ *
+ * - `ipRateLimitPlugin` (`gateway-ip-rate-limit`): a cheap per-client-IP limit (IPv6 per /64,
+ *   IPv4-mapped as IPv4) in a global `onRequest` hook (`rateLimitIpOnRequest`). Register it BEFORE
+ *   authentication: it throttles every request, unrouted ones (404, spelling variants) included,
+ *   so invalid credentials cannot mint fresh buckets. Counters stay in this process's memory (LRU
+ *   bounded), so it keeps protecting auth while Redis is down. Options: IP_RATE_LIMIT_MAX/_WINDOW.
+ * - `routeRateLimitPlugin` (`gateway-route-rate-limit`): the per-route limit from each route's
+ *   `config.rateLimit` (`{ max, timeWindow, keyBy }`; `false` or absent: no per-route limit),
+ *   keyed by `request.consumer.id`, or by client IP on public routes or with `keyBy: 'ip'`.
+ *   Routes of one template sharing one policy object share one budget (a route and its HEAD twin,
+ *   `/api`, `/api/` and `/api/*` of one `defineRoute` prefix). The check is a route-level `onRequest` hook
+ *   (`rateLimitRouteOnRequest`) attached in `onRoute`: route-level hooks run after every
+ *   instance-level `onRequest` hook, and after the route-level hooks of plugins registered earlier,
+ *   so registering this plugin AFTER auth guarantees `request.consumer` is set; routes without a
+ *   policy pay nothing. Counters live in memory, or in Redis (REDIS_URL) for every instance.
+ *   A Redis failure applies REDIS_FAILURE_MODE within REDIS_TIMEOUT_MS: `closed` answers 503
+ *   GW_RATE_LIMIT_STORE_UNAVAILABLE with Retry-After, `open` admits.
+ *
+ * Both answer 429 GW_RATE_LIMITED with `Retry-After` and the draft RateLimit headers
+ * (`ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset`), publish `rateLimited`, and the
+ * route tier publishes `storeState`. Startup errors: GW_RATE_LIMIT_CONFIG_INVALID.
+ */
+import fastifyRateLimit, { type RateLimitPluginOptions } from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import type { Redis } from 'ioredis'
+import { clientKey, decorateClientKey } from '../ip-filter/client-ip.js'
+import { rateLimited } from '../observability/signals.js'
+import { RateLimitConfigError, RateLimitedError, RateLimitStoreUnavailableError } from './errors.js'
+import {
+  IpRateLimitOptionsSchema,
+  RateLimitRouteConfigSchema,
+  RouteRateLimitOptionsSchema,
+  windowMs,
+  windowProblem,
+  type IpRateLimitOptions,
+  type IpRateLimitPluginOptions,
+  type RateLimitPolicy,
+  type RouteRateLimitOptions,
+  type RouteRateLimitPluginOptions
+} from './schema.js'
+import { closeRedis, createRedisClient, StoreMonitor, waitReady } from './store.js'
+import { compileOptions, schemaProblems } from './validate.js'
+
+export type { IpRateLimitPluginOptions, RateLimitPolicy, RateLimitRouteConfig, RouteRateLimitPluginOptions } from './schema.js'
+export { RateLimitRouteConfigSchema } from './schema.js'
+
+declare module '@fastify/rate-limit' {
+  // The gateway's route policy adds `keyBy` to the route-level `config.rateLimit` object that
+  // @fastify/rate-limit declares on FastifyContextConfig (validated by RateLimitRouteConfigSchema).
+  namespace fastifyRateLimit {
+    interface RateLimitOptions {
+      /** Count per authenticated consumer (default; by IP on public routes) or per client IP. */
+      keyBy?: 'consumer' | 'ip'
+    }
+  }
+}
+
+type LimiterHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+
+/** One per-route budget: the key prefix and its limits, precomputed in onRoute. */
+interface Bucket {
+  readonly prefix: string
+  readonly max: number
+  readonly windowMs: number
+  readonly keyByIp: boolean
+}
+
+const kBucket = Symbol('portcullis.rateLimit.bucket')
+const UNROUTED = '<unrouted>'
+
+function bucketOf (request: FastifyRequest): Bucket {
+  return (request as unknown as Record<symbol, Bucket>)[kBucket]
+}
+
+function publishLimited (request: FastifyRequest, tier: 'ip' | 'route'): void {
+  if (rateLimited.hasSubscribers) rateLimited.publish({ route: request.routeOptions.url ?? UNROUTED, tier })
+}
+
+/**
+ * Registers @fastify/rate-limit in its own encapsulated scope (so it attaches no hooks to any
+ * route by itself) and returns its request handler built from `settings`.
+ */
+async function buildLimiter (fastify: FastifyInstance, settings: RateLimitPluginOptions): Promise<LimiterHandler> {
+  let handler: LimiterHandler | undefined
+  await fastify.register(async function rateLimitScope (scope) {
+    await scope.register(fastifyRateLimit, { ...settings, global: false })
+    handler = scope.rateLimit() as unknown as LimiterHandler
+  })
+  if (handler === undefined) throw new RateLimitConfigError('@fastify/rate-limit did not load')
+  return handler
+}
+
+/** Headers: the draft-spec names, and on a 429 also Retry-After. */
+const HEADERS = {
+  enableDraftSpec: true,
+  addHeaders: { 'ratelimit-limit': true, 'ratelimit-remaining': true, 'ratelimit-reset': true, 'retry-after': true }
+} as const
+
+async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateLimitPluginOptions): Promise<void> {
+  const options = compileOptions<IpRateLimitOptions>(IpRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError, (o, problems) => {
+    const p = windowProblem('timeWindow', o.timeWindow)
+    if (p !== undefined) problems.push(p)
+  })
+  decorateClientKey(fastify)
+  const limiter = await buildLimiter(fastify, {
+    ...HEADERS,
+    // On admitted requests the route tier's headers are the useful ones; this tier adds none.
+    addHeadersOnExceeding: { 'ratelimit-limit': false, 'ratelimit-remaining': false, 'ratelimit-reset': false },
+    max: options.max,
+    timeWindow: windowMs(options.timeWindow),
+    cache: options.cacheSize,
+    keyGenerator: clientKey,
+    errorResponseBuilder: (request) => {
+      request.log.debug({ ip: request.ip }, 'per-IP rate limit exceeded')
+      publishLimited(request, 'ip')
+      return new RateLimitedError()
+    }
+  })
+  fastify.addHook('onRequest', async function rateLimitIpOnRequest (request, reply) {
+    await limiter(request, reply)
+  })
+}
+
+/**
+ * The budget name of a route template: the routes one prefix registers (`/api`, `/api/`,
+ * `/api/*`) and a GET route's HEAD twin share one budget when they share the policy object.
+ */
+function budgetName (url: string): string {
+  let name = url.endsWith('/*') ? url.slice(0, -2) : url
+  while (name.length > 1 && name.endsWith('/')) name = name.slice(0, -1)
+  return name === '' ? '/' : name
+}
+
+function routeName (routeOptions: RouteOptions): string {
+  const method = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
+  return `route ${method} ${routeOptions.url ?? ''}`
+}
+
+async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: RouteRateLimitPluginOptions): Promise<void> {
+  const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError)
+
+  let redis: Redis | undefined
+  let monitor: StoreMonitor | undefined
+  if (options.redisUrl !== undefined) {
+    redis = createRedisClient(options.redisUrl, options.redisTimeoutMs)
+    monitor = new StoreMonitor(fastify.log, options.failureLogIntervalMs, options.failureMode)
+    monitor.watch(redis)
+    const client = redis
+    fastify.addHook('onClose', async function rateLimitCloseRedis () {
+      await closeRedis(client)
+    })
+    // Start serving either way: with Redis down the failure mode applies until it is back.
+    if (!await waitReady(redis, Math.max(options.redisTimeoutMs * 5, 1000))) {
+      fastify.log.warn({ failureMode: options.failureMode }, 'rate-limit store (redis) not reachable at startup')
+    }
+  }
+
+  fastify.decorateRequest(kBucket, null)
+  decorateClientKey(fastify)
+  const limiter = await buildLimiter(fastify, {
+    ...HEADERS,
+    cache: options.cacheSize,
+    redis,
+    nameSpace: options.keyPrefix,
+    skipOnError: false,
+    max: (request) => bucketOf(request).max,
+    timeWindow: (request) => bucketOf(request).windowMs,
+    keyGenerator: (request) => {
+      const bucket = bucketOf(request)
+      const consumer = request.consumer
+      if (!bucket.keyByIp && consumer != null) return bucket.prefix + 'c:' + consumer.id
+      return bucket.prefix + 'ip:' + clientKey(request)
+    },
+    errorResponseBuilder: (request) => {
+      request.log.debug({ consumer: request.consumer?.id, ip: request.ip }, 'route rate limit exceeded')
+      publishLimited(request, 'route')
+      return new RateLimitedError()
+    }
+  })
+
+  const failClosed = options.failureMode === 'closed'
+  const retryAfter = String(options.unavailableRetryAfterS)
+
+  function hookFor (bucket: Bucket): onRequestAsyncHookHandler {
+    return async function rateLimitRouteOnRequest (request, reply) {
+      (request as unknown as Record<symbol, Bucket>)[kBucket] = bucket
+      try {
+        await limiter(request, reply)
+      } catch (err) {
+        // Anything but our 429 is a store failure (memory mode never fails: rethrow as a bug).
+        if (err instanceof RateLimitedError || monitor === undefined) throw err
+        monitor.failure(err, request.log)
+        if (failClosed) {
+          reply.header('retry-after', retryAfter)
+          throw new RateLimitStoreUnavailableError({ cause: err })
+        }
+      }
+    }
+  }
+
+  /** Budgets by route template (trailing `/` and `/*` removed): one per distinct policy object. */
+  const budgets = new Map<string, Array<{ policy: RateLimitPolicy, hook: onRequestAsyncHookHandler }>>()
+
+  fastify.addHook('onRoute', function rateLimitOnRoute (routeOptions) {
+    const policy: unknown = routeOptions.config?.rateLimit
+    if (policy === undefined || policy === false) return
+    const template = budgetName(routeOptions.url ?? '')
+    const siblings = budgets.get(template) ?? []
+    let hook = siblings.find((b) => b.policy === policy)?.hook
+    if (hook === undefined) {
+      const where = routeName(routeOptions)
+      const problems = schemaProblems(RateLimitRouteConfigSchema, policy, 'config.rateLimit')
+      if (problems.length === 0) {
+        const p = windowProblem('config.rateLimit.timeWindow', (policy as RateLimitPolicy).timeWindow)
+        if (p !== undefined) problems.push(p)
+      }
+      if (problems.length > 0) throw new RateLimitConfigError(`${where}: ${problems.join('; ')}`)
+      const valid = policy as RateLimitPolicy
+      // The template names the budget (in Redis keys too), so every instance with the same route
+      // table derives the same names; another policy on the same template adds its methods.
+      const prefix = siblings.length === 0 ? `${template}|` : `${template}|${String(routeOptions.method)}|`
+      const bucket: Bucket = Object.freeze({
+        prefix,
+        max: valid.max,
+        windowMs: windowMs(valid.timeWindow),
+        keyByIp: valid.keyBy === 'ip'
+      })
+      hook = hookFor(bucket)
+      siblings.push({ policy: valid, hook })
+      budgets.set(template, siblings)
+    }
+    const existing = routeOptions.onRequest
+    routeOptions.onRequest = existing === undefined
+      ? [hook]
+      : [...(Array.isArray(existing) ? existing : [existing]), hook]
+  })
+}
+
+/**
+ * Per-client-IP tier. Register before authentication:
+ * `app.register(ipRateLimitPlugin, { max: config.rateLimit.ipMax, timeWindow: config.rateLimit.ipTimeWindow })`.
+ */
+export const ipRateLimitPlugin = fp(gatewayIpRateLimit, {
+  name: 'gateway-ip-rate-limit',
+  fastify: '5.x'
+})
+
+/**
+ * Per-route tier. Register after authentication and before the routes:
+ * `app.register(routeRateLimitPlugin, { redisUrl, redisTimeoutMs, failureMode })` from `config.rateLimit`.
+ */
+export const routeRateLimitPlugin = fp(gatewayRouteRateLimit, {
+  name: 'gateway-route-rate-limit',
+  fastify: '5.x'
+})

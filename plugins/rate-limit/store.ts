@@ -1,0 +1,107 @@
+/**
+ * The shared counter store (Redis through ioredis) and the failure policy applied when it fails.
+ *
+ * Every Redis wait is bounded: commands time out after `redisTimeoutMs`, there is no offline
+ * queue (a command while disconnected fails at once), a stalled socket is dropped, and reconnects
+ * back off up to one second, so limits apply again within about a second of Redis returning.
+ * Failures are logged at most once per interval and published on the `storeState` channel.
+ */
+import type { FastifyBaseLogger } from 'fastify'
+import { Redis } from 'ioredis'
+import { storeState } from '../observability/signals.js'
+
+/** Longest pause between reconnect attempts. */
+const MAX_RECONNECT_DELAY_MS = 1000
+
+/** An ioredis client configured so that no request ever waits long on Redis. */
+export function createRedisClient (url: string, timeoutMs: number): Redis {
+  return new Redis(url, {
+    connectTimeout: Math.min(Math.max(timeoutMs * 5, 500), 5000),
+    commandTimeout: timeoutMs,
+    // A stalled connection (no reply at all) is replaced instead of timing out forever.
+    socketTimeout: Math.max(timeoutMs * 5, 1000),
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), MAX_RECONNECT_DELAY_MS),
+    // The rate-limit script is idempotent per request only once; never replay it after a reconnect.
+    autoResendUnfulfilledCommands: false,
+    // Commands of concurrent requests issued in one tick go out in one write.
+    enableAutoPipelining: true,
+    lazyConnect: false
+  })
+}
+
+/** Tracks the store's state, rate-limits the failure log and publishes `storeState`. */
+export class StoreMonitor {
+  private up = false
+  private lastLogAt = Number.NEGATIVE_INFINITY
+  private suppressed = 0
+
+  constructor (
+    private readonly log: FastifyBaseLogger,
+    private readonly intervalMs: number,
+    private readonly mode: 'open' | 'closed'
+  ) {}
+
+  /** Watches the client's connection events. */
+  watch (client: Redis): void {
+    client.on('ready', () => this.setUp(true))
+    client.on('close', () => this.setUp(false))
+    // Without a listener an 'error' event would crash the process; the log is interval-limited.
+    client.on('error', (err: Error) => this.failure(err, this.log, false))
+  }
+
+  get isUp (): boolean {
+    return this.up
+  }
+
+  private setUp (up: boolean): void {
+    if (up === this.up) return
+    this.up = up
+    if (up) this.log.info('rate-limit store (redis) connected; shared limits apply')
+    else this.log.warn({ failureMode: this.mode }, 'rate-limit store (redis) disconnected; failure mode applies')
+    if (storeState.hasSubscribers) storeState.publish({ store: 'redis', state: up ? 'up' : 'down' })
+  }
+
+  /**
+   * One failed store operation (published as `error`, so metrics count it) or connection error
+   * (`count` false); logged at most once per interval with the number of suppressed ones.
+   */
+  failure (err: unknown, log: FastifyBaseLogger = this.log, count = true): void {
+    if (count && storeState.hasSubscribers) storeState.publish({ store: 'redis', state: 'error' })
+    const now = Date.now()
+    if (now - this.lastLogAt < this.intervalMs) {
+      this.suppressed++
+      return
+    }
+    log.warn({ err, failureMode: this.mode, suppressed: this.suppressed }, 'rate-limit store (redis) failed; failure mode applied')
+    this.lastLogAt = now
+    this.suppressed = 0
+  }
+}
+
+/** Resolves when the client is ready or after `waitMs`, whichever comes first. */
+export async function waitReady (client: Redis, waitMs: number): Promise<boolean> {
+  if (client.status === 'ready') return true
+  return await new Promise<boolean>((resolve) => {
+    const done = (ready: boolean): void => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+      resolve(ready)
+    }
+    const onReady = (): void => done(true)
+    const timer = setTimeout(done, waitMs, false)
+    timer.unref()
+    client.on('ready', onReady)
+  })
+}
+
+/** Closes the client without waiting on a dead connection. */
+export async function closeRedis (client: Redis): Promise<void> {
+  try {
+    if (client.status === 'ready') await client.quit()
+  } catch {
+    // Already gone: disconnect below stops any reconnect loop.
+  }
+  client.disconnect()
+}

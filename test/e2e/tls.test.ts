@@ -1,0 +1,139 @@
+import t, { type Test } from 'tap'
+import { connect as http2Connect } from 'node:http2'
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { Agent, request } from 'undici'
+import Fastify from 'fastify'
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync } from 'fastify'
+import { defineRoute, gatewayErrorHandler, loadConfig, proxyPlugin, type GatewayConfig } from 'portcullis'
+import { startUpstream } from '../helpers/upstream.js'
+import { startGateway } from '../helpers/gateway.js'
+import { makeCert, type TestCert } from '../helpers/certs.js'
+import { securityHeadersPlugin } from '../../plugins/security-headers/index.js'
+
+/** The security headers plugin on the real gateway, unless src/app.ts registers it already. */
+function edgePlugins (config: GatewayConfig): FastifyPluginAsync {
+  return fp(async function testEdgePlugins (fastify) {
+    if (!fastify.hasPlugin('gateway-security-headers')) await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
+  }, { name: 'test-edge-plugins' })
+}
+
+async function gateway (t: Test, env: Record<string, string>, upstream: string): ReturnType<typeof startGateway> {
+  const full = { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn', ...env }
+  return await startGateway(t, { env: full, routes: [edgePlugins(loadConfig(full)), defineRoute({ prefix: '/svc', upstream, auth: false })] })
+}
+
+const HSTS = 'max-age=31536000; includeSubDomains'
+const cert = makeCert()
+
+t.test('HTTPS termination: a verifying TLS client reaches the upstream; HSTS only over TLS', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await gateway(t, { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile }, up.url)
+  const agent = new Agent({ connect: { ca: cert.cert } })
+  t.teardown(async () => { await agent.close() })
+  const res = await request(`https://localhost:${gw.port}/svc/secure?q=1`, { dispatcher: agent })
+  t.equal(res.statusCode, 200)
+  const body = await res.body.json() as { url: string, headers: Record<string, string> }
+  t.equal(body.url, '/secure?q=1')
+  t.equal(body.headers['x-forwarded-proto'], 'https')
+  t.equal(res.headers['strict-transport-security'], HSTS)
+
+  const untrusting = new Agent()
+  t.teardown(async () => { await untrusting.close() })
+  await t.rejects(request(`https://localhost:${gw.port}/svc/x`, { dispatcher: untrusting }), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }, 'a client that does not trust the CA refuses the gateway')
+  t.equal(up.requests.length, 1)
+
+  const plain = await gateway(t, {}, up.url)
+  const p = await request(`${plain.url}/svc/plain`)
+  await p.body.text()
+  t.equal(p.statusCode, 200)
+  t.equal(p.headers['strict-transport-security'], undefined, 'no HSTS over plain HTTP')
+})
+
+t.test('HTTP/2 with HTTP/1.1 fallback on one TLS port', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await gateway(t, { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' }, up.url)
+
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
+  t.teardown(() => { session.destroy() })
+  const h2 = await new Promise<{ status: number, headers: Record<string, unknown>, body: string, alpn: string | undefined }>((resolve, reject) => {
+    const stream = session.request({ ':method': 'GET', ':path': '/svc/over-h2' })
+    let body = ''
+    let headers: Record<string, unknown> = {}
+    stream.on('response', (h) => { headers = h })
+    stream.on('data', (c: Buffer) => { body += c.toString() })
+    stream.on('end', () => { resolve({ status: Number(headers[':status']), headers, body, alpn: session.alpnProtocol }) })
+    stream.on('error', reject)
+    stream.end()
+  })
+  t.equal(h2.alpn, 'h2')
+  t.equal(h2.status, 200)
+  t.equal(h2.headers['strict-transport-security'], HSTS)
+  t.equal(h2.headers['x-frame-options'], 'DENY')
+  const echoed = JSON.parse(h2.body) as { url: string, headers: Record<string, string> }
+  t.equal(echoed.url, '/over-h2')
+  t.notOk(Object.keys(echoed.headers).some((k) => k.startsWith(':')), 'no HTTP/2 pseudo-headers upstream')
+
+  const h1 = await new Promise<{ status: number, version: string, hsts: unknown, body: string }>((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', servername: 'localhost', port: gw.port, path: '/svc/over-h1', ca: cert.cert }, (res) => {
+      let body = ''
+      res.on('data', (c: Buffer) => { body += c.toString() })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, version: res.httpVersion, hsts: res.headers['strict-transport-security'], body }) })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+  t.equal(h1.status, 200)
+  t.equal(h1.version, '1.1', 'an HTTP/1.1-only client is served')
+  t.equal(h1.hsts, HSTS)
+  t.equal((JSON.parse(h1.body) as { url: string }).url, '/over-h1')
+  t.strictSame(up.requests.map((r) => r.url), ['/over-h2', '/over-h1'])
+})
+
+/** An HTTPS upstream with its own self-signed certificate. */
+async function httpsUpstream (t: Test, c: TestCert): Promise<{ url: string, hits: () => number }> {
+  let hits = 0
+  const server = createHttpsServer({ cert: c.cert, key: c.key }, (_req, res) => {
+    hits++
+    res.writeHead(200, { 'content-type': 'text/plain' })
+    res.end('tls upstream')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  })
+  return { url: `https://localhost:${(server.address() as AddressInfo).port}`, hits: () => hits }
+}
+
+async function proxyTo (t: Test, upstream: string, upstreamCa?: string): Promise<ReturnType<typeof Fastify>> {
+  const app = Fastify()
+  app.setErrorHandler(gatewayErrorHandler)
+  await app.register(proxyPlugin, upstreamCa === undefined ? {} : { upstreamCa })
+  await app.register(defineRoute({ prefix: '/svc', upstream, auth: false, retries: 0, circuitBreaker: false }))
+  t.teardown(async () => { await app.close() })
+  await app.ready()
+  return app
+}
+
+t.test('TLS to upstreams: certificates verified by default; a configured CA is trusted', async (t) => {
+  const upCert = makeCert()
+  const up = await httpsUpstream(t, upCert)
+
+  const strict = await proxyTo(t, up.url)
+  const refused = await strict.inject('/svc/x')
+  t.equal(refused.statusCode, 502, 'self-signed upstream refused by default')
+  t.equal(refused.json().code, 'GW_UPSTREAM_BAD_GATEWAY')
+  t.notOk(refused.body.includes('SELF_SIGNED'), 'no TLS detail reaches the client')
+
+  const wrongCa = await proxyTo(t, up.url, makeCert().cert)
+  t.equal((await wrongCa.inject('/svc/x')).statusCode, 502, 'another CA does not vouch for it')
+  t.equal(up.hits(), 0, 'no request was sent over an unverified connection')
+
+  const trusting = await proxyTo(t, up.url, upCert.cert)
+  const ok = await trusting.inject('/svc/x')
+  t.equal(ok.statusCode, 200)
+  t.equal(ok.body, 'tls upstream')
+  t.equal(up.hits(), 1)
+})

@@ -1,0 +1,83 @@
+import t, { type Test } from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { gatewayErrorHandler } from '../../src/errors.js'
+import { overloadPlugin, type OverloadPluginOptions } from '../../plugins/overload/index.js'
+
+interface Harness { app: FastifyInstance, hits: () => number }
+
+async function build (t: Test, options: OverloadPluginOptions): Promise<Harness> {
+  const app = Fastify()
+  app.setErrorHandler(gatewayErrorHandler)
+  await app.register(overloadPlugin, options)
+  let hits = 0
+  app.get('/api', async () => { hits++; return { ok: true } })
+  app.get('/healthz', { config: { overload: false } }, async () => ({ status: 'ok' }))
+  app.get('/readyz', { config: { overload: false } }, async (request, reply) => {
+    if (app.isUnderPressure()) return await reply.code(503).header('retry-after', '10').send({ status: 'overloaded' })
+    return { status: 'ready' }
+  })
+  t.teardown(() => app.close())
+  await app.ready()
+  return { app, hits: () => hits }
+}
+
+async function until (predicate: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms
+  while (Date.now() < end) {
+    if (predicate()) return true
+    await sleep(5)
+  }
+  return predicate()
+}
+
+t.test('heap over its threshold: 503 GW_OVERLOADED with Retry-After at once; health routes exempt; readyz reports it', async (t) => {
+  const h = await build(t, { maxHeapUsedBytes: 1, sampleIntervalMs: 10, retryAfterS: 7 })
+  t.ok(await until(() => h.app.isUnderPressure(), 2000), 'the sampler saw the heap over 1 byte')
+  const started = Date.now()
+  const res = await h.app.inject('/api')
+  t.ok(Date.now() - started < 200, 'answered at once')
+  t.equal(res.statusCode, 503)
+  t.equal(res.headers['retry-after'], '7')
+  t.strictSame(res.json(), { statusCode: 503, code: 'GW_OVERLOADED', error: 'Service Unavailable', message: 'Service unavailable' })
+  t.equal(h.hits(), 0, 'the handler never ran')
+  t.equal((await h.app.inject('/healthz')).statusCode, 200, '/healthz is exempt')
+  const ready = await h.app.inject('/readyz')
+  t.equal(ready.statusCode, 503, '/readyz reports the overload')
+})
+
+t.test('event loop delay over its threshold sheds new requests', async (t) => {
+  const h = await build(t, { maxEventLoopDelayMs: 100, sampleIntervalMs: 50, maxHeapUsedBytes: 0 })
+  t.equal((await h.app.inject('/api')).statusCode, 200)
+  const end = Date.now() + 600
+  while (Date.now() < end) { /* saturate the event loop */ }
+  t.ok(await until(() => h.app.isUnderPressure(), 200), 'the sampler saw the blocked loop')
+  const res = await h.app.inject('/api')
+  t.equal(res.statusCode, 503)
+  t.equal(res.json().code, 'GW_OVERLOADED')
+  t.equal(h.hits(), 1)
+  t.ok(await until(() => !h.app.isUnderPressure(), 2000), 'recovers once the loop is free')
+  t.equal((await h.app.inject('/api')).statusCode, 200)
+})
+
+t.test('defaults: serving normally, thresholds on', async (t) => {
+  const h = await build(t, {})
+  await sleep(50)
+  t.equal(h.app.isUnderPressure(), false)
+  t.equal((await h.app.inject('/api')).statusCode, 200)
+  t.equal((await h.app.inject('/readyz')).statusCode, 200)
+  t.equal(typeof h.app.memoryUsage().heapUsed, 'number')
+})
+
+t.test('invalid options: ready() rejects with GW_OVERLOAD_CONFIG_INVALID', async (t) => {
+  const bad: OverloadPluginOptions[] = [
+    { maxEventLoopDelayMs: -1 },
+    { maxHeapUsedBytes: 1.5 },
+    { sampleIntervalMs: 1 },
+    { retryAfterS: 0 },
+    { maxRss: 1 } as OverloadPluginOptions
+  ]
+  for (const options of bad) {
+    await t.rejects(async () => await Fastify().register(overloadPlugin, options).ready(), { code: 'GW_OVERLOAD_CONFIG_INVALID' }, JSON.stringify(options))
+  }
+})
