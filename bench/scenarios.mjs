@@ -64,6 +64,7 @@ function nodeScript (script, env = {}) {
 
 const off = { auth: false, rateLimit: false, inspect: false }
 const jwtRl = { auth: { strategies: ['jwt'] }, rateLimit: { max: 100000000, timeWindow: '1 minute' }, inspect: false }
+const jwtRlInspect = { ...jwtRl, inspect: { mode: 'block' } }
 
 export const scenarios = [
   {
@@ -93,6 +94,21 @@ export const scenarios = [
     name: 'portcullis-jwt-rl',
     title: 'Portcullis (2) JWT HS256 + rate limit',
     start: portcullis('jwtrl', jwtRl),
+    headers: { authorization: `Bearer ${benchToken()}` },
+    readyPath: '/healthz'
+  },
+  {
+    name: 'portcullis-jwt-rl-inspect',
+    title: 'Portcullis (3) JWT + rate limit + URL/query/header inspection',
+    start: portcullis('jwtrlinspect', jwtRlInspect),
+    path: '/api/items?page=2&sort=name&q=blue+shoes',
+    headers: { authorization: `Bearer ${benchToken()}` },
+    readyPath: '/healthz'
+  },
+  {
+    name: 'portcullis-jwt-rl-redis',
+    title: 'Portcullis (5) JWT + rate limit, Redis store',
+    start: portcullis('jwtrlredis', jwtRl, { REDIS_URL: 'redis://127.0.0.1:6379' }),
     headers: { authorization: `Bearer ${benchToken()}` },
     readyPath: '/healthz'
   }
