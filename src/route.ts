@@ -16,6 +16,9 @@ import { RateLimitRouteConfigSchema } from '../plugins/rate-limit/schema.js'
 import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
 import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
 import { registerProxyRoute } from '../plugins/proxy/route.js'
+import type { AuthPolicy } from '../plugins/auth/schema.js'
+import type { RateLimitRouteConfig } from '../plugins/rate-limit/schema.js'
+import type { PublicRateLimitConfig } from './policy.js'
 
 const HttpMethodSchema = Type.Union(
   ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'].map((m) => Type.Literal(m)),
@@ -68,8 +71,26 @@ export const RouteOptionsSchema = Type.Object({
   cors: Type.Optional(CorsRouteConfigSchema)
 }, { additionalProperties: false })
 
+/** Everything the schema accepts (the plugins still reject `keyBy: 'consumer'` on public routes). */
+type RouteOptionsStatic = Static<typeof RouteOptionsSchema>
+
+/** A public proxied route (`auth: false`): its rate limit can only count per client IP. */
+export type PublicRouteOptions = Omit<RouteOptionsStatic, 'auth' | 'rateLimit'> & {
+  auth: false
+  rateLimit?: PublicRateLimitConfig
+}
+
+/** An authenticated proxied route (`auth` omitted means every configured strategy). */
+export type ProtectedRouteOptions = Omit<RouteOptionsStatic, 'auth' | 'rateLimit'> & {
+  auth?: AuthPolicy
+  rateLimit?: RateLimitRouteConfig
+}
+
+/** Parameter type of `defineRoute()`: wrong policy combinations are compile errors. */
+export type RouteDefinition = PublicRouteOptions | ProtectedRouteOptions
+
 /** Options of `defineRoute()`. See the README's route options table. */
-export type RouteOptions = Static<typeof RouteOptionsSchema>
+export type RouteOptions = RouteDefinition
 
 const checkRouteOptions = TypeCompiler.Compile(RouteOptionsSchema)
 
@@ -126,7 +147,7 @@ function crossFieldProblems (o: RouteOptions): string[] {
  * Describe one upstream service. Returns a Fastify plugin that proxies `prefix` to `upstream`
  * under the given policies. Throws GW_CONFIG_INVALID naming the file and option when invalid.
  */
-export function defineRoute (options: RouteOptions): RoutePlugin {
+export function defineRoute (options: RouteDefinition): RoutePlugin {
   const file = callerFile()
   const problems = describeProblems(options)
   if (problems.length === 0) problems.push(...crossFieldProblems(options))

@@ -1,0 +1,157 @@
+/**
+ * Portcullis as a user gets it: `npm pack`, install the tarball into a fresh host app outside the
+ * repository (examples/host-app), build it with tsc, run it and exercise the gateway over TCP.
+ */
+import t from 'tap'
+import { execFile, spawn } from 'node:child_process'
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { startUpstream } from '../helpers/upstream.js'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const tsc = join(root, 'node_modules/typescript/bin/tsc')
+const ALICE = 'alice-key-0123456789abcdef'
+const BOB = 'bob-key-0123456789abcdef'
+
+interface Run { code: number | null, stdout: string, stderr: string }
+
+async function run (cmd: string, args: string[], cwd: string, timeoutMs: number): Promise<Run> {
+  return await new Promise((resolve) => {
+    execFile(cmd, args, { cwd, timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, npm_config_update_notifier: 'false' } }, (err, stdout, stderr) => {
+      const code = err === null ? 0 : typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+t.setTimeout(300_000)
+
+const work = mkdtempSync(join(tmpdir(), 'portcullis-pack-'))
+t.teardown(() => rmSync(work, { recursive: true, force: true }))
+const app = join(work, 'app')
+
+t.before(async () => {
+  if (!existsSync(join(root, 'dist/src/index.js'))) {
+    const b = await run('npm', ['run', 'build'], root, 120_000)
+    if (b.code !== 0) throw new Error(`build failed: ${b.stderr}`)
+  }
+})
+
+let tarball = ''
+
+t.test('npm pack ships dist, the ruleset and no tests', async (t) => {
+  const r = await run('npm', ['pack', '--json', '--pack-destination', work], root, 120_000)
+  t.equal(r.code, 0, r.stderr)
+  const [info] = JSON.parse(r.stdout.slice(r.stdout.indexOf('['))) as Array<{ filename: string, files: Array<{ path: string }> }>
+  const files = info.files.map((f) => f.path)
+  tarball = join(work, info.filename)
+  t.ok(existsSync(tarball), 'tarball written')
+  t.ok(files.includes('dist/src/index.js'))
+  t.ok(files.includes('dist/src/index.d.ts'))
+  t.ok(files.includes('plugins/inspect/rules/portcullis.json'))
+  t.ok(files.includes('package.json'))
+  t.strictSame(files.filter((f) => /^(test|bench|examples)\//.test(f)), [], 'no test/, bench/ or examples/')
+})
+
+t.test('host app installs from the tarball and compiles in strict mode', async (t) => {
+  t.ok(tarball !== '', 'packed')
+  cpSync(join(root, 'examples/host-app'), app, { recursive: true, filter: (src) => !/node_modules|dist/.test(src.slice(root.length)) })
+  const i = await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', tarball, 'fastify'], app, 150_000)
+  t.equal(i.code, 0, i.stderr)
+  t.ok(existsSync(join(app, 'node_modules/portcullis/dist/src/index.js')))
+  t.ok(existsSync(join(app, 'node_modules/portcullis/plugins/inspect/rules/portcullis.json')))
+  const b = await run(process.execPath, [tsc, '-p', join(app, 'tsconfig.json')], app, 120_000)
+  t.equal(b.code, 0, b.stdout + b.stderr)
+  t.ok(existsSync(join(app, 'dist/server.js')))
+})
+
+t.test('the built host app: own route untouched, policies on /me, proxied prefix', async (t) => {
+  const upstream = await startUpstream(t)
+  const child = spawn(process.execPath, [join(app, 'dist/server.js')], {
+    cwd: app,
+    env: { PATH: process.env.PATH ?? '', PORT: '0', HOST_APP_API_KEYS: `alice:${ALICE},bob:${BOB}`, HOST_APP_UPSTREAM: upstream.url },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+  let stderr = ''
+  child.stderr.on('data', (c: Buffer) => { stderr += c.toString() })
+  t.teardown(async () => {
+    if (child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      await exited
+    }
+  })
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = ''
+    const timer = setTimeout(() => reject(new Error(`no listening line; stderr: ${stderr}`)), 20_000)
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString()
+      const m = /listening (\d+)/.exec(out)
+      if (m !== null) { clearTimeout(timer); resolve(Number(m[1])) }
+    })
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited ${String(code)}: ${stderr}`)) })
+  })
+  const base = `http://127.0.0.1:${port}`
+
+  const hello = await fetch(`${base}/hello`)
+  t.equal(hello.status, 200)
+  t.strictSame(await hello.json(), { hello: 'world' })
+  for (const h of ['x-ratelimit-limit', 'x-ratelimit-remaining', 'content-security-policy', 'x-content-type-options', 'strict-transport-security']) {
+    t.equal(hello.headers.get(h), null, `/hello has no ${h}`)
+  }
+
+  const noKey = await fetch(`${base}/me`)
+  t.equal(noKey.status, 401)
+  t.equal(((await noKey.json()) as { code: string }).code, 'GW_AUTH_UNAUTHORIZED')
+
+  const attack = await fetch(`${base}/me?q=${encodeURIComponent('<script>alert(1)</script>')}`, { headers: { 'x-api-key': BOB } })
+  t.equal(attack.status, 403)
+  t.equal(((await attack.json()) as { code: string }).code, 'GW_INSPECT_BLOCKED')
+
+  for (let i = 1; i <= 3; i++) {
+    const ok = await fetch(`${base}/me`, { headers: { 'x-api-key': ALICE } })
+    t.equal(ok.status, 200, `call ${i}`)
+    t.strictSame(await ok.json(), { consumer: 'alice' })
+  }
+  const limited = await fetch(`${base}/me`, { headers: { 'x-api-key': ALICE } })
+  t.equal(limited.status, 429)
+  t.equal(((await limited.json()) as { code: string }).code, 'GW_RATE_LIMITED')
+
+  const denied = await fetch(`${base}/upstream/x`)
+  t.equal(denied.status, 401)
+  t.equal(upstream.requests.length, 0, 'unauthenticated request not proxied')
+
+  const proxied = await fetch(`${base}/upstream/x`, { headers: { 'x-api-key': ALICE } })
+  t.equal(proxied.status, 200)
+  await proxied.arrayBuffer()
+  t.equal(upstream.requests.length, 1)
+  t.equal(upstream.requests[0].url, '/x')
+  t.equal(upstream.requests[0].headers['x-consumer-id'], 'alice')
+  t.equal(upstream.requests[0].headers['x-api-key'], undefined, 'API key not forwarded')
+})
+
+t.test('wrong policies do not compile in the host app', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['bad-public-consumer.ts', "routePolicy({ auth: false, rateLimit: { max: 1, timeWindow: 1000, keyBy: 'consumer' } })"],
+    ['bad-strategy.ts', "routePolicy({ auth: { strategies: ['basic'] } })"],
+    ['bad-route.ts', "defineRoute({ prefix: '/p', upstream: 'http://127.0.0.1:1', auth: false, rateLimit: { max: 1, timeWindow: 1000, keyBy: 'consumer' } })"]
+  ]
+  const good = join(app, 'src/good-policy.ts')
+  writeFileSync(good, "import { routePolicy } from 'portcullis'\nexport const p = routePolicy({ auth: false, rateLimit: { max: 1, timeWindow: 1000, keyBy: 'ip' } })\n")
+  const g = await run(process.execPath, [tsc, '-p', join(app, 'tsconfig.json'), '--noEmit'], app, 120_000)
+  t.equal(g.code, 0, `a valid public policy compiles: ${g.stdout}`)
+  rmSync(good)
+  for (const [file, expr] of cases) {
+    const path = join(app, 'src', file)
+    const fn = expr.slice(0, expr.indexOf('('))
+    writeFileSync(path, `import { ${fn} } from 'portcullis'\nexport const p = ${expr}\n`)
+    const r = await run(process.execPath, [tsc, '-p', join(app, 'tsconfig.json'), '--noEmit'], app, 120_000)
+    rmSync(path)
+    t.not(r.code, 0, `${file} fails to compile`)
+    t.match(r.stdout, new RegExp(`src/${file.replace('.', '\\.')}\\(2,\\d+\\): error TS2(322|345|769)`), `${file}: type error in the file`)
+    t.notMatch(r.stdout, /TS2872|TS6133/, 'no unrelated error')
+  }
+  t.ok(readFileSync(join(app, 'src/server.ts'), 'utf8').includes('routePolicy'))
+})
