@@ -76,6 +76,12 @@ export const scenarios = [
   { name: 'bare-http-proxy', title: 'bare @fastify/http-proxy', start: nodeScript('bench/servers/bare-proxy.mjs') },
   { name: 'portcullis-proxy', title: 'Portcullis (1) proxy only, access log at info', start: portcullis('proxy', off), readyPath: '/healthz' },
   {
+    name: 'portcullis-proxy-metrics',
+    title: 'Portcullis (1) with metrics (ADMIN_PORT) and OTEL tracing hooks on',
+    start: async (ctx) => portcullis('proxymetrics', off, { ADMIN_PORT: '0', OTEL_ENABLED: 'true' })(ctx),
+    readyPath: '/healthz'
+  },
+  {
     name: 'bare-http-proxy-1000',
     title: 'bare @fastify/http-proxy, 1,000 prefixes',
     start: nodeScript('bench/servers/bare-proxy.mjs', { PREFIXES: '1000' }),
