@@ -19,7 +19,7 @@
  */
 import fp from 'fastify-plugin'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions, onSendHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions, onSendHookHandler } from 'fastify'
 import { ConfigError } from '../../src/errors.js'
 import { CorsOriginNotAllowedError } from './errors.js'
 import { CORS_RESPONSE_HEADERS, CorsPolicySchema, corsCrossFieldProblems, type CorsPolicy, type CorsRouteConfig } from './schema.js'
@@ -76,9 +76,12 @@ function addVaryOrigin (reply: FastifyReply): void {
   if (!/(?:^|,)\s*(?:origin|\*)\s*(?:,|$)/i.test(text)) reply.header('vary', `${text}, Origin`)
 }
 
-async function corsOnRequest (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+function corsOnRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   const policy = (request.routeOptions.config as unknown as Record<symbol, CompiledCors | undefined>)[kCors]
-  if (policy === undefined) return undefined
+  if (policy === undefined) {
+    done()
+    return
+  }
   const origin = request.headers.origin
   const preflight = request.method === 'OPTIONS' && request.headers['access-control-request-method'] !== undefined
   if (origin === undefined || !(policy.anyOrigin || policy.origins.has(origin))) {
@@ -86,14 +89,18 @@ async function corsOnRequest (request: FastifyRequest, reply: FastifyReply): Pro
       request.log.debug({ route: request.routeOptions.url }, 'CORS preflight from a disallowed origin')
       throw new CorsOriginNotAllowedError()
     }
-    return undefined
+    done()
+    return
   }
   const r = request as unknown as CorsRequest
   r[kCorsOrigin] = policy.anyOrigin ? '*' : origin
-  if (!preflight) return undefined
+  if (!preflight) {
+    done()
+    return
+  }
   r[kCorsPreflight] = true
+  // Answered here: a callback-style hook that replies does not call done().
   reply.code(204).send()
-  return reply
 }
 
 const corsOnSend: onSendHookHandler = async function corsOnSend (request, reply, payload) {

@@ -124,8 +124,12 @@ async function gatewayIpFilter (fastify: FastifyInstance, rawOptions: IpFilterPl
     anyRouteFilter = true
   })
 
-  fastify.addHook('onRequest', async function ipFilterOnRequest (request) {
-    if (gateway === undefined && !anyRouteFilter) return
+  fastify.addHook('onRequest', function ipFilterOnRequest (request, _reply, done) {
+    if (gateway !== undefined || anyRouteFilter) filterRequest(request)
+    done()
+  })
+
+  function filterRequest (request: FastifyRequest): void {
     const ip = normalizeIp(request.ip)
     if (gateway !== undefined && refused(gateway, ip)) {
       request.log.debug({ ip: request.ip }, 'client address refused by the gateway IP lists')
@@ -142,7 +146,7 @@ async function gatewayIpFilter (fastify: FastifyInstance, rawOptions: IpFilterPl
       request.log.debug('request body media type not allowed on this route')
       throw new UnsupportedMediaTypeError()
     }
-  })
+  }
 }
 
 /**

@@ -8,7 +8,7 @@
  * Decorates: `portcullisState` ({ draining }). Errors: none.
  */
 import fp from 'fastify-plugin'
-import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { kTarget, type Target } from '../proxy/upstream-pool.js'
 import { redactUrl } from './redact.js'
 import '../auth/consumer.js'
@@ -32,13 +32,19 @@ export interface ObservabilityPluginOptions {
   healthRoutes?: boolean
 }
 
-async function onRequestId (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+// Hooks are callback style: no promise and no microtask per request on the hot path.
+function onRequestId (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   reply.header('x-request-id', request.id)
+  done()
 }
 
-async function onResponseAccessLog (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+function onResponseAccessLog (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   const log = request.log as FastifyBaseLogger & { isLevelEnabled?: (level: string) => boolean }
-  if (log.isLevelEnabled !== undefined && !log.isLevelEnabled('info')) return
+  if (log.isLevelEnabled === undefined || log.isLevelEnabled('info')) writeAccessLine(log, request, reply)
+  done()
+}
+
+function writeAccessLine (log: FastifyBaseLogger, request: FastifyRequest, reply: FastifyReply): void {
   const target = (request as unknown as { [kTarget]?: Target })[kTarget]
   log.info({
     method: request.method,
@@ -61,8 +67,9 @@ async function observabilityPlugin (fastify: FastifyInstance, opts: Observabilit
   fastify.addHook('onResponse', onResponseAccessLog)
   // While draining, responses close their connection so keep-alive clients cannot hold the
   // process open past the drain deadline.
-  fastify.addHook('onSend', async function observabilityDrainClose (_request, reply) {
+  fastify.addHook('onSend', function observabilityDrainClose (_request, reply, payload, done) {
     if (state.draining) reply.header('connection', 'close')
+    done(null, payload)
   })
 
   if (opts.healthRoutes !== false) {

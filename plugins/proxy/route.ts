@@ -138,14 +138,14 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
   }
 
   // Streamed bodies: Fastify's bodyLimit does not see them, so enforce BODY_LIMIT here.
-  async function proxyBodyLimit (request: FastifyRequest, reply: FastifyReply, payload: RequestPayload): Promise<RequestPayload | undefined> {
+  function proxyBodyLimit (request: FastifyRequest, reply: FastifyReply, payload: RequestPayload, done: (err: Error | null, payload?: RequestPayload) => void): void {
     const declared = request.headers['content-length']
     if (declared !== undefined && Number(declared) > bodyLimit) {
       reply.header('connection', 'close')
       throw new BodyTooLargeError()
     }
-    if (declared === undefined && request.headers['transfer-encoding'] === undefined) return undefined
-    return payload.pipe(new BodyLimitStream(bodyLimit))
+    if (declared === undefined && request.headers['transfer-encoding'] === undefined) done(null, payload)
+    else done(null, payload.pipe(new BodyLimitStream(bodyLimit)))
   }
 
   if (!inspectBody) {

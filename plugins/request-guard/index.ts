@@ -13,7 +13,7 @@
  * GW_REQUEST_URI_TOO_LONG, GW_REQUEST_HEADERS_TOO_LARGE, GW_REQUEST_UPGRADE_NOT_ALLOWED.
  */
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { UpgradeNotAllowedError } from '../proxy/errors.js'
 import { BadRequestFramingError, HeadersTooLargeError, NonCanonicalPathError, UriTooLongError } from './errors.js'
 
@@ -56,7 +56,7 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
   const maxUrlLength = opts.maxUrlLength ?? 8192
   const maxHeaderFields = (opts.maxHeaders ?? 100) * 2
 
-  fastify.addHook('onRequest', async function requestGuard (request: FastifyRequest) {
+  fastify.addHook('onRequest', function requestGuard (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
     const raw = request.raw
     const url = raw.url ?? '/'
     if (url.length > maxUrlLength) throw new UriTooLongError()
@@ -79,6 +79,7 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     if (headers.upgrade !== undefined && request.routeOptions.config.websocket !== true) {
       throw new UpgradeNotAllowedError()
     }
+    done()
   })
 }
 

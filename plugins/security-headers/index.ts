@@ -76,7 +76,7 @@ async function securityHeaders (fastify: FastifyInstance, opts: SecurityHeadersP
 
   fastify.decorate('portcullisSecurityHeaders', Object.freeze(Object.fromEntries(headers)))
 
-  fastify.addHook('onSend', async function securityHeadersOnSend (request: FastifyRequest, reply: FastifyReply) {
+  fastify.addHook('onSend', function securityHeadersOnSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void) {
     for (let i = 0; i < count; i++) reply.header(names[i] as string, values[i])
     if (stripHsts && reply.hasHeader(HSTS)) reply.removeHeader(HSTS)
     const cors = request.routeOptions.config.cors
@@ -86,6 +86,7 @@ async function securityHeaders (fastify: FastifyInstance, opts: SecurityHeadersP
         if (reply.hasHeader(name)) reply.removeHeader(name)
       }
     }
+    done(null, payload)
   })
 }
 

@@ -17,7 +17,7 @@
  * with the usual OTEL_* variables); without one the API is a no-op and the W3C continuation above applies.
  */
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { ConfigError } from '../../src/errors.js'
 import { kTraceparent, kTracestate, type TracedRequest } from './propagation.js'
 import { parseTraceparent, randomHex, validTracestate } from './trace-context.js'
@@ -61,7 +61,12 @@ async function gatewayTracing (fastify: FastifyInstance, opts: TracingPluginOpti
   fastify.decorateRequest(kTracestate, null)
   const spanContextOf = options.otel ? await startOtel(fastify) : undefined
 
-  fastify.addHook('onRequest', async function tracingOnRequest (request: FastifyRequest) {
+  fastify.addHook('onRequest', function tracingOnRequest (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
+    continueTrace(request)
+    done()
+  })
+
+  function continueTrace (request: FastifyRequest): void {
     const r = request as unknown as TracedRequest
     if (spanContextOf !== undefined) {
       // The request span of @fastify/otel (its onRequest hook ran first) is the upstream's parent.
@@ -83,7 +88,7 @@ async function gatewayTracing (fastify: FastifyInstance, opts: TracingPluginOpti
     // Only the sampled bit is defined for version 00; unknown bits are not passed on (§3.2.2.5).
     r[kTraceparent] = `00-${parent.traceId}-${randomHex(8)}-${(parseInt(parent.flags, 16) & 1) === 1 ? '01' : '00'}`
     if (headers.tracestate !== undefined) r[kTracestate] = validTracestate(headers.tracestate) ?? null
-  })
+  }
 }
 
 /** W3C trace context continuation; register before the routes. */
