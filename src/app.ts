@@ -69,7 +69,8 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   await fastify.register(routeRateLimitPlugin, {
     ...(config.rateLimit.redisUrl !== undefined ? { redisUrl: config.rateLimit.redisUrl } : {}),
     redisTimeoutMs: config.rateLimit.redisTimeoutMs,
-    failureMode: config.rateLimit.failureMode
+    failureMode: config.rateLimit.failureMode,
+    keyPrefix: config.rateLimit.redisKeyPrefix
   })
   await fastify.register(inspectPlugin, { mode: config.inspect.mode, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
   await fastify.register(proxyPlugin, {

@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { availableParallelism } from 'node:os'
 import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
 import { ConfigError } from './errors.js'
@@ -45,6 +46,7 @@ const EnvSchema = Type.Object({
   IP_RATE_LIMIT_WINDOW: Type.String({ minLength: 1, default: '1 minute', description: 'Window of the per-IP limit.' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for shared rate-limit state.' })),
   REDIS_FAILURE_MODE: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis unreachable: `closed` answers 503, `open` admits.' }),
+  REDIS_KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9:._-]{1,100}$', default: 'portcullis:rl:', description: 'Prefix of every rate-limit key in Redis (gateway groups sharing one Redis use different prefixes).' }),
   REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one Redis command.' }),
   INSPECT_RULES_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one.' })),
   INSPECT_MODE: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Default inspection mode for routes that do not set one.' }),
@@ -57,7 +59,8 @@ const EnvSchema = Type.Object({
   HTTP2: Type.Boolean({ default: false, description: 'Serve HTTP/2 (with HTTP/1.1 fallback) when TLS is on.' }),
   UPSTREAM_CA_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM CA bundle trusted (besides the system CAs) for https upstreams.' })),
   UPSTREAM_TLS_INSECURE: Type.Boolean({ default: false, description: 'Skip certificate verification of https upstreams (never in production).' }),
-  OTEL_ENABLED: Type.Boolean({ default: false, description: 'Switch on OpenTelemetry tracing.' })
+  OTEL_ENABLED: Type.Boolean({ default: false, description: 'Switch on OpenTelemetry tracing.' }),
+  WORKERS: Type.String({ pattern: '^(?:auto|[1-9][0-9]{0,2})$', default: '1', description: 'Gateway processes sharing the port (node:cluster): a count or `auto` (one per core). More than one needs REDIS_URL in production.' })
 })
 
 export type GatewayEnv = Static<typeof EnvSchema>
@@ -100,6 +103,7 @@ export interface GatewayConfig {
     readonly redisUrl: string | undefined
     readonly failureMode: 'open' | 'closed'
     readonly redisTimeoutMs: number
+    readonly redisKeyPrefix: string
   }
   readonly inspect: {
     readonly rulesFile: string | undefined
@@ -108,6 +112,8 @@ export interface GatewayConfig {
     readonly ipDeny: readonly string[]
   }
   readonly admin: { readonly port: number | undefined, readonly host: string }
+  /** Worker processes (WORKERS); 1 = no cluster. */
+  readonly workers: number
   readonly tls: { readonly certFile: string, readonly keyFile: string, readonly http2: boolean } | undefined
   readonly otel: boolean
   readonly upstreamTls: { readonly ca: string | undefined, readonly insecure: boolean }
@@ -236,6 +242,12 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
   }
   if (production && e.UPSTREAM_TLS_INSECURE) problems.push('UPSTREAM_TLS_INSECURE: not allowed in production (use UPSTREAM_CA_FILE)')
 
+  const workers = e.WORKERS === 'auto' ? availableParallelism() : Number(e.WORKERS)
+  // Per-process rate-limit state would multiply every limit by the number of workers.
+  if (production && workers > 1 && e.REDIS_URL === undefined) {
+    problems.push('WORKERS: more than one worker process needs REDIS_URL in production (rate limits must be shared)')
+  }
+
   if (problems.length > 0) throw new ConfigError('invalid environment', problems)
 
   const config: GatewayConfig = {
@@ -268,10 +280,12 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
       ipTimeWindow: e.IP_RATE_LIMIT_WINDOW,
       redisUrl: e.REDIS_URL,
       failureMode: e.REDIS_FAILURE_MODE,
-      redisTimeoutMs: e.REDIS_TIMEOUT_MS
+      redisTimeoutMs: e.REDIS_TIMEOUT_MS,
+      redisKeyPrefix: e.REDIS_KEY_PREFIX
     },
     inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, ipAllow, ipDeny },
     admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST },
+    workers,
     tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined
       ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, http2: e.HTTP2 }
       : undefined,

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { buildGateway } from './app.js'
+import { isClusterPrimary, runPrimary } from './cluster.js'
 import { DEMO_API_KEY, loadConfig, type GatewayConfig } from './config.js'
 import { startDemoUpstream } from './demo-upstream.js'
 import { ConfigError } from './errors.js'
@@ -69,7 +70,9 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
 async function main (): Promise<void> {
   let running: RunningGateway
   try {
-    running = await start()
+    const config = loadConfig(process.env)
+    if (isClusterPrimary(config)) process.exit(await runPrimary(config))
+    running = await start(process.env)
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`portcullis: configuration error: ${err.message}\n`)
