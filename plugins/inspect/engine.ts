@@ -10,7 +10,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import nativeAppsec from '@datadog/native-appsec'
-import { collectRequest, type Collected, type ExtractLimits, type RequestLike } from './extract.js'
+import { collectRequest, PLAIN_COUNTERPART, type Collected, type ExtractLimits, type RequestLike } from './extract.js'
 
 const { DDWAF } = nativeAppsec
 type Waf = InstanceType<typeof DDWAF>
@@ -129,10 +129,46 @@ export class InspectEngine {
   }
 }
 
+interface RuleInput { address?: unknown, key_path?: unknown }
+interface RuleLike { conditions?: Array<{ parameters?: { inputs?: RuleInput[] } }> }
+
+/**
+ * An operator ruleset written against the standard addresses also reads their bare-word
+ * counterparts (where the gateway files plain keys and values), so its rules see every value.
+ */
+export function withPlainCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...ruleset }
+  for (const section of ['rules', 'custom_rules'] as const) {
+    const list = ruleset[section]
+    if (!Array.isArray(list)) continue
+    out[section] = (list as RuleLike[]).map((rule) => {
+      if (typeof rule !== 'object' || rule === null || !Array.isArray(rule.conditions)) return rule
+      return {
+        ...rule,
+        conditions: rule.conditions.map((c) => {
+          const inputs = c?.parameters?.inputs
+          if (!Array.isArray(inputs)) return c
+          const present = new Set(inputs.map((i) => i?.address))
+          const extra: RuleInput[] = []
+          for (const i of inputs) {
+            const counterpart = typeof i?.address === 'string' ? PLAIN_COUNTERPART[i.address] : undefined
+            if (counterpart !== undefined && !present.has(counterpart) && i.key_path === undefined) {
+              present.add(counterpart)
+              extra.push({ address: counterpart })
+            }
+          }
+          return extra.length === 0 ? c : { ...c, parameters: { ...c.parameters, inputs: [...inputs, ...extra] } }
+        })
+      }
+    })
+  }
+  return out
+}
+
 /** Loads the built-in ruleset and, when given, an operator ruleset file. */
 export function createEngine (rulesFile?: string): InspectEngine {
   const sets = [{ name: 'portcullis', rules: readRuleset(BUILTIN_RULES_FILE) }]
-  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: readRuleset(rulesFile) })
+  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: withPlainCounterparts(readRuleset(rulesFile)) })
   return new InspectEngine(sets)
 }
 

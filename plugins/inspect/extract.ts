@@ -20,7 +20,22 @@ export const ADDRESS = Object.freeze({
   /** Long free text from bodies (prose, comments): every rule but libinjection's SQL fingerprinting reads it. */
   text: 'portcullis.request.body.text',
   /** Keys that are plain identifiers: read only by the few rules that can match a bare word. */
-  words: 'portcullis.request.keys.plain'
+  words: 'portcullis.request.keys.plain',
+  /** Query, cookie and body values that are bare words (same reading as plain keys). */
+  queryWords: 'portcullis.request.query.plain',
+  cookieWords: 'portcullis.request.cookies.plain',
+  bodyWords: 'portcullis.request.body.plain'
+})
+
+/**
+ * Each standard address and the address its bare-word values go to. An operator ruleset reading
+ * the standard address is given both (engine.ts), so operator rules see every value.
+ */
+export const PLAIN_COUNTERPART: Readonly<Record<string, string>> = Object.freeze({
+  [ADDRESS.keys]: ADDRESS.words,
+  [ADDRESS.query]: ADDRESS.queryWords,
+  [ADDRESS.cookies]: ADDRESS.cookieWords,
+  [ADDRESS.body]: ADDRESS.bodyWords
 })
 
 /** Bounds applied while extracting. */
@@ -113,6 +128,9 @@ export class Collected {
   files: string[] = []
   text: string[] = []
   words: string[] = []
+  queryWords: string[] = []
+  cookieWords: string[] = []
+  bodyWords: string[] = []
   private chars = 0
   private readonly budget: number
 
@@ -122,6 +140,11 @@ export class Collected {
 
   add (list: string[], value: string): void {
     if (value === '') return
+    // A parameter value that is a bare word (ids, numbers, enum values: most of them) is read only
+    // by the rules that can match a bare word, like plain keys: no decoding transformer changes it.
+    if (value.length <= 64 && (list === this.query || list === this.cookies || list === this.body) && PLAIN_KEY.test(value)) {
+      list = list === this.query ? this.queryWords : list === this.cookies ? this.cookieWords : this.bodyWords
+    }
     this.chars += value.length
     if (this.chars > this.budget) throw new InspectLimitError('size')
     if (value.length <= CHUNK_CHARS) {
@@ -146,7 +169,8 @@ export class Collected {
   }
 
   get empty (): boolean {
-    return this.path.length + this.query.length + this.headers.length + this.cookies.length + this.body.length + this.keys.length + this.files.length + this.text.length + this.words.length === 0
+    return this.path.length + this.query.length + this.headers.length + this.cookies.length + this.body.length + this.keys.length + this.files.length + this.text.length + this.words.length +
+      this.queryWords.length + this.cookieWords.length + this.bodyWords.length === 0
   }
 
   /** The engine payload: each non-empty list, packed to the engine's container limits. */
@@ -161,6 +185,9 @@ export class Collected {
     if (this.files.length > 0) out[ADDRESS.files] = pack(this.files)
     if (this.text.length > 0) out[ADDRESS.text] = pack(this.text)
     if (this.words.length > 0) out[ADDRESS.words] = pack(this.words)
+    if (this.queryWords.length > 0) out[ADDRESS.queryWords] = pack(this.queryWords)
+    if (this.cookieWords.length > 0) out[ADDRESS.cookieWords] = pack(this.cookieWords)
+    if (this.bodyWords.length > 0) out[ADDRESS.bodyWords] = pack(this.bodyWords)
     return out
   }
 }

@@ -4,7 +4,7 @@
 // derived from another project's ruleset; tuned on general attack shapes only.
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-const A = { path: 'server.request.uri.path', query: 'server.request.query', headers: 'server.request.headers.no_cookies', cookies: 'server.request.cookies', body: 'server.request.body', keys: 'portcullis.request.keys', files: 'server.request.body.filenames', text: 'portcullis.request.body.text', words: 'portcullis.request.keys.plain' }
+const A = { path: 'server.request.uri.path', query: 'server.request.query', headers: 'server.request.headers.no_cookies', cookies: 'server.request.cookies', body: 'server.request.body', keys: 'portcullis.request.keys', files: 'server.request.body.filenames', text: 'portcullis.request.body.text', words: 'portcullis.request.keys.plain', qwords: 'portcullis.request.query.plain', cwords: 'portcullis.request.cookies.plain', bwords: 'portcullis.request.body.plain' }
 const ALL = ['path', 'query', 'headers', 'cookies', 'body', 'keys']
 const ARGS = ['query', 'cookies', 'body', 'keys']
 const ARGSP = ['path', 'query', 'cookies', 'body', 'keys']
@@ -12,9 +12,15 @@ const DEC = ['urlDecodeUni', 'htmlEntityDecode', 'jsDecode', 'removeNulls', 'low
 const rules = []
 // libinjection fingerprints short parameter values; on prose it misfires, so long free text is left to the regex rules.
 const noText = new Set(['pc-sqli-001'])
-// Plain identifier keys (letters, digits, _ and -) are read only by the rules that can match a bare word.
-const wordRules = new Set(['pc-java-002', 'pc-java-004', 'pc-java-007', 'pc-rce-006', 'pc-rce-007', 'pc-rce-012', 'pc-generic-001', 'pc-generic-003', 'pc-sqli-005', 'pc-php-006', 'pc-php-002'])
-const expand = (id, i) => i === 'body' && !noText.has(id) ? [{ address: A.body }, { address: A.text }] : i === 'keys' && wordRules.has(id) ? [{ address: A.keys }, { address: A.words }] : [{ address: A[i] }]
+// Plain identifier keys and bare-word values (letters, digits, _ and -, at most 64) are read only by the
+// rules that can match a bare word; no decoding transformer changes such a string.
+const wordRules = new Set(['pc-xss-007', 'pc-lfi-002', 'pc-lfi-003', 'pc-rce-009', 'pc-generic-002', 'pc-generic-005', 'pc-java-002', 'pc-java-004', 'pc-java-007', 'pc-rce-006', 'pc-rce-007', 'pc-rce-012', 'pc-generic-001', 'pc-generic-003', 'pc-sqli-005', 'pc-php-006', 'pc-php-002'])
+const PLAIN = { keys: 'words', query: 'qwords', cookies: 'cwords', body: 'bwords' }
+const expand = (id, i) => [
+  { address: A[i] },
+  ...(i === 'body' && !noText.has(id) ? [{ address: A.text }] : []),
+  ...(PLAIN[i] !== undefined && wordRules.has(id) ? [{ address: A[PLAIN[i]] }] : [])
+]
 function rule (id, family, why, op, inputs, params, transformers = DEC) {
   // Each rule is its own collection (type): libddwaf reports one match per type, and per-route exclusions need every match.
   rules.push({
