@@ -1,16 +1,18 @@
 #!/usr/bin/env node
-// Portcullis benchmark: wrk against several proxies in one run, the proxy under test pinned to
-// core 0, wrk and the upstream on core 1. Interleaved rounds, medians reported, Markdown table
-// written to bench/results/latest.md.
+// Portcullis benchmark: wrk against several proxies in one run (nginx, bare @fastify/http-proxy,
+// fast-gateway, Portcullis configurations), the proxy under test pinned to core 0, wrk and the
+// upstream on core 1 (the cluster scenarios run the gateway on cores 0,1). Interleaved rounds,
+// medians reported, Markdown tables (results, then the targets) written to bench/results/latest.md.
 //
 //   npm run build && node bench/run.mjs [--rounds 3] [--duration 10] [--warmup 10] [--connections 50]
 //                                       [--only a,b] [--out bench/results/latest.md]
 import { spawn, spawnSync, execFileSync } from 'node:child_process'
-import { mkdirSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { scenarios } from './scenarios.mjs'
+import { treeCpuTicks, treePeakRssMb } from './proc.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
@@ -49,21 +51,11 @@ async function waitHttp (port, path = '/') {
   throw new Error(`port ${port} never answered`)
 }
 
-function pinned (core, cmd, argv, env) {
-  const child = spawn('taskset', ['-c', String(core), cmd, ...argv], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
+/** Starts `cmd` under taskset: `cores` is a core (0), a taskset list ('0,1', '0-1') or an array ([0, 1]). */
+function pinned (cores, cmd, argv, env) {
+  const list = Array.isArray(cores) ? cores.join(',') : String(cores)
+  const child = spawn('taskset', ['-c', list, cmd, ...argv], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] })
   return child
-}
-
-function procStat (pid) {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return Number(fields[11]) + Number(fields[12]) // utime + stime (ticks)
-}
-
-function peakRssMb (pid) {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const m = /VmHWM:\s+(\d+) kB/.exec(status)
-  return m === null ? NaN : Number(m[1]) / 1024
 }
 
 function parseWrk (text) {
@@ -88,26 +80,94 @@ function runWrk (port, sc, seconds) {
   return r.stdout + r.stderr
 }
 
+/** The scenario's `checks` (sent once before the warm-up): the failures, as notes. */
+async function runChecks (port, sc) {
+  const failed = []
+  for (const c of sc.checks ?? []) {
+    const method = c.method ?? 'GET'
+    const path = c.path ?? sc.path ?? '/api/items'
+    let status
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers: c.headers ?? {}, body: c.body })
+      await r.arrayBuffer()
+      status = r.status
+    } catch (err) {
+      status = err.code ?? 'error'
+    }
+    if (status !== c.status) failed.push(`check ${method} ${path}${c.headers?.authorization ? ' (with token)' : ''}: ${status}, expected ${c.status}`)
+  }
+  return failed
+}
+
 async function measure (sc, upstreamPort) {
   const port = await freePort()
   const setup = await sc.start({ port, upstream: `http://127.0.0.1:${upstreamPort}`, upstreamPort, root, pinned })
   const target = setup.port ?? port
   try {
     await waitHttp(target, sc.readyPath ?? '/')
+    const failedChecks = await runChecks(target, sc)
     runWrk(target, sc, warmup)
+    // CPU and memory of the whole process tree: a cluster primary and its workers are one proxy.
     const pid = setup.pid
-    const before = pid !== undefined ? procStat(pid) : 0
+    const before = pid !== undefined ? treeCpuTicks(pid) : 0
     const text = runWrk(target, sc, duration)
-    const after = pid !== undefined ? procStat(pid) : 0
+    const after = pid !== undefined ? treeCpuTicks(pid) : 0
     const r = parseWrk(text)
+    if (!(r.total > 0)) {
+      // A failed run must not drag the medians down: no figures, a note, wrk's output on stderr.
+      process.stderr.write(`${sc.name}: wrk measured no requests:\n${text}\n`)
+      r.rps = r.p50 = r.p99 = NaN
+    }
     r.cpuUsPerReq = pid !== undefined && r.total > 0 ? ((after - before) * TICK_US) / r.total : NaN
-    r.rssMb = pid !== undefined ? peakRssMb(pid) : NaN
-    if (r.non2xx > 0 && sc.expectNon2xx !== true) r.note = `${r.non2xx} non-2xx`
+    const rss = pid !== undefined ? treePeakRssMb(pid) : { mb: NaN, processes: 0 }
+    r.rssMb = rss.mb
+    const notes = [...failedChecks]
+    if (rss.processes > 1) notes.push(`${rss.processes} processes`)
+    if (!(r.total > 0)) notes.push('wrk measured no requests (its output is on stderr)')
+    if (r.non2xx > 0 && sc.expectNon2xx !== true) notes.push(`${r.non2xx} non-2xx`)
+    if (notes.length > 0) r.note = notes.join('; ')
     return r
   } finally {
     await setup.stop()
   }
 }
+
+/**
+ * The issue's targets, from the medians: `a` over `b` of `metric`, met when `ok(value)`.
+ * A row whose scenarios were not both run (--only) is left out.
+ */
+const TARGETS = [
+  { a: 'portcullis-proxy', b: 'bare-http-proxy', metric: 'rps', what: 'Portcullis (1) req/s / bare @fastify/http-proxy req/s', target: '≥ 1.20', ok: (v) => v >= 1.2 },
+  { a: 'portcullis-jwt-rl', b: 'fast-gateway-jwt-rl', metric: 'rps', what: 'Portcullis (2) req/s / fast-gateway JWT + rate limit req/s', target: '≥ 1.20', ok: (v) => v >= 1.2 },
+  { a: 'portcullis-jwt-rl-inspect', b: 'portcullis-jwt-rl', metric: 'rps', what: 'Portcullis (3) req/s / (2) req/s (cost of inspection)', target: '≥ 0.90', ok: (v) => v >= 0.9 },
+  { a: 'portcullis-jwt-rl-redis', b: 'portcullis-jwt-rl', metric: 'rps', what: 'Portcullis (5) req/s / (2) req/s (cost of the Redis store)', target: '≥ 0.70', ok: (v) => v >= 0.7 },
+  { a: 'portcullis-proxy', b: 'bare-http-proxy', metric: 'p99', what: 'Portcullis (1) p99 / bare @fastify/http-proxy p99', target: '≤ 1.00 (no worse than bare)', ok: (v) => v <= 1 },
+  { a: 'portcullis-proxy-1000', b: 'portcullis-proxy', metric: 'rps', what: 'Portcullis 1,000 prefixes req/s / 1 prefix req/s (flat)', target: '1.00 ± 0.05', ok: (v) => Math.abs(v - 1) <= 0.05 }
+]
+
+function targetsTable (byName) {
+  const fmt = (metric, v) => metric === 'p99' ? `${v.toFixed(2)} ms` : `${v.toFixed(0)} req/s`
+  const rows = TARGETS.filter((t) => byName.has(t.a) && byName.has(t.b)).map((t) => {
+    const a = byName.get(t.a)[t.metric]
+    const b = byName.get(t.b)[t.metric]
+    const v = a / b
+    const status = Number.isFinite(v) ? (t.ok(v) ? 'met' : 'missed') : 'no data'
+    return `| ${t.what} | ${t.target} | ${Number.isFinite(v) ? v.toFixed(2) : '-'} (${fmt(t.metric, a)} / ${fmt(t.metric, b)}) | ${status} |`
+  })
+  if (rows.length === 0) return []
+  return [
+    '## Targets',
+    '',
+    'Ratios of the medians above.',
+    '',
+    '| target | goal | measured | |',
+    '|---|---|---|---|',
+    ...rows,
+    ''
+  ]
+}
+
+const num = (v, digits, suffix = '') => Number.isFinite(v) ? v.toFixed(digits) + suffix : '-'
 
 const median = (xs) => {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
@@ -122,6 +182,7 @@ async function main () {
   if (selected.some((s) => s.needs === 'nginx')) ensure('nginx', 'nginx-light')
   if (!existsSync(join(root, 'dist/src/server.js'))) execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' })
   rmSync(join(root, 'bench/.routes'), { recursive: true, force: true })
+  rmSync(join(root, 'bench/.nginx'), { recursive: true, force: true })
   mkdirSync(join(root, 'bench/results'), { recursive: true })
 
   const upstreamPort = await freePort()
@@ -133,11 +194,12 @@ async function main () {
       for (const sc of selected) {
         const r = await measure(sc, upstreamPort)
         results.get(sc.name).push(r)
-        process.stdout.write(`round ${round} ${sc.name.padEnd(28)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  cpu ${r.cpuUsPerReq.toFixed(1)} us/req  rss ${r.rssMb.toFixed(0)} MB${r.note ? '  ' + r.note : ''}${r.errors ? '  errors: ' + r.errors : ''}\n`)
+        process.stdout.write(`round ${round} ${sc.name.padEnd(36)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2)} ms  p99 ${r.p99.toFixed(2)} ms  cpu ${r.cpuUsPerReq.toFixed(1)} us/req  rss ${r.rssMb.toFixed(0)} MB${r.note ? '  ' + r.note : ''}${r.errors ? '  errors: ' + r.errors : ''}\n`)
       }
     }
   } finally {
     upstream.kill('SIGKILL')
+    rmSync(join(root, 'bench/.nginx'), { recursive: true, force: true })
   }
 
   const anchor = median(results.get('bare-http-proxy')?.map((r) => r.rps) ?? [])
@@ -161,12 +223,15 @@ async function main () {
     '',
     `wrk -t1 -c${connections}, ${warmup} s warm-up then ${duration} s measured per run, ${rounds} interleaved rounds, medians.`,
     'Proxy under test pinned to core 0 (taskset); wrk and the upstream share core 1. Ratio = req/s over bare @fastify/http-proxy in the same run.',
-    'CPU = CPU time of the proxy process per request (user + system), the steadier figure on a noisy machine.',
+    'The unpinned (cluster) scenarios run the gateway on cores 0,1, which wrk and the upstream share, so they show scaling from 1 to 2 processes, not a clean per-core figure.',
+    'CPU = CPU time of the proxy per request (user + system, summed over its process tree: a cluster primary and its workers), the steadier figure on a noisy machine.',
+    'Peak RSS = peak resident memory (VmHWM), summed over the process tree (the notes say how many processes when more than one).',
     '',
-    '| scenario | req/s | ratio | p50 ms | p99 ms | CPU µs/req | peak RSS MB | notes |',
+    '| scenario | req/s | ratio | p50 ms | p99 ms | CPU µs/req | peak RSS MB (sum) | notes |',
     '|---|---:|---:|---:|---:|---:|---:|---|',
-    ...rows.map((r) => `| ${r.title} | ${r.rps.toFixed(0)} | ${Number.isFinite(r.ratio) ? r.ratio.toFixed(2) + 'x' : '-'} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} | ${Number.isFinite(r.cpu) ? r.cpu.toFixed(1) : '-'} | ${Number.isFinite(r.rss) ? r.rss.toFixed(0) : '-'} | ${r.notes} |`),
-    ''
+    ...rows.map((r) => `| ${r.title} | ${num(r.rps, 0)} | ${num(r.ratio, 2, 'x')} | ${num(r.p50, 2)} | ${num(r.p99, 2)} | ${num(r.cpu, 1)} | ${num(r.rss, 0)} | ${r.notes} |`),
+    '',
+    ...targetsTable(new Map(rows.map((r) => [r.name, r])))
   ]
   writeFileSync(out, lines.join('\n'))
   process.stdout.write('\n' + lines.join('\n') + '\n')
