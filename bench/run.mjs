@@ -137,12 +137,14 @@ async function measure (sc, upstreamPort) {
  * A row whose scenarios were not both run (--only) is left out.
  */
 const TARGETS = [
-  { a: 'portcullis-proxy', b: 'bare-http-proxy', metric: 'rps', what: 'Portcullis (1) req/s / bare @fastify/http-proxy req/s', target: '≥ 1.20', ok: (v) => v >= 1.2 },
+  { a: 'portcullis-proxy', b: 'bare-http-proxy', metric: 'rps', what: 'Portcullis (1) req/s / bare @fastify/http-proxy req/s (issue 2: ≥ 1.00)', target: '≥ 1.20', ok: (v) => v >= 1.2 },
   { a: 'portcullis-jwt-rl', b: 'fast-gateway-jwt-rl', metric: 'rps', what: 'Portcullis (2) req/s / fast-gateway JWT + rate limit req/s', target: '≥ 1.20', ok: (v) => v >= 1.2 },
   { a: 'portcullis-jwt-rl-inspect', b: 'portcullis-jwt-rl', metric: 'rps', what: 'Portcullis (3) req/s / (2) req/s (cost of inspection)', target: '≥ 0.90', ok: (v) => v >= 0.9 },
   { a: 'portcullis-jwt-rl-redis', b: 'portcullis-jwt-rl', metric: 'rps', what: 'Portcullis (5) req/s / (2) req/s (cost of the Redis store)', target: '≥ 0.70', ok: (v) => v >= 0.7 },
   { a: 'portcullis-proxy', b: 'bare-http-proxy', metric: 'p99', what: 'Portcullis (1) p99 / bare @fastify/http-proxy p99', target: '≤ 1.00 (no worse than bare)', ok: (v) => v <= 1 },
-  { a: 'portcullis-proxy-1000', b: 'portcullis-proxy', metric: 'rps', what: 'Portcullis 1,000 prefixes req/s / 1 prefix req/s (flat)', target: '1.00 ± 0.05', ok: (v) => Math.abs(v - 1) <= 0.05 }
+  { a: 'portcullis-proxy-1000', b: 'portcullis-proxy', metric: 'rps', what: 'Portcullis 1,000 prefixes req/s / 1 prefix req/s (flat)', target: '1.00 ± 0.05', ok: (v) => Math.abs(v - 1) <= 0.05 },
+  { a: 'portcullis-proxy-metrics', b: 'portcullis-proxy', metric: 'rps', what: 'Portcullis (1) with metrics req/s / without (cost of metrics)', target: '≥ 0.95', ok: (v) => v >= 0.95 },
+  { a: 'portcullis-jwt-rl-redis-2w', b: 'portcullis-jwt-rl-redis-1w-unpinned', metric: 'rps', what: 'WORKERS=2 req/s / one process, both unpinned (scaling)', target: '> 1.00', ok: (v) => v > 1 }
 ]
 
 function targetsTable (byName) {
@@ -152,7 +154,9 @@ function targetsTable (byName) {
     const b = byName.get(t.b)[t.metric]
     const v = a / b
     const status = Number.isFinite(v) ? (t.ok(v) ? 'met' : 'missed') : 'no data'
-    return `| ${t.what} | ${t.target} | ${Number.isFinite(v) ? v.toFixed(2) : '-'} (${fmt(t.metric, a)} / ${fmt(t.metric, b)}) | ${status} |`
+    // The same ratio from CPU time per request (b's µs over a's): steadier on a noisy machine.
+    const cpu = t.metric === 'rps' ? byName.get(t.b).cpu / byName.get(t.a).cpu : NaN
+    return `| ${t.what} | ${t.target} | ${Number.isFinite(v) ? v.toFixed(2) : '-'} (${fmt(t.metric, a)} / ${fmt(t.metric, b)}) | ${Number.isFinite(cpu) ? cpu.toFixed(2) : '-'} | ${status} |`
   })
   if (rows.length === 0) return []
   return [
@@ -160,8 +164,8 @@ function targetsTable (byName) {
     '',
     'Ratios of the medians above.',
     '',
-    '| target | goal | measured | |',
-    '|---|---|---|---|',
+    '| target | goal | measured | from CPU µs/req | |',
+    '|---|---|---|---:|---|',
     ...rows,
     ''
   ]

@@ -196,8 +196,14 @@ export const scenarios = [
   },
   {
     name: 'portcullis-proxy-metrics',
-    title: 'Portcullis (1) with metrics (ADMIN_PORT) and OTEL tracing hooks on',
-    start: async (ctx) => portcullis('proxymetrics', off, { ADMIN_PORT: '0', OTEL_ENABLED: 'true' })(ctx),
+    title: 'Portcullis (1) with Prometheus metrics on (ADMIN_PORT)',
+    start: async (ctx) => portcullis('proxymetrics', off, { ADMIN_PORT: '0' })(ctx),
+    readyPath: '/healthz'
+  },
+  {
+    name: 'portcullis-proxy-otel',
+    title: 'Portcullis (1) with metrics and OpenTelemetry (@fastify/otel, no SDK: no-op tracer)',
+    start: async (ctx) => portcullis('proxyotel', off, { ADMIN_PORT: '0', OTEL_ENABLED: 'true' })(ctx),
     readyPath: '/healthz'
   },
   {
