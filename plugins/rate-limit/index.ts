@@ -2,7 +2,7 @@
  * Rate limiting on @fastify/rate-limit, in two tiers (two plugins):
  *
  * - `ipRateLimitPlugin` (`gateway-ip-rate-limit`): a cheap per-client-IP limit (IPv6 per /64,
- *   IPv4-mapped as IPv4) in a global `onRequest` hook (`rateLimitIpOnRequest`). Register it BEFORE
+ *   IPv4-mapped as IPv4) in a global `onRequest` hook (@fastify/rate-limit's handler). Register it BEFORE
  *   authentication: it throttles every request, unrouted ones (404, spelling variants) included,
  *   so invalid credentials cannot mint fresh buckets. Counters stay in this process's memory (LRU
  *   bounded), so it keeps protecting auth while Redis is down. Options: IP_RATE_LIMIT_MAX/_WINDOW.
@@ -119,9 +119,8 @@ async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateL
       return new RateLimitedError()
     }
   })
-  fastify.addHook('onRequest', async function rateLimitIpOnRequest (request, reply) {
-    await limiter(request, reply)
-  })
+  // @fastify/rate-limit's handler is itself the hook: no wrapper promise per request.
+  fastify.addHook('onRequest', limiter as unknown as onRequestAsyncHookHandler)
 }
 
 /**
