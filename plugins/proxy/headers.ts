@@ -39,19 +39,20 @@ export interface ForwardPolicy {
 }
 
 /**
- * Rewrites the copy of the client's headers that goes upstream, in place.
+ * The headers that go upstream, built from the client's (a new object: copying what is kept is
+ * cheaper than deleting, which turns an object into a slow dictionary).
  * reply-from has already removed `connection` and the headers it names, so a client cannot use
  * Connection to strip what is set here.
  */
-export function rewriteUpstreamRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders, policy: ForwardPolicy): IncomingHttpHeaders {
-  const incomingXff = headers['x-forwarded-for']
-  const incomingProto = headers['x-forwarded-proto']
-  const incomingHost = headers['x-forwarded-host']
-  // One pass over the headers present (node lower-cases names): delete only what is there.
-  for (const name in headers) {
-    if (DROP_REQUEST_SET.has(name) || name.startsWith(CONSUMER_PREFIX) || (name === 'authorization' && !policy.forwardAuthorization)) {
-      delete headers[name]
-    }
+export function rewriteUpstreamRequestHeaders (request: FastifyRequest, incoming: IncomingHttpHeaders, policy: ForwardPolicy): IncomingHttpHeaders {
+  const incomingXff = incoming['x-forwarded-for']
+  const incomingProto = incoming['x-forwarded-proto']
+  const incomingHost = incoming['x-forwarded-host']
+  const headers: IncomingHttpHeaders = {}
+  // Node lower-cases header names.
+  for (const name in incoming) {
+    if (DROP_REQUEST_SET.has(name) || name.startsWith(CONSUMER_PREFIX) || (name === 'authorization' && !policy.forwardAuthorization)) continue
+    headers[name] = incoming[name]
   }
 
   const peer = request.socket.remoteAddress ?? ''
@@ -75,11 +76,12 @@ export function rewriteUpstreamRequestHeaders (request: FastifyRequest, headers:
   return headers
 }
 
-/** Removes upstream fingerprints and hop-by-hop headers from a response, in place. */
-export function rewriteClientResponseHeaders (headers: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
+/** The upstream's response headers without fingerprints and hop-by-hop headers (a new object). */
+export function rewriteClientResponseHeaders (upstream: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
+  const headers: Record<string, string | string[] | undefined> = {}
   // undici lower-cases response header names.
-  for (const name in headers) {
-    if (DROP_RESPONSE_SET.has(name)) delete headers[name]
+  for (const name in upstream) {
+    if (!DROP_RESPONSE_SET.has(name)) headers[name] = upstream[name]
   }
   return headers
 }

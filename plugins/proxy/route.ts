@@ -106,9 +106,10 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
   const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls }
 
   function proxyRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-    rewriteUpstreamRequestHeaders(request, headers, forward);
-    (headers as Record<symbol, unknown>)[kProxyRequest] = request
-    return headers
+    const out = rewriteUpstreamRequestHeaders(request, headers, forward);
+    // Symbol keys survive reply-from's copy and are invisible to undici's header iteration.
+    (out as Record<symbol, unknown>)[kProxyRequest] = request
+    return out
   }
 
   function proxyWsHeaders (_headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
