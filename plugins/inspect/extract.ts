@@ -61,6 +61,8 @@ export class InspectLimitError extends Error {
 const CHUNK_CHARS = 1360
 /** Overlap between pieces, so a pattern shorter than this is never cut in two. */
 const CHUNK_OVERLAP = 256
+/** Values up to this length are added once per list (JSON arrays repeat their keys). */
+const DEDUPE_MAX_CHARS = 256
 const MAX_LIST = 256
 /** A raw body may carry this many times the text budget in syntax (JSON punctuation, numbers, tags). */
 const RAW_FACTOR = 4
@@ -133,6 +135,8 @@ export class Collected {
   bodyWords: string[] = []
   private chars = 0
   private readonly budget: number
+  /** Short values already added, per list (a repeated key or value judges the same). */
+  private readonly seen = new Map<string[], Set<string>>()
 
   constructor (budget: number) {
     this.budget = budget
@@ -147,6 +151,15 @@ export class Collected {
     }
     this.chars += value.length
     if (this.chars > this.budget) throw new InspectLimitError('size')
+    if (value.length <= DEDUPE_MAX_CHARS) {
+      let seen = this.seen.get(list)
+      if (seen === undefined) {
+        seen = new Set()
+        this.seen.set(list, seen)
+      }
+      if (seen.has(value)) return
+      seen.add(value)
+    }
     if (value.length <= CHUNK_CHARS) {
       list.push(value)
       return
