@@ -17,7 +17,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
-import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import {
   authFailure, inspectMatch, rateLimited, storeState, upstreamError,
   type AuthFailureSignal, type InspectMatchSignal, type RateLimitedSignal, type StoreStateSignal, type UpstreamErrorSignal
@@ -129,18 +129,21 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
   }
 
   fastify.decorateRequest(kInFlight, false)
-  fastify.addHook('onRequest', async function metricsOnRequest (request: FastifyRequest) {
+  // Callback-style hooks: no promise and no microtask per request.
+  fastify.addHook('onRequest', function metricsOnRequest (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
     inFlight++;
     (request as unknown as Record<symbol, boolean>)[kInFlight] = true
+    done()
   })
-  fastify.addHook('onRequestAbort', async function metricsOnAbort (request: FastifyRequest) {
+  fastify.addHook('onRequestAbort', function metricsOnAbort (request: FastifyRequest, done: HookHandlerDoneFunction) {
     const r = request as unknown as Record<symbol, boolean>
     if (r[kInFlight] === true) {
       r[kInFlight] = false
       inFlight--
     }
+    done()
   })
-  fastify.addHook('onResponse', async function metricsOnResponse (request: FastifyRequest, reply: FastifyReply) {
+  fastify.addHook('onResponse', function metricsOnResponse (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     const r = request as unknown as Record<symbol, boolean>
     if (r[kInFlight] === true) {
       r[kInFlight] = false
@@ -149,6 +152,7 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
     const s = seriesOf(request)
     s.requests.cell(request.method, reply.statusCode).n++
     s.duration.observe(reply.elapsedTime / 1000)
+    done()
   })
 
   function onUpstreamError (message: unknown): void {
