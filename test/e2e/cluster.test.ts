@@ -4,37 +4,23 @@
  * that dies is replaced; production refuses per-process limits (WORKERS > 1 without REDIS_URL).
  */
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
+import { runGateway, type GatewayProcess } from '../helpers/process.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { REDIS_URL, requireRedis } from '../helpers/redis.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const server = fileURLToPath(new URL('../../dist/src/server.js', import.meta.url))
 const routesDir = fileURLToPath(new URL('../fixtures/routes-cluster', import.meta.url))
-
-interface Proc { child: ChildProcess, out: () => string, err: () => string, exited: Promise<number | null> }
-
-function run (env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [server], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { resolve(code) }))
-  return { child, out: () => out, err: () => err, exited }
-}
 
 interface LogLine { pid?: number, msg?: string, status?: number, url?: string }
 
-function lines (p: Proc): LogLine[] {
+function lines (p: GatewayProcess): LogLine[] {
   return p.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as LogLine)
 }
 
 /** Waits until `count` distinct processes log that they listen; returns the URL and their pids. */
-async function listeningWorkers (p: Proc, count: number): Promise<{ url: string, pids: Set<number> }> {
+async function listeningWorkers (p: GatewayProcess, count: number): Promise<{ url: string, pids: Set<number> }> {
   for (let i = 0; i < 300; i++) {
     const listening = lines(p).filter((l) => l.msg?.startsWith('Server listening at http://127.0.0.1:') === true)
     const pids = new Set(listening.map((l) => l.pid ?? 0))
@@ -54,7 +40,7 @@ async function hit (url: string): Promise<number> {
 t.test('two workers share the port and one Redis-backed limit; SIGTERM drains both', async (t) => {
   const redis = await requireRedis(t, 'cluster')
   const up = await startUpstream(t)
-  const p = run({ PORT: '0', DEMO_UPSTREAM_PORT: '0', WORKERS: '2', REDIS_URL, REDIS_KEY_PREFIX: redis.prefix, ROUTES_DIR: routesDir, LIMITED_UPSTREAM_URL: up.url, IP_RATE_LIMIT_MAX: '100000' })
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', WORKERS: '2', REDIS_URL, REDIS_KEY_PREFIX: redis.prefix, ROUTES_DIR: routesDir, LIMITED_UPSTREAM_URL: up.url, IP_RATE_LIMIT_MAX: '100000' })
   t.teardown(() => { p.child.kill('SIGKILL') })
   const { url, pids } = await listeningWorkers(p, 2)
   t.notOk(pids.has(p.child.pid ?? -1), 'the primary itself does not serve')
@@ -83,7 +69,7 @@ t.test('two workers share the port and one Redis-backed limit; SIGTERM drains bo
 t.test('a worker that dies is replaced and the port keeps serving', async (t) => {
   const redis = await requireRedis(t, 'cluster-restart')
   const up = await startUpstream(t)
-  const p = run({ PORT: '0', DEMO_UPSTREAM_PORT: '0', WORKERS: '2', REDIS_URL, REDIS_KEY_PREFIX: redis.prefix, ROUTES_DIR: routesDir, LIMITED_UPSTREAM_URL: up.url })
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', WORKERS: '2', REDIS_URL, REDIS_KEY_PREFIX: redis.prefix, ROUTES_DIR: routesDir, LIMITED_UPSTREAM_URL: up.url })
   t.teardown(() => { p.child.kill('SIGKILL') })
   const { url, pids } = await listeningWorkers(p, 2)
   const [victim] = [...pids]
@@ -97,12 +83,12 @@ t.test('a worker that dies is replaced and the port keeps serving', async (t) =>
 })
 
 t.test('WORKERS is validated, and production refuses per-process limits', async (t) => {
-  const noRedis = run({ NODE_ENV: 'production', PORT: '0', WORKERS: '2', API_KEYS: 'svc:a-real-production-key-123456', ROUTES_DIR: routesDir, LIMITED_UPSTREAM_URL: 'http://127.0.0.1:9' })
+  const noRedis = runGateway({ NODE_ENV: 'production', PORT: '0', WORKERS: '2', API_KEYS: 'svc:a-real-production-key-123456', ROUTES_DIR: routesDir, LIMITED_UPSTREAM_URL: 'http://127.0.0.1:9' })
   t.equal(await noRedis.exited, 1)
   t.match(noRedis.err(), /WORKERS: more than one worker process needs REDIS_URL in production/)
 
   for (const bad of ['0', '-1', 'two', '1.5', '10000']) {
-    const p = run({ PORT: '0', WORKERS: bad })
+    const p = runGateway({ PORT: '0', WORKERS: bad })
     t.equal(await p.exited, 1, `WORKERS=${bad} refused`)
     t.match(p.err(), /WORKERS/)
   }
@@ -110,7 +96,7 @@ t.test('WORKERS is validated, and production refuses per-process limits', async 
 
 t.test('a worker that cannot start stops the group with status 1 instead of restarting forever', async (t) => {
   const bad = `/nonexistent-routes-${randomBytes(4).toString('hex')}`
-  const p = run({ PORT: '0', DEMO_UPSTREAM_PORT: '0', WORKERS: '2', REDIS_URL, ROUTES_DIR: bad })
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', WORKERS: '2', REDIS_URL, ROUTES_DIR: bad })
   t.teardown(() => { p.child.kill('SIGKILL') })
   const code = await Promise.race([p.exited, new Promise((resolve) => setTimeout(() => { resolve('timeout') }, 15_000))])
   t.equal(code, 1)

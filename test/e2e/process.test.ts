@@ -1,26 +1,12 @@
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
+import { runGateway, type GatewayProcess } from '../helpers/process.js'
 import { closedPort, startUpstream } from '../helpers/upstream.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const server = fileURLToPath(new URL('../../dist/src/server.js', import.meta.url))
 const routesJs = fileURLToPath(new URL('../fixtures/routes-js', import.meta.url))
 
-interface Proc { child: ChildProcess, out: () => string, err: () => string, exited: Promise<number | null> }
-
-function run (env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [server], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-  child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { resolve(code) }))
-  return { child, out: () => out, err: () => err, exited }
-}
-
-async function listening (p: Proc): Promise<string> {
+async function listening (p: GatewayProcess): Promise<string> {
   for (let i = 0; i < 200; i++) {
     const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(p.out())
     if (m?.[1] !== undefined) return m[1]
@@ -30,7 +16,7 @@ async function listening (p: Proc): Promise<string> {
 }
 
 t.test('npm start defaults: example routes, demo upstream, one line per route and a working curl', async (t) => {
-  const p = run({ PORT: '0', DEMO_UPSTREAM_PORT: String(await closedPort()) })
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: String(await closedPort()) })
   t.teardown(() => { p.child.kill('SIGKILL') })
   const url = await listening(p)
   await new Promise((resolve) => setTimeout(resolve, 100))
@@ -52,23 +38,23 @@ t.test('npm start defaults: example routes, demo upstream, one line per route an
 })
 
 t.test('production without configuration refuses to start and names the variables', async (t) => {
-  const p = run({ NODE_ENV: 'production', PORT: '0' })
+  const p = runGateway({ NODE_ENV: 'production', PORT: '0' })
   t.equal(await p.exited, 1)
   t.match(p.err(), /JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS/)
 
-  const demo = run({ NODE_ENV: 'production', PORT: '0', API_KEYS: 'demo:demo-key-portcullis-0123456789' })
+  const demo = runGateway({ NODE_ENV: 'production', PORT: '0', API_KEYS: 'demo:demo-key-portcullis-0123456789' })
   t.equal(await demo.exited, 1)
   t.match(demo.err(), /API_KEYS: the demo key is refused in production/)
   t.notMatch(demo.err(), /demo-key-portcullis/, 'the key itself is never printed')
 
-  const noUpstream = run({ NODE_ENV: 'production', PORT: '0', API_KEYS: 'svc:a-real-production-key-123456' })
+  const noUpstream = runGateway({ NODE_ENV: 'production', PORT: '0', API_KEYS: 'svc:a-real-production-key-123456' })
   t.equal(await noUpstream.exited, 1)
   t.match(noUpstream.err(), /(ECHO|PUBLIC)_UPSTREAM_URL: required in production/)
 })
 
 t.test('SIGTERM drains: in-flight requests finish, then the process exits', async (t) => {
   const up = await startUpstream(t, (_req, res) => { setTimeout(() => { res.end('finished') }, 700) })
-  const p = run({ PORT: '0', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: routesJs, SLOW_UPSTREAM_URL: up.url, DRAIN_TIMEOUT_MS: '5000' })
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: routesJs, SLOW_UPSTREAM_URL: up.url, DRAIN_TIMEOUT_MS: '5000' })
   t.teardown(() => { p.child.kill('SIGKILL') })
   const url = await listening(p)
   const inflight = [request(`${url}/slow/a`), request(`${url}/slow/b`), request(`${url}/slow/c`)]

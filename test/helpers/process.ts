@@ -1,0 +1,27 @@
+/**
+ * The gateway as a real process (`node dist/src/server.js`, as `npm start` runs it) with a clean
+ * environment, its stdout and stderr collected.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const server = fileURLToPath(new URL('../../dist/src/server.js', import.meta.url))
+
+export interface GatewayProcess {
+  readonly child: ChildProcess
+  out: () => string
+  err: () => string
+  readonly exited: Promise<number | null>
+}
+
+/** Starts the built gateway with exactly `env` (plus PATH). */
+export function runGateway (env: Record<string, string>): GatewayProcess {
+  const child = spawn(process.execPath, [server], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { resolve(code) }))
+  return { child, out: () => out, err: () => err, exited }
+}
