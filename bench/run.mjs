@@ -138,6 +138,8 @@ async function measure (sc, upstreamPort) {
  */
 const TARGETS = [
   { a: 'portcullis-proxy', b: 'bare-http-proxy', metric: 'rps', what: 'Portcullis (1) req/s / bare @fastify/http-proxy req/s (issue 2: ≥ 1.00)', target: '≥ 1.20', ok: (v) => v >= 1.2 },
+  { a: 'portcullis-jwt', b: 'bare-http-proxy', metric: 'rps', what: 'Portcullis with JWT (HS256) req/s / bare @fastify/http-proxy req/s (issue 3)', target: '≥ 0.90', ok: (v) => v >= 0.9 },
+  { a: 'portcullis-rl', b: 'portcullis-proxy', metric: 'rps', what: 'Portcullis + in-memory route limit req/s / proxy only (issue 4: limiter adds ≤ 5%)', target: '≥ 0.95', ok: (v) => v >= 0.95 },
   { a: 'portcullis-jwt-rl', b: 'fast-gateway-jwt-rl', metric: 'rps', what: 'Portcullis (2) req/s / fast-gateway JWT + rate limit req/s', target: '≥ 1.20', ok: (v) => v >= 1.2 },
   { a: 'portcullis-jwt-rl-inspect', b: 'portcullis-jwt-rl', metric: 'rps', what: 'Portcullis (3) req/s / (2) req/s (cost of inspection)', target: '≥ 0.90', ok: (v) => v >= 0.9 },
   { a: 'portcullis-jwt-rl-redis', b: 'portcullis-jwt-rl', metric: 'rps', what: 'Portcullis (5) req/s / (2) req/s (cost of the Redis store)', target: '≥ 0.70', ok: (v) => v >= 0.7 },

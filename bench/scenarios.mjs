@@ -131,6 +131,8 @@ http {
 
 const off = { auth: false, rateLimit: false, inspect: false }
 const jwtRl = { auth: { strategies: ['jwt'] }, rateLimit: { max: 100000000, timeWindow: '1 minute' }, inspect: false }
+const jwtOnly = { ...jwtRl, rateLimit: false }
+const rlOnly = { ...off, rateLimit: { max: 100000000, timeWindow: '1 minute' } }
 const jwtRlInspect = { ...jwtRl, inspect: { mode: 'block' } }
 const jwtRlInspectBody = { ...jwtRl, inspect: { mode: 'block', body: true } }
 const redis = { REDIS_URL: 'redis://127.0.0.1:6379' }
@@ -161,6 +163,20 @@ export const scenarios = [
     checks: jwtChecks()
   },
   { name: 'portcullis-proxy', title: 'Portcullis (1) proxy only, access log at info', start: portcullis('proxy', off), readyPath: '/healthz' },
+  {
+    name: 'portcullis-jwt',
+    title: 'Portcullis (1) + JWT HS256 only (no route rate limit)',
+    start: portcullis('jwt', jwtOnly),
+    headers: bearer(),
+    readyPath: '/healthz',
+    checks: jwtChecks()
+  },
+  {
+    name: 'portcullis-rl',
+    title: 'Portcullis (1) + in-memory route rate limit only (public route, keyed by IP)',
+    start: portcullis('rl', rlOnly),
+    readyPath: '/healthz'
+  },
   {
     name: 'portcullis-jwt-rl',
     title: 'Portcullis (2) JWT HS256 + rate limit',
