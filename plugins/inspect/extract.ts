@@ -63,6 +63,8 @@ const CHUNK_CHARS = 1360
 const CHUNK_OVERLAP = 256
 /** Values up to this length are added once per list (JSON arrays repeat their keys). */
 const DEDUPE_MAX_CHARS = 256
+/** Lists shorter than this are scanned for repeats instead of hashed. */
+const DEDUPE_SCAN_MAX = 16
 const MAX_LIST = 256
 /** A raw body may carry this many times the text budget in syntax (JSON punctuation, numbers, tags). */
 const RAW_FACTOR = 4
@@ -135,8 +137,8 @@ export class Collected {
   bodyWords: string[] = []
   private chars = 0
   private readonly budget: number
-  /** Short values already added, per list (a repeated key or value judges the same). */
-  private readonly seen = new Map<string[], Set<string>>()
+  /** Sets of the short values of long lists, made only when a list grows past DEDUPE_SCAN_MAX. */
+  private seen: Map<string[], Set<string>> | undefined
 
   constructor (budget: number) {
     this.budget = budget
@@ -151,15 +153,7 @@ export class Collected {
     }
     this.chars += value.length
     if (this.chars > this.budget) throw new InspectLimitError('size')
-    if (value.length <= DEDUPE_MAX_CHARS) {
-      let seen = this.seen.get(list)
-      if (seen === undefined) {
-        seen = new Set()
-        this.seen.set(list, seen)
-      }
-      if (seen.has(value)) return
-      seen.add(value)
-    }
+    if (value.length <= DEDUPE_MAX_CHARS && this.repeated(list, value)) return
     if (value.length <= CHUNK_CHARS) {
       list.push(value)
       return
@@ -169,6 +163,23 @@ export class Collected {
       list.push(value.slice(i, i + CHUNK_CHARS))
       if (i + CHUNK_CHARS >= value.length) break
     }
+  }
+
+  /**
+   * Whether a short value is already in the list (a repeated key or value judges the same).
+   * Small lists (most requests) are scanned, with no allocation; a Set is made for long ones.
+   */
+  private repeated (list: string[], value: string): boolean {
+    if (list.length < DEDUPE_SCAN_MAX) return list.includes(value)
+    this.seen ??= new Map()
+    let set = this.seen.get(list)
+    if (set === undefined) {
+      set = new Set(list)
+      this.seen.set(list, set)
+    }
+    if (set.has(value)) return true
+    set.add(value)
+    return false
   }
 
   /** A body value: long prose goes to `text`, everything else to `body`. */

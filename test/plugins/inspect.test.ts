@@ -365,3 +365,29 @@ t.test('adversarial 1 MiB inputs are judged in under 50 ms (min of 3 runs)', asy
   t.ok(worstMiB < 50, `1 MiB inputs: ${worstMiB.toFixed(1)} ms`)
   t.ok(worstBudget < 50, `budget-sized inputs: ${worstBudget.toFixed(1)} ms`)
 })
+
+t.test('bare-word values and repeated keys: fewer inputs, the same verdicts', async (t) => {
+  const engine = createEngine()
+  t.teardown(() => { engine.dispose() })
+  const limits = { maxInspectBytes: 65536, maxBodyDepth: 32, maxBodyKeys: 5000 }
+  const items = Array.from({ length: 40 }, (_, i) => ({ sku: `SKU-${i}`, qty: String(i % 3), note: 'blue shoes, size 42' }))
+  const json = (body: unknown): Buffer => Buffer.from(JSON.stringify(body))
+  const req = (body: unknown): { url: string, headers: Record<string, string>, body: Buffer } => ({ url: '/orders', headers: { 'content-type': 'application/json' }, body: json(body) })
+  const payload = collectRequest(req({ items }), limits, true).payload()
+  const flat = (v: unknown): unknown[] => Array.isArray(v) ? v.flatMap(flat) : [v]
+  t.strictSame(flat(payload['portcullis.request.keys.plain']).sort(), ['items', 'note', 'qty', 'sku'], 'each key once, however often it repeats')
+  t.strictSame(flat(payload['server.request.body']), ['blue shoes, size 42'], 'a repeated value once')
+  t.ok(flat(payload['portcullis.request.body.plain']).includes('SKU-39'), 'bare-word values go to the plain address')
+  t.equal(evaluateRequest(engine, req({ items }), limits, 1_000_000).matches.length, 0, 'clean order passes')
+
+  const attacks: Array<[string, unknown]> = [
+    ['an attack in the 39th repeated item', { items: [...items.slice(0, 38), { sku: "1' UNION SELECT password FROM users--", qty: '1', note: 'x' }] }],
+    ['a bare-word value only the bare-word rules can catch', { items, cmd: '__js_function' }],
+    ['a bare-word key', { items, known_hosts: 'x' }]
+  ]
+  for (const [what, body] of attacks) {
+    t.ok(evaluateRequest(engine, req(body), limits, 1_000_000).matches.length > 0, what)
+  }
+  const query = evaluateRequest(engine, { url: '/x?a=1&b=whoami&c=1', headers: {} }, limits, 1_000_000)
+  t.ok(query.matches.length > 0, 'a bare-word query value is still judged')
+})
