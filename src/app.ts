@@ -19,10 +19,13 @@
  * | route rate limit   | route onRequest (after auth): per consumer, or IP when public    | rateLimit |
  * | inspect            | route onRequest (URL/query/headers/cookies), preValidation (body) | inspect |
  * | proxy runtime      | decorator; routes add preParsing (body limit), preHandler        | proxy |
- * | routes (ROUTES_DIR)| handler: @fastify/http-proxy                                     | - |
+ * | proxy scope        | one context for every HTTP route: @fastify/reply-from, body parser | proxy |
+ * | routes (ROUTES_DIR)| handler: reply-from in the scope; WebSocket routes: @fastify/http-proxy | - |
  */
 import { readFileSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
@@ -30,7 +33,7 @@ import type { GatewayConfig } from './config.js'
 import { gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
 import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
 import { requestGuardPlugin } from '../plugins/request-guard/index.js'
-import { proxyPlugin } from '../plugins/proxy/index.js'
+import { proxyPlugin, proxyScopePlugin } from '../plugins/proxy/index.js'
 import { securityHeadersPlugin } from '../plugins/security-headers/index.js'
 import { corsPlugin } from '../plugins/cors/index.js'
 import { metricsPlugin } from '../plugins/metrics/index.js'
@@ -48,6 +51,34 @@ export interface GatewayAppOptions {
   readonly config: GatewayConfig
   /** Route plugins to register instead of loading `config.routesDir`. */
   readonly routes?: readonly FastifyPluginAsync[]
+}
+
+const ROUTE_IGNORE = /(?:^[._])|\.d\.ts$|\.map$|\.test\.[cm]?[jt]s$/
+const ROUTE_SCRIPT = /\.(?:[cm]?js|[cm]?ts)$/
+const INDEX_SCRIPT = /^index\.(?:[cm]?js|[cm]?ts)$/
+
+/**
+ * Imports the top-level route modules one after another before autoload registers them. Node's
+ * ESM loader walks the whole module graph behind every top-level import; autoload starts all
+ * imports at once, so with a thousand route modules a thousand walks of the gateway's graph are
+ * alive together (hundreds of MB at startup). Imported here one at a time, autoload then finds
+ * them loaded. Failures are left for autoload to report with the file name.
+ */
+async function preloadRouteModules (dir: string): Promise<void> {
+  let names: string[]
+  try {
+    names = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name)
+  } catch {
+    return
+  }
+  // A folder with an index module is loaded through its index only (autoload's rule).
+  if (names.some((n) => INDEX_SCRIPT.test(n))) return
+  for (const name of names) {
+    if (ROUTE_IGNORE.test(name) || !ROUTE_SCRIPT.test(name) || name.endsWith('.d.ts')) continue
+    try {
+      await import(pathToFileURL(join(dir, name)).href)
+    } catch {}
+  }
 }
 
 /** Registers the whole chain and the routes on an existing Fastify instance. */
@@ -82,15 +113,19 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
     defaultInspectMode: config.inspect.mode
   })
 
+  await fastify.register(proxyScopePlugin)
+
   if (opts.routes !== undefined) {
     for (const route of opts.routes) await fastify.register(route)
   } else {
+    const dir = config.routesDir ?? DEFAULT_ROUTES_DIR
+    await preloadRouteModules(dir)
     await fastify.register(autoload, {
-      dir: config.routesDir ?? DEFAULT_ROUTES_DIR,
+      dir,
       dirNameRoutePrefix: false,
       encapsulate: true,
       forceESM: true,
-      ignorePattern: /(?:^[._])|\.d\.ts$|\.map$|\.test\.[cm]?[jt]s$/
+      ignorePattern: ROUTE_IGNORE
     })
   }
 }

@@ -9,13 +9,13 @@
 import { fileURLToPath } from 'node:url'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, FastifyRegisterOptions } from 'fastify'
 import { ConfigError } from './errors.js'
 import { AuthRouteConfigSchema } from '../plugins/auth/schema.js'
 import { RateLimitRouteConfigSchema } from '../plugins/rate-limit/schema.js'
 import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
 import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
-import { registerProxyRoute } from '../plugins/proxy/route.js'
+import { registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
 import type { AuthPolicy } from '../plugins/auth/schema.js'
 import type { RateLimitRouteConfig } from '../plugins/rate-limit/schema.js'
 import type { PublicRateLimitConfig } from './policy.js'
@@ -154,8 +154,21 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   if (problems.length > 0) throw new ConfigError(`invalid route in ${file}`, problems)
 
   const frozen: Readonly<RouteOptions> = Object.freeze(structuredClone(options))
-  const plugin = async function portcullisRoute (fastify: FastifyInstance): Promise<void> {
-    await registerProxyRoute(fastify, frozen)
+  // Not encapsulating by itself: the routes join the gateway's shared proxy scope when registered
+  // on the instance that opened it; anywhere else they get a context of their own, created here
+  // with the register options (a `prefix` there still prepends to the route's prefix).
+  const plugin = async function portcullisRoute (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
+    const scope = fastify.hasDecorator('portcullisProxy') ? fastify.portcullisProxy.scope : undefined
+    const registerOptions = (opts ?? {}) as { prefix?: string }
+    if (scope !== undefined && scope.owner === fastify && frozen.websocket !== true && (registerOptions.prefix ?? '') === '') {
+      registerScopedProxyRoute(scope.instance, fastify.portcullisProxy, frozen)
+      return
+    }
+    await fastify.register(async function portcullisRouteContext (child: FastifyInstance) {
+      await registerProxyRoute(child, frozen)
+    }, registerOptions)
   }
+  Object.defineProperty(plugin, Symbol.for('skip-override'), { value: true })
+  Object.defineProperty(plugin, Symbol.for('fastify.display-name'), { value: `portcullis-route ${frozen.prefix}` })
   return Object.assign(plugin, { routeOptions: frozen })
 }

@@ -15,6 +15,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance } from 'fastify'
 import { ConfigError } from '../../src/errors.js'
 import type { UpstreamPool } from './upstream-pool.js'
+import { setUpProxyScope } from './route.js'
 import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
 import type { InspectRouteConfig } from '../inspect/schema.js'
 
@@ -57,6 +58,8 @@ export interface ProxyRuntime {
   readonly defaultInspect: InspectRouteConfig
   /** The shared Agent for a connect timeout (routes with equal settings share pools per origin). */
   agentFor: (connectTimeoutMs: number) => Dispatcher
+  /** The shared proxy scope (proxyScopePlugin), and the instance it was registered on. */
+  scope?: { readonly owner: FastifyInstance, readonly instance: FastifyInstance }
 }
 
 declare module 'fastify' {
@@ -119,4 +122,21 @@ async function proxyRuntimePlugin (fastify: FastifyInstance, opts: ProxyPluginOp
 
 /** Registers the shared proxy runtime; register it before any `defineRoute()` plugin. */
 export const proxyPlugin = fp(proxyRuntimePlugin, { name: 'gateway-proxy', fastify: '5.x' })
+
+async function proxyScope (fastify: FastifyInstance): Promise<void> {
+  const runtime = fastify.portcullisProxy
+  if (runtime.scope !== undefined) throw new ConfigError('gateway-proxy-scope', ['registered twice for one gateway-proxy runtime'])
+  await fastify.register(async function portcullisProxyScope (instance: FastifyInstance) {
+    await setUpProxyScope(instance, runtime)
+    runtime.scope = { owner: fastify, instance }
+  })
+}
+
+/**
+ * Opens the shared proxy scope on the instance it is registered on: `defineRoute()` plugins
+ * registered afterwards on that same instance put their HTTP routes in one context (flat cost
+ * per request from 1 to thousands of prefixes). Register it after every policy plugin, right
+ * before the routes, as the gateway does. Routes registered in other contexts keep their own.
+ */
+export const proxyScopePlugin = fp(proxyScope, { name: 'gateway-proxy-scope', fastify: '5.x', dependencies: ['gateway-proxy'] })
 export default proxyPlugin

@@ -1,13 +1,25 @@
 /**
- * Registers one `defineRoute()` definition: @fastify/http-proxy in front of an UpstreamPool,
- * with the route's policies on Fastify route `config` for the other plugins to read.
+ * Registers one `defineRoute()` definition: the route's upstream pool, its Fastify routes with the
+ * route's policies on route `config` for the other plugins to read, and the proxy handler.
  *
- * Hooks (route-local): preParsing (BODY_LIMIT on streamed bodies), preHandler (buffered body ->
+ * Two ways, one behaviour:
+ * - in the gateway's shared proxy scope (proxyScopePlugin): the routes of every HTTP route module
+ *   live in one Fastify context with one @fastify/reply-from, so 1 or 1,000 prefixes cost the same
+ *   per request (one Request/Reply class for all of them) and the path sent upstream is computed
+ *   once per route (prefix swapped for rewritePrefix, query forwarded verbatim);
+ * - anywhere else (a host app registering the route itself, WebSocket routes): @fastify/http-proxy
+ *   in the route's own encapsulated context, inheriting the hooks of the context it was registered in.
+ *
+ * Route-level hooks: preParsing (BODY_LIMIT on streamed bodies), preHandler (buffered body ->
  * stream; in-flight cap), onResponse/onRequestAbort (in-flight release).
  */
 import { Readable } from 'node:stream'
 import httpProxy from '@fastify/http-proxy'
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RequestPayload } from 'fastify'
+import replyFrom from '@fastify/reply-from'
+import type {
+  FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction,
+  onRequestAbortHookHandler, onResponseHookHandler, preHandlerHookHandler, preParsingHookHandler, RequestPayload
+} from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
 import { ConfigError } from '../../src/errors.js'
 import type { RouteOptions } from '../../src/route.js'
@@ -15,20 +27,25 @@ import type { AuthRouteConfig } from '../auth/schema.js'
 import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
 import type { InspectRouteConfig } from '../inspect/schema.js'
 import { upstreamError } from '../observability/signals.js'
+import { NonCanonicalPathError } from '../request-guard/errors.js'
 import { BodyLimitStream } from './body-limit.js'
 import { BadGatewayError, BodyTooLargeError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
 import { rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
-import { errorKind, kProxyRequest, UpstreamPool } from './upstream-pool.js'
+import { BAD_PATH } from '../request-guard/path.js'
+import { errorKind, kProxyPool, kProxyRequest, UpstreamPool } from './upstream-pool.js'
+import type { ProxyRuntime } from './index.js'
 import '../auth/consumer.js'
 
 const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
 const DEFAULT_TIMEOUT_MS = 30_000
 const kInFlight = Symbol('portcullis.inFlight')
 
-/** Proxy settings of a route, on `config.proxy` (read by the access log and metrics). */
+/** Proxy settings of a route, on `config.proxy` (read by the access log, metrics and the body parser). */
 export interface ProxyRouteConfig {
   readonly prefix: string
   readonly pool: UpstreamPool
+  /** Bodies are buffered (bounded by BODY_LIMIT) for inspection and forwarded from the buffer. */
+  readonly bufferBody: boolean
 }
 
 declare module 'fastify' {
@@ -55,23 +72,53 @@ function describePolicy (route: RouteOptions, rateLimit: RateLimitRouteConfig, i
 
 function noRetry (): null { return null }
 
-/** Registers the proxy for one route definition inside the route plugin's own context. */
-export async function registerProxyRoute (fastify: FastifyInstance, route: Readonly<RouteOptions>): Promise<void> {
-  if (!fastify.hasDecorator('portcullisProxy')) {
-    throw new ConfigError(`route ${route.prefix}`, ['the gateway-proxy plugin (proxyPlugin) must be registered before defineRoute() plugins'])
+type ResponseHeaders = Record<string, string | string[] | undefined>
+
+/** Characters not allowed in a header value (HTAB, SP..~ and obs-text are). */
+const INVALID_HEADER_VALUE = /[^\t\x20-\x7E\x80-\xFF]/
+const INVALID_HEADER_VALUE_G = /[^\t\x20-\x7E\x80-\xFF]/g
+const EXTERNAL_URL = /^https?:\/\//
+
+/** Strips characters an upstream should not have sent, so a bad header cannot fail the reply. */
+function sanitizeHeaderValues (headers: ResponseHeaders): ResponseHeaders {
+  for (const name in headers) {
+    const value = headers[name]
+    if (typeof value === 'string') {
+      if (INVALID_HEADER_VALUE.test(value)) headers[name] = value.replace(INVALID_HEADER_VALUE_G, '')
+    } else if (Array.isArray(value)) {
+      headers[name] = value.map((v) => v.replace(INVALID_HEADER_VALUE_G, ''))
+    }
   }
-  const runtime = fastify.portcullisProxy
+  return headers
+}
+
+/** Everything about one route that does not depend on how its Fastify routes are registered. */
+interface ProxyRoute {
+  readonly pool: UpstreamPool
+  readonly config: Record<string, unknown> & { proxy: ProxyRouteConfig }
+  readonly methods: string[]
+  readonly bufferBody: boolean
+  readonly upstreamOrigin: string
+  readonly basePath: string
+  readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders
+  readonly rewriteWsHeaders: (headers: IncomingHttpHeaders, request: FastifyRequest) => IncomingHttpHeaders
+  readonly onError: (reply: FastifyReply, ctx: { error: Error & { cause?: unknown, code?: string } }) => void
+  readonly preParsing: preParsingHookHandler[]
+  readonly preHandler: preHandlerHookHandler[]
+  readonly release: Array<onResponseHookHandler & onRequestAbortHookHandler>
+}
+
+function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route: Readonly<RouteOptions>): ProxyRoute {
   const upstreams = Array.isArray(route.upstream) ? route.upstream : [route.upstream]
   const targets = upstreams.map((u) => new URL(u))
   const first = targets[0] as URL
-  const basePath = first.pathname.replace(/\/+$/, '')
   const t = route.timeout
   const connectMs = typeof t === 'number' ? t : (t?.connectMs ?? DEFAULT_TIMEOUT_MS)
   const headersMs = typeof t === 'number' ? t : (t?.headersMs ?? DEFAULT_TIMEOUT_MS)
   const bodyIdleMs = typeof t === 'number' ? Math.max(t, DEFAULT_TIMEOUT_MS) : (t?.bodyIdleMs ?? DEFAULT_TIMEOUT_MS)
   const rateLimit = route.rateLimit ?? runtime.defaultRateLimit
   const inspect = route.inspect ?? runtime.defaultInspect
-  const inspectBody = inspect !== false && inspect.body === true
+  const bufferBody = inspect !== false && inspect.body === true
   const routeLabel = route.prefix
   const bodyLimit = runtime.options.bodyLimit
 
@@ -106,10 +153,11 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
   const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls }
 
   function proxyRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-    const out = rewriteUpstreamRequestHeaders(request, headers, forward);
+    const out = rewriteUpstreamRequestHeaders(request, headers, forward) as Record<string | symbol, unknown>
     // Symbol keys survive reply-from's copy and are invisible to undici's header iteration.
-    (out as Record<symbol, unknown>)[kProxyRequest] = request
-    return out
+    out[kProxyRequest] = request
+    out[kProxyPool] = pool
+    return out as IncomingHttpHeaders
   }
 
   function proxyWsHeaders (_headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
@@ -149,64 +197,216 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
     else done(null, payload.pipe(new BodyLimitStream(bodyLimit)))
   }
 
-  if (!inspectBody) {
-    fastify.addHook('preParsing', proxyBodyLimit)
-  } else {
-    // Bodies the inspection plugin judges are buffered (bounded by bodyLimit) and forwarded
-    // byte for byte from that buffer, so the upstream sees exactly what was inspected.
-    fastify.removeAllContentTypeParsers()
-    fastify.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, function proxyBufferBody (_req, body, done) { done(null, body) })
-    fastify.addHook('preHandler', async function proxyReplayBody (request: FastifyRequest) {
-      if (Buffer.isBuffer(request.body)) request.body = Readable.from([request.body])
-    })
+  // Bodies the inspection plugin judges are buffered (bounded by bodyLimit) and forwarded byte
+  // for byte from that buffer, so the upstream sees exactly what was inspected.
+  function proxyReplayBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    if (Buffer.isBuffer(request.body)) request.body = Readable.from([request.body])
+    done()
   }
 
-  if (pool.maxInFlight > 0) {
-    fastify.addHook('preHandler', async function proxyAdmit (request: FastifyRequest, reply: FastifyReply) {
-      if (pool.inFlight >= pool.maxInFlight) {
-        reply.header('retry-after', '1')
-        if (upstreamError.hasSubscribers) upstreamError.publish({ route: routeLabel, kind: 'overload' })
-        throw new RouteOverloadedError()
-      }
-      pool.inFlight++;
-      (request as unknown as Record<symbol, boolean>)[kInFlight] = true
-    })
-    const release = async function proxyRelease (request: FastifyRequest): Promise<void> {
-      const r = request as unknown as Record<symbol, boolean>
-      if (r[kInFlight] === true) {
-        r[kInFlight] = false
-        pool.inFlight--
-      }
+  function proxyAdmit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    if (pool.inFlight >= pool.maxInFlight) {
+      reply.header('retry-after', '1')
+      if (upstreamError.hasSubscribers) upstreamError.publish({ route: routeLabel, kind: 'overload' })
+      throw new RouteOverloadedError()
     }
-    fastify.addHook('onResponse', release)
-    fastify.addHook('onRequestAbort', release)
+    pool.inFlight++;
+    (request as unknown as Record<symbol, boolean>)[kInFlight] = true
+    done()
   }
 
-  const proxyOptions = {
-    upstream: first.origin,
-    prefix: route.prefix === '/' ? '' : route.prefix,
-    rewritePrefix: basePath + (route.rewritePrefix ?? ''),
-    httpMethods: route.methods ?? DEFAULT_METHODS,
-    websocket: route.websocket === true,
-    proxyPayloads: !inspectBody,
-    undici: pool as never,
-    disableRequestLogging: true,
-    internalRewriteLocationHeader: true,
+  function proxyRelease (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const r = request as unknown as Record<symbol, boolean>
+    if (r[kInFlight] === true) {
+      r[kInFlight] = false
+      pool.inFlight--
+    }
+    done()
+  }
+
+  const capped = pool.maxInFlight > 0
+  return {
+    pool,
     config: {
       auth: route.auth ?? {},
       rateLimit,
       inspect,
       websocket: route.websocket === true,
-      proxy: { prefix: route.prefix, pool },
+      proxy: { prefix: route.prefix, pool, bufferBody },
       cors: route.cors ?? false
     },
+    methods: route.methods ?? DEFAULT_METHODS,
+    bufferBody,
+    upstreamOrigin: first.origin,
+    basePath: first.pathname.replace(/\/+$/, ''),
+    rewriteRequestHeaders: proxyRequestHeaders,
+    rewriteWsHeaders: proxyWsHeaders,
+    onError: proxyOnError,
+    preParsing: bufferBody ? [] : [proxyBodyLimit as preParsingHookHandler],
+    preHandler: [...(bufferBody ? [proxyReplayBody as preHandlerHookHandler] : []), ...(capped ? [proxyAdmit as preHandlerHookHandler] : [])],
+    release: capped ? [proxyRelease as onResponseHookHandler & onRequestAbortHookHandler] : []
+  }
+}
+
+function runtimeOf (fastify: FastifyInstance, route: Readonly<RouteOptions>): ProxyRuntime {
+  if (!fastify.hasDecorator('portcullisProxy')) {
+    throw new ConfigError(`route ${route.prefix}`, ['the gateway-proxy plugin (proxyPlugin) must be registered before defineRoute() plugins'])
+  }
+  return fastify.portcullisProxy
+}
+
+/**
+ * Registers the proxy for one route definition through @fastify/http-proxy inside `fastify`,
+ * which must be the route's own encapsulated context (its hooks and content-type parsers are local).
+ */
+export async function registerProxyRoute (fastify: FastifyInstance, route: Readonly<RouteOptions>): Promise<void> {
+  const runtime = runtimeOf(fastify, route)
+  const r = buildProxyRoute(fastify, runtime, route)
+
+  for (const hook of r.preParsing) fastify.addHook('preParsing', hook)
+  if (r.bufferBody) {
+    const bodyLimit = runtime.options.bodyLimit
+    fastify.removeAllContentTypeParsers()
+    fastify.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, function proxyBufferBody (_req, body, done) { done(null, body) })
+  }
+  for (const hook of r.preHandler) fastify.addHook('preHandler', hook)
+  for (const hook of r.release) {
+    fastify.addHook('onResponse', hook)
+    fastify.addHook('onRequestAbort', hook as onRequestAbortHookHandler)
+  }
+
+  const proxyOptions = {
+    upstream: r.upstreamOrigin,
+    prefix: route.prefix === '/' ? '' : route.prefix,
+    rewritePrefix: r.basePath + (route.rewritePrefix ?? ''),
+    httpMethods: r.methods,
+    websocket: route.websocket === true,
+    proxyPayloads: !r.bufferBody,
+    undici: r.pool as never,
+    disableRequestLogging: true,
+    internalRewriteLocationHeader: true,
+    config: r.config,
     replyOptions: {
-      rewriteRequestHeaders: proxyRequestHeaders,
+      rewriteRequestHeaders: r.rewriteRequestHeaders,
       rewriteHeaders: rewriteClientResponseHeaders as never,
-      onError: proxyOnError as never,
+      onError: r.onError as never,
       retryDelay: noRetry
     },
-    ...(route.websocket === true ? { wsClientOptions: { rewriteRequestHeaders: proxyWsHeaders as never } } : {})
+    ...(route.websocket === true ? { wsClientOptions: { rewriteRequestHeaders: r.rewriteWsHeaders as never } } : {})
   }
   await fastify.register(httpProxy as unknown as FastifyPluginAsync<typeof proxyOptions>, proxyOptions)
+}
+
+/**
+ * Registers the routes of one HTTP route definition in the gateway's shared proxy scope.
+ * The handler swaps the prefix for the rewrite prefix on the raw path (the query goes upstream
+ * verbatim) and hands the request to the scope's @fastify/reply-from.
+ */
+export function registerScopedProxyRoute (scope: FastifyInstance, runtime: ProxyRuntime, route: Readonly<RouteOptions>): void {
+  const r = buildProxyRoute(scope, runtime, route)
+  const prefix = route.prefix === '/' ? '' : route.prefix
+  const prefixLength = prefix.length
+  const rewritePrefix = r.basePath + (route.rewritePrefix ?? '')
+  const upstreamOrigin = r.upstreamOrigin
+
+  function proxyResponseHeaders (headers: ResponseHeaders): ResponseHeaders {
+    const out = rewriteClientResponseHeaders(headers)
+    const location = out.location
+    if (typeof location === 'string' && !EXTERNAL_URL.test(location)) out.location = location.replace(rewritePrefix, prefix)
+    return sanitizeHeaderValues(out)
+  }
+
+  const fromOptions = {
+    getUpstream: function upstreamOf (): string { return upstreamOrigin },
+    rewriteRequestHeaders: r.rewriteRequestHeaders,
+    rewriteHeaders: proxyResponseHeaders,
+    onError: r.onError,
+    retryDelay: noRetry
+  }
+
+  function proxyHandler (request: FastifyRequest, reply: FastifyReply): void {
+    const url = request.raw.url as string
+    const q = url.indexOf('?')
+    const path = q === -1 ? url : url.slice(0, q)
+    // The router matched this route; the raw path must spell the prefix itself, at a segment
+    // boundary, and the rest must be canonical (the request guard refuses the rest earlier).
+    const next = path.charCodeAt(prefixLength)
+    if (!path.startsWith(prefix) || (next !== 47 && path.length !== prefixLength) || BAD_PATH.test(path)) {
+      reply.send(new NonCanonicalPathError())
+      return
+    }
+    const rest = path.slice(prefixLength)
+    const dest = rewritePrefix + rest
+    reply.from(dest === '' ? '/' : dest, fromOptions as never)
+  }
+
+  const routeOptions = {
+    method: r.methods as never,
+    config: r.config,
+    handler: proxyHandler,
+    ...(r.preParsing.length > 0 ? { preParsing: r.preParsing } : {}),
+    ...(r.preHandler.length > 0 ? { preHandler: r.preHandler } : {}),
+    ...(r.release.length > 0 ? { onResponse: r.release, onRequestAbort: r.release } : {})
+  }
+  if (prefix === '') {
+    scope.route({ ...routeOptions, url: '/*' })
+  } else {
+    scope.route({ ...routeOptions, url: prefix })
+    scope.route({ ...routeOptions, url: `${prefix}/*` })
+  }
+}
+
+/** Collects a body the route inspects, bounded by the body limit. */
+function collectBody (payload: RequestPayload, declared: string | undefined, limit: number, done: (err: Error | null, body?: Buffer) => void): void {
+  if (declared !== undefined && Number(declared) > limit) {
+    done(new BodyTooLargeError())
+    return
+  }
+  const chunks: Buffer[] = []
+  let received = 0
+  let finished = false
+  function finish (err: Error | null, body?: Buffer): void {
+    if (finished) return
+    finished = true
+    payload.removeListener('data', onData)
+    done(err, body)
+  }
+  function onData (chunk: Buffer): void {
+    received += chunk.length
+    if (received > limit) {
+      finish(new BodyTooLargeError())
+      payload.resume()
+      return
+    }
+    chunks.push(chunk)
+  }
+  payload.on('data', onData)
+  payload.once('error', (err: Error) => { finish(err) })
+  payload.once('end', () => { finish(null, Buffer.concat(chunks, received)) })
+}
+
+/**
+ * The gateway's shared proxy scope: one encapsulated context holding every HTTP route of the
+ * gateway's route modules, with one @fastify/reply-from whose dispatcher hands each request to its
+ * route's UpstreamPool, and one body parser that streams bodies through untouched (or buffers
+ * them for routes that inspect bodies).
+ */
+export async function setUpProxyScope (scope: FastifyInstance, runtime: ProxyRuntime): Promise<void> {
+  const bodyLimit = runtime.options.bodyLimit
+  scope.removeAllContentTypeParsers()
+  scope.addContentTypeParser('*', function proxyBody (request: FastifyRequest, payload: RequestPayload, done: (err: Error | null, body?: unknown) => void) {
+    if (request.routeOptions.config.proxy?.bufferBody === true) {
+      collectBody(payload, request.headers['content-length'], bodyLimit, done)
+      return
+    }
+    done(null, payload)
+  })
+  const dispatcher = {
+    request (opts: { headers: Record<string | symbol, unknown> }, callback: (err: Error | null, data?: unknown) => void): void {
+      (opts.headers[kProxyPool] as UpstreamPool).request(opts as never, callback as never)
+    }
+  }
+  // No URL cache: with many prefixes its entries churn, outlive the young generation and make
+  // every old-generation collection dearer (measured: GC went from 3 to 28 µs per request).
+  await scope.register(replyFrom, { undici: dispatcher as never, disableRequestLogging: true, disableCache: true })
 }

@@ -12,6 +12,8 @@ import { BodyTooLargeError, UpstreamUnavailableError } from './errors.js'
 
 /** Carries the Fastify request through reply-from into the dispatcher (symbol keys survive its header copy). */
 export const kProxyRequest = Symbol('portcullis.proxyRequest')
+/** Carries the route's pool to the shared reply-from dispatcher of the proxy scope. */
+export const kProxyPool = Symbol('portcullis.proxyPool')
 /** The target that served (or last failed) a request; read by the access log. */
 export const kTarget = Symbol('portcullis.target')
 

@@ -1,0 +1,18 @@
+/** The canonical-path rule shared by the request guard and the proxy handler. */
+
+/**
+ * Non-canonical path spellings. Percent-encoded unreserved characters (RFC 3986 6.2.2.2) are
+ * refused rather than decoded: a canonical client never sends them.
+ */
+export const BAD_PATH = new RegExp([
+  '(?:^|/)\\.{1,2}(?:/|;|$)', // dot segments, also Tomcat-style `..;`
+  '//', // empty segments
+  '\\\\', // backslash
+  '%(?:2[eEfF]|5[cC]|00|[01][0-9a-fA-F]|7[fF])', // encoded . / \ NUL and control bytes
+  '%25(?:2[eEfF]|5[cC]|00)', // double-encoded . / \ NUL
+  '%(?:[46][1-9a-fA-F]|[57][0-9aA]|3[0-9]|2[dD]|5[fF]|7[eE])', // encoded unreserved characters
+  '%[cC][01]', // overlong UTF-8 lead bytes (%c0%ae = `.`)
+  '%[eE][fF]%[bB][cC]%(?:8[eEfF]|[bB][cC])', // fullwidth . / \
+  '%[eE]2%88%95', // division slash
+  '[\\x00-\\x20\\x7f]' // raw controls and spaces
+].join('|'))
