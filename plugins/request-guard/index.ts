@@ -25,7 +25,6 @@ export interface RequestGuardOptions {
   maxHeaders?: number
 }
 
-
 function countHeader (raw: string[], lower: string): number {
   let n = 0
   for (let i = 0; i < raw.length; i += 2) {
