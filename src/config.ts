@@ -24,6 +24,7 @@ const EnvSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Public listen address (the container sets 0.0.0.0).' }),
   ROUTES_DIR: Type.Optional(Type.String({ minLength: 1, description: 'Folder of route modules (default: the bundled routes/).' })),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'pino level.' }),
+  LOG_BUFFER_BYTES: Type.Integer({ minimum: 0, maximum: 65_536, default: 4096, description: 'Log lines gathered per write to stdout (0 = one write per line); flushed at least every second and on exit.' }),
   BODY_LIMIT: Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024, default: 1024 * 1024, description: 'Request body bytes, proxied bodies included.' }),
   TRUST_PROXY: Type.Optional(Type.String({ description: 'Comma-separated proxy IPs/CIDRs whose x-forwarded-* headers are trusted.' })),
   DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000, description: 'Longest wait for in-flight requests on SIGTERM.' }),
@@ -78,6 +79,8 @@ export interface GatewayConfig {
   readonly host: string
   readonly routesDir: string | undefined
   readonly logLevel: string
+  /** Bytes of log lines gathered per write to stdout by the process entry (0 = unbuffered). */
+  readonly logBufferBytes: number
   readonly bodyLimit: number
   readonly trustProxy: readonly string[]
   readonly drainTimeoutMs: number
@@ -256,6 +259,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     host: e.HOST,
     routesDir: e.ROUTES_DIR,
     logLevel: e.LOG_LEVEL,
+    logBufferBytes: e.LOG_BUFFER_BYTES,
     bodyLimit: e.BODY_LIMIT,
     trustProxy,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,

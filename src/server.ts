@@ -9,7 +9,8 @@ import type { Server } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
-import { buildGateway } from './app.js'
+import pino from 'pino'
+import { buildGateway, loggerOptions } from './app.js'
 import { isClusterPrimary, runPrimary } from './cluster.js'
 import { DEMO_API_KEY, loadConfig, type GatewayConfig } from './config.js'
 import { startDemoUpstream } from './demo-upstream.js'
@@ -36,11 +37,37 @@ function printRoutes (app: FastifyInstance, config: GatewayConfig, url: string):
   }
 }
 
+type SonicBoom = ReturnType<typeof pino.destination>
+
+const buffered = new Set<SonicBoom>()
+let exitHookInstalled = false
+
+/**
+ * stdout for the logger: lines gathered up to `bytes` per write (one write system call per line
+ * cost ~7 µs of CPU per request at info level), written at least every second, on close and at
+ * exit. Undefined = pino's default (one synchronous write per line).
+ */
+function logDestination (bytes: number): SonicBoom | undefined {
+  if (bytes === 0) return undefined
+  const destination = pino.destination({ dest: 1, sync: true, minLength: bytes, periodicFlush: 1000 })
+  buffered.add(destination)
+  if (!exitHookInstalled) {
+    exitHookInstalled = true
+    process.once('exit', () => {
+      for (const d of buffered) {
+        try { d.flushSync() } catch {}
+      }
+    })
+  }
+  return destination
+}
+
 /** Starts the gateway from an environment; used by the process entry and by tests. */
 export async function start (env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
   const config = loadConfig(env)
   let demo: Server | undefined
-  const app = await buildGateway(config)
+  const destination = logDestination(config.logBufferBytes)
+  const app = await buildGateway(config, destination === undefined ? {} : { logger: { ...loggerOptions(config) as object, stream: destination } })
   if (config.demoUpstreamPort !== undefined) {
     try {
       demo = await startDemoUpstream(config.demoUpstreamPort)
@@ -55,6 +82,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   const scheme = config.tls === undefined ? 'http' : 'https'
   const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
   printRoutes(app, config, url)
+  destination?.flushSync()
   return {
     app,
     config,
@@ -63,6 +91,10 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
       app.portcullisState.draining = true
       await app.close()
       if (demo !== undefined) await new Promise<void>((resolve) => { demo?.close(() => { resolve() }) })
+      if (destination !== undefined) {
+        destination.flushSync()
+        buffered.delete(destination)
+      }
     }
   }
 }

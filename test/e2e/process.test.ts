@@ -69,3 +69,42 @@ t.test('SIGTERM drains: in-flight requests finish, then the process exits', asyn
   t.equal(await p.exited, 0, 'clean exit')
   await t.rejects(request(`${url}/healthz`), 'no longer accepting')
 })
+
+t.test('access lines are written in batches: within a second, and all of them on exit', async (t) => {
+  const up = await startUpstream(t, (_req, res) => { res.end('ok') })
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: routesJs, SLOW_UPSTREAM_URL: up.url })
+  t.teardown(() => { p.child.kill('SIGKILL') })
+  const url = await listening(p)
+  const lines = (): number => p.out().split('\n').filter((l) => l.includes('"request completed"') && l.includes('/slow/batch')).length
+  const r = await request(`${url}/slow/batch`)
+  t.equal(r.statusCode, 200)
+  await r.body.text()
+  t.equal(lines(), 0, 'one short line stays in the 4 KiB buffer at first')
+  let waited = 0
+  while (lines() === 0 && waited < 3000) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    waited += 50
+  }
+  t.equal(lines(), 1, 'the periodic flush writes it')
+  t.ok(waited <= 1500, `within about a second (${waited} ms)`)
+  for (let i = 0; i < 5; i++) {
+    const more = await request(`${url}/slow/batch?i=${i}`)
+    await more.body.text()
+  }
+  p.child.kill('SIGTERM')
+  t.equal(await p.exited, 0)
+  t.equal(lines(), 6, 'every line is written by the time the process exits')
+})
+
+t.test('LOG_BUFFER_BYTES=0 writes every access line at once', async (t) => {
+  const up = await startUpstream(t, (_req, res) => { res.end('ok') })
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: routesJs, SLOW_UPSTREAM_URL: up.url, LOG_BUFFER_BYTES: '0' })
+  t.teardown(() => { p.child.kill('SIGKILL') })
+  const url = await listening(p)
+  const r = await request(`${url}/slow/direct`)
+  await r.body.text()
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.match(p.out(), /"url":"\/slow\/direct".*"request completed"/)
+  p.child.kill('SIGTERM')
+  t.equal(await p.exited, 0)
+})

@@ -13,6 +13,7 @@ import {
   routeRateLimitPlugin,
   inspectPlugin,
   proxyPlugin,
+  proxyScopePlugin,
   defineRoute,
   routePolicy,
   type ApiKeyEntry
@@ -45,6 +46,8 @@ await app.register(authPlugin, { apiKeys: parseKeys(process.env.HOST_APP_API_KEY
 await app.register(routeRateLimitPlugin)
 await app.register(inspectPlugin)
 await app.register(proxyPlugin)
+// One context for every proxied prefix registered below on `app` (flat cost with many prefixes).
+await app.register(proxyScopePlugin)
 
 // A plain host route: no config, so the gateway plugins leave it alone.
 app.get('/hello', async () => ({ hello: 'world' }))
