@@ -194,6 +194,15 @@ export const scenarios = [
     readyPath: '/healthz'
   },
   {
+    name: 'portcullis-jwt-rl-inspect-unique',
+    title: 'Portcullis (3) with new query values on every request (inspection cache misses)',
+    start: portcullis('jwtrlinspectunique', jwtRlInspect),
+    path: '/api/items?page=1&sort=name&q=blue+shoes+1',
+    lua: 'unique-query.lua',
+    headers: bearer(),
+    readyPath: '/healthz'
+  },
+  {
     name: 'portcullis-jwt-rl-inspect-body',
     title: 'Portcullis (4) = (3) + JSON body inspection of a 2 KiB body',
     start: portcullis('jwtrlinspectbody', jwtRlInspectBody),

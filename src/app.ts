@@ -103,7 +103,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
     failureMode: config.rateLimit.failureMode,
     keyPrefix: config.rateLimit.redisKeyPrefix
   })
-  await fastify.register(inspectPlugin, { mode: config.inspect.mode, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
+  await fastify.register(inspectPlugin, { mode: config.inspect.mode, verdictCacheSize: config.inspect.verdictCacheSize, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
   await fastify.register(proxyPlugin, {
     bodyLimit: config.bodyLimit,
     tls: config.tls !== undefined,

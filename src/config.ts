@@ -51,6 +51,7 @@ const EnvSchema = Type.Object({
   REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one Redis command.' }),
   INSPECT_RULES_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one.' })),
   INSPECT_MODE: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Default inspection mode for routes that do not set one.' }),
+  INSPECT_CACHE_SIZE: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000, description: 'Clean values remembered per generation so repeated benign values skip the engine (0 = off).' }),
   IP_ALLOW: Type.Optional(Type.String({ description: 'Gateway-wide allow list of IPs/CIDRs (others get 403).' })),
   IP_DENY: Type.Optional(Type.String({ description: 'Gateway-wide deny list of IPs/CIDRs.' })),
   ADMIN_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Admin listener (metrics); unset = off.' })),
@@ -111,6 +112,7 @@ export interface GatewayConfig {
   readonly inspect: {
     readonly rulesFile: string | undefined
     readonly mode: 'block' | 'detect'
+    readonly verdictCacheSize: number
     readonly ipAllow: readonly string[]
     readonly ipDeny: readonly string[]
   }
@@ -287,7 +289,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
       redisTimeoutMs: e.REDIS_TIMEOUT_MS,
       redisKeyPrefix: e.REDIS_KEY_PREFIX
     },
-    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, ipAllow, ipDeny },
+    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, verdictCacheSize: e.INSPECT_CACHE_SIZE, ipAllow, ipDeny },
     admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST },
     workers,
     tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined

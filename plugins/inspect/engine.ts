@@ -65,12 +65,37 @@ export function readRuleset (file: string): Record<string, unknown> {
   return parsed as Record<string, unknown>
 }
 
+const STATELESS_OPERATORS: ReadonlySet<string> = new Set(['match_regex', 'phrase_match', 'is_sqli', 'is_xss', 'exact_match'])
+const RULESET_KEYS: ReadonlySet<string> = new Set(['version', 'metadata', 'rules'])
+
+/** A ruleset where each value is judged on its own (see InspectEngine.cacheable). */
+function valuesJudgedAlone (ruleset: Record<string, unknown>): boolean {
+  if (!Object.keys(ruleset).every((k) => RULESET_KEYS.has(k))) return false
+  const rules = ruleset.rules
+  if (!Array.isArray(rules)) return false
+  return (rules as Array<{ conditions?: unknown }>).every((rule) => {
+    const conditions = rule?.conditions
+    if (!Array.isArray(conditions) || conditions.length !== 1) return false
+    const c = conditions[0] as { operator?: unknown, parameters?: { inputs?: unknown } } | undefined
+    if (typeof c?.operator !== 'string' || !STATELESS_OPERATORS.has(c.operator)) return false
+    const inputs = c.parameters?.inputs
+    return Array.isArray(inputs) && (inputs as Array<{ key_path?: unknown }>).every((i) => i?.key_path === undefined)
+  })
+}
+
 /** The loaded engine. Create once per gateway; `dispose()` on close. */
 export class InspectEngine {
   private readonly waf: Waf
   private readonly families = new Map<string, string>()
   /** Rule ids loaded (built-in and operator rules). */
   readonly ruleIds: ReadonlySet<string>
+  /**
+   * Whether a value's verdict depends only on the value and its address, so clean verdicts may be
+   * remembered (VerdictCache): every rule has one condition, with a stateless operator, over
+   * addresses without key paths, and the rulesets hold rules only (no exclusions, overrides or
+   * processors that could tie values together).
+   */
+  readonly cacheable: boolean
 
   /**
    * @param rulesets parsed rulesets in load order (`[builtin, operator?]`), each `{ rules: [...] }`
@@ -102,6 +127,7 @@ export class InspectEngine {
       }
     }
     this.ruleIds = ids
+    this.cacheable = rulesets.every((r) => valuesJudgedAlone(r.rules))
   }
 
   /** Runs the collected inputs through a new context (disposed before returning). */

@@ -122,6 +122,49 @@ function isProse (value: string): boolean {
 }
 
 /** Collected inputs of one request phase, per address. */
+/** Longest value whose clean verdict is remembered. */
+const CACHE_MAX_CHARS = 256
+/** Number of value lists (addresses) a Collected holds. */
+const LIST_COUNT = 12
+
+/**
+ * Values the engine judged clean, per address, so a repeated benign value (a path, a header, an
+ * enum in a query) is not evaluated again. Sound only when every rule reads one address with one
+ * condition and no key path, so a value's verdict depends on nothing but the value and its address
+ * (InspectEngine.cacheable). Only values of evaluations with no match and no timeout are stored, so
+ * a value that matches any rule is never remembered. Two generations bound the memory: when the
+ * young one holds `capacity` values it becomes the old one and the previous old one is dropped.
+ */
+export class VerdictCache {
+  private young: Array<Set<string>> = VerdictCache.sets()
+  private old: Array<Set<string>> = VerdictCache.sets()
+  private size = 0
+
+  constructor (private readonly capacity: number) {}
+
+  private static sets (): Array<Set<string>> {
+    return Array.from({ length: LIST_COUNT }, () => new Set<string>())
+  }
+
+  has (list: number, value: string): boolean {
+    if ((this.young[list] as Set<string>).has(value)) return true
+    if (!(this.old[list] as Set<string>).has(value)) return false
+    this.put(list, value)
+    return true
+  }
+
+  put (list: number, value: string): void {
+    const set = this.young[list] as Set<string>
+    if (set.has(value)) return
+    set.add(value)
+    if (++this.size >= this.capacity) {
+      this.old = this.young
+      this.young = VerdictCache.sets()
+      this.size = 0
+    }
+  }
+}
+
 export class Collected {
   path: string[] = []
   query: string[] = []
@@ -140,8 +183,23 @@ export class Collected {
   /** Sets of the short values of long lists, made only when a list grows past DEDUPE_SCAN_MAX. */
   private seen: Map<string[], Set<string>> | undefined
 
-  constructor (budget: number) {
+  private readonly cache: VerdictCache | undefined
+  /** The lists in a fixed order (the cache's list numbers). */
+  private readonly lists: string[][] = [this.path, this.query, this.headers, this.cookies, this.body, this.keys, this.files, this.text, this.words, this.queryWords, this.cookieWords, this.bodyWords]
+
+  constructor (budget: number, cache?: VerdictCache) {
     this.budget = budget
+    this.cache = cache
+  }
+
+  /** Remembers every value of this (clean) evaluation in the cache it was collected with. */
+  rememberClean (): void {
+    const cache = this.cache
+    if (cache === undefined) return
+    for (let i = 0; i < LIST_COUNT; i++) {
+      const list = this.lists[i] as string[]
+      for (const value of list) if (value.length <= CACHE_MAX_CHARS) cache.put(i, value)
+    }
   }
 
   add (list: string[], value: string): void {
@@ -153,6 +211,7 @@ export class Collected {
     }
     this.chars += value.length
     if (this.chars > this.budget) throw new InspectLimitError('size')
+    if (this.cache !== undefined && value.length <= CACHE_MAX_CHARS && this.cache.has(this.lists.indexOf(list), value)) return
     if (value.length <= DEDUPE_MAX_CHARS && this.repeated(list, value)) return
     if (value.length <= CHUNK_CHARS) {
       list.push(value)

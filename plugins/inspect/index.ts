@@ -23,7 +23,7 @@ import { inspectMatch } from '../observability/signals.js'
 import { compileOptions, schemaProblems } from '../rate-limit/validate.js'
 import { createEngine, type InspectEngine, type InspectMatch, type InspectResult } from './engine.js'
 import { InspectBlockedError, InspectBodyInvalidError, InspectConfigError, InspectTooLargeError } from './errors.js'
-import { Collected, InspectLimitError, collectBody, collectHeaders, collectUrl, type ExtractLimits } from './extract.js'
+import { Collected, InspectLimitError, VerdictCache, collectBody, collectHeaders, collectUrl, type ExtractLimits } from './extract.js'
 import { InspectOptionsSchema, InspectRouteConfigSchema, type InspectOptions, type InspectPluginOptions, type InspectRouteConfig } from './schema.js'
 
 export { createEngine, evaluateRequest, InspectEngine, BUILTIN_RULES_FILE } from './engine.js'
@@ -79,6 +79,15 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     maxBodyKeys: options.maxBodyKeys
   })
   const timeoutMicros = options.timeoutMs * 1000
+  const cache = engine.cacheable && options.verdictCacheSize > 0 ? new VerdictCache(options.verdictCacheSize) : undefined
+  fastify.log.debug({ verdictCache: cache === undefined ? 'off' : options.verdictCacheSize }, 'inspection engine loaded')
+
+  /** Evaluates, remembering the values of a clean evaluation. */
+  function evaluate (c: Collected): InspectResult {
+    const result = engine.evaluate(c, timeoutMicros)
+    if (result.matches.length === 0 && !result.timeout) c.rememberClean()
+    return result
+  }
 
   /** Logs, publishes and (block mode) throws for one evaluation's outcome. */
   function judge (request: FastifyRequest, policy: RoutePolicy, result: InspectResult, phase: Phase): void {
@@ -112,7 +121,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
 
   function makeHooks (policy: RoutePolicy): { onRequest: onRequestHookHandler, preValidation: preValidationHookHandler } {
     async function inspectOnRequest (request: FastifyRequest): Promise<void> {
-      const c = new Collected(limits.maxInspectBytes)
+      const c = new Collected(limits.maxInspectBytes, cache)
       try {
         collectUrl(c, request.url)
         collectHeaders(c, request.headers)
@@ -120,19 +129,19 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
         refuse(request, policy, err, 'request')
         return
       }
-      judge(request, policy, engine.evaluate(c, timeoutMicros), 'request')
+      judge(request, policy, evaluate(c), 'request')
     }
     async function inspectBody (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
       const body: unknown = request.body
       if (body === undefined || body === null) return
-      const c = new Collected(limits.maxInspectBytes)
+      const c = new Collected(limits.maxInspectBytes, cache)
       try {
         collectBody(c, body, contentTypeOf(request), limits)
       } catch (err) {
         refuse(request, policy, err, 'body')
         return
       }
-      judge(request, policy, engine.evaluate(c, timeoutMicros), 'body')
+      judge(request, policy, evaluate(c), 'body')
     }
     return { onRequest: inspectOnRequest, preValidation: inspectBody }
   }

@@ -39,6 +39,12 @@ export const InspectOptionsSchema = Type.Object({
   }),
   maxBodyDepth: Type.Integer({ minimum: 1, maximum: 1000, default: 32, description: 'Nesting depth of an inspected JSON body; deeper is 400.' }),
   maxBodyKeys: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 2000, description: 'Members and items of an inspected JSON body; more is 400.' }),
+  verdictCacheSize: Type.Integer({
+    minimum: 0,
+    maximum: 1_000_000,
+    default: 10_000,
+    description: 'Clean values remembered per generation (two generations) so repeated benign values are not evaluated again; 0 turns it off. Used only when every loaded rule reads one address with one condition (the built-in ruleset does).'
+  }),
   timeoutMs: Type.Integer({
     minimum: 1,
     maximum: 10_000,

@@ -391,3 +391,56 @@ t.test('bare-word values and repeated keys: fewer inputs, the same verdicts', as
   const query = evaluateRequest(engine, { url: '/x?a=1&b=whoami&c=1', headers: {} }, limits, 1_000_000)
   t.ok(query.matches.length > 0, 'a bare-word query value is still judged')
 })
+
+t.test('clean-verdict cache: repeated benign values skip the engine, never an attack', async (t) => {
+  const engine = createEngine()
+  t.teardown(() => { engine.dispose() })
+  t.equal(engine.cacheable, true, 'the built-in ruleset judges every value on its own')
+  const xss = q('<script>alert(1)</script>')
+  const h = await build(t, {}, [
+    { url: '/lenient', inspect: { mode: 'block', exclude: evaluateRequest(engine, { url: `/x?q=${xss}`, headers: {} }, { maxInspectBytes: 32768, maxBodyDepth: 32, maxBodyKeys: 2000 }, 1_000_000).matches.map((m) => m.ruleId) } },
+    { url: '/strict', inspect: { mode: 'block' } }
+  ])
+  t.equal((await send(h, { url: '/strict?q=hello&page=2' })).status, 200)
+  t.equal((await send(h, { url: `/strict?q=hello&page=2&x=${xss}` })).status, 403, 'a new value beside remembered ones is judged')
+  for (let i = 0; i < 50; i++) t.equal((await send(h, { url: `/strict?q=${xss}` })).status, 403, `an attack is blocked every time (${i})`)
+  // Passed on a route that excludes the matching rules: not remembered as clean.
+  t.equal((await send(h, { url: `/lenient?q=${xss}` })).status, 200, 'excluded rules let it through /lenient')
+  t.equal((await send(h, { url: `/strict?q=${xss}` })).status, 403, 'and it is still blocked where the rules apply')
+  t.equal((await send(h, { url: '/strict', headers: { 'x-note': '<img src=x onerror=alert(1)>' } })).status, 403, 'headers too')
+})
+
+t.test('clean-verdict cache: off for operator rules that tie values together', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-inspect-'))
+  const file = join(dir, 'pair.json')
+  writeFileSync(file, JSON.stringify({
+    version: '2.2',
+    rules: [{
+      id: 'acme-pair',
+      name: 'debug header with a debug query',
+      tags: { type: 'generic', category: 'attack_attempt', family: 'generic' },
+      conditions: [
+        { operator: 'match_regex', parameters: { inputs: [{ address: 'server.request.headers.no_cookies' }], regex: '^acme-debug$' } },
+        { operator: 'match_regex', parameters: { inputs: [{ address: 'server.request.query' }], regex: '^acme on$' } }
+      ]
+    }]
+  }))
+  const h = await build(t, { rulesFile: file }, [{ url: '/api', inspect: { mode: 'block' } }])
+  t.equal((await send(h, { url: `/api?x=${q('acme on')}` })).status, 200, 'one half alone is clean')
+  t.equal((await send(h, { url: '/api', headers: { 'x-mode': 'acme-debug' } })).status, 200, 'the other half alone is clean')
+  t.equal((await send(h, { url: `/api?x=${q('acme on')}`, headers: { 'x-mode': 'acme-debug' } })).status, 403, 'both together still match: no value was remembered')
+  const engine = createEngine(file)
+  t.teardown(() => { engine.dispose() })
+  t.equal(engine.cacheable, false)
+})
+
+t.test('verdictCacheSize: 0 turns the cache off; a small cache stays correct while it rotates', async (t) => {
+  for (const verdictCacheSize of [0, 2]) {
+    const h = await build(t, { verdictCacheSize }, [{ url: '/api', inspect: { mode: 'block' } }])
+    for (let i = 0; i < 20; i++) {
+      t.equal((await send(h, { url: `/api?p=${i % 3}&v=${i % 5}&w=word${i % 4}` })).status, 200)
+      t.equal((await send(h, { url: `/api?p=${i % 3}&v=${q('1\' OR \'1\'=\'1')}` })).status, 403)
+    }
+    t.equal(h.hits(), 20, `size ${verdictCacheSize}`)
+  }
+})
