@@ -143,6 +143,7 @@ const TARGETS = [
   { a: 'portcullis-jwt-rl', b: 'fast-gateway-jwt-rl', metric: 'rps', what: 'Portcullis (2) req/s / fast-gateway JWT + rate limit req/s', target: '≥ 1.20', ok: (v) => v >= 1.2 },
   { a: 'portcullis-jwt-rl-inspect', b: 'portcullis-jwt-rl', metric: 'rps', what: 'Portcullis (3) req/s / (2) req/s (cost of inspection)', target: '≥ 0.90', ok: (v) => v >= 0.9 },
   { a: 'portcullis-jwt-rl-inspect-unique', b: 'portcullis-jwt-rl', metric: 'rps', what: 'Portcullis (3) with new query values on every request / (2) (inspection, cache misses)', target: '≥ 0.90', ok: (v) => v >= 0.9 },
+  { a: 'portcullis-jwt-rl-inspect-body-unique', b: 'portcullis-jwt-rl-inspect-body', metric: 'rps', what: 'Portcullis (4) with a new order on every request / (4) repeating one order (what the inspection cache saves)', target: '(reported)' },
   { a: 'portcullis-jwt-rl-redis', b: 'portcullis-jwt-rl', metric: 'rps', what: 'Portcullis (5) req/s / (2) req/s (cost of the Redis store)', target: '≥ 0.70', ok: (v) => v >= 0.7 },
   { a: 'portcullis-proxy', b: 'bare-http-proxy', metric: 'p99', what: 'Portcullis (1) p99 / bare @fastify/http-proxy p99', target: '≤ 1.00 (no worse than bare)', ok: (v) => v <= 1 },
   { a: 'portcullis-proxy-1000', b: 'portcullis-proxy', metric: 'rps', what: 'Portcullis 1,000 prefixes req/s / 1 prefix req/s (flat)', target: '1.00 ± 0.05', ok: (v) => Math.abs(v - 1) <= 0.05 },
@@ -156,7 +157,7 @@ function targetsTable (byName) {
     const a = byName.get(t.a)[t.metric]
     const b = byName.get(t.b)[t.metric]
     const v = a / b
-    const status = Number.isFinite(v) ? (t.ok(v) ? 'met' : 'missed') : 'no data'
+    const status = !Number.isFinite(v) ? 'no data' : t.ok === undefined ? 'reported' : t.ok(v) ? 'met' : 'missed'
     // The same ratio from CPU time per request (b's µs over a's): steadier on a noisy machine.
     const cpu = t.metric === 'rps' ? byName.get(t.b).cpu / byName.get(t.a).cpu : NaN
     return `| ${t.what} | ${t.target} | ${Number.isFinite(v) ? v.toFixed(2) : '-'} (${fmt(t.metric, a)} / ${fmt(t.metric, b)}) | ${Number.isFinite(cpu) ? cpu.toFixed(2) : '-'} | ${status} |`

@@ -213,6 +213,16 @@ export const scenarios = [
     checks: [{ status: 200, ...postJson(), headers: { ...postJson().headers, ...bearer() } }]
   },
   {
+    name: 'portcullis-jwt-rl-inspect-body-unique',
+    title: 'Portcullis (4) with a new order on every request (inspection cache misses)',
+    start: portcullis('jwtrlinspectbodyunique', jwtRlInspectBody),
+    path: '/api/orders',
+    lua: 'post-json-unique.lua',
+    headers: bearer(),
+    readyPath: '/healthz',
+    checks: [{ status: 200, ...postJson(), headers: { ...postJson().headers, ...bearer() } }]
+  },
+  {
     name: 'portcullis-jwt-rl-redis',
     title: 'Portcullis (5) JWT + rate limit, Redis store',
     start: portcullis('jwtrlredis', jwtRl, redis),

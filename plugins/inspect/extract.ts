@@ -165,6 +165,20 @@ export class VerdictCache {
   }
 }
 
+/** List numbers (Collected's fixed order) of the four bare-word lists. */
+export const WORD_LISTS: Readonly<Record<string, number>> = Object.freeze({
+  [ADDRESS.words]: 8,
+  [ADDRESS.queryWords]: 9,
+  [ADDRESS.cookieWords]: 10,
+  [ADDRESS.bodyWords]: 11
+})
+
+/** Decides, per bare-word list, whether any loaded rule could match a bare word (engine.ts). */
+export interface WordScreen {
+  /** False only when no rule reading list `list` can match `word`. */
+  relevant: (list: number, word: string) => boolean
+}
+
 export class Collected {
   path: string[] = []
   query: string[] = []
@@ -187,9 +201,12 @@ export class Collected {
   /** The lists in a fixed order (the cache's list numbers). */
   private readonly lists: string[][] = [this.path, this.query, this.headers, this.cookies, this.body, this.keys, this.files, this.text, this.words, this.queryWords, this.cookieWords, this.bodyWords]
 
-  constructor (budget: number, cache?: VerdictCache) {
+  private readonly screen: WordScreen | undefined
+
+  constructor (budget: number, cache?: VerdictCache, screen?: WordScreen) {
     this.budget = budget
     this.cache = cache
+    this.screen = screen
   }
 
   /** Remembers every value of this (clean) evaluation in the cache it was collected with. */
@@ -211,7 +228,23 @@ export class Collected {
     }
     this.chars += value.length
     if (this.chars > this.budget) throw new InspectLimitError('size')
-    if (this.cache !== undefined && value.length <= CACHE_MAX_CHARS && this.cache.has(this.lists.indexOf(list), value)) return
+    if (this.cache === undefined && this.screen === undefined) {
+      this.push(list, value)
+      return
+    }
+    const n = this.lists.indexOf(list)
+    const cacheable = this.cache !== undefined && value.length <= CACHE_MAX_CHARS
+    if (cacheable && (this.cache as VerdictCache).has(n, value)) return
+    // A bare word that no rule reading its list could match (most ids, numbers and enum values)
+    // needs no engine run at all (and is clean: remembered like a judged value).
+    if (n >= 8 && this.screen !== undefined && !this.screen.relevant(n, value)) {
+      if (cacheable) (this.cache as VerdictCache).put(n, value)
+      return
+    }
+    this.push(list, value)
+  }
+
+  private push (list: string[], value: string): void {
     if (value.length <= DEDUPE_MAX_CHARS && this.repeated(list, value)) return
     if (value.length <= CHUNK_CHARS) {
       list.push(value)
@@ -586,8 +619,8 @@ export interface RequestLike {
 }
 
 /** Collects every input of a request in one go (the plugin splits this over two hooks). */
-export function collectRequest (req: RequestLike, limits: ExtractLimits, withBody: boolean): Collected {
-  const c = new Collected(limits.maxInspectBytes)
+export function collectRequest (req: RequestLike, limits: ExtractLimits, withBody: boolean, screen?: WordScreen): Collected {
+  const c = new Collected(limits.maxInspectBytes, undefined, screen)
   collectUrl(c, req.url)
   collectHeaders(c, req.headers)
   if (withBody) {

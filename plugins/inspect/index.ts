@@ -121,7 +121,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
 
   function makeHooks (policy: RoutePolicy): { onRequest: onRequestHookHandler, preValidation: preValidationHookHandler } {
     async function inspectOnRequest (request: FastifyRequest): Promise<void> {
-      const c = new Collected(limits.maxInspectBytes, cache)
+      const c = new Collected(limits.maxInspectBytes, cache, engine.wordScreen)
       try {
         collectUrl(c, request.url)
         collectHeaders(c, request.headers)
@@ -134,7 +134,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     async function inspectBody (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
       const body: unknown = request.body
       if (body === undefined || body === null) return
-      const c = new Collected(limits.maxInspectBytes, cache)
+      const c = new Collected(limits.maxInspectBytes, cache, engine.wordScreen)
       try {
         collectBody(c, body, contentTypeOf(request), limits)
       } catch (err) {

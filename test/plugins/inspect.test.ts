@@ -444,3 +444,73 @@ t.test('verdictCacheSize: 0 turns the cache off; a small cache stays correct whi
     t.equal(h.hits(), 20, `size ${verdictCacheSize}`)
   }
 })
+
+t.test('bare-word screen: every word a rule matches reaches the engine (corpus, benign set, rule keywords)', async (t) => {
+  const { readFileSync, existsSync } = await import('node:fs')
+  const { resolve } = await import('node:path')
+  const { WORD_LISTS } = await import('../../plugins/inspect/extract.js')
+  const { readRuleset, BUILTIN_RULES_FILE } = await import('../../plugins/inspect/engine.js')
+  const engine = createEngine()
+  t.teardown(() => { engine.dispose() })
+  const words = new Set<string>()
+  const addWords = (text: string): void => {
+    for (const w of text.split(/[^A-Za-z0-9_-]+/)) if (w !== '' && w.length <= 64) words.add(w)
+  }
+  const root = resolve(import.meta.dirname, '../..')
+  const corpus = resolve(root, '../shared/corpus/crs-regression.jsonl')
+  t.ok(existsSync(corpus), 'the attack corpus is beside the clone')
+  for (const file of [corpus, resolve(root, 'test/fixtures/benign/benign.jsonl')]) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (line.trim() === '') continue
+      let text = line
+      try { text = decodeURIComponent(line) } catch {}
+      addWords(text)
+    }
+  }
+  // The rules' own keywords, in several spellings, and joined the ways identifiers are.
+  const rules = readRuleset(BUILTIN_RULES_FILE).rules as Array<{ conditions: Array<{ parameters: { regex?: string, list?: string[] } }> }>
+  for (const rule of rules) {
+    for (const c of rule.conditions) {
+      const source = (c.parameters.regex ?? '') + ' ' + (c.parameters.list ?? []).join(' ')
+      for (const w of source.replace(/\\[a-z]/g, ' ').split(/[^A-Za-z0-9_-]+/)) {
+        if (w === '' || w.length > 60) continue
+        for (const v of [w, w.toUpperCase(), `${w[0]?.toUpperCase() ?? ''}${w.slice(1)}`, `x${w}`, `${w}1`, `_${w}_`, `a-${w}-b`]) words.add(v)
+      }
+    }
+  }
+  t.ok(words.size > 5000, `${words.size} distinct bare words`)
+  const addresses = Object.entries(WORD_LISTS)
+  let screened = 0
+  let missed = 0
+  for (const w of words) {
+    for (const [address, list] of addresses) {
+      if (engine.wordScreen.relevant(list, w)) continue
+      screened++
+      const ctx = engine as unknown as { evaluate: (c: unknown, t: number) => { matches: unknown[] } }
+      const result = ctx.evaluate({ empty: false, payload: () => ({ [address]: [w] }) }, 1_000_000)
+      if (result.matches.length > 0) {
+        missed++
+        t.fail(`${address}: ${w} matched by the engine but screened out`)
+      }
+    }
+  }
+  t.equal(missed, 0, 'no word the engine matches is screened out')
+  t.ok(screened > words.size, `most words skip the engine (${screened} word/address pairs screened out)`)
+  // The screen does its job for the common case: ids, numbers, enum values.
+  for (const w of ['12345', 'SKU-42', 'blue', 'name', 'asc', 'true', 'en-US']) t.equal(engine.wordScreen.relevant(WORD_LISTS['portcullis.request.query.plain'] as number, w), false, w)
+  for (const w of ['whoami', '__proto__', 'information_schema', 'child_process']) t.equal(engine.wordScreen.relevant(WORD_LISTS['portcullis.request.query.plain'] as number, w), true, w)
+})
+
+t.test('bare-word screen: an operator rule it cannot read in JavaScript lets every word through', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-inspect-'))
+  const file = join(dir, 'sqli.json')
+  writeFileSync(file, JSON.stringify({
+    version: '2.2',
+    rules: [{ id: 'acme-sqli', name: 'libinjection on the query', tags: { type: 'sqli', category: 'attack_attempt', family: 'sqli' }, conditions: [{ operator: 'is_sqli', parameters: { inputs: [{ address: 'server.request.query' }] } }] }]
+  }))
+  const engine = createEngine(file)
+  t.teardown(() => { engine.dispose() })
+  const { WORD_LISTS } = await import('../../plugins/inspect/extract.js')
+  t.equal(engine.wordScreen.relevant(WORD_LISTS['portcullis.request.query.plain'] as number, '12345'), true, 'query words all go to the engine')
+  t.equal(engine.wordScreen.relevant(WORD_LISTS['portcullis.request.body.plain'] as number, '12345'), false, 'other lists keep their screen')
+})

@@ -1,0 +1,13 @@
+-- Scenario (4) with a new order on every request: the same 2 KiB JSON order as post-json.lua, but
+-- its ids, contact details, address, payment digits, timestamps and free-text messages carry a
+-- request counter, so about a dozen values per body were never seen before (the inspection cache
+-- cannot answer for them); catalogue values (SKUs, tags, currency, country) repeat, as in a shop.
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local template = [==[{"orderId":"ORD-2026-11-{{n}}","createdAt":"2026-11-28T14:03:27.{{n}}Z","currency":"EUR","channel":"web","customer":{"id":"cus_{{n}}","firstName":"Siobhan","lastName":"O'Brien","email":"siobhan.obrien.{{n}}@example.com","phone":"+353 1 555 {{n}}","loyaltyTier":"gold","marketingOptIn":false},"shippingAddress":{"name":"Siobhan O'Brien","line1":"{{n}} Harbour View Terrace","line2":"Apartment 4B","city":"Dún Laoghaire","region":"Co. Dublin","postalCode":"A96 X2Y3","country":"IE"},"billingAddress":{"name":"Dermot O'Brien","company":"O'Brien & Daughters Ltd.","line1":"7 Merrion Square North","city":"Dublin","region":"Co. Dublin","postalCode":"D02 KX47","country":"IE","vatId":"IE{{n}}V"},"items":[{"sku":"MUG-CER-350-BLU","name":"Ceramic mug, 350 ml, ocean blue","quantity":2,"unitPrice":14.5,"tags":["kitchen","gift"]},{"sku":"TEA-EARL-250","name":"Earl Grey loose-leaf tea (250 g) - Bewley's blend","quantity":1,"unitPrice":9.95,"tags":["food"]},{"sku":"BK-PB-0451","name":"The Old Man and the Sea (paperback)","quantity":1,"unitPrice":11,"tags":["books"]},{"sku":"SCARF-WL-GRN","name":"Merino wool scarf, 180 x 30 cm, forest green","quantity":1,"unitPrice":39,"tags":["apparel","winter"]}],"discounts":[{"code":"WINTER10","type":"percent","value":10}],"shipping":{"method":"standard","carrier":"An Post","estimatedDays":3,"price":4.95},"totals":{"subtotal":88.95,"discount":8.9,"shipping":4.95,"tax":18.41,"total":103.41},"payment":{"method":"card","brand":"visa","last4":"{{n}}","status":"authorized"},"giftMessage":"Happy birthday, Mam! Don't drink all the tea at once. Love, Siobhan x{{n}}","note":"## Delivery notes\n\n- Please **ring twice**; the bell on the left is broken.\n- If nobody is home, leave it with the neighbour at *No. 14* (Mrs. Kelly, flat {{n}}).\n- The mug is a _gift_: no invoice in the box, please.\n\nThanks a million and happy Christmas to all!","metadata":{"source":"storefront","campaign":"winter-newsletter","userAgent":"Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0","acceptLanguage":"en-IE,en;q=0.9,ga;q=0.7"}}]==]
+local i = 0
+request = function()
+  i = i + 1
+  local body = template:gsub("{{n}}", tostring(i))
+  return wrk.format(nil, nil, nil, body)
+end
