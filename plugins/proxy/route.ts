@@ -306,7 +306,10 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
   const r = buildProxyRoute(scope, runtime, route)
   const prefix = route.prefix === '/' ? '' : route.prefix
   const prefixLength = prefix.length
-  const rewritePrefix = r.basePath + (route.rewritePrefix ?? '')
+  // No trailing slash: the rest of the path brings its own (as @fastify/http-proxy does it).
+  const rewritePrefix = (r.basePath + (route.rewritePrefix ?? '')).replace(/\/+$/, '')
+  // With the request guard in front, every path that gets here is already canonical.
+  const checkPath = !scope.hasPlugin('gateway-request-guard')
   const upstreamOrigin = r.upstreamOrigin
 
   function proxyResponseHeaders (headers: ResponseHeaders): ResponseHeaders {
@@ -331,7 +334,7 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
     // The router matched this route; the raw path must spell the prefix itself, at a segment
     // boundary, and the rest must be canonical (the request guard refuses the rest earlier).
     const next = path.charCodeAt(prefixLength)
-    if (!path.startsWith(prefix) || (next !== 47 && path.length !== prefixLength) || BAD_PATH.test(path)) {
+    if (!path.startsWith(prefix) || (next !== 47 && path.length !== prefixLength) || (checkPath && BAD_PATH.test(path))) {
       reply.send(new NonCanonicalPathError())
       return
     }

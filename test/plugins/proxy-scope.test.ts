@@ -27,6 +27,7 @@ async function app (t: Teardown, upstream: string, seen: Map<string, object>, ta
   })
   await f.register(defineRoute({ prefix: '/a', upstream, auth: false, rateLimit: false, inspect: false }))
   await f.register(defineRoute({ prefix: '/b', upstream: `${upstream}/base`, rewritePrefix: '/v2', auth: false, rateLimit: false, inspect: false }))
+  await f.register(defineRoute({ prefix: '/d', upstream: `${upstream}/`, rewritePrefix: '/v3/', auth: false, rateLimit: false, inspect: false }))
   // Registered with a prefix: a context of its own, as a plain Fastify plugin would have.
   await f.register(defineRoute({ prefix: '/c', upstream, auth: false, rateLimit: false, inspect: false }), { prefix: '/v1' })
   return f
@@ -58,6 +59,8 @@ t.test('the upstream gets the prefix swapped, the query verbatim and exact segme
     ['/a/items?q=%zz%', 200, '/items?q=%zz%'],
     ['/b', 200, '/base/v2'],
     ['/b/deep/er?x=y', 200, '/base/v2/deep/er?x=y'],
+    ['/d/x', 200, '/v3/x'],
+    ['/d', 200, '/v3'],
     ['/ax', 404, null],
     ['/bb/x', 404, null]
   ]
