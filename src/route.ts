@@ -15,7 +15,7 @@ import { AuthRouteConfigSchema } from '../plugins/auth/schema.js'
 import { RateLimitRouteConfigSchema } from '../plugins/rate-limit/schema.js'
 import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
 import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
-import { registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
+import { fitsProxyScope, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
 import type { AuthPolicy } from '../plugins/auth/schema.js'
 import type { RateLimitRouteConfig } from '../plugins/rate-limit/schema.js'
 import type { PublicRateLimitConfig } from './policy.js'
@@ -160,7 +160,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   const plugin = async function portcullisRoute (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     const scope = fastify.hasDecorator('portcullisProxy') ? fastify.portcullisProxy.scope : undefined
     const registerOptions = (opts ?? {}) as { prefix?: string }
-    if (scope !== undefined && scope.owner === fastify && frozen.websocket !== true && (registerOptions.prefix ?? '') === '') {
+    if (scope !== undefined && scope.owner === fastify && (registerOptions.prefix ?? '') === '' && fitsProxyScope(frozen, fastify.portcullisProxy)) {
       registerScopedProxyRoute(scope.instance, fastify.portcullisProxy, frozen)
       return
     }

@@ -76,12 +76,28 @@ export function rewriteUpstreamRequestHeaders (request: FastifyRequest, incoming
   return headers
 }
 
-/** The upstream's response headers without fingerprints and hop-by-hop headers (a new object). */
+/** Characters not allowed in a header value (HTAB, SP..~ and obs-text are). */
+const INVALID_HEADER_VALUE = /[^\t\x20-\x7E\x80-\xFF]/
+const INVALID_HEADER_VALUE_G = /[^\t\x20-\x7E\x80-\xFF]/g
+
+/**
+ * The upstream's response headers without fingerprints and hop-by-hop headers (a new object),
+ * values stripped of characters an upstream should not have sent, so a bad header cannot fail
+ * the reply.
+ */
 export function rewriteClientResponseHeaders (upstream: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
   const headers: Record<string, string | string[] | undefined> = {}
   // undici lower-cases response header names.
   for (const name in upstream) {
-    if (!DROP_RESPONSE_SET.has(name)) headers[name] = upstream[name]
+    if (DROP_RESPONSE_SET.has(name)) continue
+    const value = upstream[name]
+    if (typeof value === 'string') {
+      headers[name] = INVALID_HEADER_VALUE.test(value) ? value.replace(INVALID_HEADER_VALUE_G, '') : value
+    } else if (Array.isArray(value)) {
+      headers[name] = value.map((v) => v.replace(INVALID_HEADER_VALUE_G, ''))
+    } else {
+      headers[name] = value
+    }
   }
   return headers
 }

@@ -127,7 +127,7 @@ async function proxyScope (fastify: FastifyInstance): Promise<void> {
   const runtime = fastify.portcullisProxy
   if (runtime.scope !== undefined) throw new ConfigError('gateway-proxy-scope', ['registered twice for one gateway-proxy runtime'])
   await fastify.register(async function portcullisProxyScope (instance: FastifyInstance) {
-    await setUpProxyScope(instance, runtime)
+    await setUpProxyScope(instance)
     runtime.scope = { owner: fastify, instance }
   })
 }

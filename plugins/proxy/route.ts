@@ -3,12 +3,13 @@
  * route's policies on route `config` for the other plugins to read, and the proxy handler.
  *
  * Two ways, one behaviour:
- * - in the gateway's shared proxy scope (proxyScopePlugin): the routes of every HTTP route module
- *   live in one Fastify context with one @fastify/reply-from, so 1 or 1,000 prefixes cost the same
- *   per request (one Request/Reply class for all of them) and the path sent upstream is computed
- *   once per route (prefix swapped for rewritePrefix, query forwarded verbatim);
- * - anywhere else (a host app registering the route itself, WebSocket routes): @fastify/http-proxy
- *   in the route's own encapsulated context, inheriting the hooks of the context it was registered in.
+ * - in the gateway's shared proxy scope (proxyScopePlugin): the routes of every route module that
+ *   streams its bodies live in one Fastify context with one @fastify/reply-from (one Reply class
+ *   for all of them, so 1 or 1,000 prefixes cost about the same per request), and the path sent
+ *   upstream is the raw path with the prefix swapped for rewritePrefix, query verbatim;
+ * - anywhere else (a host app registering the route itself, WebSocket routes, routes that buffer
+ *   bodies for inspection with Fastify's own bounded body parser): @fastify/http-proxy in the
+ *   route's own encapsulated context, inheriting the hooks of the context it was registered in.
  *
  * Route-level hooks: preParsing (BODY_LIMIT on streamed bodies), preHandler (buffered body ->
  * stream; in-flight cap), onResponse/onRequestAbort (in-flight release).
@@ -40,12 +41,10 @@ const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIO
 const DEFAULT_TIMEOUT_MS = 30_000
 const kInFlight = Symbol('portcullis.inFlight')
 
-/** Proxy settings of a route, on `config.proxy` (read by the access log, metrics and the body parser). */
+/** Proxy settings of a route, on `config.proxy` (read by the access log and metrics). */
 export interface ProxyRouteConfig {
   readonly prefix: string
   readonly pool: UpstreamPool
-  /** Bodies are buffered (bounded by BODY_LIMIT) for inspection and forwarded from the buffer. */
-  readonly bufferBody: boolean
 }
 
 declare module 'fastify' {
@@ -74,23 +73,7 @@ function noRetry (): null { return null }
 
 type ResponseHeaders = Record<string, string | string[] | undefined>
 
-/** Characters not allowed in a header value (HTAB, SP..~ and obs-text are). */
-const INVALID_HEADER_VALUE = /[^\t\x20-\x7E\x80-\xFF]/
-const INVALID_HEADER_VALUE_G = /[^\t\x20-\x7E\x80-\xFF]/g
 const EXTERNAL_URL = /^https?:\/\//
-
-/** Strips characters an upstream should not have sent, so a bad header cannot fail the reply. */
-function sanitizeHeaderValues (headers: ResponseHeaders): ResponseHeaders {
-  for (const name in headers) {
-    const value = headers[name]
-    if (typeof value === 'string') {
-      if (INVALID_HEADER_VALUE.test(value)) headers[name] = value.replace(INVALID_HEADER_VALUE_G, '')
-    } else if (Array.isArray(value)) {
-      headers[name] = value.map((v) => v.replace(INVALID_HEADER_VALUE_G, ''))
-    }
-  }
-  return headers
-}
 
 /** Everything about one route that does not depend on how its Fastify routes are registered. */
 interface ProxyRoute {
@@ -118,7 +101,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   const bodyIdleMs = typeof t === 'number' ? Math.max(t, DEFAULT_TIMEOUT_MS) : (t?.bodyIdleMs ?? DEFAULT_TIMEOUT_MS)
   const rateLimit = route.rateLimit ?? runtime.defaultRateLimit
   const inspect = route.inspect ?? runtime.defaultInspect
-  const bufferBody = inspect !== false && inspect.body === true
+  const bufferBody = buffersBodies(route, runtime)
   const routeLabel = route.prefix
   const bodyLimit = runtime.options.bodyLimit
 
@@ -232,7 +215,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       rateLimit,
       inspect,
       websocket: route.websocket === true,
-      proxy: { prefix: route.prefix, pool, bufferBody },
+      proxy: { prefix: route.prefix, pool },
       cors: route.cors ?? false
     },
     methods: route.methods ?? DEFAULT_METHODS,
@@ -312,11 +295,15 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
   const checkPath = !scope.hasPlugin('gateway-request-guard')
   const upstreamOrigin = r.upstreamOrigin
 
+  // An upstream redirect inside the rewrite prefix points the client at the public prefix.
   function proxyResponseHeaders (headers: ResponseHeaders): ResponseHeaders {
     const out = rewriteClientResponseHeaders(headers)
     const location = out.location
-    if (typeof location === 'string' && !EXTERNAL_URL.test(location)) out.location = location.replace(rewritePrefix, prefix)
-    return sanitizeHeaderValues(out)
+    if (typeof location === 'string' && !EXTERNAL_URL.test(location) && location.startsWith(rewritePrefix)) {
+      const next = location.charCodeAt(rewritePrefix.length)
+      if (location.length === rewritePrefix.length || next === 47 || next === 63) out.location = prefix + location.slice(rewritePrefix.length)
+    }
+    return out
   }
 
   const fromOptions = {
@@ -359,49 +346,25 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
   }
 }
 
-/** Collects a body the route inspects, bounded by the body limit. */
-function collectBody (payload: RequestPayload, declared: string | undefined, limit: number, done: (err: Error | null, body?: Buffer) => void): void {
-  if (declared !== undefined && Number(declared) > limit) {
-    done(new BodyTooLargeError())
-    return
-  }
-  const chunks: Buffer[] = []
-  let received = 0
-  let finished = false
-  function finish (err: Error | null, body?: Buffer): void {
-    if (finished) return
-    finished = true
-    payload.removeListener('data', onData)
-    done(err, body)
-  }
-  function onData (chunk: Buffer): void {
-    received += chunk.length
-    if (received > limit) {
-      finish(new BodyTooLargeError())
-      payload.resume()
-      return
-    }
-    chunks.push(chunk)
-  }
-  payload.on('data', onData)
-  payload.once('error', (err: Error) => { finish(err) })
-  payload.once('end', () => { finish(null, Buffer.concat(chunks, received)) })
+/** Whether the route buffers request bodies (for inspection) instead of streaming them. */
+function buffersBodies (route: Readonly<RouteOptions>, runtime: ProxyRuntime): boolean {
+  const inspect = route.inspect ?? runtime.defaultInspect
+  return inspect !== false && inspect.body === true
+}
+
+/** Whether a route can live in the shared proxy scope: HTTP only, bodies streamed. */
+export function fitsProxyScope (route: Readonly<RouteOptions>, runtime: ProxyRuntime): boolean {
+  return route.websocket !== true && !buffersBodies(route, runtime)
 }
 
 /**
- * The gateway's shared proxy scope: one encapsulated context holding every HTTP route of the
- * gateway's route modules, with one @fastify/reply-from whose dispatcher hands each request to its
- * route's UpstreamPool, and one body parser that streams bodies through untouched (or buffers
- * them for routes that inspect bodies).
+ * The gateway's shared proxy scope: one encapsulated context holding the routes of the gateway's
+ * route modules that stream bodies, with one @fastify/reply-from whose dispatcher hands each
+ * request to its route's UpstreamPool, and one body parser that passes every body through untouched.
  */
-export async function setUpProxyScope (scope: FastifyInstance, runtime: ProxyRuntime): Promise<void> {
-  const bodyLimit = runtime.options.bodyLimit
+export async function setUpProxyScope (scope: FastifyInstance): Promise<void> {
   scope.removeAllContentTypeParsers()
-  scope.addContentTypeParser('*', function proxyBody (request: FastifyRequest, payload: RequestPayload, done: (err: Error | null, body?: unknown) => void) {
-    if (request.routeOptions.config.proxy?.bufferBody === true) {
-      collectBody(payload, request.headers['content-length'], bodyLimit, done)
-      return
-    }
+  scope.addContentTypeParser('*', function proxyBody (_request: FastifyRequest, payload: RequestPayload, done: (err: Error | null, body?: unknown) => void) {
     done(null, payload)
   })
   const dispatcher = {

@@ -107,3 +107,42 @@ t.test('opening the scope twice on one runtime is a startup error', async (t) =>
   await f.register(proxyScopePlugin)
   await t.rejects(async () => { await f.register(proxyScopePlugin) }, /registered twice/)
 })
+
+t.test('redirects inside the rewrite prefix point at the public prefix; others are left alone', async (t) => {
+  const up = await startUpstream(t, (req, res) => {
+    const to = new URL(req.url ?? '/', 'http://x').searchParams.get('to') ?? '/'
+    res.writeHead(302, { location: to })
+    res.end()
+  })
+  const f = await app(t, up.url, new Map(), [])
+  const cases: Array<[string, string, string]> = [
+    ['/a/r', '/login?next=1', '/a/login?next=1'],
+    ['/b/r', '/base/v2/items/7', '/b/items/7'],
+    ['/b/r', '/base/v2', '/b'],
+    ['/b/r', '/base/v2?x=1', '/b?x=1'],
+    ['/b/r', '/base/v20/elsewhere', '/base/v20/elsewhere'],
+    ['/b/r', '/other/base/v2/x', '/other/base/v2/x'],
+    ['/b/r', 'https://idp.example/login', 'https://idp.example/login']
+  ]
+  for (const [path, to, expected] of cases) {
+    const res = await f.inject(`${path}?to=${encodeURIComponent(to)}`)
+    t.equal(res.statusCode, 302)
+    t.equal(res.headers.location, expected, `${to} -> ${expected}`)
+  }
+})
+
+t.test('a route that buffers bodies for inspection keeps a context of its own and forwards the exact bytes', async (t) => {
+  const up = await startUpstream(t)
+  const seen = new Map<string, object>()
+  const f = await app(t, up.url, seen, [])
+  await f.register(defineRoute({ prefix: '/e', upstream: up.url, auth: false, rateLimit: false, inspect: { mode: 'block', body: true } }))
+  const body = '{"b":1,  "a":"x"}'
+  for (const url of ['/a/x', '/e/y']) {
+    const res = await f.inject({ method: 'POST', url, headers: { 'content-type': 'application/json' }, payload: body })
+    t.equal(res.statusCode, 200, url)
+    t.equal(up.requests.at(-1)?.body.toString(), body, `${url}: the upstream got the bytes as sent`)
+  }
+  t.ok(seen.get('/e/y') !== undefined && seen.get('/e/y') !== seen.get('/a/x'), 'the buffering route is not in the scope')
+  const big = await f.inject({ method: 'POST', url: '/e/y', headers: { 'content-type': 'application/json' }, payload: `"${'x'.repeat(1024 * 1024 + 10)}"` })
+  t.equal(big.statusCode, 413, 'bounded by the body limit')
+})
