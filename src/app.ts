@@ -106,6 +106,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   await fastify.register(inspectPlugin, { mode: config.inspect.mode, verdictCacheSize: config.inspect.verdictCacheSize, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
   await fastify.register(proxyPlugin, {
     bodyLimit: config.bodyLimit,
+    responseBufferBytes: config.responseBufferBytes,
     tls: config.tls !== undefined,
     upstreamRejectUnauthorized: !config.upstreamTls.insecure,
     ...(config.upstreamTls.ca !== undefined ? { upstreamCa: config.upstreamTls.ca } : {}),

@@ -26,6 +26,7 @@ const EnvSchema = Type.Object({
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'pino level.' }),
   LOG_BUFFER_BYTES: Type.Integer({ minimum: 0, maximum: 65_536, default: 4096, description: 'Log lines gathered per write to stdout (0 = one write per line); flushed at least every second and on exit.' }),
   BODY_LIMIT: Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024, default: 1024 * 1024, description: 'Request body bytes, proxied bodies included.' }),
+  RESPONSE_BUFFER_BYTES: Type.Integer({ minimum: 0, maximum: 8 * 1024 * 1024, default: 16_384, description: 'Upstream responses declaring at most this many bytes are read whole and sent in one write; larger ones stream (0 = stream all).' }),
   TRUST_PROXY: Type.Optional(Type.String({ description: 'Comma-separated proxy IPs/CIDRs whose x-forwarded-* headers are trusted.' })),
   DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000, description: 'Longest wait for in-flight requests on SIGTERM.' }),
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 60_000, description: 'Whole client request (headers and body) deadline.' }),
@@ -83,6 +84,8 @@ export interface GatewayConfig {
   /** Bytes of log lines gathered per write to stdout by the process entry (0 = unbuffered). */
   readonly logBufferBytes: number
   readonly bodyLimit: number
+  /** Upstream responses up to this declared size are buffered and sent in one write (0 = stream all). */
+  readonly responseBufferBytes: number
   readonly trustProxy: readonly string[]
   readonly drainTimeoutMs: number
   readonly requestTimeoutMs: number
@@ -263,6 +266,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     logLevel: e.LOG_LEVEL,
     logBufferBytes: e.LOG_BUFFER_BYTES,
     bodyLimit: e.BODY_LIMIT,
+    responseBufferBytes: e.RESPONSE_BUFFER_BYTES,
     trustProxy,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,

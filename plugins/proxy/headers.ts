@@ -76,6 +76,11 @@ export function rewriteUpstreamRequestHeaders (request: FastifyRequest, incoming
   return headers
 }
 
+/** Whether an upstream response header of this name is passed to the client. */
+export function isForwardedResponseHeader (name: string): boolean {
+  return !DROP_RESPONSE_SET.has(name)
+}
+
 /** Characters not allowed in a header value (HTAB, SP..~ and obs-text are). */
 const INVALID_HEADER_VALUE = /[^\t\x20-\x7E\x80-\xFF]/
 const INVALID_HEADER_VALUE_G = /[^\t\x20-\x7E\x80-\xFF]/g

@@ -16,11 +16,18 @@ import type { FastifyInstance } from 'fastify'
 import { ConfigError } from '../../src/errors.js'
 import type { UpstreamPool } from './upstream-pool.js'
 import { setUpProxyScope } from './route.js'
+import { DEFAULT_RESPONSE_BUFFER_BYTES } from './response-buffer.js'
 import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
 import type { InspectRouteConfig } from '../inspect/schema.js'
 
 export const ProxyPluginOptionsSchema = Type.Object({
   bodyLimit: Type.Integer({ minimum: 1, default: 1024 * 1024, description: 'Request body bytes, enforced on streamed bodies too.' }),
+  responseBufferBytes: Type.Integer({
+    minimum: 0,
+    maximum: 8 * 1024 * 1024,
+    default: DEFAULT_RESPONSE_BUFFER_BYTES,
+    description: 'Upstream responses declaring at most this many bytes (and a Content-Type) are read whole and sent in one write; larger ones stream. 0 = stream every response.'
+  }),
   tls: Type.Boolean({ default: false, description: 'Whether clients reach the gateway over TLS (x-forwarded-proto).' }),
   upstreamKeepAliveTimeoutMs: Type.Integer({ minimum: 1, default: 30_000, description: 'Idle time before an upstream connection is closed.' }),
   upstreamConnectionsPerOrigin: Type.Optional(Type.Integer({ minimum: 1, description: 'Cap on connections per upstream origin (default unlimited).' })),
@@ -72,6 +79,7 @@ declare module 'fastify' {
 function resolveOptions (opts: ProxyPluginOptions): ResolvedProxyOptions {
   const withDefaults = {
     bodyLimit: 1024 * 1024,
+    responseBufferBytes: DEFAULT_RESPONSE_BUFFER_BYTES,
     tls: false,
     upstreamKeepAliveTimeoutMs: 30_000,
     upstreamPipelining: 1,

@@ -33,6 +33,7 @@ import { BodyLimitStream } from './body-limit.js'
 import { BadGatewayError, BodyTooLargeError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
 import { rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
 import { BAD_PATH } from '../request-guard/path.js'
+import { responseSender, type UpstreamResponse } from './response-buffer.js'
 import { errorKind, kProxyPool, kProxyRequest, UpstreamPool } from './upstream-pool.js'
 import type { ProxyRuntime } from './index.js'
 import '../auth/consumer.js'
@@ -86,6 +87,8 @@ interface ProxyRoute {
   readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders
   readonly rewriteWsHeaders: (headers: IncomingHttpHeaders, request: FastifyRequest) => IncomingHttpHeaders
   readonly onError: (reply: FastifyReply, ctx: { error: Error & { cause?: unknown, code?: string } }) => void
+  /** reply-from's `onResponse`: small responses buffered and sent in one write, the rest streamed. */
+  readonly onResponse: (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse) => void
   readonly preParsing: preParsingHookHandler[]
   readonly preHandler: preHandlerHookHandler[]
   readonly release: Array<onResponseHookHandler & onRequestAbortHookHandler>
@@ -225,6 +228,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     rewriteRequestHeaders: proxyRequestHeaders,
     rewriteWsHeaders: proxyWsHeaders,
     onError: proxyOnError,
+    onResponse: responseSender(runtime.options.responseBufferBytes, proxyOnError),
     preParsing: bufferBody ? [] : [proxyBodyLimit as preParsingHookHandler],
     preHandler: [...(bufferBody ? [proxyReplayBody as preHandlerHookHandler] : []), ...(capped ? [proxyAdmit as preHandlerHookHandler] : [])],
     release: capped ? [proxyRelease as onResponseHookHandler & onRequestAbortHookHandler] : []
@@ -273,6 +277,7 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
       rewriteRequestHeaders: r.rewriteRequestHeaders,
       rewriteHeaders: rewriteClientResponseHeaders as never,
       onError: r.onError as never,
+      onResponse: r.onResponse as never,
       retryDelay: noRetry
     },
     ...(route.websocket === true ? { wsClientOptions: { rewriteRequestHeaders: r.rewriteWsHeaders as never } } : {})
@@ -311,6 +316,7 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
     rewriteRequestHeaders: r.rewriteRequestHeaders,
     rewriteHeaders: proxyResponseHeaders,
     onError: r.onError,
+    onResponse: r.onResponse,
     retryDelay: noRetry
   }
 
