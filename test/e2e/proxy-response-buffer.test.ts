@@ -78,7 +78,7 @@ t.test('a response over RESPONSE_BUFFER_BYTES streams: the client has its first 
   const gw = await gatewayFor(t, (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '4096' })
     res.write('a'.repeat(2048))
-    void released.then(() => { res.end('b'.repeat(2048)) })
+    released.then(() => { res.end('b'.repeat(2048)) }, () => {})
   }, { RESPONSE_BUFFER_BYTES: '1024' })
   const res = await request(`${gw.url}/svc/big`)
   t.equal(res.statusCode, 200)
@@ -96,7 +96,7 @@ t.test('a response without a declared length streams (chunked), whatever its siz
   const gw = await gatewayFor(t, (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/event-stream' })
     res.write('data: one\n\n')
-    void released.then(() => { res.end('data: two\n\n') })
+    released.then(() => { res.end('data: two\n\n') }, () => {})
   })
   const res = await request(`${gw.url}/svc/events`)
   let text = ''
@@ -157,7 +157,7 @@ t.test('a client that leaves while a body is buffered does not disturb the gatew
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '10' })
     if (req.url === '/slow') {
       res.write('12345')
-      void finished.then(() => { res.end('67890') })
+      finished.then(() => { res.end('67890') }, () => {})
       return
     }
     res.end('0123456789')
