@@ -249,6 +249,14 @@ export const scenarios = [
     wrkEnv: { PREFIXES: '1000' }
   },
   {
+    name: 'portcullis-proxy-lua',
+    title: 'Portcullis proxy only, 1 prefix, requests made by the 1,000-prefix Lua script',
+    start: portcullis('proxylua', off),
+    lua: 'prefixes.lua',
+    wrkEnv: { PREFIXES: '1' },
+    readyPath: '/healthz'
+  },
+  {
     name: 'portcullis-proxy-1000',
     title: 'Portcullis proxy only, 1,000 prefixes',
     start: portcullis('proxy1000', off, {}, 1000),
