@@ -10,7 +10,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import nativeAppsec from '@datadog/native-appsec'
-import { collectRequest, PLAIN_COUNTERPART, WORD_LISTS, type Collected, type ExtractLimits, type RequestLike, type WordScreen } from './extract.js'
+import { conditionCanMatchTextWord } from './text-words.js'
+import { collectRequest, PLAIN_COUNTERPART, TEXT_COUNTERPART, WORD_LISTS, type Collected, type ExtractLimits, type RequestLike, type WordScreen } from './extract.js'
 
 const { DDWAF } = nativeAppsec
 type Waf = InstanceType<typeof DDWAF>
@@ -287,13 +288,14 @@ export class InspectEngine {
 }
 
 interface RuleInput { address?: unknown, key_path?: unknown }
-interface RuleLike { conditions?: Array<{ parameters?: { inputs?: RuleInput[] } }> }
+interface ConditionLike { operator?: unknown, parameters?: { inputs?: RuleInput[], regex?: unknown, list?: unknown, options?: { case_sensitive?: unknown } } }
+interface RuleLike { transformers?: unknown, conditions?: ConditionLike[] }
 
 /**
- * An operator ruleset written against the standard addresses also reads their bare-word
- * counterparts (where the gateway files plain keys and values), so its rules see every value.
+ * A ruleset whose rule conditions also read, for each standard address they read (without a key
+ * path), the counterpart `counterparts` names, where `wanted(rule, condition)` says so.
  */
-export function withPlainCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
+function withCounterparts (ruleset: Record<string, unknown>, counterparts: Readonly<Record<string, string>>, wanted: (rule: RuleLike, c: ConditionLike) => boolean): Record<string, unknown> {
   const out: Record<string, unknown> = { ...ruleset }
   for (const section of ['rules', 'custom_rules'] as const) {
     const list = ruleset[section]
@@ -304,11 +306,11 @@ export function withPlainCounterparts (ruleset: Record<string, unknown>): Record
         ...rule,
         conditions: rule.conditions.map((c) => {
           const inputs = c?.parameters?.inputs
-          if (!Array.isArray(inputs)) return c
+          if (!Array.isArray(inputs) || !wanted(rule, c)) return c
           const present = new Set(inputs.map((i) => i?.address))
           const extra: RuleInput[] = []
           for (const i of inputs) {
-            const counterpart = typeof i?.address === 'string' ? PLAIN_COUNTERPART[i.address] : undefined
+            const counterpart = typeof i?.address === 'string' ? counterparts[i.address] : undefined
             if (counterpart !== undefined && !present.has(counterpart) && i.key_path === undefined) {
               present.add(counterpart)
               extra.push({ address: counterpart })
@@ -322,10 +324,29 @@ export function withPlainCounterparts (ruleset: Record<string, unknown>): Record
   return out
 }
 
+/**
+ * An operator ruleset written against the standard addresses also reads their bare-word
+ * counterparts (where the gateway files plain keys and values), so its rules see every value.
+ */
+export function withPlainCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
+  return withCounterparts(ruleset, PLAIN_COUNTERPART, () => true)
+}
+
+/**
+ * Every rule condition (built-in or operator) that reads a standard address and could match a
+ * text word also reads that address's text-word counterpart (text-words.ts decides "could").
+ */
+export function withTextCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
+  return withCounterparts(ruleset, TEXT_COUNTERPART, (rule, c) =>
+    // Inputs with transformers of their own are not analysed: they keep reading text words.
+    (c.parameters?.inputs ?? []).some((i) => (i as { transformers?: unknown }).transformers !== undefined) ||
+    conditionCanMatchTextWord(rule.transformers, c))
+}
+
 /** Loads the built-in ruleset and, when given, an operator ruleset file. */
 export function createEngine (rulesFile?: string): InspectEngine {
-  const sets = [{ name: 'portcullis', rules: readRuleset(BUILTIN_RULES_FILE) }]
-  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: withPlainCounterparts(readRuleset(rulesFile)) })
+  const sets = [{ name: 'portcullis', rules: withTextCounterparts(readRuleset(BUILTIN_RULES_FILE)) }]
+  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: withTextCounterparts(withPlainCounterparts(readRuleset(rulesFile))) })
   return new InspectEngine(sets)
 }
 

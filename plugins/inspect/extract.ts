@@ -7,6 +7,7 @@
  * the request is refused (`InspectLimitError` reason `size`) instead of being half inspected.
  */
 import sjson from 'secure-json-parse'
+import { TEXT_WORD } from './text-words.js'
 
 /** Engine addresses the ruleset reads. */
 export const ADDRESS = Object.freeze({
@@ -24,7 +25,15 @@ export const ADDRESS = Object.freeze({
   /** Query, cookie and body values that are bare words (same reading as plain keys). */
   queryWords: 'portcullis.request.query.plain',
   cookieWords: 'portcullis.request.cookies.plain',
-  bodyWords: 'portcullis.request.body.plain'
+  bodyWords: 'portcullis.request.body.plain',
+  /**
+   * Keys and values that are text words (letters, digits, spaces, `_ - . , : @`, not bare words):
+   * read only by the rules that can match one (text-words.ts decides which, at load).
+   */
+  keyText: 'portcullis.request.keys.text_words',
+  queryText: 'portcullis.request.query.text_words',
+  cookieText: 'portcullis.request.cookies.text_words',
+  bodyText: 'portcullis.request.body.text_words'
 })
 
 /**
@@ -36,6 +45,17 @@ export const PLAIN_COUNTERPART: Readonly<Record<string, string>> = Object.freeze
   [ADDRESS.query]: ADDRESS.queryWords,
   [ADDRESS.cookies]: ADDRESS.cookieWords,
   [ADDRESS.body]: ADDRESS.bodyWords
+})
+
+/**
+ * Each standard address and the address its text-word values go to. Every rule reading the
+ * standard address that could match a text word is given it (engine.ts), built-in or operator.
+ */
+export const TEXT_COUNTERPART: Readonly<Record<string, string>> = Object.freeze({
+  [ADDRESS.keys]: ADDRESS.keyText,
+  [ADDRESS.query]: ADDRESS.queryText,
+  [ADDRESS.cookies]: ADDRESS.cookieText,
+  [ADDRESS.body]: ADDRESS.bodyText
 })
 
 /** Bounds applied while extracting. */
@@ -125,7 +145,7 @@ function isProse (value: string): boolean {
 /** Longest value whose clean verdict is remembered. */
 const CACHE_MAX_CHARS = 256
 /** Number of value lists (addresses) a Collected holds. */
-const LIST_COUNT = 12
+const LIST_COUNT = 16
 
 /**
  * Values the engine judged clean, per address, so a repeated benign value (a path, a header, an
@@ -192,6 +212,10 @@ export class Collected {
   queryWords: string[] = []
   cookieWords: string[] = []
   bodyWords: string[] = []
+  keyText: string[] = []
+  queryText: string[] = []
+  cookieText: string[] = []
+  bodyText: string[] = []
   private chars = 0
   private readonly budget: number
   /** Sets of the short values of long lists, made only when a list grows past DEDUPE_SCAN_MAX. */
@@ -199,7 +223,8 @@ export class Collected {
 
   private readonly cache: VerdictCache | undefined
   /** The lists in a fixed order (the cache's list numbers). */
-  private readonly lists: string[][] = [this.path, this.query, this.headers, this.cookies, this.body, this.keys, this.files, this.text, this.words, this.queryWords, this.cookieWords, this.bodyWords]
+  private readonly lists: string[][] = [this.path, this.query, this.headers, this.cookies, this.body, this.keys, this.files, this.text, this.words, this.queryWords, this.cookieWords, this.bodyWords,
+    this.keyText, this.queryText, this.cookieText, this.bodyText]
 
   private readonly screen: WordScreen | undefined
 
@@ -223,8 +248,13 @@ export class Collected {
     if (value === '') return
     // A parameter value that is a bare word (ids, numbers, enum values: most of them) is read only
     // by the rules that can match a bare word, like plain keys: no decoding transformer changes it.
-    if (value.length <= 64 && (list === this.query || list === this.cookies || list === this.body) && PLAIN_KEY.test(value)) {
-      list = list === this.query ? this.queryWords : list === this.cookies ? this.cookieWords : this.bodyWords
+    // Other text words (names, search terms, dates) are read only by the rules that can match one.
+    if (list === this.query || list === this.cookies || list === this.body) {
+      if (value.length <= 64 && PLAIN_KEY.test(value)) {
+        list = list === this.query ? this.queryWords : list === this.cookies ? this.cookieWords : this.bodyWords
+      } else if (TEXT_WORD.test(value)) {
+        list = list === this.query ? this.queryText : list === this.cookies ? this.cookieText : this.bodyText
+      }
     }
     this.chars += value.length
     if (this.chars > this.budget) throw new InspectLimitError('size')
@@ -237,7 +267,7 @@ export class Collected {
     if (cacheable && (this.cache as VerdictCache).has(n, value)) return
     // A bare word that no rule reading its list could match (most ids, numbers and enum values)
     // needs no engine run at all (and is clean: remembered like a judged value).
-    if (n >= 8 && this.screen !== undefined && !this.screen.relevant(n, value)) {
+    if (n >= 8 && n < 12 && this.screen !== undefined && !this.screen.relevant(n, value)) {
       if (cacheable) (this.cache as VerdictCache).put(n, value)
       return
     }
@@ -279,14 +309,15 @@ export class Collected {
     this.add(isProse(value) ? this.text : this.body, value)
   }
 
-  /** A key or field name: plain identifiers go to `words`, anything else to `keys`. */
+  /** A key or field name: plain identifiers go to `words`, other text words to `keyText`, anything else to `keys`. */
   addKey (key: string): void {
-    this.add(key.length <= 64 && PLAIN_KEY.test(key) ? this.words : this.keys, key)
+    this.add(key.length <= 64 && PLAIN_KEY.test(key) ? this.words : TEXT_WORD.test(key) ? this.keyText : this.keys, key)
   }
 
   get empty (): boolean {
     return this.path.length + this.query.length + this.headers.length + this.cookies.length + this.body.length + this.keys.length + this.files.length + this.text.length + this.words.length +
-      this.queryWords.length + this.cookieWords.length + this.bodyWords.length === 0
+      this.queryWords.length + this.cookieWords.length + this.bodyWords.length +
+      this.keyText.length + this.queryText.length + this.cookieText.length + this.bodyText.length === 0
   }
 
   /** The engine payload: each non-empty list, packed to the engine's container limits. */
@@ -304,6 +335,10 @@ export class Collected {
     if (this.queryWords.length > 0) out[ADDRESS.queryWords] = pack(this.queryWords)
     if (this.cookieWords.length > 0) out[ADDRESS.cookieWords] = pack(this.cookieWords)
     if (this.bodyWords.length > 0) out[ADDRESS.bodyWords] = pack(this.bodyWords)
+    if (this.keyText.length > 0) out[ADDRESS.keyText] = pack(this.keyText)
+    if (this.queryText.length > 0) out[ADDRESS.queryText] = pack(this.queryText)
+    if (this.cookieText.length > 0) out[ADDRESS.cookieText] = pack(this.cookieText)
+    if (this.bodyText.length > 0) out[ADDRESS.bodyText] = pack(this.bodyText)
     return out
   }
 }

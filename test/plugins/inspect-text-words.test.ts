@@ -1,0 +1,129 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import t from 'tap'
+import { createEngine, collectRequest } from '../../plugins/inspect/index.js'
+import { readRuleset, BUILTIN_RULES_FILE, withTextCounterparts } from '../../plugins/inspect/engine.js'
+import { TEXT_COUNTERPART } from '../../plugins/inspect/extract.js'
+import { TEXT_WORD, regexCanMatchTextWord, conditionCanMatchTextWord } from '../../plugins/inspect/text-words.js'
+
+// Text words (letters, digits, spaces, _ - . , : @) go to addresses read only by the rules that
+// can match one. The analysis must never drop a rule that could.
+
+t.test('regex analysis: a regex needing a character outside text words cannot match one', async (t) => {
+  const cannot = ['<script', '\'\\s*or\\s', '\\.\\./', '[<>"]', '\\$\\{', '(?:;|\\|)\\s*cat', 'a(?:<|>)+b', '%[0-9a-f]{2}', '[\\x00-\\x1f]', '\\\\x[0-9a-f]{2}', '(?:exec|system)\\s*\\(']
+  for (const source of cannot) t.equal(regexCanMatchTextWord(source, false), false, source)
+  const can = ['union\\s+select', '\\bselect\\b', '(?:<|a)', 'x*', '^$', '[^<>]+', '.', '\\d+', '\\w', '(?=<)a', '(a)\\1', '[a-z]{3,}', 'A-B', '[+-]', '@@version', 'sleep:\\d']
+  for (const source of can) t.equal(regexCanMatchTextWord(source, false), true, source)
+  // The second argument is the rule's case_sensitive option.
+  t.equal(regexCanMatchTextWord('[\\u017f]', true), false, 'long s does not match an ASCII text word case-sensitively')
+  t.equal(regexCanMatchTextWord('[\\u017f]', false), true, 'but case folding may map it onto s')
+  t.equal(regexCanMatchTextWord('\\u212a', false), true, 'Kelvin sign folds onto k')
+  t.equal(regexCanMatchTextWord('[\\u0100-\\uffff]', false), true, 'a range beyond ASCII, case folded')
+  t.equal(regexCanMatchTextWord('[\\u0100-\\uffff]', true), false)
+  t.equal(regexCanMatchTextWord('[A-Z]', true), true)
+  t.equal(regexCanMatchTextWord('(?i)<x', false), true, 'RE2 syntax JavaScript does not read: kept')
+  t.equal(regexCanMatchTextWord('[[:alpha:]]<', false), true, 'POSIX class (reads differently): kept')
+})
+
+t.test('condition analysis: transformers and operators', async (t) => {
+  const regex = (source: string): { operator: string, parameters: { regex: string } } => ({ operator: 'match_regex', parameters: { regex: source } })
+  t.equal(conditionCanMatchTextWord(['urlDecodeUni', 'lowercase'], regex('<script')), false)
+  t.equal(conditionCanMatchTextWord(['base64Decode'], regex('<script')), true, 'a decoder that could produce any character keeps the rule')
+  t.equal(conditionCanMatchTextWord([], { operator: 'is_sqli', parameters: {} }), true, 'libinjection is never skipped')
+  t.equal(conditionCanMatchTextWord([], { operator: 'is_xss', parameters: {} }), true)
+  t.equal(conditionCanMatchTextWord([], { operator: 'lfi_detector', parameters: {} }), true)
+  t.equal(conditionCanMatchTextWord(['lowercase'], { operator: 'phrase_match', parameters: { list: ['<?php', '${jndi'] } }), false)
+  t.equal(conditionCanMatchTextWord(['lowercase'], { operator: 'phrase_match', parameters: { list: ['<?php', 'waitfor delay'] } }), true)
+})
+
+t.test('text words are filed apart; bare words and anything else are not', async (t) => {
+  const limits = { maxInspectBytes: 32 * 1024, maxBodyDepth: 32, maxBodyKeys: 2000 }
+  const c = collectRequest({ url: '/s?q=blue+shoes&id=42&name=O%27Brien&when=2024-01-05+10:30&mail=a.b@example.com&x=%3Cb%3E', headers: {} }, limits, false)
+  t.strictSame(c.queryText.sort(), ['2024-01-05 10:30', 'a.b@example.com', 'blue shoes'])
+  t.strictSame(c.queryWords, ['42'])
+  t.strictSame(c.query.sort(), ['<b>', 'O\'Brien'])
+  t.ok(TEXT_WORD.test('Hello, world: 1.5'))
+  t.notOk(TEXT_WORD.test('a+b'))
+})
+
+t.test('every text word a rule matches reaches it (corpus, benign set, rule keywords joined as phrases)', async (t) => {
+  const root = resolve(import.meta.dirname, '../..')
+  const corpus = resolve(root, '../shared/corpus/crs-regression.jsonl')
+  t.ok(existsSync(corpus), 'the attack corpus is beside the clone')
+  const engine = createEngine()
+  t.teardown(() => { engine.dispose() })
+  const candidates = new Set<string>()
+  const addRuns = (text: string): void => {
+    for (const run of text.split(/[^A-Za-z0-9 _.,:@-]+/)) {
+      const v = run.trim()
+      if (v !== '' && v.length <= 200 && TEXT_WORD.test(v)) candidates.add(v)
+    }
+  }
+  for (const file of [corpus, resolve(root, 'test/fixtures/benign/benign.jsonl')]) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (line.trim() === '') continue
+      let text = line.replace(/\+/g, ' ')
+      try { text = decodeURIComponent(text) } catch {}
+      addRuns(text)
+    }
+  }
+  // The rules' keywords, joined the ways SQL, shell and template text joins them.
+  const rules = readRuleset(BUILTIN_RULES_FILE).rules as Array<{ conditions: Array<{ parameters: { regex?: string, list?: string[] } }> }>
+  for (const rule of rules) {
+    for (const c of rule.conditions) {
+      const words = ((c.parameters.regex ?? '') + ' ' + (c.parameters.list ?? []).join(' ')).replace(/\\[a-z]/g, ' ').split(/[^A-Za-z0-9_@]+/).filter((w) => w !== '' && w.length <= 40)
+      for (let i = 0; i < words.length; i++) {
+        for (const sep of [' ', '.', ':', ',', '-', '  ']) {
+          candidates.add(words.slice(i, i + 2).join(sep))
+          candidates.add(words.slice(i, i + 3).join(sep))
+          candidates.add(`1 ${words.slice(i, i + 2).join(sep)} 1`)
+        }
+      }
+      candidates.add(words.join(' '))
+    }
+  }
+  t.ok(candidates.size > 5000, `${candidates.size} distinct text words`)
+  const evaluate = engine as unknown as { evaluate: (c: unknown, t: number) => { matches: Array<{ ruleId: string }> } }
+  const ids = (address: string, v: string): string => evaluate.evaluate({ empty: false, payload: () => ({ [address]: [v] }) }, 1_000_000).matches.map((m) => m.ruleId).sort().join(',')
+  let compared = 0
+  let attacks = 0
+  for (const v of candidates) {
+    if (!TEXT_WORD.test(v)) continue
+    for (const [standard, text] of Object.entries(TEXT_COUNTERPART)) {
+      const expected = ids(standard, v)
+      const got = ids(text, v)
+      compared++
+      if (expected !== '') attacks++
+      if (expected !== got) t.fail(`${text}: ${JSON.stringify(v)} matched by [${expected}] on ${standard}, [${got}] as a text word`)
+    }
+  }
+  t.ok(attacks > 50, `${attacks} text-word inputs the rules match, each matched the same as a text word`)
+  t.ok(compared > 20_000, `${compared} input/address pairs compared`)
+})
+
+t.test('the built-in ruleset: most rules skip text words; operator rules are analysed too', async (t) => {
+  const builtin = readRuleset(BUILTIN_RULES_FILE)
+  const rewritten = withTextCounterparts(builtin).rules as Array<{ id: string, conditions: Array<{ operator: string, parameters: { inputs: Array<{ address: string }> } }> }>
+  const reading = rewritten.filter((r) => r.conditions.some((c) => c.parameters.inputs.some((i) => i.address === TEXT_COUNTERPART['server.request.query'])))
+  const readingQuery = rewritten.filter((r) => r.conditions.some((c) => c.parameters.inputs.some((i) => i.address === 'server.request.query')))
+  t.ok(reading.length > 0 && reading.length < readingQuery.length / 2, `${reading.length} of ${readingQuery.length} query rules read text words`)
+  t.ok(reading.some((r) => r.conditions.some((c) => c.operator === 'is_sqli')), 'libinjection SQL reads text words')
+})
+
+t.test('an operator rule that matches text words sees them; one that cannot is not given them', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const dir = mkdtempSync(join(tmpdir(), 'pc-text-words-'))
+  const file = join(dir, 'acme.json')
+  const rule = (id: string, regex: string): unknown => ({ id, name: id, tags: { type: 'generic', category: 'attack_attempt', family: 'generic' }, conditions: [{ operator: 'match_regex', parameters: { inputs: [{ address: 'server.request.query' }], regex } }] })
+  writeFileSync(file, JSON.stringify({ version: '2.2', rules: [rule('acme-phrase', 'forbidden\\s+phrase'), rule('acme-tag', '<acme>')] }))
+  const engine = createEngine(file)
+  t.teardown(() => { engine.dispose() })
+  const limits = { maxInspectBytes: 32 * 1024, maxBodyDepth: 32, maxBodyKeys: 2000 }
+  const { evaluateRequest } = await import('../../plugins/inspect/engine.js')
+  const hit = evaluateRequest(engine, { url: '/x?q=a+forbidden+phrase+here', headers: {} }, limits, 1_000_000)
+  t.ok(hit.matches.some((m) => m.ruleId === 'acme-phrase'), 'the text word reached the operator rule')
+  const tag = evaluateRequest(engine, { url: '/x?q=%3Cacme%3E', headers: {} }, limits, 1_000_000)
+  t.ok(tag.matches.some((m) => m.ruleId === 'acme-tag'), 'other values still reach every rule')
+})
