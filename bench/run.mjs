@@ -6,6 +6,9 @@
 //
 //   npm run build && node bench/run.mjs [--rounds 3] [--duration 10] [--warmup 10] [--connections 50]
 //                                       [--only a,b] [--out bench/results/latest.md]
+//
+// --paired: the targets' pairs instead, both proxies of a pair loaded at the same time on core 0
+// (see measurePair), --rounds pairs each, written to bench/results/paired.md.
 import { spawn, spawnSync, execFileSync } from 'node:child_process'
 import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -71,13 +74,28 @@ function parseWrk (text) {
   return { rps, total, p50: lat(50), p99: lat(99), non2xx, errors }
 }
 
-function runWrk (port, sc, seconds) {
+function wrkArgs (port, sc, seconds) {
   const argv = ['-c', '1', 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency']
   for (const [k, v] of Object.entries(sc.headers ?? {})) argv.push('-H', `${k}: ${v}`)
   if (sc.lua !== undefined) argv.push('-s', join(root, 'bench', sc.lua))
   argv.push(`http://127.0.0.1:${port}${sc.path ?? '/api/items'}`)
-  const r = spawnSync('taskset', argv, { env: { ...process.env, ...(sc.wrkEnv ?? {}) }, encoding: 'utf8', maxBuffer: 1 << 24 })
+  return argv
+}
+
+function runWrk (port, sc, seconds) {
+  const r = spawnSync('taskset', wrkArgs(port, sc, seconds), { env: { ...process.env, ...(sc.wrkEnv ?? {}) }, encoding: 'utf8', maxBuffer: 1 << 24 })
   return r.stdout + r.stderr
+}
+
+/** wrk without blocking (paired runs load two proxies at once). */
+async function runWrkAsync (port, sc, seconds) {
+  return await new Promise((resolve) => {
+    const child = spawn('taskset', wrkArgs(port, sc, seconds), { env: { ...process.env, ...(sc.wrkEnv ?? {}) }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let text = ''
+    child.stdout.on('data', (d) => { text += d })
+    child.stderr.on('data', (d) => { text += d })
+    child.on('close', () => { resolve(text) })
+  })
 }
 
 /** The scenario's `checks` (sent once before the warm-up): the failures, as notes. */
@@ -129,6 +147,38 @@ async function measure (sc, upstreamPort) {
     return r
   } finally {
     await setup.stop()
+  }
+}
+
+/**
+ * Paired run: both proxies pinned to core 0 at once, each loaded by its own wrk on core 1, warmed
+ * and measured over the same seconds. The scheduler splits the core between them, so whatever the
+ * machine does during those seconds it does to both: the ratio of their req/s (and of their CPU
+ * time per request) is the steadiest comparison this machine allows.
+ */
+async function measurePair (a, b, upstreamPort) {
+  const running = []
+  try {
+    for (const sc of [a, b]) {
+      const port = await freePort()
+      const setup = await sc.start({ port, upstream: `http://127.0.0.1:${upstreamPort}`, upstreamPort, root, pinned })
+      running.push({ sc, setup, target: setup.port ?? port })
+    }
+    const failed = []
+    for (const r of running) {
+      await waitHttp(r.target, r.sc.readyPath ?? '/')
+      failed.push(...await runChecks(r.target, r.sc))
+    }
+    await Promise.all(running.map(async (r) => await runWrkAsync(r.target, r.sc, warmup)))
+    const before = running.map((r) => treeCpuTicks(r.setup.pid))
+    const texts = await Promise.all(running.map(async (r) => await runWrkAsync(r.target, r.sc, duration)))
+    const after = running.map((r) => treeCpuTicks(r.setup.pid))
+    return running.map((r, i) => {
+      const w = parseWrk(texts[i])
+      return { ...w, cpuUsPerReq: w.total > 0 ? ((after[i] - before[i]) * TICK_US) / w.total : NaN, note: failed.join('; ') }
+    })
+  } finally {
+    for (const r of running) await r.setup.stop()
   }
 }
 
@@ -195,6 +245,45 @@ const median = (xs) => {
   return s.length % 2 === 1 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
 }
 
+/** Targets that compare two single-process proxies pinned to core 0 (the ones a paired run can measure). */
+const PAIRABLE = (t) => t.metric === 'rps' && [t.a, t.b].every((n) => {
+  const sc = scenarios.find((s) => s.name === n)
+  return sc !== undefined && sc.direct !== true && !/-unpinned$|-2w$/.test(n)
+})
+
+async function paired (upstreamPort) {
+  const targets = TARGETS.filter(PAIRABLE).filter((t) => only === undefined || (only.includes(t.a) && only.includes(t.b)))
+  const rows = []
+  for (const t of targets) {
+    const a = scenarios.find((s) => s.name === t.a)
+    const b = scenarios.find((s) => s.name === t.b)
+    const rps = []
+    const cpu = []
+    const notes = new Set()
+    for (let round = 1; round <= rounds; round++) {
+      const [ra, rb] = await measurePair(a, b, upstreamPort)
+      rps.push(ra.rps / rb.rps)
+      cpu.push(rb.cpuUsPerReq / ra.cpuUsPerReq)
+      if (ra.note) notes.add(ra.note)
+      process.stdout.write(`paired ${round} ${t.a} ${ra.rps.toFixed(0)} req/s ${ra.cpuUsPerReq.toFixed(1)} us | ${t.b} ${rb.rps.toFixed(0)} req/s ${rb.cpuUsPerReq.toFixed(1)} us | ratio ${(ra.rps / rb.rps).toFixed(3)}\n`)
+    }
+    const v = median(rps)
+    const status = !Number.isFinite(v) ? 'no data' : t.ok === undefined ? 'reported' : t.ok(v) ? 'met' : 'missed'
+    rows.push(`| ${t.what} | ${t.target} | ${num(v, 2)} | ${rps.map((x) => num(x, 2)).join(' ')} | ${num(median(cpu), 2)} | ${status} | ${[...notes].join('; ')} |`)
+  }
+  return [
+    `# Paired benchmark (${new Date().toISOString().slice(0, 10)})`,
+    '',
+    `Each target's two proxies pinned to core 0 together, each loaded by its own wrk -t1 -c${connections} on core 1 (beside the upstream), ${warmup} s warm-up then ${duration} s measured at the same time; ${rounds} pairs per target.`,
+    'The kernel splits core 0 between them, so the machine\'s drift hits both alike: ratio = req/s of the first over the second in the same seconds.',
+    '',
+    '| target | goal | median ratio | each pair | same from CPU µs/req | | notes |',
+    '|---|---|---:|---|---:|---|---|',
+    ...rows,
+    ''
+  ]
+}
+
 async function main () {
   ensure('wrk', 'wrk')
   ensure('taskset', 'util-linux')
@@ -208,6 +297,16 @@ async function main () {
   const upstreamPort = await freePort()
   const upstream = pinned(1, process.execPath, [join(root, 'bench/servers/upstream.mjs')], { PORT: String(upstreamPort) })
   await waitHttp(upstreamPort)
+  if (args.paired === 'true') {
+    try {
+      const lines = await paired(upstreamPort)
+      writeFileSync(args.out ?? join(root, 'bench/results/paired.md'), lines.join('\n'))
+      process.stdout.write('\n' + lines.join('\n') + '\n')
+    } finally {
+      upstream.kill('SIGKILL')
+    }
+    return
+  }
   const results = new Map(selected.map((s) => [s.name, []]))
   try {
     for (let round = 1; round <= rounds; round++) {
