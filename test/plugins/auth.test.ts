@@ -8,7 +8,7 @@ import { createHmac, createSign, generateKeyPairSync, randomBytes, type KeyObjec
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { createSigner } from 'fast-jwt'
 import { gatewayErrorHandler } from '../../src/errors.js'
@@ -74,7 +74,7 @@ const API_KEYS = [{ consumer: 'alpha', key: API_KEY }, { consumer: 'beta', key: 
 async function build (t: Test, opts: AuthPluginOptions = { jwtSecret: SECRET }): Promise<Harness> {
   let text = ''
   const sink = new Writable({ write (c: Buffer, _e, cb) { text += c.toString(); cb() } })
-  const app = Fastify({ loggerInstance: pino({ level: 'debug' }, sink), disableRequestLogging: true }) as unknown as FastifyInstance
+  const app = Fastify({ loggerInstance: pino({ level: 'debug' }, sink), logController: new LogController({ disableRequestLogging: true }) }) as unknown as FastifyInstance
   app.setErrorHandler(gatewayErrorHandler)
   await app.register(authPlugin, { apiKeys: API_KEYS, ...opts })
   const hits: string[] = []

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import diagnostics from 'node:diagnostics_channel'
 import { Writable } from 'node:stream'
 import t, { type Test } from 'tap'
-import Fastify, { type FastifyInstance, type InjectOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type InjectOptions } from 'fastify'
 import { gatewayErrorHandler, gatewayNotFoundHandler } from '../../src/errors.js'
 import {
   inspectPlugin,
@@ -46,7 +46,7 @@ async function build (t: Test, options: InspectPluginOptions, routes: RouteSpec[
       cb()
     }
   })
-  const app = Fastify({ logger: { level: 'info', stream }, disableRequestLogging: true })
+  const app = Fastify({ logger: { level: 'info', stream }, logController: new LogController({ disableRequestLogging: true }) })
   app.setErrorHandler(gatewayErrorHandler)
   app.setNotFoundHandler(gatewayNotFoundHandler)
   await app.register(inspectPlugin, options)
