@@ -16,7 +16,7 @@ import type { FastifyInstance } from 'fastify'
 import { ConfigError } from '../../src/errors.js'
 import type { UpstreamPool } from './upstream-pool.js'
 import { setUpProxyScope } from './route.js'
-import { DEFAULT_RESPONSE_BUFFER_BYTES } from './response-buffer.js'
+import { DEFAULT_RESPONSE_BUFFER_BYTES, MAX_RESPONSE_BUFFER_BYTES } from './response-buffer.js'
 import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
 import type { InspectRouteConfig } from '../inspect/schema.js'
 
@@ -24,7 +24,7 @@ export const ProxyPluginOptionsSchema = Type.Object({
   bodyLimit: Type.Integer({ minimum: 1, default: 1024 * 1024, description: 'Request body bytes, enforced on streamed bodies too.' }),
   responseBufferBytes: Type.Integer({
     minimum: 0,
-    maximum: 8 * 1024 * 1024,
+    maximum: MAX_RESPONSE_BUFFER_BYTES,
     default: DEFAULT_RESPONSE_BUFFER_BYTES,
     description: 'Upstream responses declaring at most this many bytes (and a Content-Type) are read whole and sent in one write; larger ones stream. 0 = stream every response.'
   }),

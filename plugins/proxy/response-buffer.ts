@@ -1,7 +1,8 @@
 /**
  * Response buffering for small upstream responses (what nginx's `proxy_buffering` does).
  *
- * A response that declares a Content-Length of at most the route's buffer size, and a
+ * A response that declares a Content-Length of at most the gateway's buffer size
+ * (RESPONSE_BUFFER_BYTES, the proxy plugin's `responseBufferBytes`), and a
  * Content-Type (so Fastify adds none), is read whole from the upstream and sent to the client
  * in one write: no stream pipe, no per-chunk events towards the client. Everything else (no
  * declared length, larger bodies, HEAD, 1xx/204/304, a zero buffer size) streams with
@@ -30,6 +31,8 @@ export type ProxyErrorMapper = (reply: FastifyReply, ctx: { error: Error & { cau
 
 /** Default bytes of one upstream response read whole before it is sent (RESPONSE_BUFFER_BYTES). */
 export const DEFAULT_RESPONSE_BUFFER_BYTES = 16 * 1024
+/** Largest buffer size accepted (RESPONSE_BUFFER_BYTES in src/config.ts states the same bound). */
+export const MAX_RESPONSE_BUFFER_BYTES = 8 * 1024 * 1024
 
 const kCollect = Symbol('portcullis.responseBuffer')
 

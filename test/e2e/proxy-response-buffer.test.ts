@@ -184,3 +184,14 @@ t.test('RESPONSE_BUFFER_BYTES is validated at startup', async (t) => {
     t.throws(() => loadConfig({ RESPONSE_BUFFER_BYTES: bad }), { code: 'GW_CONFIG_INVALID', message: /RESPONSE_BUFFER_BYTES/ }, bad)
   }
 })
+
+t.test('the proxy plugin refuses a bad responseBufferBytes at ready()', async (t) => {
+  const { default: Fastify } = await import('fastify')
+  const { proxyPlugin } = await import('portcullis')
+  for (const bad of [-1, 1.5, 8 * 1024 * 1024 + 1]) {
+    const app = Fastify()
+    app.register(proxyPlugin, { responseBufferBytes: bad })
+    await t.rejects(async () => { await app.ready() }, { code: 'GW_CONFIG_INVALID', message: /responseBufferBytes/ }, String(bad))
+    await app.close()
+  }
+})
