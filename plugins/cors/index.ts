@@ -23,6 +23,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import { ConfigError } from '../../src/errors.js'
 import { CorsOriginNotAllowedError } from './errors.js'
 import { CORS_RESPONSE_HEADERS, CorsPolicySchema, corsCrossFieldProblems, type CorsPolicy, type CorsRouteConfig } from './schema.js'
+import { routeConfigWith } from '../../src/route-config.js'
 
 export { CorsRouteConfigSchema, CorsPolicySchema, CORS_RESPONSE_HEADERS } from './schema.js'
 export type { CorsPolicy, CorsRouteConfig } from './schema.js'
@@ -158,7 +159,7 @@ async function gatewayCors (fastify: FastifyInstance): Promise<void> {
       compiled.set(cors, policy)
     }
     // New objects: the caller's config (and the HEAD twin sharing it) stay untouched.
-    routeOptions.config = { ...routeOptions.config, [kCors]: policy } as typeof routeOptions.config
+    routeOptions.config = routeConfigWith(routeOptions.config, { [kCors]: policy })
     const existing = routeOptions.onSend
     const list = existing === undefined ? [] : Array.isArray(existing) ? existing : [existing]
     if (!list.includes(corsOnSend)) routeOptions.onSend = [...list, corsOnSend]

@@ -27,6 +27,7 @@ import {
   type IpFilterRouteConfig
 } from './schema.js'
 import { schemaProblems } from '../rate-limit/validate.js'
+import { routeConfigWith } from '../../src/route-config.js'
 
 export { clientIp, clientKey, clientKeyOf, normalizeIp, INVALID_CLIENT_KEY } from './client-ip.js'
 export type { IpFilterPluginOptions, IpFilterRouteConfig } from './schema.js'
@@ -119,8 +120,8 @@ async function gatewayIpFilter (fastify: FastifyInstance, rawOptions: IpFilterPl
       : new Set(config.allowedContentTypes.map((t) => t.toLowerCase()))
     if (lists === undefined && contentTypes === undefined) return
     const filter: RouteFilter = Object.freeze({ lists, contentTypes })
-    // A new config object: the caller's route options stay untouched.
-    routeOptions.config = Object.assign({ ...config }, { [kRouteFilter]: filter })
+    // A new config object (one hidden class for all routes); the caller's options stay untouched.
+    routeOptions.config = routeConfigWith(config, { [kRouteFilter]: filter })
     anyRouteFilter = true
   })
 

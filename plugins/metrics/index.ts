@@ -26,6 +26,7 @@ import { HistogramCell, RequestCells, RouteHistogram } from './cells.js'
 import { BoundedLabel, UNROUTED, methodLabel } from './labels.js'
 import { resolveMetricsOptions, type MetricsPluginOptions } from './schema.js'
 import '../proxy/route.js'
+import { routeConfigWith } from '../../src/route-config.js'
 
 export type { MetricsPluginOptions } from './schema.js'
 
@@ -117,7 +118,7 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
     const label = routeLabels.value(routeOptions.config?.proxy?.prefix ?? url)
     signalRoutes.set(url, label)
     if (routeOptions.config?.proxy !== undefined) signalRoutes.set(routeOptions.config.proxy.prefix, label)
-    routeOptions.config = { ...routeOptions.config, [kSeries]: seriesFor(label) } as typeof routeOptions.config
+    routeOptions.config = routeConfigWith(routeOptions.config, { [kSeries]: seriesFor(label) })
   })
 
   function seriesOf (request: FastifyRequest): RouteSeries {

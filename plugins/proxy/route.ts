@@ -219,7 +219,10 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       inspect,
       websocket: route.websocket === true,
       proxy: { prefix: route.prefix, pool },
-      cors: route.cors ?? false
+      cors: route.cors ?? false,
+      // Filled by Fastify; named here so all routes' configs share one hidden class (src/route-config.ts).
+      url: undefined,
+      method: undefined
     },
     methods: route.methods ?? DEFAULT_METHODS,
     bufferBody,
