@@ -37,6 +37,7 @@ import { responseSender, type UpstreamResponse } from './response-buffer.js'
 import { errorKind, kProxyPool, kProxyRequest, UpstreamPool } from './upstream-pool.js'
 import type { ProxyRuntime } from './index.js'
 import '../auth/consumer.js'
+import { routeConfigWith } from '../../src/route-config.js'
 
 const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
 const DEFAULT_TIMEOUT_MS = 30_000
@@ -213,17 +214,15 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   const capped = pool.maxInFlight > 0
   return {
     pool,
-    config: {
+    // One hidden class for every route's config (src/route-config.ts).
+    config: routeConfigWith<ProxyRoute['config']>(undefined, {
       auth: route.auth ?? {},
       rateLimit,
       inspect,
       websocket: route.websocket === true,
       proxy: { prefix: route.prefix, pool },
-      cors: route.cors ?? false,
-      // Filled by Fastify; named here so all routes' configs share one hidden class (src/route-config.ts).
-      url: undefined,
-      method: undefined
-    },
+      cors: route.cors ?? false
+    }),
     methods: route.methods ?? DEFAULT_METHODS,
     bufferBody,
     upstreamOrigin: first.origin,
