@@ -128,6 +128,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
           unhealthyThreshold: route.healthCheck.unhealthyThreshold ?? 2
         },
     maxInFlight: route.maxInFlight ?? 0,
+    responseBufferBytes: runtime.options.responseBufferBytes,
     log: fastify.log,
     onUpstreamError (kind: string) {
       if (upstreamError.hasSubscribers) upstreamError.publish({ route: routeLabel, kind })
@@ -230,7 +231,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     rewriteRequestHeaders: proxyRequestHeaders,
     rewriteWsHeaders: proxyWsHeaders,
     onError: proxyOnError,
-    onResponse: responseSender(runtime.options.responseBufferBytes, proxyOnError),
+    onResponse: responseSender(proxyOnError),
     preParsing: bufferBody ? [] : [proxyBodyLimit as preParsingHookHandler],
     preHandler: [...(bufferBody ? [proxyReplayBody as preHandlerHookHandler] : []), ...(capped ? [proxyAdmit as preHandlerHookHandler] : [])],
     release: capped ? [proxyRelease as onResponseHookHandler & onRequestAbortHookHandler] : []

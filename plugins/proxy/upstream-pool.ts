@@ -3,12 +3,14 @@
  * breaker), optional active health checks, safe retries and the per-route in-flight cap.
  *
  * `UpstreamPool` is the dispatcher handed to @fastify/reply-from: it exposes undici's
- * `request(options, callback)` and forwards to the gateway's shared undici Agent (one connection
- * pool per upstream origin, whatever the number of routes), choosing the target per attempt.
+ * `request(options, callback)` and dispatches to the gateway's shared undici Agent (one
+ * connection pool per upstream origin, whatever the number of routes) with an UpstreamExchange
+ * as the handler (exchange.ts: response buffering and streaming), choosing the target per attempt.
  */
 import type { Dispatcher } from 'undici'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { BodyTooLargeError, UpstreamUnavailableError } from './errors.js'
+import { UpstreamExchange, type ExchangeCallback, type ExchangeOwner, type UpstreamRequest } from './exchange.js'
 
 /** Carries the Fastify request through reply-from into the dispatcher (symbol keys survive its header copy). */
 export const kProxyRequest = Symbol('portcullis.proxyRequest')
@@ -49,9 +51,6 @@ export class Target {
 const RETRYABLE_CONNECT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND'])
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
-type Callback = (err: Error | null, data?: Dispatcher.ResponseData) => void
-type UpstreamRequest = Dispatcher.RequestOptions & { headers: Record<string | symbol, unknown> }
-
 export interface PoolOptions {
   readonly targets: readonly URL[]
   readonly agent: Dispatcher
@@ -61,6 +60,8 @@ export interface PoolOptions {
   readonly circuit: CircuitOptions | false
   readonly healthCheck: HealthCheckOptions | false
   readonly maxInFlight: number
+  /** Responses declaring at most this many bytes are read whole, then sent (0 = stream all). */
+  readonly responseBufferBytes: number
   readonly log: FastifyBaseLogger
   readonly onUpstreamError: (kind: string) => void
 }
@@ -75,8 +76,9 @@ export function errorKind (err: Error & { code?: string }): 'timeout' | 'unavail
   return 'invalid'
 }
 
-export class UpstreamPool {
+export class UpstreamPool implements ExchangeOwner {
   readonly targets: readonly Target[]
+  readonly responseBufferBytes: number
   /** Read by reply-from when a request carries no explicit timeout. */
   readonly headersTimeout: number
   readonly bodyTimeout: number
@@ -100,6 +102,7 @@ export class UpstreamPool {
     this.log = o.log
     this.onUpstreamError = o.onUpstreamError
     this.maxInFlight = o.maxInFlight
+    this.responseBufferBytes = o.responseBufferBytes
     if (o.healthCheck !== false) this.startHealthChecks(o.healthCheck)
   }
 
@@ -150,54 +153,62 @@ export class UpstreamPool {
   }
 
   /** undici-compatible entry point used by reply-from. */
-  request (opts: UpstreamRequest, callback: Callback): void {
-    // Left on the headers (a symbol key: undici never sends it); deleting would slow the object.
-    const request = opts.headers[kProxyRequest] as (FastifyRequest & { [kTarget]?: Target }) | undefined
+  request (opts: UpstreamRequest, callback: ExchangeCallback): void {
     const target = this.pick()
     if (target === null) {
-      const err = new UpstreamUnavailableError()
       this.onUpstreamError('unavailable')
-      callback(err)
+      callback(new UpstreamUnavailableError())
       return
     }
+    const exchange = new UpstreamExchange(this, opts, callback)
     const body = opts.body
-    const retriable = this.retries > 0 && IDEMPOTENT.has(opts.method) &&
+    exchange.retriesLeft = this.retries > 0 && IDEMPOTENT.has(opts.method) &&
       (body === undefined || body === null || body === '') && opts.headers['content-length'] === undefined
-    this.attempt(opts, target, request, retriable ? this.retries : 0, callback)
+      ? this.retries
+      : 0
+    exchange.target = target
+    this.dispatch(exchange)
   }
 
-  private attempt (opts: UpstreamRequest, target: Target, request: { [kTarget]?: Target } | undefined, retriesLeft: number, callback: Callback): void {
+  dispatch (exchange: UpstreamExchange): void {
+    const opts = exchange.opts
+    const target = exchange.target as Target
     opts.origin = target.origin
     opts.headers.host = target.host
     opts.headersTimeout = this.headersTimeout
     opts.bodyTimeout = this.bodyTimeout
+    // Left on the headers (a symbol key: undici never sends it); deleting would slow the object.
+    const request = opts.headers[kProxyRequest] as (FastifyRequest & { [kTarget]?: Target }) | undefined
     if (request !== undefined) request[kTarget] = target
-    this.agent.request(opts, (err, data) => {
-      if (err !== null) {
-        const e = err as Error & { code?: string }
-        if (e instanceof BodyTooLargeError) {
-          target.trial = false
-          callback(e)
-          return
-        }
-        this.failure(target)
-        this.onUpstreamError(errorKind(e))
-        if (retriesLeft > 0 && RETRYABLE_CONNECT.has(e.code ?? '')) {
-          const other = this.pick(target)
-          if (other !== null) {
-            this.log.debug({ target: target.host, code: e.code }, 'retrying on another target')
-            this.attempt(opts, other, request, retriesLeft - 1, callback)
-            return
-          }
-        }
-        callback(e)
-        return
+    this.agent.dispatch(opts, exchange)
+  }
+
+  answered (exchange: UpstreamExchange, statusCode: number): void {
+    const target = exchange.target as Target
+    if (statusCode === 502 || statusCode === 503 || statusCode === 504) this.failure(target)
+    else this.success(target)
+  }
+
+  failed (exchange: UpstreamExchange, err: Error & { code?: string }): boolean {
+    const target = exchange.target as Target
+    if (err instanceof BodyTooLargeError) {
+      // The client's fault, not the target's.
+      target.trial = false
+      return false
+    }
+    this.failure(target)
+    this.onUpstreamError(errorKind(err))
+    if (exchange.retriesLeft > 0 && RETRYABLE_CONNECT.has(err.code ?? '')) {
+      const other = this.pick(target)
+      if (other !== null) {
+        this.log.debug({ target: target.host, code: err.code }, 'retrying on another target')
+        exchange.retriesLeft--
+        exchange.target = other
+        process.nextTick(retryExchange, exchange)
+        return true
       }
-      const status = data.statusCode
-      if (status === 502 || status === 503 || status === 504) this.failure(target)
-      else this.success(target)
-      callback(null, data)
-    })
+    }
+    return false
   }
 
   private startHealthChecks (hc: HealthCheckOptions): void {
@@ -245,4 +256,8 @@ export class UpstreamPool {
     for (const timer of this.timers) clearInterval(timer)
     this.timers.length = 0
   }
+}
+
+function retryExchange (exchange: UpstreamExchange): void {
+  exchange.retry()
 }

@@ -1,0 +1,261 @@
+/**
+ * One request to an upstream target, as an undici dispatch handler.
+ *
+ * `UpstreamPool` dispatches every proxied request to the shared undici Agent with one
+ * `UpstreamExchange` as its handler (no per-request closures: the state is on the object, the
+ * callbacks are its methods). The exchange answers @fastify/reply-from the way undici's
+ * `request()` does (`callback(err, { statusCode, headers, body })`, in the async context the
+ * request was made in), and it owns what happens to the response body:
+ *
+ * - Response buffering (what nginx's `proxy_buffering` does): a response that declares a
+ *   Content-Length of at most the gateway's buffer size (RESPONSE_BUFFER_BYTES, the proxy
+ *   plugin's `responseBufferBytes`) and a Content-Type (so Fastify adds none) is collected
+ *   chunk by chunk on the exchange itself and sent to the client in one write: no stream
+ *   object, no pipe, no per-chunk events. A buffered response that fails before its last byte
+ *   (reset, body idle timeout) has sent the client nothing yet: the upstream's headers are
+ *   dropped and the route's error mapping answers (502/504) instead of a truncated 200.
+ * - Everything else (no declared length, larger bodies, HEAD, 204/304, a zero buffer size)
+ *   streams through an `UpstreamBody` Readable with backpressure: a full buffer pauses the
+ *   upstream socket, the client's reads resume it; a client that goes away aborts the upstream.
+ * - Before any response header: connection errors are counted against the target (passive
+ *   health) and, when the request is safe to repeat, retried once per spare target.
+ */
+import { AsyncResource } from 'node:async_hooks'
+import { Readable } from 'node:stream'
+import { errors as undiciErrors, util as undiciUtil, type Dispatcher } from 'undici'
+import type { FastifyReply } from 'fastify'
+import { isForwardedResponseHeader } from './headers.js'
+import type { Target } from './upstream-pool.js'
+
+type UpstreamHeaders = Record<string, string | string[] | undefined>
+
+/** The route's mapping of an upstream error to the client's answer (502/503/504/413). */
+export type ProxyErrorMapper = (reply: FastifyReply, ctx: { error: Error & { cause?: unknown, code?: string } }) => void
+
+/** What the exchange hands reply-from: undici's `request()` result shape. */
+export interface ExchangeResponse {
+  readonly statusCode: number
+  readonly headers: UpstreamHeaders
+  readonly body: Readable | UpstreamExchange
+}
+
+export type ExchangeCallback = (err: Error | null, data?: ExchangeResponse) => void
+
+/** What the exchange needs of its pool (implemented by UpstreamPool). */
+export interface ExchangeOwner {
+  /** Bytes of a response read whole before it is sent; 0 = stream every response. */
+  readonly responseBufferBytes: number
+  /** Sends the attempt to the shared Agent with `exchange` as its handler. */
+  dispatch: (exchange: UpstreamExchange) => void
+  /** Accounts an answer from the target (502/503/504 count as failures). */
+  answered: (exchange: UpstreamExchange, statusCode: number) => void
+  /** Accounts a failure before any answer; true when the exchange was sent to another target. */
+  failed: (exchange: UpstreamExchange, err: Error & { code?: string }) => boolean
+}
+
+/** Request options as reply-from builds them (undici's dispatch options). */
+export type UpstreamRequest = Dispatcher.DispatchOptions & { headers: Record<string | symbol, unknown> }
+
+const WAITING = 0
+const BUFFERING = 1
+const STREAMING = 2
+const DONE = 3
+
+const parseHeaders = undiciUtil.parseHeaders as (raw: Buffer[]) => UpstreamHeaders
+
+export class UpstreamExchange extends AsyncResource implements Dispatcher.DispatchHandler {
+  /** The target of the current attempt (set by the pool). */
+  target: Target | null = null
+  /** Further attempts allowed on other targets (set by the pool). */
+  retriesLeft = 0
+  private phase = WAITING
+  private callback: ExchangeCallback | null
+  private abortUpstream: ((err?: Error) => void) | null = null
+  private resumeUpstream: (() => void) | null = null
+  private body: UpstreamBody | null = null
+  private chunks: Buffer[] | null = null
+  private length = 0
+  private headers: UpstreamHeaders | null = null
+  private reply: FastifyReply | null = null
+  private onProxyError: ProxyErrorMapper | null = null
+
+  constructor (readonly owner: ExchangeOwner, readonly opts: UpstreamRequest, callback: ExchangeCallback) {
+    super('PORTCULLIS_UPSTREAM_REQUEST')
+    this.callback = callback
+  }
+
+  onConnect (abort: (err?: Error) => void): void {
+    this.abortUpstream = abort
+  }
+
+  onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    // 1xx informational answers are not passed on (as with undici's request()).
+    if (statusCode < 200) return true
+    const headers = parseHeaders(rawHeaders)
+    this.owner.answered(this, statusCode)
+    this.resumeUpstream = resume
+    this.headers = headers
+    const declared = headers['content-length']
+    let body: Readable | UpstreamExchange
+    if (typeof declared === 'string' && Number(declared) <= this.owner.responseBufferBytes &&
+        headers['content-type'] !== undefined && statusCode !== 204 && statusCode !== 304 && this.opts.method !== 'HEAD') {
+      this.phase = BUFFERING
+      this.chunks = []
+      body = this
+    } else {
+      this.phase = STREAMING
+      body = this.body = new UpstreamBody(this)
+    }
+    const callback = this.callback as ExchangeCallback
+    this.callback = null
+    try {
+      this.runInAsyncScope(callback, null, null, { statusCode, headers, body })
+    } catch (err) {
+      // As undici's request() does: the upstream request ends and the error is thrown again
+      // outside undici's parser, where it is not swallowed.
+      this.phase = DONE
+      this.chunks = null
+      this.abortUpstream?.(err as Error)
+      queueMicrotask(() => { throw err })
+    }
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    if (this.phase === BUFFERING) {
+      (this.chunks as Buffer[]).push(chunk)
+      this.length += chunk.length
+      return true
+    }
+    if (this.phase === STREAMING) return (this.body as UpstreamBody).push(chunk)
+    return true
+  }
+
+  onComplete (): void {
+    const phase = this.phase
+    this.phase = DONE
+    if (phase === BUFFERING) {
+      // Sent on the next tick, outside undici's parser callback (as a stream's 'end' would be).
+      if (this.reply !== null) process.nextTick(sendBufferedTick, this)
+      else this.chunks = null
+    } else if (phase === STREAMING) {
+      (this.body as UpstreamBody).push(null)
+    }
+  }
+
+  onError (err: Error & { code?: string }): void {
+    const phase = this.phase
+    if (phase === WAITING) {
+      // Before any answer: the pool counts the failure and may send the request elsewhere
+      // (re-dispatched on the next tick, as undici reports errors from inside its own calls).
+      if (this.owner.failed(this, err)) return
+      this.phase = DONE
+      destroyRequestBody(this.opts.body, err)
+      process.nextTick(failExchange, this, err)
+      return
+    }
+    this.phase = DONE
+    destroyRequestBody(this.opts.body, err)
+    if (phase === BUFFERING) {
+      this.chunks = null
+      if (this.reply !== null) this.runInAsyncScope(this.answerBufferedError, this, err)
+    } else if (phase === STREAMING) {
+      (this.body as UpstreamBody).destroy(err)
+    }
+  }
+
+  /**
+   * reply-from's `onResponse` hands a buffered exchange its reply: the body is sent there once
+   * complete (or the route's error mapping answers if the upstream fails first).
+   */
+  deliverTo (reply: FastifyReply, onError: ProxyErrorMapper): void {
+    this.reply = reply
+    this.onProxyError = onError
+  }
+
+  /** Stream-like: reply-from destroys the body of a response whose client already left. */
+  destroy (): void {
+    if (this.phase === DONE) return
+    this.phase = DONE
+    this.chunks = null
+    this.abortUpstream?.(new undiciErrors.RequestAbortedError())
+  }
+
+  /** UpstreamBody: the client reads again. */
+  resume (): void {
+    this.resumeUpstream?.()
+  }
+
+  /** UpstreamBody: the body was destroyed before its end (the client went away). */
+  abort (err: Error): void {
+    if (this.phase === DONE) return
+    this.phase = DONE
+    this.abortUpstream?.(err)
+  }
+
+  /** Re-dispatches after `failed()` picked another target. */
+  retry (): void {
+    this.owner.dispatch(this)
+  }
+
+  /** Answers reply-from with the error (once). */
+  fail (err: Error): void {
+    const callback = this.callback
+    if (callback === null) return
+    this.callback = null
+    this.runInAsyncScope(callback, null, err)
+  }
+
+  /** Sends the collected body to the client (in the request's async context). */
+  sendBuffered (): void {
+    const reply = this.reply as FastifyReply
+    const chunks = this.chunks as Buffer[]
+    this.chunks = null
+    // The client went away while the body was read, or an error answer went out: nothing to send.
+    if (reply.sent || reply.raw.destroyed) return
+    reply.send(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, this.length))
+  }
+
+  private answerBufferedError (error: Error & { code?: string }): void {
+    const reply = this.reply as FastifyReply
+    if (reply.sent || reply.raw.destroyed) return
+    // Nothing has reached the client: the error answer carries none of the upstream's headers
+    // (the gateway's own, such as x-request-id, stay).
+    for (const name in this.headers) if (isForwardedResponseHeader(name)) reply.removeHeader(name)
+    ;(this.onProxyError as ProxyErrorMapper)(reply, { error })
+  }
+}
+
+function failExchange (exchange: UpstreamExchange, err: Error): void {
+  exchange.fail(err)
+}
+
+function sendBufferedTick (exchange: UpstreamExchange): void {
+  exchange.runInAsyncScope(exchange.sendBuffered, exchange)
+}
+
+function destroyRequestBody (body: unknown, err: Error): void {
+  if (body instanceof Readable && !body.destroyed) {
+    body.on('error', ignore)
+    body.destroy(err)
+  }
+}
+
+function ignore (): void {}
+
+/** A streamed upstream response body: backpressure to the upstream socket, abort on early destroy. */
+export class UpstreamBody extends Readable {
+  constructor (private readonly exchange: UpstreamExchange) {
+    super({ highWaterMark: 64 * 1024 })
+  }
+
+  override _read (): void {
+    this.exchange.resume()
+  }
+
+  override _destroy (err: Error | null, callback: (error?: Error | null) => void): void {
+    // Destroyed before its end: the upstream request is aborted (its connection is not reused).
+    if (!this.readableEnded) this.exchange.abort(err ?? new undiciErrors.RequestAbortedError())
+    callback(err)
+  }
+}
