@@ -246,7 +246,7 @@ const median = (xs) => {
 }
 
 /** Targets that compare two single-process proxies pinned to core 0 (the ones a paired run can measure). */
-const PAIRABLE = (t) => t.metric === 'rps' && [t.a, t.b].every((n) => {
+const PAIRABLE = (t) => (t.metric === 'rps' || t.metric === 'p99') && [t.a, t.b].every((n) => {
   const sc = scenarios.find((s) => s.name === n)
   return sc !== undefined && sc.direct !== true && !/-unpinned$|-2w$/.test(n)
 })
@@ -254,18 +254,28 @@ const PAIRABLE = (t) => t.metric === 'rps' && [t.a, t.b].every((n) => {
 async function paired (upstreamPort) {
   const targets = TARGETS.filter(PAIRABLE).filter((t) => only === undefined || (only.includes(t.a) && only.includes(t.b)))
   const rows = []
+  // A pair measured once serves every target on it (req/s and p99 of the same seconds).
+  const measured = new Map()
   for (const t of targets) {
     const a = scenarios.find((s) => s.name === t.a)
     const b = scenarios.find((s) => s.name === t.b)
+    const key = `${t.a}|${t.b}`
+    if (!measured.has(key)) {
+      const pairs = []
+      for (let round = 1; round <= rounds; round++) {
+        const [ra, rb] = await measurePair(a, b, upstreamPort)
+        pairs.push([ra, rb])
+        process.stdout.write(`paired ${round} ${t.a} ${ra.rps.toFixed(0)} req/s ${ra.cpuUsPerReq.toFixed(1)} us p99 ${ra.p99} ms | ${t.b} ${rb.rps.toFixed(0)} req/s ${rb.cpuUsPerReq.toFixed(1)} us p99 ${rb.p99} ms | ratio ${(ra.rps / rb.rps).toFixed(3)}\n`)
+      }
+      measured.set(key, pairs)
+    }
     const rps = []
     const cpu = []
     const notes = new Set()
-    for (let round = 1; round <= rounds; round++) {
-      const [ra, rb] = await measurePair(a, b, upstreamPort)
-      rps.push(ra.rps / rb.rps)
-      cpu.push(rb.cpuUsPerReq / ra.cpuUsPerReq)
+    for (const [ra, rb] of measured.get(key)) {
+      rps.push(t.metric === 'p99' ? ra.p99 / rb.p99 : ra.rps / rb.rps)
+      cpu.push(t.metric === 'p99' ? NaN : rb.cpuUsPerReq / ra.cpuUsPerReq)
       if (ra.note) notes.add(ra.note)
-      process.stdout.write(`paired ${round} ${t.a} ${ra.rps.toFixed(0)} req/s ${ra.cpuUsPerReq.toFixed(1)} us | ${t.b} ${rb.rps.toFixed(0)} req/s ${rb.cpuUsPerReq.toFixed(1)} us | ratio ${(ra.rps / rb.rps).toFixed(3)}\n`)
     }
     const v = median(rps)
     const status = !Number.isFinite(v) ? 'no data' : t.ok === undefined ? 'reported' : t.ok(v) ? 'met' : 'missed'
@@ -275,7 +285,7 @@ async function paired (upstreamPort) {
     `# Paired benchmark (${new Date().toISOString().slice(0, 10)})`,
     '',
     `Each target's two proxies pinned to core 0 together, each loaded by its own wrk -t1 -c${connections} on core 1 (beside the upstream), ${warmup} s warm-up then ${duration} s measured at the same time; ${rounds} pairs per target.`,
-    'The kernel splits core 0 between them, so the machine\'s drift hits both alike: ratio = req/s of the first over the second in the same seconds.',
+    'The kernel splits core 0 between them, so the machine\'s drift hits both alike: ratio = req/s (or p99 latency) of the first over the second in the same seconds.',
     '',
     '| target | goal | median ratio | each pair | same from CPU µs/req | | notes |',
     '|---|---|---:|---|---:|---|---|',
