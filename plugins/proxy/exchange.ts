@@ -45,11 +45,9 @@ export type ExchangeCallback = (err: Error | null, data?: ExchangeResponse) => v
 export interface ExchangeOwner {
   /** Bytes of a response read whole before it is sent; 0 = stream every response. */
   readonly responseBufferBytes: number
-  /** Sends the attempt to the shared Agent with `exchange` as its handler. */
-  dispatch: (exchange: UpstreamExchange) => void
   /** Accounts an answer from the target (502/503/504 count as failures). */
   answered: (exchange: UpstreamExchange, statusCode: number) => void
-  /** Accounts a failure before any answer; true when the exchange was sent to another target. */
+  /** Accounts a failure before any answer; true when the pool sends the exchange to another target. */
   failed: (exchange: UpstreamExchange, err: Error & { code?: string }) => boolean
 }
 
@@ -191,11 +189,6 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     if (this.phase === DONE) return
     this.phase = DONE
     this.abortUpstream?.(err)
-  }
-
-  /** Re-dispatches after `failed()` picked another target. */
-  retry (): void {
-    this.owner.dispatch(this)
   }
 
   /** Answers reply-from with the error (once). */

@@ -204,7 +204,7 @@ export class UpstreamPool implements ExchangeOwner {
         this.log.debug({ target: target.host, code: err.code }, 'retrying on another target')
         exchange.retriesLeft--
         exchange.target = other
-        process.nextTick(retryExchange, exchange)
+        process.nextTick(redispatch, this, exchange)
         return true
       }
     }
@@ -258,6 +258,6 @@ export class UpstreamPool implements ExchangeOwner {
   }
 }
 
-function retryExchange (exchange: UpstreamExchange): void {
-  exchange.retry()
+function redispatch (pool: UpstreamPool, exchange: UpstreamExchange): void {
+  pool.dispatch(exchange)
 }
