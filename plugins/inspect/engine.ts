@@ -11,7 +11,8 @@ import { existsSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import nativeAppsec from '@datadog/native-appsec'
 import { conditionCanMatchTextWord } from './text-words.js'
-import { collectRequest, PLAIN_COUNTERPART, TEXT_COUNTERPART, WORD_LISTS, type Collected, type ExtractLimits, type RequestLike, type WordScreen } from './extract.js'
+import { buildWordScreen, wordTest } from './screen.js'
+import { collectRequest, PLAIN_COUNTERPART, SCREENED_COUNTERPART, TEXT_COUNTERPART, type Collected, type ExtractLimits, type RequestLike, type WordScreen } from './extract.js'
 
 const { DDWAF } = nativeAppsec
 type Waf = InstanceType<typeof DDWAF>
@@ -66,134 +67,6 @@ export function readRuleset (file: string): Record<string, unknown> {
   return parsed as Record<string, unknown>
 }
 
-/**
- * Transformers that leave a bare word (`[A-Za-z0-9_-]`) unchanged: nothing to decode, no nulls,
- * quotes, backslashes, carets or whitespace. `lowercase` is applied by the screen itself.
- */
-const IDENTITY_ON_WORDS: ReadonlySet<string> = new Set(['urlDecodeUni', 'htmlEntityDecode', 'jsDecode', 'cssDecode', 'removeNulls', 'shell_unescape', 'compressWhiteSpace'])
-
-interface ScreenRule { transformers?: unknown, conditions?: Array<{ operator?: unknown, parameters?: { inputs?: Array<{ address?: unknown }>, regex?: unknown, list?: unknown, options?: { case_sensitive?: unknown } } }> }
-
-/** What one rule looks for in a bare word: a regex source with its flags, or phrases. */
-interface WordTest {
-  readonly lowercase: boolean
-  readonly regex?: { readonly source: string, readonly flags: string }
-  readonly phrases?: readonly string[]
-}
-
-/** One rule's test on a bare word, or null when the rule cannot be screened in JavaScript. */
-function wordTest (rule: ScreenRule): WordTest | null {
-  const transformers = Array.isArray(rule.transformers) ? rule.transformers as unknown[] : []
-  let lowercase = false
-  for (const t of transformers) {
-    if (t === 'lowercase') lowercase = true
-    else if (typeof t !== 'string' || !IDENTITY_ON_WORDS.has(t)) return null
-  }
-  const conditions = rule.conditions ?? []
-  if (conditions.length !== 1) return null
-  const c = conditions[0]
-  if (c?.operator === 'phrase_match' && Array.isArray(c.parameters?.list)) {
-    // Substring matching is a superset of matching at word boundaries.
-    return { lowercase, phrases: (c.parameters.list as unknown[]).filter((p): p is string => typeof p === 'string') }
-  }
-  if (c?.operator !== 'match_regex' || typeof c.parameters?.regex !== 'string') return null
-  const source = c.parameters.regex
-  // RE2 syntax JavaScript would read differently rather than reject (POSIX classes: [[:alpha:]]).
-  if (/\[:[a-z]+:\]/.test(source)) return null
-  // The u flag rejects RE2-only escapes and flags ((?i), \A, \z, \pL, \Q) instead of reading them literally.
-  const flags = c.parameters.options?.case_sensitive === true ? 'u' : 'iu'
-  try {
-    RegExp(source, flags)
-  } catch {
-    return null
-  }
-  return { lowercase, regex: { source, flags } }
-}
-
-type WordMatcher = (word: string, lower: string) => boolean
-
-/**
- * One matcher for the tests of one list: the regexes of each (lowercase, flags) group joined in
- * one alternation (kept apart when a source has backreferences or named groups), then phrases.
- */
-function wordMatcher (tests: readonly WordTest[]): WordMatcher {
-  const groups = new Map<string, { lowercase: boolean, flags: string, sources: string[] }>()
-  const single: Array<{ lowercase: boolean, re: RegExp }> = []
-  const phrases: Array<{ lowercase: boolean, list: readonly string[] }> = []
-  for (const t of tests) {
-    if (t.phrases !== undefined) {
-      phrases.push({ lowercase: t.lowercase, list: t.phrases })
-    } else if (t.regex !== undefined) {
-      if (/\\[1-9k]|\(\?</.test(t.regex.source)) {
-        single.push({ lowercase: t.lowercase, re: new RegExp(t.regex.source, t.regex.flags) })
-        continue
-      }
-      const key = `${String(t.lowercase)}/${t.regex.flags}`
-      let g = groups.get(key)
-      if (g === undefined) {
-        g = { lowercase: t.lowercase, flags: t.regex.flags, sources: [] }
-        groups.set(key, g)
-      }
-      g.sources.push(t.regex.source)
-    }
-  }
-  for (const g of groups.values()) single.push({ lowercase: g.lowercase, re: new RegExp(g.sources.map((src) => `(?:${src})`).join('|'), g.flags) })
-  return function matches (word: string, lower: string): boolean {
-    for (let i = 0; i < single.length; i++) {
-      const r = single[i] as { lowercase: boolean, re: RegExp }
-      if (r.re.test(r.lowercase ? lower : word)) return true
-    }
-    for (let i = 0; i < phrases.length; i++) {
-      const p = phrases[i] as { lowercase: boolean, list: readonly string[] }
-      const w = p.lowercase ? lower : word
-      for (let j = 0; j < p.list.length; j++) if (w.includes(p.list[j] as string)) return true
-    }
-    return false
-  }
-}
-
-/**
- * Builds the bare-word screen from the loaded rules: for each bare-word address, the JavaScript
- * equivalents of the rules reading it. A word passes to the engine when any of them matches (the
- * engine still decides); an address read by a rule that cannot be screened lets every word through.
- */
-function buildWordScreen (rulesets: ReadonlyArray<Record<string, unknown>>): WordScreen {
-  const tests = new Map<number, WordTest[] | null>()
-  for (const list of Object.values(WORD_LISTS)) tests.set(list, [])
-  for (const ruleset of rulesets) {
-    for (const section of ['rules', 'custom_rules'] as const) {
-      const rules = ruleset[section]
-      if (!Array.isArray(rules)) continue
-      for (const rule of rules as ScreenRule[]) {
-        const read = new Set<number>()
-        for (const c of rule.conditions ?? []) {
-          for (const i of c.parameters?.inputs ?? []) {
-            const list = typeof i?.address === 'string' ? WORD_LISTS[i.address] : undefined
-            if (list !== undefined) read.add(list)
-          }
-        }
-        if (read.size === 0) continue
-        const test = wordTest(rule)
-        for (const list of read) {
-          const current = tests.get(list)
-          if (current === null || current === undefined) continue
-          if (test === null) tests.set(list, null)
-          else current.push(test)
-        }
-      }
-    }
-  }
-  const byList: Array<WordMatcher | null | undefined> = []
-  for (const [list, t] of tests) byList[list] = t === null ? null : wordMatcher(t)
-  return {
-    relevant (list: number, word: string): boolean {
-      const matches = byList[list]
-      if (matches === null || matches === undefined) return true
-      return matches(word, word.toLowerCase())
-    }
-  }
-}
-
 const STATELESS_OPERATORS: ReadonlySet<string> = new Set(['match_regex', 'phrase_match', 'is_sqli', 'is_xss', 'exact_match'])
 const RULESET_KEYS: ReadonlySet<string> = new Set(['version', 'metadata', 'rules'])
 
@@ -225,8 +98,15 @@ export class InspectEngine {
    * processors that could tie values together).
    */
   readonly cacheable: boolean
-  /** Bare words no rule could match skip the engine (built from the loaded rules). */
+  /** Bare and text words no rule could match skip the engine or most of it (screen.ts). */
   readonly wordScreen: WordScreen
+  /**
+   * A second engine instance with only the rules reading screened text words (those the screen
+   * cannot read, such as libinjection's), restricted to those addresses. It judges a phase whose
+   * every value is a screened text word, with the same verdict as the whole ruleset: in a
+   * cacheable ruleset no other rule reads those values. Absent when the ruleset is not cacheable.
+   */
+  private readonly screenedWaf: Waf | undefined
 
   /**
    * @param rulesets parsed rulesets in load order (`[builtin, operator?]`), each `{ rules: [...] }`
@@ -260,12 +140,13 @@ export class InspectEngine {
     this.ruleIds = ids
     this.cacheable = rulesets.every((r) => valuesJudgedAlone(r.rules))
     this.wordScreen = buildWordScreen(rulesets.map((r) => r.rules))
+    this.screenedWaf = this.cacheable ? screenedEngine(rulesets.map((r) => r.rules)) : undefined
   }
 
   /** Runs the collected inputs through a new context (disposed before returning). */
   evaluate (inputs: Collected, timeoutMicros: number): InspectResult {
     if (inputs.empty) return NO_MATCH
-    const ctx = this.waf.createContext()
+    const ctx = (this.screenedWaf !== undefined && inputs.onlyScreened ? this.screenedWaf : this.waf).createContext()
     try {
       const r = ctx.run({ ephemeral: inputs.payload() }, timeoutMicros)
       const events = r.events as WafEvent[] | undefined
@@ -284,6 +165,7 @@ export class InspectEngine {
 
   dispose (): void {
     if (!this.waf.disposed) this.waf.dispose()
+    if (this.screenedWaf !== undefined && !this.screenedWaf.disposed) this.screenedWaf.dispose()
   }
 }
 
@@ -343,10 +225,51 @@ export function withTextCounterparts (ruleset: Record<string, unknown>): Record<
     conditionCanMatchTextWord(rule.transformers, c))
 }
 
+/**
+ * Every rule condition reading a text-word address whose rule the JavaScript screen cannot read
+ * (screen.ts) also reads that address's screened counterpart, where the values the screen
+ * cleared of every other rule go.
+ */
+export function withScreenedCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
+  return withCounterparts(ruleset, SCREENED_COUNTERPART, (rule) => wordTest(rule) === null)
+}
+
+const SCREENED_ADDRESSES: ReadonlySet<string> = new Set(Object.values(SCREENED_COUNTERPART))
+
+/**
+ * The rules of cacheable rulesets that read screened addresses, reading only those, loaded in an
+ * engine of their own; undefined when there are none or the engine refuses them (the whole
+ * ruleset then judges screened values too).
+ */
+function screenedEngine (rulesets: ReadonlyArray<Record<string, unknown>>): Waf | undefined {
+  const rules: unknown[] = []
+  for (const ruleset of rulesets) {
+    for (const rule of (ruleset.rules ?? []) as RuleLike[]) {
+      const conditions = rule.conditions ?? []
+      const c = conditions[0]
+      const inputs = (c?.parameters?.inputs ?? []).filter((i) => typeof i?.address === 'string' && SCREENED_ADDRESSES.has(i.address))
+      if (c === undefined || conditions.length !== 1 || inputs.length === 0) continue
+      rules.push({ ...rule, conditions: [{ ...c, parameters: { ...c.parameters, inputs } }] })
+    }
+  }
+  if (rules.length === 0) return undefined
+  const waf = new DDWAF({ version: '2.2', rules }, 'portcullis-screened')
+  if (loadProblems('screened', waf.diagnostics).length > 0) {
+    waf.dispose()
+    return undefined
+  }
+  return waf
+}
+
+/** A ruleset as loaded: text-word and screened counterparts added. */
+function prepared (ruleset: Record<string, unknown>): Record<string, unknown> {
+  return withScreenedCounterparts(withTextCounterparts(ruleset))
+}
+
 /** Loads the built-in ruleset and, when given, an operator ruleset file. */
 export function createEngine (rulesFile?: string): InspectEngine {
-  const sets = [{ name: 'portcullis', rules: withTextCounterparts(readRuleset(BUILTIN_RULES_FILE)) }]
-  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: withTextCounterparts(withPlainCounterparts(readRuleset(rulesFile))) })
+  const sets = [{ name: 'portcullis', rules: prepared(readRuleset(BUILTIN_RULES_FILE)) }]
+  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: prepared(withPlainCounterparts(readRuleset(rulesFile))) })
   return new InspectEngine(sets)
 }
 

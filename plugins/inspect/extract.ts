@@ -33,7 +33,15 @@ export const ADDRESS = Object.freeze({
   keyText: 'portcullis.request.keys.text_words',
   queryText: 'portcullis.request.query.text_words',
   cookieText: 'portcullis.request.cookies.text_words',
-  bodyText: 'portcullis.request.body.text_words'
+  bodyText: 'portcullis.request.body.text_words',
+  /**
+   * Text words the JavaScript screen cleared of every rule it can read (engine.ts): read only by
+   * the rules it cannot (libinjection's is_sqli and is_xss among them).
+   */
+  keyTextScreened: 'portcullis.request.keys.text_words.screened',
+  queryTextScreened: 'portcullis.request.query.text_words.screened',
+  cookieTextScreened: 'portcullis.request.cookies.text_words.screened',
+  bodyTextScreened: 'portcullis.request.body.text_words.screened'
 })
 
 /**
@@ -56,6 +64,17 @@ export const TEXT_COUNTERPART: Readonly<Record<string, string>> = Object.freeze(
   [ADDRESS.query]: ADDRESS.queryText,
   [ADDRESS.cookies]: ADDRESS.cookieText,
   [ADDRESS.body]: ADDRESS.bodyText
+})
+
+/**
+ * Each text-word address and the address its screened values go to. Every rule reading a
+ * text-word address that the screen cannot decide in JavaScript is given it (engine.ts).
+ */
+export const SCREENED_COUNTERPART: Readonly<Record<string, string>> = Object.freeze({
+  [ADDRESS.keyText]: ADDRESS.keyTextScreened,
+  [ADDRESS.queryText]: ADDRESS.queryTextScreened,
+  [ADDRESS.cookieText]: ADDRESS.cookieTextScreened,
+  [ADDRESS.bodyText]: ADDRESS.bodyTextScreened
 })
 
 /** Bounds applied while extracting. */
@@ -144,8 +163,12 @@ function isProse (value: string): boolean {
 /** Collected inputs of one request phase, per address. */
 /** Longest value whose clean verdict is remembered. */
 const CACHE_MAX_CHARS = 256
-/** Number of value lists (addresses) a Collected holds. */
+/** Number of value lists (addresses) the verdict cache keeps: a screened value is kept as a text word. */
 const LIST_COUNT = 16
+/** Number of value lists (addresses) a Collected holds: the cached ones, then the four screened lists. */
+const ALL_LISTS = 20
+/** List number of a text-word list's screened counterpart, over the text-word list's own. */
+export const SCREENED_OFFSET = 4
 
 /**
  * Values the engine judged clean, per address, so a repeated benign value (a path, a header, an
@@ -193,10 +216,32 @@ export const WORD_LISTS: Readonly<Record<string, number>> = Object.freeze({
   [ADDRESS.bodyWords]: 11
 })
 
-/** Decides, per bare-word list, whether any loaded rule could match a bare word (engine.ts). */
+/** List numbers of the four text-word lists, and of their screened counterparts. */
+export const TEXT_LISTS: Readonly<Record<string, number>> = Object.freeze({
+  [ADDRESS.keyText]: 12,
+  [ADDRESS.queryText]: 13,
+  [ADDRESS.cookieText]: 14,
+  [ADDRESS.bodyText]: 15
+})
+export const SCREENED_LISTS: Readonly<Record<string, number>> = Object.freeze({
+  [ADDRESS.keyTextScreened]: 16,
+  [ADDRESS.queryTextScreened]: 17,
+  [ADDRESS.cookieTextScreened]: 18,
+  [ADDRESS.bodyTextScreened]: 19
+})
+
+/**
+ * Decides, per bare-word and text-word list, whether any loaded rule the screen reads in
+ * JavaScript could match a value (engine.ts).
+ */
 export interface WordScreen {
-  /** False only when no rule reading list `list` can match `word`. */
+  /** False only when no such rule reading list `list` can match `word`. */
   relevant: (list: number, word: string) => boolean
+  /**
+   * For a text-word list: whether some rule the screen cannot read takes its screened values
+   * (they then go to the screened list; otherwise a value `relevant` clears is clean).
+   */
+  residual: (list: number) => boolean
 }
 
 export class Collected {
@@ -216,6 +261,10 @@ export class Collected {
   queryText: string[] = []
   cookieText: string[] = []
   bodyText: string[] = []
+  keyTextScreened: string[] = []
+  queryTextScreened: string[] = []
+  cookieTextScreened: string[] = []
+  bodyTextScreened: string[] = []
   private chars = 0
   private readonly budget: number
   /** Sets of the short values of long lists, made only when a list grows past DEDUPE_SCAN_MAX. */
@@ -224,7 +273,7 @@ export class Collected {
   private readonly cache: VerdictCache | undefined
   /** The lists in a fixed order (the cache's list numbers). */
   private readonly lists: string[][] = [this.path, this.query, this.headers, this.cookies, this.body, this.keys, this.files, this.text, this.words, this.queryWords, this.cookieWords, this.bodyWords,
-    this.keyText, this.queryText, this.cookieText, this.bodyText]
+    this.keyText, this.queryText, this.cookieText, this.bodyText, this.keyTextScreened, this.queryTextScreened, this.cookieTextScreened, this.bodyTextScreened]
 
   private readonly screen: WordScreen | undefined
 
@@ -238,9 +287,12 @@ export class Collected {
   rememberClean (): void {
     const cache = this.cache
     if (cache === undefined) return
-    for (let i = 0; i < LIST_COUNT; i++) {
+    for (let i = 0; i < ALL_LISTS; i++) {
       const list = this.lists[i] as string[]
-      for (const value of list) if (value.length <= CACHE_MAX_CHARS) cache.put(i, value)
+      // A screened value is clean for every rule reading its text-word list: the screen cleared
+      // it of the rules it reads, the engine of the others.
+      const n = i < LIST_COUNT ? i : i - SCREENED_OFFSET
+      for (const value of list) if (value.length <= CACHE_MAX_CHARS) cache.put(n, value)
     }
   }
 
@@ -266,8 +318,14 @@ export class Collected {
     const cacheable = this.cache !== undefined && value.length <= CACHE_MAX_CHARS
     if (cacheable && (this.cache as VerdictCache).has(n, value)) return
     // A bare word that no rule reading its list could match (most ids, numbers and enum values)
-    // needs no engine run at all (and is clean: remembered like a judged value).
-    if (n >= 8 && n < 12 && this.screen !== undefined && !this.screen.relevant(n, value)) {
+    // needs no engine run at all (and is clean: remembered like a judged value). A text word
+    // (unsplit) that no rule the screen reads could match goes to the rules it cannot read.
+    const screen = this.screen
+    if (n >= 8 && n < LIST_COUNT && screen !== undefined && (n < 12 || value.length <= CHUNK_CHARS) && !screen.relevant(n, value)) {
+      if (n >= 12 && screen.residual(n)) {
+        this.push(this.lists[n + SCREENED_OFFSET] as string[], value)
+        return
+      }
       if (cacheable) (this.cache as VerdictCache).put(n, value)
       return
     }
@@ -317,7 +375,17 @@ export class Collected {
   get empty (): boolean {
     return this.path.length + this.query.length + this.headers.length + this.cookies.length + this.body.length + this.keys.length + this.files.length + this.text.length + this.words.length +
       this.queryWords.length + this.cookieWords.length + this.bodyWords.length +
-      this.keyText.length + this.queryText.length + this.cookieText.length + this.bodyText.length === 0
+      this.keyText.length + this.queryText.length + this.cookieText.length + this.bodyText.length + this.screenedCount() === 0
+  }
+
+  private screenedCount (): number {
+    return this.keyTextScreened.length + this.queryTextScreened.length + this.cookieTextScreened.length + this.bodyTextScreened.length
+  }
+
+  /** Whether every value collected went to a screened list (the engine's small ruleset judges them). */
+  get onlyScreened (): boolean {
+    for (let i = 0; i < LIST_COUNT; i++) if ((this.lists[i] as string[]).length > 0) return false
+    return this.screenedCount() > 0
   }
 
   /** The engine payload: each non-empty list, packed to the engine's container limits. */
@@ -339,6 +407,10 @@ export class Collected {
     if (this.queryText.length > 0) out[ADDRESS.queryText] = pack(this.queryText)
     if (this.cookieText.length > 0) out[ADDRESS.cookieText] = pack(this.cookieText)
     if (this.bodyText.length > 0) out[ADDRESS.bodyText] = pack(this.bodyText)
+    if (this.keyTextScreened.length > 0) out[ADDRESS.keyTextScreened] = pack(this.keyTextScreened)
+    if (this.queryTextScreened.length > 0) out[ADDRESS.queryTextScreened] = pack(this.queryTextScreened)
+    if (this.cookieTextScreened.length > 0) out[ADDRESS.cookieTextScreened] = pack(this.cookieTextScreened)
+    if (this.bodyTextScreened.length > 0) out[ADDRESS.bodyTextScreened] = pack(this.bodyTextScreened)
     return out
   }
 }

@@ -127,3 +127,99 @@ t.test('an operator rule that matches text words sees them; one that cannot is n
   const tag = evaluateRequest(engine, { url: '/x?q=%3Cacme%3E', headers: {} }, limits, 1_000_000)
   t.ok(tag.matches.some((m) => m.ruleId === 'acme-tag'), 'other values still reach every rule')
 })
+
+t.test('text-word screen: a value it clears is judged the same by the rules it cannot read alone (corpus, benign set, rule keywords)', async (t) => {
+  const { Collected } = await import('../../plugins/inspect/extract.js')
+  const root = resolve(import.meta.dirname, '../..')
+  const engine = createEngine()
+  t.teardown(() => { engine.dispose() })
+  const candidates = new Set<string>(['blue shoes 88888', 'Jane O Brien', '2024-01-05 10:30', 'a.b@example.com', '1 union select 1,2', '1 or 1', 'admin --', 'x  onload', 'WHOAMI', 'cat  etc passwd'])
+  for (const file of [resolve(root, '../shared/corpus/crs-regression.jsonl'), resolve(root, 'test/fixtures/benign/benign.jsonl')]) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      let text = line.replace(/\+/g, ' ')
+      try { text = decodeURIComponent(text) } catch {}
+      for (const run of text.split(/[^A-Za-z0-9 _.,:@-]+/)) {
+        const v = run.trim()
+        if (v !== '' && v.length <= 200 && TEXT_WORD.test(v) && !/^[A-Za-z0-9_-]+$/.test(v)) candidates.add(v)
+      }
+    }
+  }
+  const rules = readRuleset(BUILTIN_RULES_FILE).rules as Array<{ conditions: Array<{ parameters: { regex?: string, list?: string[] } }> }>
+  for (const rule of rules) {
+    for (const c of rule.conditions) {
+      const words = ((c.parameters.regex ?? '') + ' ' + (c.parameters.list ?? []).join(' ')).replace(/\\[a-z]/g, ' ').split(/[^A-Za-z0-9_@]+/).filter((w) => w !== '' && w.length <= 40)
+      for (let i = 0; i < words.length; i++) {
+        for (const sep of [' ', ', ', '  ', ' , ']) candidates.add(`1 ${words.slice(i, i + 2).join(sep)} 1`)
+        candidates.add(words.slice(i, i + 3).join(' ').toUpperCase())
+      }
+    }
+  }
+  const limits = 1 << 20
+  const raw = engine as unknown as { evaluate: (c: unknown, t: number) => { matches: Array<{ ruleId: string }> } }
+  const ids = (address: string, v: string): string => raw.evaluate({ empty: false, payload: () => ({ [address]: [v] }) }, 1_000_000).matches.map((m) => m.ruleId).sort().join(',')
+  const places: Array<[string, (c: InstanceType<typeof Collected>, v: string) => void]> = [
+    ['server.request.query', (c, v) => { c.add(c.query, v) }],
+    ['server.request.cookies', (c, v) => { c.add(c.cookies, v) }],
+    ['server.request.body', (c, v) => { c.add(c.body, v) }],
+    ['portcullis.request.keys', (c, v) => { c.addKey(v) }]
+  ]
+  let screened = 0
+  let attacks = 0
+  let compared = 0
+  for (const v of candidates) {
+    if (!TEXT_WORD.test(v) || /^[A-Za-z0-9_-]+$/.test(v)) continue
+    for (const [standard, add] of places) {
+      const c = new Collected(limits, undefined, engine.wordScreen)
+      add(c, v)
+      if (c.onlyScreened) screened++
+      const got = engine.evaluate(c, 1_000_000).matches.map((m) => m.ruleId).sort().join(',')
+      const expected = ids(standard, v)
+      compared++
+      if (expected !== '') attacks++
+      if (got !== expected) t.fail(`${standard}: ${JSON.stringify(v)} matched by [${expected}] on the standard address, [${got}] through the screen`)
+    }
+  }
+  t.ok(compared > 20_000, `${compared} value/address pairs compared`)
+  t.ok(attacks > 100, `${attacks} of them matched by some rule, each the same through the screen`)
+  t.ok(screened > compared / 2, `${screened} judged by the screened rules alone`)
+  const one = new Collected(limits, undefined, engine.wordScreen)
+  one.add(one.query, 'blue shoes 88888')
+  t.strictSame(one.queryTextScreened, ['blue shoes 88888'], 'a search term goes to the screened list')
+  const sql = new Collected(limits, undefined, engine.wordScreen)
+  sql.add(sql.query, '1 union select 1,2')
+  t.strictSame(sql.queryText, ['1 union select 1,2'], 'a value a regex rule may match goes to every rule')
+  t.ok(engine.evaluate(sql, 1_000_000).matches.length > 0)
+})
+
+t.test('text-word screen: transformers it models, and an operator rule it cannot read', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const { Collected } = await import('../../plugins/inspect/extract.js')
+  const dir = mkdtempSync(join(tmpdir(), 'pc-screen-'))
+  const file = join(dir, 'acme.json')
+  const rule = (id: string, transformers: string[], condition: Record<string, unknown>): unknown => ({ id, name: id, tags: { type: 'generic', category: 'attack_attempt', family: 'generic' }, transformers, conditions: [condition] })
+  const query = [{ address: 'server.request.query' }]
+  writeFileSync(file, JSON.stringify({
+    version: '2.2',
+    rules: [
+      // shell_unescape lower-cases and turns runs of spaces and commas into one space.
+      rule('acme-shell', ['shell_unescape'], { operator: 'match_regex', parameters: { inputs: query, regex: 'rm -rf now', options: { case_sensitive: true } } }),
+      rule('acme-space', ['compressWhiteSpace'], { operator: 'match_regex', parameters: { inputs: query, regex: 'two words', options: { case_sensitive: true } } }),
+      rule('acme-sqli', [], { operator: 'is_sqli', parameters: { inputs: query } })
+    ]
+  }))
+  const engine = createEngine(file)
+  t.teardown(() => { engine.dispose() })
+  const judge = (v: string): { screened: boolean, ids: string[] } => {
+    const c = new Collected(1 << 20, undefined, engine.wordScreen)
+    c.add(c.query, v)
+    return { screened: c.onlyScreened, ids: engine.evaluate(c, 1_000_000).matches.map((m) => m.ruleId).sort() }
+  }
+  t.ok(judge('RM  -RF,, NOW').ids.includes('acme-shell'), 'shell_unescape modelled: upper case, commas and double spaces')
+  t.ok(judge('two    words').ids.includes('acme-space'), 'compressWhiteSpace modelled')
+  const plain = judge('blue shoes 2')
+  t.ok(plain.screened, 'a plain search term is judged by the rules the screen cannot read alone')
+  t.strictSame(plain.ids, [])
+  t.ok(judge('1 union select 1,2').ids.includes('acme-sqli'), 'the operator libinjection rule still sees text words')
+})
