@@ -113,12 +113,12 @@ function groupMatches (regexes: readonly RegExp[], s: string): boolean {
 const REGEX_SYNTAX = /[.*+?^${}()|[\]\\/-]/g
 
 /** A regex matching exactly where one of `phrases` occurs as a substring (code unit by code unit). */
-export function phraseRegex (phrases: readonly string[]): RegExp {
+function phraseRegex (phrases: readonly string[]): RegExp {
   return new RegExp(phrases.map((p) => p.replace(REGEX_SYNTAX, '\\$&')).join('|'))
 }
 
 /** The tests of one list, by steps chain; regexes of one chain and flags joined in one alternation. */
-export class WordMatcher {
+class WordMatcher {
   private readonly groups: Group[] = []
 
   constructor (tests: readonly WordTest[]) {
