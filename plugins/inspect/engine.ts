@@ -8,14 +8,27 @@
  * the plugin treats it as a block in block mode.
  */
 import { existsSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import nativeAppsec from '@datadog/native-appsec'
+import type nativeAppsec from '@datadog/native-appsec'
 import { conditionCanMatchTextWord } from './text-words.js'
 import { buildWordScreen, wordTest } from './screen.js'
 import { collectRequest, PLAIN_COUNTERPART, SCREENED_COUNTERPART, TEXT_COUNTERPART, type Collected, type ExtractLimits, type RequestLike, type WordScreen } from './extract.js'
 
-const { DDWAF } = nativeAppsec
-type Waf = InstanceType<typeof DDWAF>
+type DDWAFClass = typeof nativeAppsec.DDWAF
+type Waf = InstanceType<DDWAFClass>
+
+const requireModule = createRequire(import.meta.url)
+let loadedDDWAF: DDWAFClass | undefined
+
+/**
+ * The engine class, loaded with the first engine: a gateway whose routes inspect nothing never
+ * maps the native library.
+ */
+function engineClass (): DDWAFClass {
+  loadedDDWAF ??= (requireModule('@datadog/native-appsec') as typeof nativeAppsec).DDWAF
+  return loadedDDWAF
+}
 
 /**
  * The built-in ruleset shipped with the package: beside this module when run from source, and at
@@ -115,7 +128,7 @@ export class InspectEngine {
   constructor (rulesets: ReadonlyArray<{ readonly name: string, readonly rules: Record<string, unknown> }>) {
     const [first, ...rest] = rulesets
     if (first === undefined) throw new Error('no ruleset')
-    const waf = new DDWAF(first.rules, first.name)
+    const waf = new (engineClass())(first.rules, first.name)
     const problems = loadProblems(first.name, waf.diagnostics)
     for (const r of rest) {
       const ok = waf.createOrUpdateConfig(r.rules, r.name)
@@ -253,7 +266,7 @@ function screenedEngine (rulesets: ReadonlyArray<Record<string, unknown>>): Waf 
     }
   }
   if (rules.length === 0) return undefined
-  const waf = new DDWAF({ version: '2.2', rules }, 'portcullis-screened')
+  const waf = new (engineClass())({ version: '2.2', rules }, 'portcullis-screened')
   if (loadProblems('screened', waf.diagnostics).length > 0) {
     waf.dispose()
     return undefined

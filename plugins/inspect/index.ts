@@ -3,8 +3,9 @@
  *
  * Purpose: block (or, in detect mode, log and count) SQL injection, XSS, path traversal / file
  * inclusion, command injection, PHP/Java/Node code injection and friends before they reach the
- * handler or the upstream. One engine per gateway (created at registration, disposed in onClose),
- * one engine context per evaluation.
+ * handler or the upstream. One engine per plugin instance (built with the first route that
+ * inspects, or at registration when an operator ruleset is configured; disposed in onClose), one
+ * engine context per evaluation.
  * Hooks (route-level, attached in `onRoute` only to routes that carry `config.inspect`):
  *   onRequest `inspectOnRequest`: decoded path, query, headers (all but credentials and framing),
  *     cookies; runs after the gateway's global onRequest hooks (auth, rate limits).
@@ -48,6 +49,12 @@ interface RoutePolicy {
 
 type Phase = 'request' | 'body'
 
+/** The plugin's engine and the verdict cache of its clean values (absent when not cacheable). */
+interface LoadedEngine {
+  readonly engine: InspectEngine
+  readonly cache: VerdictCache | undefined
+}
+
 function routeName (routeOptions: RouteOptions): string {
   const method = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
   return `route ${method} ${routeOptions.url ?? ''}`
@@ -65,29 +72,32 @@ function contentTypeOf (request: FastifyRequest): string | undefined {
 
 async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPluginOptions): Promise<void> {
   const options = compileOptions<InspectOptions>(InspectOptionsSchema, rawOptions, InspectConfigError)
-  let engine: InspectEngine
-  try {
-    engine = createEngine(options.rulesFile)
-  } catch (err) {
-    throw new InspectConfigError(`ruleset: ${err instanceof Error ? err.message : 'cannot be loaded'}`, { cause: err })
-  }
-  fastify.addHook('onClose', async function inspectClose () { engine.dispose() })
-
   const limits: ExtractLimits = Object.freeze({
     maxInspectBytes: options.maxInspectBytes,
     maxBodyDepth: options.maxBodyDepth,
     maxBodyKeys: options.maxBodyKeys
   })
   const timeoutMicros = options.timeoutMs * 1000
-  const cache = engine.cacheable && options.verdictCacheSize > 0 ? new VerdictCache(options.verdictCacheSize) : undefined
-  fastify.log.debug({ verdictCache: cache === undefined ? 'off' : options.verdictCacheSize }, 'inspection engine loaded')
 
-  /** Evaluates, remembering the values of a clean evaluation. */
-  function evaluate (c: Collected): InspectResult {
-    const result = engine.evaluate(c, timeoutMicros)
-    if (result.matches.length === 0 && !result.timeout) c.rememberClean()
-    return result
+  // The engine (about 11 MB of native memory with the built-in ruleset) is built with the first
+  // route that inspects, so a gateway whose routes inspect nothing never holds one. An operator
+  // ruleset is loaded at once: its problems are startup errors even before a route uses it.
+  let loaded: LoadedEngine | undefined
+  function load (): LoadedEngine {
+    if (loaded !== undefined) return loaded
+    let engine: InspectEngine
+    try {
+      engine = createEngine(options.rulesFile)
+    } catch (err) {
+      throw new InspectConfigError(`ruleset: ${err instanceof Error ? err.message : 'cannot be loaded'}`, { cause: err })
+    }
+    const cache = engine.cacheable && options.verdictCacheSize > 0 ? new VerdictCache(options.verdictCacheSize) : undefined
+    fastify.log.debug({ verdictCache: cache === undefined ? 'off' : options.verdictCacheSize }, 'inspection engine loaded')
+    loaded = { engine, cache }
+    return loaded
   }
+  if (options.rulesFile !== undefined) load()
+  fastify.addHook('onClose', async function inspectClose () { loaded?.engine.dispose() })
 
   /** Logs, publishes and (block mode) throws for one evaluation's outcome. */
   function judge (request: FastifyRequest, policy: RoutePolicy, result: InspectResult, phase: Phase): void {
@@ -119,7 +129,13 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     throw new InspectBodyInvalidError()
   }
 
-  function makeHooks (policy: RoutePolicy): { onRequest: onRequestHookHandler, preValidation: preValidationHookHandler } {
+  function makeHooks (policy: RoutePolicy, engine: InspectEngine, cache: VerdictCache | undefined): { onRequest: onRequestHookHandler, preValidation: preValidationHookHandler } {
+    /** Evaluates, remembering the values of a clean evaluation. */
+    function evaluate (c: Collected): InspectResult {
+      const result = engine.evaluate(c, timeoutMicros)
+      if (result.matches.length === 0 && !result.timeout) c.rememberClean()
+      return result
+    }
     async function inspectOnRequest (request: FastifyRequest): Promise<void> {
       const c = new Collected(limits.maxInspectBytes, cache, engine.wordScreen)
       try {
@@ -154,6 +170,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     const problems = schemaProblems(InspectRouteConfigSchema, raw, 'config.inspect')
     if (problems.length > 0) throw new InspectConfigError(`${where}: ${problems.join('; ')}`)
     const policy = raw as Exclude<InspectRouteConfig, false>
+    const { engine, cache } = load()
     const unknownIds = (policy.exclude ?? []).filter((id) => !engine.ruleIds.has(id))
     if (unknownIds.length > 0) throw new InspectConfigError(`${where}: config.inspect.exclude: unknown rule ids ${unknownIds.join(', ')}`)
     const mode = policy.mode ?? options.mode
@@ -162,7 +179,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
       mode,
       exclude: policy.exclude !== undefined && policy.exclude.length > 0 ? new Set(policy.exclude) : undefined
     })
-    const hooks = makeHooks(compiled)
+    const hooks = makeHooks(compiled, engine, cache)
     routeOptions.onRequest = appendHook(routeOptions.onRequest, hooks.onRequest)
     if (policy.body === true) routeOptions.preValidation = appendHook(routeOptions.preValidation, hooks.preValidation)
   })

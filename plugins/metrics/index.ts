@@ -16,7 +16,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import fp from 'fastify-plugin'
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import type { Registry } from 'prom-client'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import {
   authFailure, inspectMatch, rateLimited, storeState, upstreamError,
@@ -58,7 +58,9 @@ const kInFlight = Symbol('portcullis.metrics.inFlight')
 
 async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOptions): Promise<void> {
   const options = resolveMetricsOptions(opts)
-  const registry = new Registry()
+  // prom-client is loaded with the plugin: a gateway without ADMIN_PORT never loads it.
+  const { Counter, Gauge, Registry: PromRegistry, collectDefaultMetrics } = await import('prom-client')
+  const registry = new PromRegistry()
   let inFlight = 0
 
   const series = new Map<string, RouteSeries>()

@@ -144,7 +144,7 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
   let redis: Redis | undefined
   let monitor: StoreMonitor | undefined
   if (options.redisUrl !== undefined) {
-    redis = createRedisClient(options.redisUrl, options.redisTimeoutMs)
+    redis = await createRedisClient(options.redisUrl, options.redisTimeoutMs)
     monitor = new StoreMonitor(fastify.log, options.failureLogIntervalMs, options.failureMode)
     monitor.watch(redis)
     const client = redis

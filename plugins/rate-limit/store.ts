@@ -7,15 +7,19 @@
  * Failures are logged at most once per interval and published on the `storeState` channel.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { storeState } from '../observability/signals.js'
 
 /** Longest pause between reconnect attempts. */
 const MAX_RECONNECT_DELAY_MS = 1000
 
-/** An ioredis client configured so that no request ever waits long on Redis. */
-export function createRedisClient (url: string, timeoutMs: number): Redis {
-  return new Redis(url, {
+/**
+ * An ioredis client configured so that no request ever waits long on Redis. ioredis is loaded
+ * here, so a gateway on the in-memory store never loads it.
+ */
+export async function createRedisClient (url: string, timeoutMs: number): Promise<Redis> {
+  const { Redis: RedisClient } = await import('ioredis')
+  return new RedisClient(url, {
     connectTimeout: Math.min(Math.max(timeoutMs * 5, 500), 5000),
     commandTimeout: timeoutMs,
     // A stalled connection (no reply at all) is replaced instead of timing out forever.
