@@ -31,5 +31,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 STOPSIGNAL SIGTERM
 # node runs as PID 1 child of tini (compose `init: true`) and handles SIGTERM itself: it stops
-# accepting, finishes in-flight requests and exits within DRAIN_TIMEOUT_MS.
-CMD ["node", "dist/src/server.js"]
+# accepting, finishes in-flight requests and exits within DRAIN_TIMEOUT_MS. Same node flags as
+# `npm start` (package.json): young-generation semi-spaces of 4 MB keep peak memory ~20 MB lower
+# at the same throughput (bench/results).
+CMD ["node", "--max-semi-space-size=4", "dist/src/server.js"]

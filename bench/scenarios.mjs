@@ -54,11 +54,19 @@ function writeRoutes (root, name, route, prefixes) {
   return dir
 }
 
+/** The node flags of `npm start` (package.json `node <flags> dist/src/server.js`): the bench runs the gateway as users do. */
+function startNodeFlags (root) {
+  const start = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).scripts.start
+  const words = start.split(' ')
+  if (words[0] !== 'node' || words.at(-1) !== 'dist/src/server.js') throw new Error(`package.json scripts.start is not "node [flags] dist/src/server.js": ${start}`)
+  return words.slice(1, -1)
+}
+
 /** Portcullis from dist/ with `route` on /api (or /api0../apiN-1); `core` is taskset's list ('0,1'). */
 function portcullis (name, route, env = {}, prefixes = 1, core = 0) {
   return async ({ port, upstream, root, pinned }) => {
     const dir = writeRoutes(root, name, route, prefixes)
-    const child = pinned(core, process.execPath, [join(root, 'dist/src/server.js')], {
+    const child = pinned(core, process.execPath, [...startNodeFlags(root), join(root, 'dist/src/server.js')], {
       NODE_ENV: 'production',
       PORT: String(port),
       HOST: '127.0.0.1',

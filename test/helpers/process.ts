@@ -1,12 +1,21 @@
 /**
- * The gateway as a real process (`node dist/src/server.js`, as `npm start` runs it) with a clean
+ * The gateway as a real process (`node <flags> dist/src/server.js`, as `npm start` runs it) with a clean
  * environment, its stdout and stderr collected.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const server = fileURLToPath(new URL('../../dist/src/server.js', import.meta.url))
+
+/** The node flags of `npm start` (package.json: `node <flags> dist/src/server.js`). */
+export function startNodeFlags (): string[] {
+  const start = (JSON.parse(readFileSync(`${root}/package.json`, 'utf8')) as { scripts: { start: string } }).scripts.start
+  const words = start.split(' ')
+  if (words[0] !== 'node' || words.at(-1) !== 'dist/src/server.js') throw new Error(`package.json scripts.start is not "node [flags] dist/src/server.js": ${start}`)
+  return words.slice(1, -1)
+}
 
 export interface GatewayProcess {
   readonly child: ChildProcess
@@ -17,7 +26,7 @@ export interface GatewayProcess {
 
 /** Starts the built gateway with exactly `env` (plus PATH). */
 export function runGateway (env: Record<string, string>): GatewayProcess {
-  const child = spawn(process.execPath, [server], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...startNodeFlags(), server], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
   child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
