@@ -201,6 +201,12 @@ const TARGETS = [
   { a: 'portcullis-jwt-rl-redis-2w', b: 'portcullis-jwt-rl-redis-1w-unpinned', metric: 'rps', what: 'WORKERS=2 req/s / one process, both unpinned (scaling)', target: '> 1.00', ok: (v) => v > 1 }
 ]
 
+/** Absolute memory targets: the peak RSS of scenario `a` (the highest of its rounds), in MB. */
+const RSS_TARGETS = [
+  { a: 'portcullis-rl-clients', what: 'Portcullis peak RSS after 100,000 distinct clients (both rate-limit tiers keyed by client IP)', limit: 150 },
+  { a: 'portcullis-proxy-1000', what: 'Portcullis peak RSS with 1,000 prefixes', limit: 150 }
+]
+
 /**
  * The targets table. A ratio is computed two ways: of the scenarios' medians, and as the median
  * of the ratios within each round (a and b measured minutes apart instead of a whole run apart:
@@ -224,6 +230,12 @@ function targetsTable (byName, results) {
     const cpu = t.metric === 'rps' ? perRound(t, (ra, rb) => rb.cpuUsPerReq / ra.cpuUsPerReq) : NaN
     return `| ${t.what} | ${t.target} | ${Number.isFinite(v) ? v.toFixed(2) : '-'} (${fmt(t.metric, a)} / ${fmt(t.metric, b)}) | ${num(round, 2)} | ${num(cpu, 2)} | ${status} |`
   })
+  for (const t of RSS_TARGETS) {
+    const a = byName.get(t.a)
+    if (a === undefined) continue
+    const status = !Number.isFinite(a.rss) ? 'no data' : a.rss <= t.limit ? 'met' : 'missed'
+    rows.push(`| ${t.what} | ≤ ${t.limit} MB | ${num(a.rss, 0)} MB (highest round) | - | - | ${status} |`)
+  }
   if (rows.length === 0) return []
   return [
     '## Targets',

@@ -186,6 +186,14 @@ export const scenarios = [
     readyPath: '/healthz'
   },
   {
+    name: 'portcullis-rl-clients',
+    title: 'Portcullis (1) + route rate limit (keyed by IP), 100,000 distinct clients (x-forwarded-for)',
+    start: portcullis('rlclients', rlOnly, { TRUST_PROXY: '127.0.0.1' }),
+    readyPath: '/healthz',
+    lua: 'distinct-clients.lua',
+    wrkEnv: { CLIENTS: '100000' }
+  },
+  {
     name: 'portcullis-jwt-rl',
     title: 'Portcullis (2) JWT HS256 + rate limit',
     start: portcullis('jwtrl', jwtRl),
