@@ -19,6 +19,11 @@
  *   upstream socket, the client's reads resume it; a client that goes away aborts the upstream.
  * - Before any response header: connection errors are counted against the target (passive
  *   health) and, when the request is safe to repeat, retried once per spare target.
+ * - Timeouts: from the moment the request is on an upstream connection until its response
+ *   headers (`headersTimeout`), then between two body chunks (`bodyTimeout`; not while the client
+ *   holds the body back), as deadlines in the shared sweep of deadlines.ts. An expired exchange
+ *   aborts its upstream request with undici's HeadersTimeoutError / BodyTimeoutError, exactly
+ *   as undici's own timeouts (which the pool turns off) would.
  */
 import { AsyncResource } from 'node:async_hooks'
 import { Readable } from 'node:stream'
@@ -26,6 +31,7 @@ import { errors as undiciErrors, util as undiciUtil, type Dispatcher } from 'und
 import type { FastifyReply } from 'fastify'
 import { isForwardedResponseHeader } from './headers.js'
 import type { Target } from './upstream-pool.js'
+import { upstreamDeadlines, type Deadlined } from './deadlines.js'
 
 type UpstreamHeaders = Record<string, string | string[] | undefined>
 
@@ -45,6 +51,10 @@ export type ExchangeCallback = (err: Error | null, data?: ExchangeResponse) => v
 export interface ExchangeOwner {
   /** Bytes of a response read whole before it is sent; 0 = stream every response. */
   readonly responseBufferBytes: number
+  /** Milliseconds from the request on a connection to its response headers (0 = none). */
+  readonly headersTimeout: number
+  /** Milliseconds between two response body chunks (0 = none). */
+  readonly bodyTimeout: number
   /** Accounts an answer from the target (502/503/504 count as failures). */
   answered: (exchange: UpstreamExchange, statusCode: number) => void
   /** Accounts a failure before any answer; true when the pool sends the exchange to another target. */
@@ -61,11 +71,15 @@ const DONE = 3
 
 const parseHeaders = undiciUtil.parseHeaders as (raw: Buffer[]) => UpstreamHeaders
 
-export class UpstreamExchange extends AsyncResource implements Dispatcher.DispatchHandler {
+export class UpstreamExchange extends AsyncResource implements Dispatcher.DispatchHandler, Deadlined {
   /** The target of the current attempt (set by the pool). */
   target: Target | null = null
   /** Further attempts allowed on other targets (set by the pool). */
   retriesLeft = 0
+  deadline = 0
+  prevDeadlined: Deadlined | null = null
+  nextDeadlined: Deadlined | null = null
+  armed = false
   private phase = WAITING
   private callback: ExchangeCallback | null
   private abortUpstream: ((err?: Error) => void) | null = null
@@ -84,6 +98,23 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
 
   onConnect (abort: (err?: Error) => void): void {
     this.abortUpstream = abort
+    const ms = this.owner.headersTimeout
+    if (ms > 0) upstreamDeadlines.arm(this, Date.now() + ms)
+  }
+
+  /** The deadline passed (deadlines.ts): the upstream request ends with undici's timeout error. */
+  expire (): void {
+    const abort = this.abortUpstream
+    if (abort === null) return
+    if (this.phase === WAITING) abort(new undiciErrors.HeadersTimeoutError())
+    else if (this.phase === BUFFERING || this.phase === STREAMING) abort(new undiciErrors.BodyTimeoutError())
+  }
+
+  /** Body idle deadline from now (or none). */
+  private bodyDeadline (): void {
+    const ms = this.owner.bodyTimeout
+    if (ms > 0) upstreamDeadlines.arm(this, Date.now() + ms)
+    else upstreamDeadlines.disarm(this)
   }
 
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
@@ -104,6 +135,7 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
       this.phase = STREAMING
       body = this.body = new UpstreamBody(this)
     }
+    this.bodyDeadline()
     const callback = this.callback as ExchangeCallback
     this.callback = null
     try {
@@ -113,6 +145,7 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
       // outside undici's parser, where it is not swallowed.
       this.phase = DONE
       this.chunks = null
+      upstreamDeadlines.disarm(this)
       this.abortUpstream?.(err as Error)
       queueMicrotask(() => { throw err })
     }
@@ -123,13 +156,24 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     if (this.phase === BUFFERING) {
       (this.chunks as Buffer[]).push(chunk)
       this.length += chunk.length
+      if (this.armed) this.deadline = Date.now() + this.owner.bodyTimeout
       return true
     }
-    if (this.phase === STREAMING) return (this.body as UpstreamBody).push(chunk)
+    if (this.phase === STREAMING) {
+      // A full body buffer pauses the upstream: the client, not the upstream, is idle then, so
+      // the deadline waits until the client reads again (resume()).
+      if ((this.body as UpstreamBody).push(chunk)) {
+        if (this.armed) this.deadline = Date.now() + this.owner.bodyTimeout
+        return true
+      }
+      upstreamDeadlines.disarm(this)
+      return false
+    }
     return true
   }
 
   onComplete (): void {
+    upstreamDeadlines.disarm(this)
     const phase = this.phase
     this.phase = DONE
     if (phase === BUFFERING) {
@@ -142,6 +186,7 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
   }
 
   onError (err: Error & { code?: string }): void {
+    upstreamDeadlines.disarm(this)
     const phase = this.phase
     if (phase === WAITING) {
       // Before any answer: the pool counts the failure and may send the request elsewhere
@@ -176,11 +221,13 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     if (this.phase === DONE) return
     this.phase = DONE
     this.chunks = null
+    upstreamDeadlines.disarm(this)
     this.abortUpstream?.(new undiciErrors.RequestAbortedError())
   }
 
   /** UpstreamBody: the client reads again. */
   resume (): void {
+    if (this.phase === STREAMING && !this.armed) this.bodyDeadline()
     this.resumeUpstream?.()
   }
 
@@ -188,6 +235,7 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
   abort (err: Error): void {
     if (this.phase === DONE) return
     this.phase = DONE
+    upstreamDeadlines.disarm(this)
     this.abortUpstream?.(err)
   }
 

@@ -11,6 +11,7 @@ import type { Dispatcher } from 'undici'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
 import { BodyTooLargeError, UpstreamUnavailableError } from './errors.js'
 import { UpstreamExchange, type ExchangeCallback, type ExchangeOwner, type UpstreamRequest } from './exchange.js'
+import { upstreamDeadlines } from './deadlines.js'
 
 /** Carries the Fastify request through reply-from into the dispatcher (symbol keys survive its header copy). */
 export const kProxyRequest = Symbol('portcullis.proxyRequest')
@@ -79,7 +80,7 @@ export function errorKind (err: Error & { code?: string }): 'timeout' | 'unavail
 export class UpstreamPool implements ExchangeOwner {
   readonly targets: readonly Target[]
   readonly responseBufferBytes: number
-  /** Read by reply-from when a request carries no explicit timeout. */
+  /** The exchanges' response-header and body-idle timeouts (ms; deadlines.ts). */
   readonly headersTimeout: number
   readonly bodyTimeout: number
   inFlight = 0
@@ -97,6 +98,8 @@ export class UpstreamPool implements ExchangeOwner {
     this.agent = o.agent
     this.headersTimeout = o.headersTimeoutMs
     this.bodyTimeout = o.bodyIdleTimeoutMs
+    upstreamDeadlines.register(o.headersTimeoutMs)
+    upstreamDeadlines.register(o.bodyIdleTimeoutMs)
     this.retries = o.retries
     this.circuit = o.circuit
     this.log = o.log
@@ -175,8 +178,10 @@ export class UpstreamPool implements ExchangeOwner {
     const target = exchange.target as Target
     opts.origin = target.origin
     opts.headers.host = target.host
-    opts.headersTimeout = this.headersTimeout
-    opts.bodyTimeout = this.bodyTimeout
+    // The exchange keeps these timeouts itself (deadlines.ts): undici's would cost a timer object
+    // per request.
+    opts.headersTimeout = 0
+    opts.bodyTimeout = 0
     // Left on the headers (a symbol key: undici never sends it); deleting would slow the object.
     const request = opts.headers[kProxyRequest] as (FastifyRequest & { [kTarget]?: Target }) | undefined
     if (request !== undefined) request[kTarget] = target

@@ -1,0 +1,175 @@
+/**
+ * Upstream timeouts as deadlines in one shared sweep (plugins/proxy/deadlines.ts) instead of
+ * undici's timer per request: the list itself, then the timeouts end to end over TCP: never
+ * early, refreshed by every body chunk, suspended while the client holds the body back, and no
+ * deadline left armed after any outcome.
+ */
+import t, { type Test } from 'tap'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
+import { Agent, request } from 'undici'
+import { defineRoute } from 'portcullis'
+import { DeadlineList, upstreamDeadlines, type Deadlined } from '../../plugins/proxy/deadlines.js'
+import { startUpstream } from '../helpers/upstream.js'
+import { startGateway } from '../helpers/gateway.js'
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+function item (name: string, expired: string[]): Deadlined {
+  return { deadline: 0, prevDeadlined: null, nextDeadlined: null, armed: false, expire () { expired.push(name) } }
+}
+
+t.test('the list: arm, move, disarm, sweep expires exactly the passed deadlines once', async (t) => {
+  const list = new DeadlineList()
+  const expired: string[] = []
+  const [a, b, c] = [item('a', expired), item('b', expired), item('c', expired)] as [Deadlined, Deadlined, Deadlined]
+  list.arm(a, 100)
+  list.arm(b, 200)
+  list.arm(c, 300)
+  t.equal(list.size, 3)
+  list.arm(b, 1000)
+  t.equal(list.size, 3, 'arming an armed item moves its deadline, it is not linked twice')
+  list.sweep(99)
+  t.strictSame(expired, [], 'nothing expires before its deadline')
+  list.sweep(300)
+  t.strictSame(expired.sort(), ['a', 'c'], 'the passed deadlines expire')
+  t.equal(list.size, 1)
+  list.sweep(400)
+  t.strictSame(expired.sort(), ['a', 'c'], 'an expired item is not expired again')
+  list.disarm(b)
+  list.disarm(b)
+  t.equal(list.size, 0, 'disarm twice is harmless')
+  list.sweep(5000)
+  t.strictSame(expired.sort(), ['a', 'c'], 'a disarmed item never expires')
+  // Unlinking from the middle, the head and the tail keeps the rest reachable.
+  const xs = Array.from({ length: 5 }, (_, i) => item(`x${i}`, expired))
+  for (const x of xs) list.arm(x, 10)
+  list.disarm(xs[2] as Deadlined)
+  list.disarm(xs[4] as Deadlined)
+  list.disarm(xs[0] as Deadlined)
+  t.equal(list.size, 2)
+  list.sweep(10)
+  t.strictSame(expired.filter((n) => n.startsWith('x')).sort(), ['x1', 'x3'])
+  list.sweep()
+})
+
+t.test('an item expiring during the sweep may disarm another without losing the rest', async (t) => {
+  const list = new DeadlineList()
+  const expired: string[] = []
+  const others = Array.from({ length: 4 }, (_, i) => item(`o${i}`, expired))
+  const first: Deadlined = { ...item('first', expired), expire () { expired.push('first'); list.disarm(others[2] as Deadlined) } }
+  for (const o of others) list.arm(o, 50)
+  list.arm(first, 50)
+  list.sweep(50)
+  list.sweep(50)
+  t.strictSame(expired.sort(), ['first', 'o0', 'o1', 'o3'])
+  t.equal(list.size, 0)
+})
+
+/** A raw TCP upstream: `behaviour` gets each connection. */
+async function rawUpstream (t: Test, behaviour: (s: Socket) => void): Promise<string> {
+  const sockets = new Set<Socket>()
+  const server = createServer((s) => { sockets.add(s); s.on('error', () => {}); behaviour(s) })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  })
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+}
+
+t.test('a response-header timeout never fires early, and fires near its time', async (t) => {
+  const up = await rawUpstream(t, (s) => {
+    s.once('data', (d) => {
+      const wait = d.toString().includes('/late') ? 5000 : 500
+      setTimeout(() => { s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok') }, wait)
+    })
+  })
+  const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: up, auth: false, rateLimit: false, timeout: { headersMs: 800, bodyIdleMs: 800 } })] })
+  const onTime = await request(`${gw.url}/svc/ontime`)
+  t.equal(onTime.statusCode, 200, 'headers after 500 ms of an 800 ms timeout pass')
+  t.equal(await onTime.body.text(), 'ok')
+  const started = Date.now()
+  const late = await request(`${gw.url}/svc/late`)
+  const took = Date.now() - started
+  t.equal(late.statusCode, 504)
+  await late.body.text()
+  t.ok(took >= 800, `not before the timeout (${took} ms)`)
+  t.ok(took < 2000, `soon after it (${took} ms)`)
+  t.equal(upstreamDeadlines.size, 0, 'no deadline left armed')
+})
+
+t.test('every body chunk pushes the body-idle deadline back', async (t) => {
+  const up = await startUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' })
+    let n = 0
+    const timer = setInterval(() => {
+      n++
+      if (n < 6) res.write(`chunk${n};`)
+      else { clearInterval(timer); res.end('end') }
+    }, 200)
+  })
+  const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false, timeout: { headersMs: 1000, bodyIdleMs: 500 } })] })
+  const res = await request(`${gw.url}/svc/trickle`)
+  t.equal(res.statusCode, 200)
+  t.equal(await res.body.text(), 'chunk1;chunk2;chunk3;chunk4;chunk5;end', 'a 1.2 s body with a chunk every 200 ms passes a 500 ms idle timeout')
+  t.equal(upstreamDeadlines.size, 0, 'no deadline left armed')
+})
+
+t.test('a client that holds a streamed body back is not an idle upstream', async (t) => {
+  const big = Buffer.alloc(8 * 1024 * 1024, 'x')
+  const up = await startUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(big.length) })
+    res.end(big)
+  })
+  const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false, timeout: { headersMs: 1000, bodyIdleMs: 300 } })] })
+  const res = await request(`${gw.url}/svc/big`)
+  t.equal(res.statusCode, 200)
+  // Read a little, then stop reading for well over the idle timeout: the gateway's buffers fill
+  // and it pauses the upstream, which is then idle because of the client.
+  const it = res.body[Symbol.asyncIterator]()
+  let received = ((await it.next()).value as Buffer).length
+  await sleep(1200)
+  for (;;) {
+    const next = await it.next()
+    if (next.done === true) break
+    received += (next.value as Buffer).length
+  }
+  t.equal(received, big.length, 'the whole body arrives after the pause')
+  t.equal(upstreamDeadlines.size, 0, 'no deadline left armed')
+})
+
+t.test('no deadline stays armed after errors, resets, client aborts and many requests', async (t) => {
+  const up = await rawUpstream(t, (s) => {
+    s.on('data', (d) => {
+      const text = d.toString()
+      if (text.includes('/reset')) s.destroy()
+      else if (text.includes('/half')) s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\npart')
+      else if (!text.includes('/hang')) s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok')
+    })
+  })
+  const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: up, auth: false, rateLimit: false, timeout: { headersMs: 400, bodyIdleMs: 400 } })] })
+  // The test's own client, closed before the gateway (teardowns run last first): its idle
+  // keep-alive connections would otherwise hold the gateway's close() until they time out.
+  const dispatcher = new Agent()
+  t.teardown(async () => { await dispatcher.close() })
+  await Promise.all(Array.from({ length: 200 }, async () => {
+    const r = await request(`${gw.url}/svc/ok`, { dispatcher })
+    await r.body.text()
+  }))
+  const reset = await request(`${gw.url}/svc/reset`, { dispatcher })
+  t.equal(reset.statusCode, 502)
+  await reset.body.text()
+  const hang = await request(`${gw.url}/svc/hang`, { dispatcher })
+  t.equal(hang.statusCode, 504)
+  await hang.body.text()
+  const half = await request(`${gw.url}/svc/half`, { dispatcher })
+  await half.body.text().catch(() => {})
+  // A client that leaves while the upstream has not answered.
+  const controller = new AbortController()
+  const gone = request(`${gw.url}/svc/hang`, { signal: controller.signal, dispatcher })
+  await sleep(100)
+  controller.abort()
+  await gone.catch(() => {})
+  await sleep(600)
+  t.equal(upstreamDeadlines.size, 0, 'every exchange disarmed its deadline')
+})
