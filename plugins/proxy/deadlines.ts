@@ -10,7 +10,9 @@
  * deadline is a few field writes.
  *
  * The sweep runs every tenth of the smallest timeout any pool uses (10 to 250 ms), and only
- * while some deadline is armed. A deadline fires late by at most one tick, never early.
+ * while some deadline is armed. A deadline fires late by at most one tick, never early. The sweep
+ * also asks each armed item whether its work is still wanted (`abandoned()`: an exchange whose
+ * client has left before the upstream answered), which costs the request path nothing.
  */
 
 /** Something with a deadline: an upstream exchange (exchange.ts). */
@@ -21,7 +23,9 @@ export interface Deadlined {
   prevDeadlined: Deadlined | null
   nextDeadlined: Deadlined | null
   armed: boolean
-  /** Called once when the deadline passes (the exchange aborts its upstream request). */
+  /** Whether the work is no longer wanted (checked at each sweep; then `expire()` is called). */
+  abandoned: () => boolean
+  /** Called once when the deadline passes or the work is abandoned (the exchange aborts its upstream request). */
   expire: () => void
 }
 
@@ -72,7 +76,7 @@ export class DeadlineList {
     x.nextDeadlined = null
   }
 
-  /** Expires every armed deadline that has passed; stops the timer when none is armed. */
+  /** Expires every armed item whose deadline has passed or that is abandoned; stops the timer when none is armed. */
   sweep (now: number = Date.now()): void {
     if (this.head === null) {
       if (this.timer !== null) clearInterval(this.timer)
@@ -82,7 +86,7 @@ export class DeadlineList {
     let x: Deadlined | null = this.head
     while (x !== null) {
       const next: Deadlined | null = x.nextDeadlined
-      if (x.deadline <= now) {
+      if (x.deadline <= now || x.abandoned()) {
         this.disarm(x)
         x.expire()
       }

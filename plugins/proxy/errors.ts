@@ -16,5 +16,7 @@ export const UpstreamUnavailableError = createError('GW_UPSTREAM_UNAVAILABLE', '
 export const RouteOverloadedError = createError('GW_ROUTE_OVERLOADED', 'Service unavailable', 503)
 /** The request body exceeds BODY_LIMIT (declared or streamed). */
 export const BodyTooLargeError = createError('GW_REQUEST_BODY_TOO_LARGE', 'Request body too large', 413)
+/** The client left before the upstream answered: the upstream request was ended (never sent to anyone). */
+export const ClientGoneError = createError('GW_CLIENT_GONE', 'Client closed request', 499)
 /** An Upgrade request outside a WebSocket-enabled route. */
 export const UpgradeNotAllowedError = createError('GW_REQUEST_UPGRADE_NOT_ALLOWED', 'Upgrade not allowed', 400)

@@ -24,14 +24,20 @@
  *   holds the body back), as deadlines in the shared sweep of deadlines.ts. An expired exchange
  *   aborts its upstream request with undici's HeadersTimeoutError / BodyTimeoutError, exactly
  *   as undici's own timeouts (which the pool turns off) would.
+ * - A client that leaves before the response headers: the same sweep ends the upstream request
+ *   (within one tick), as nginx does by default, with ClientGoneError. That is not the target's
+ *   fault: no passive-health failure, no retry, and nothing is sent (reply-from is not called
+ *   back); the pool logs it at debug.
  */
 import { AsyncResource } from 'node:async_hooks'
+import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import { errors as undiciErrors, util as undiciUtil, type Dispatcher } from 'undici'
 import type { FastifyReply } from 'fastify'
 import { isForwardedResponseHeader } from './headers.js'
 import type { Target } from './upstream-pool.js'
 import { upstreamDeadlines, type Deadlined } from './deadlines.js'
+import { ClientGoneError } from './errors.js'
 
 type UpstreamHeaders = Record<string, string | string[] | undefined>
 
@@ -57,6 +63,8 @@ export interface ExchangeOwner {
   readonly bodyTimeout: number
   /** Accounts an answer from the target (502/503/504 count as failures). */
   answered: (exchange: UpstreamExchange, statusCode: number) => void
+  /** The client left before an answer and the upstream request was ended (not a failure of the target). */
+  left: (exchange: UpstreamExchange) => void
   /** Accounts a failure before any answer; true when the pool sends the exchange to another target. */
   failed: (exchange: UpstreamExchange, err: Error & { code?: string }) => boolean
 }
@@ -80,6 +88,9 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
   prevDeadlined: Deadlined | null = null
   nextDeadlined: Deadlined | null = null
   armed = false
+  /** The client's request (set by the pool): its socket closing before an answer abandons the exchange. */
+  client: IncomingMessage | null = null
+  private clientGone = false
   private phase = WAITING
   private callback: ExchangeCallback | null
   private abortUpstream: ((err?: Error) => void) | null = null
@@ -102,11 +113,20 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     if (ms > 0) upstreamDeadlines.arm(this, Date.now() + ms)
   }
 
-  /** The deadline passed (deadlines.ts): the upstream request ends with undici's timeout error. */
+  /** Waiting for the upstream's answer while the client's connection is already closed. */
+  abandoned (): boolean {
+    const client = this.client
+    return this.phase === WAITING && client !== null && (client.destroyed || client.socket?.destroyed === true)
+  }
+
+  /** The deadline passed or the client left (deadlines.ts): the upstream request ends. */
   expire (): void {
     const abort = this.abortUpstream
     if (abort === null) return
-    if (this.phase === WAITING) abort(new undiciErrors.HeadersTimeoutError())
+    if (this.abandoned()) {
+      this.clientGone = true
+      abort(new ClientGoneError())
+    } else if (this.phase === WAITING) abort(new undiciErrors.HeadersTimeoutError())
     else if (this.phase === BUFFERING || this.phase === STREAMING) abort(new undiciErrors.BodyTimeoutError())
   }
 
@@ -188,6 +208,15 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
   onError (err: Error & { code?: string }): void {
     upstreamDeadlines.disarm(this)
     const phase = this.phase
+    if (phase === WAITING && this.clientGone) {
+      // Ended because the client left: nothing to count against the target and nobody to answer,
+      // so reply-from is not called back (it would log the error and try to send one).
+      this.phase = DONE
+      this.callback = null
+      destroyRequestBody(this.opts.body, err)
+      this.owner.left(this)
+      return
+    }
     if (phase === WAITING) {
       // Before any answer: the pool counts the failure and may send the request elsewhere
       // (re-dispatched on the next tick, as undici reports errors from inside its own calls).

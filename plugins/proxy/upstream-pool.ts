@@ -184,7 +184,10 @@ export class UpstreamPool implements ExchangeOwner {
     opts.bodyTimeout = 0
     // Left on the headers (a symbol key: undici never sends it); deleting would slow the object.
     const request = opts.headers[kProxyRequest] as (FastifyRequest & { [kTarget]?: Target }) | undefined
-    if (request !== undefined) request[kTarget] = target
+    if (request !== undefined) {
+      request[kTarget] = target
+      exchange.client = request.raw
+    }
     this.agent.dispatch(opts, exchange)
   }
 
@@ -192,6 +195,10 @@ export class UpstreamPool implements ExchangeOwner {
     const target = exchange.target as Target
     if (statusCode === 502 || statusCode === 503 || statusCode === 504) this.failure(target)
     else this.success(target)
+  }
+
+  left (exchange: UpstreamExchange): void {
+    this.log.debug({ target: exchange.target?.host }, 'client left before the upstream answered; upstream request ended')
   }
 
   failed (exchange: UpstreamExchange, err: Error & { code?: string }): boolean {

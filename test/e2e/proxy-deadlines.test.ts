@@ -1,8 +1,9 @@
 /**
  * Upstream timeouts as deadlines in one shared sweep (plugins/proxy/deadlines.ts) instead of
  * undici's timer per request: the list itself, then the timeouts end to end over TCP: never
- * early, refreshed by every body chunk, suspended while the client holds the body back, and no
- * deadline left armed after any outcome.
+ * early, refreshed by every body chunk, suspended while the client holds the body back, no
+ * deadline left armed after any outcome, and a client that leaves before the upstream answers
+ * ends the upstream request without counting against the target.
  */
 import t, { type Test } from 'tap'
 import { createServer, type AddressInfo, type Socket } from 'node:net'
@@ -14,8 +15,14 @@ import { startGateway } from '../helpers/gateway.js'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
+/** Polls `done` every 10 ms until it holds or `ms` have passed. */
+async function waitFor (done: () => boolean, ms: number): Promise<void> {
+  const until = Date.now() + ms
+  while (!done() && Date.now() < until) await sleep(10)
+}
+
 function item (name: string, expired: string[]): Deadlined {
-  return { deadline: 0, prevDeadlined: null, nextDeadlined: null, armed: false, expire () { expired.push(name) } }
+  return { deadline: 0, prevDeadlined: null, nextDeadlined: null, armed: false, abandoned: () => false, expire () { expired.push(name) } }
 }
 
 t.test('the list: arm, move, disarm, sweep expires exactly the passed deadlines once', async (t) => {
@@ -50,6 +57,20 @@ t.test('the list: arm, move, disarm, sweep expires exactly the passed deadlines 
   list.sweep(10)
   t.strictSame(expired.filter((n) => n.startsWith('x')).sort(), ['x1', 'x3'])
   list.sweep()
+})
+
+t.test('the sweep also expires abandoned items, whatever their deadline', async (t) => {
+  const list = new DeadlineList()
+  const expired: string[] = []
+  let gone = false
+  const a: Deadlined = { ...item('a', expired), abandoned: () => gone }
+  list.arm(a, 1e15)
+  list.sweep(1000)
+  t.strictSame(expired, [], 'wanted and not due: kept')
+  gone = true
+  list.sweep(1000)
+  t.strictSame(expired, ['a'], 'abandoned: expired at the next sweep')
+  t.equal(list.size, 0)
 })
 
 t.test('an item expiring during the sweep may disarm another without losing the rest', async (t) => {
@@ -172,4 +193,42 @@ t.test('no deadline stays armed after errors, resets, client aborts and many req
   await gone.catch(() => {})
   await sleep(600)
   t.equal(upstreamDeadlines.size, 0, 'every exchange disarmed its deadline')
+})
+
+t.test('a client that leaves before the upstream answers ends the upstream request, and the target stays healthy', async (t) => {
+  let closed = 0
+  let opened = 0
+  const up = await rawUpstream(t, (s) => {
+    opened++
+    s.on('close', () => { closed++ })
+    s.on('data', (d) => {
+      if (!d.toString().includes('/slow')) s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok')
+    })
+  })
+  const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: up, auth: false, rateLimit: false, timeout: { headersMs: 20_000, bodyIdleMs: 20_000 }, circuitBreaker: { failureThreshold: 2, cooldownMs: 60_000 } })] })
+  const dispatcher = new Agent()
+  t.teardown(async () => { await dispatcher.close() })
+  // Five clients in turn ask for the slow path and leave after 100 ms: more than the circuit's
+  // failure threshold, had their departures counted against the target.
+  for (let i = 0; i < 5; i++) {
+    const controller = new AbortController()
+    const started = Date.now()
+    const closedBefore = closed
+    const gone = request(`${gw.url}/svc/slow`, { signal: controller.signal, dispatcher })
+    await sleep(100)
+    controller.abort()
+    await gone.catch(() => {})
+    await waitFor(() => closed > closedBefore && upstreamDeadlines.size === 0, 5000)
+    t.ok(closed > closedBefore, `the upstream connection of client ${i + 1} was closed`)
+    t.equal(upstreamDeadlines.size, 0, 'and its exchange ended')
+    t.ok(Date.now() - started < 1500, `within one sweep of the client leaving (${Date.now() - started} ms), not at the 20 s timeout`)
+  }
+  t.equal(upstreamDeadlines.size, 0, 'no deadline left armed')
+  const res = await request(`${gw.url}/svc/fast`, { dispatcher })
+  t.equal(res.statusCode, 200, 'the target was not ejected: leaving clients are not its failures')
+  t.equal(await res.body.text(), 'ok')
+  t.ok(opened >= 6)
+  const bad = gw.logs.filter((l) => (l.level as number) >= 40)
+  t.strictSame(bad.map((l) => l.msg), [], 'no warning or error lines for clients that left')
+  t.ok(gw.logs.some((l) => l.msg === 'client left before the upstream answered; upstream request ended'), 'a debug line says what happened')
 })
