@@ -5,12 +5,11 @@
  * deadline left armed after any outcome, and a client that leaves before the upstream answers
  * ends the upstream request without counting against the target.
  */
-import t, { type Test } from 'tap'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
+import t from 'tap'
 import { Agent, request } from 'undici'
 import { defineRoute } from 'portcullis'
 import { DeadlineList, upstreamDeadlines, type Deadlined } from '../../plugins/proxy/deadlines.js'
-import { startUpstream } from '../helpers/upstream.js'
+import { rawUpstream, startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -86,25 +85,13 @@ t.test('an item expiring during the sweep may disarm another without losing the 
   t.equal(list.size, 0)
 })
 
-/** A raw TCP upstream: `behaviour` gets each connection. */
-async function rawUpstream (t: Test, behaviour: (s: Socket) => void): Promise<string> {
-  const sockets = new Set<Socket>()
-  const server = createServer((s) => { sockets.add(s); s.on('error', () => {}); behaviour(s) })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    for (const s of sockets) s.destroy()
-    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-  })
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-}
-
 t.test('a response-header timeout never fires early, and fires near its time', async (t) => {
-  const up = await rawUpstream(t, (s) => {
+  const up = (await rawUpstream(t, (s) => {
     s.once('data', (d) => {
       const wait = d.toString().includes('/late') ? 5000 : 500
       setTimeout(() => { s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok') }, wait)
     })
-  })
+  })).url
   const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: up, auth: false, rateLimit: false, timeout: { headersMs: 800, bodyIdleMs: 800 } })] })
   const onTime = await request(`${gw.url}/svc/ontime`)
   t.equal(onTime.statusCode, 200, 'headers after 500 ms of an 800 ms timeout pass')
@@ -160,14 +147,14 @@ t.test('a client that holds a streamed body back is not an idle upstream', async
 })
 
 t.test('no deadline stays armed after errors, resets, client aborts and many requests', async (t) => {
-  const up = await rawUpstream(t, (s) => {
+  const up = (await rawUpstream(t, (s) => {
     s.on('data', (d) => {
       const text = d.toString()
       if (text.includes('/reset')) s.destroy()
       else if (text.includes('/half')) s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 100\r\n\r\npart')
       else if (!text.includes('/hang')) s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok')
     })
-  })
+  })).url
   const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: up, auth: false, rateLimit: false, timeout: { headersMs: 400, bodyIdleMs: 400 } })] })
   // The test's own client, closed before the gateway (teardowns run last first): its idle
   // keep-alive connections would otherwise hold the gateway's close() until they time out.
@@ -198,13 +185,13 @@ t.test('no deadline stays armed after errors, resets, client aborts and many req
 t.test('a client that leaves before the upstream answers ends the upstream request, and the target stays healthy', async (t) => {
   let closed = 0
   let opened = 0
-  const up = await rawUpstream(t, (s) => {
+  const up = (await rawUpstream(t, (s) => {
     opened++
     s.on('close', () => { closed++ })
     s.on('data', (d) => {
       if (!d.toString().includes('/slow')) s.write('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\n\r\nok')
     })
-  })
+  })).url
   const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: up, auth: false, rateLimit: false, timeout: { headersMs: 20_000, bodyIdleMs: 20_000 }, circuitBreaker: { failureThreshold: 2, cooldownMs: 60_000 } })] })
   const dispatcher = new Agent()
   t.teardown(async () => { await dispatcher.close() })

@@ -1,22 +1,8 @@
 import t, { type Test } from 'tap'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
 import { request } from 'undici'
 import { defineRoute } from 'portcullis'
-import { closedPort, startUpstream } from '../helpers/upstream.js'
+import { closedPort, rawUpstream, startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
-
-/** A raw TCP "upstream" that answers every connection with `behaviour`. */
-async function rawUpstream (t: Test, behaviour: (s: Socket) => void): Promise<{ url: string, connections: () => number }> {
-  let n = 0
-  const sockets = new Set<Socket>()
-  const server = createServer((s) => { n++; sockets.add(s); s.on('error', () => {}); behaviour(s) })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    for (const s of sockets) s.destroy()
-    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-  })
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, connections: () => n }
-}
 
 function assertGeneric (t: Test, body: Record<string, unknown>, status: number, code: string): void {
   t.equal(body.statusCode, status)

@@ -1,11 +1,10 @@
-import t, { type Test } from 'tap'
-import { createServer, type AddressInfo, type Socket } from 'node:net'
+import t from 'tap'
 import { request } from 'undici'
 import { createSigner } from 'fast-jwt'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { defineRoute, loadConfig, type GatewayConfig } from 'portcullis'
-import { startUpstream } from '../helpers/upstream.js'
+import { rawUpstream, startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 import { authPlugin } from '../../plugins/auth/index.js'
 import { routeRateLimitPlugin } from '../../plugins/rate-limit/index.js'
@@ -41,25 +40,13 @@ const CANARY = {
   upstreamSetCookie: 'setcookie-canary-4455cc'
 }
 
-/** A raw TCP upstream that accepts and never answers (for 504). */
-async function silentUpstream (t: Test): Promise<string> {
-  const sockets = new Set<Socket>()
-  const server = createServer((s) => { sockets.add(s); s.on('error', () => {}) })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    for (const s of sockets) s.destroy()
-    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-  })
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-}
-
 t.test('canary secrets never reach a log line at trace level, on success and on every failure path', async (t) => {
   const up = await startUpstream(t, (req, res) => {
     if (req.url?.startsWith('/reset') === true) { req.socket.destroy(); return }
     res.writeHead(200, { 'content-type': 'text/plain', 'set-cookie': `sid=${CANARY.upstreamSetCookie}; HttpOnly` })
     res.end('ok')
   })
-  const silent = await silentUpstream(t)
+  const silent = (await rawUpstream(t)).url
   const env = { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'trace', JWT_SECRET: SECRET, API_KEYS: `canary:${VALID_KEY}`, BODY_LIMIT: '100' }
   const boom: FastifyPluginAsync = async (fastify) => {
     fastify.get('/boom', async () => { throw new Error('forced failure') })

@@ -3,7 +3,7 @@
  * what did or did not reach the upstream.
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
 
 export interface RecordedRequest {
   readonly method: string
@@ -72,4 +72,20 @@ export async function closedPort (): Promise<number> {
   const port = (s.address() as AddressInfo).port
   await new Promise<void>((resolve) => { s.close(() => { resolve() }) })
   return port
+}
+
+/**
+ * A raw TCP "upstream" on 127.0.0.1:0 that hands every connection to `behaviour` (by default it
+ * accepts and never answers), for responses no HTTP server would send. Closed on teardown.
+ */
+export async function rawUpstream (t: Teardown, behaviour: (s: Socket) => void = () => {}): Promise<{ url: string, connections: () => number }> {
+  let n = 0
+  const sockets = new Set<Socket>()
+  const server = createTcpServer((s) => { n++; sockets.add(s); s.on('error', () => {}); behaviour(s) })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+  })
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, connections: () => n }
 }
