@@ -6,10 +6,17 @@ import { overloadPlugin, type OverloadPluginOptions } from '../../plugins/overlo
 
 interface Harness { app: FastifyInstance, hits: () => number }
 
-async function build (t: Test, options: OverloadPluginOptions): Promise<Harness> {
+async function build (t: Test, options: OverloadPluginOptions, blockAtStartupMs = 0): Promise<Harness> {
   const app = Fastify()
   app.setErrorHandler(gatewayErrorHandler)
   await app.register(overloadPlugin, options)
+  if (blockAtStartupMs > 0) {
+    // a plugin that blocks the loop while the app starts (as a million API keys being hashed does)
+    await app.register(async () => {
+      const end = Date.now() + blockAtStartupMs
+      while (Date.now() < end) { /* synchronous startup work */ }
+    })
+  }
   let hits = 0
   app.get('/api', async () => { hits++; return { ok: true } })
   app.get('/healthz', { config: { overload: false } }, async () => ({ status: 'ok' }))
@@ -58,6 +65,20 @@ t.test('event loop delay over its threshold sheds new requests', async (t) => {
   t.equal(h.hits(), 1)
   t.ok(await until(() => !h.app.isUnderPressure(), 2000), 'recovers once the loop is free')
   t.equal((await h.app.inject('/api')).statusCode, 200)
+})
+
+t.test('a loop blocked while the app starts is not load: the first requests are served, later blocking still sheds', async (t) => {
+  const h = await build(t, { maxEventLoopDelayMs: 100, sampleIntervalMs: 200, maxHeapUsedBytes: 0 }, 700)
+  t.ok(await until(() => h.app.isUnderPressure(), 1000), 'the sampler saw the startup block')
+  const first = await h.app.inject('/api')
+  t.equal(first.statusCode, 200, 'served, not shed for the startup sample')
+  t.equal(h.hits(), 1)
+  t.ok(await until(() => !h.app.isUnderPressure(), 2000), 'the startup sample is replaced')
+  await sleep(250)
+  const end = Date.now() + 700
+  while (Date.now() < end) { /* saturate the event loop while serving */ }
+  t.ok(await until(() => h.app.isUnderPressure(), 500), 'the sampler saw the blocked loop')
+  t.equal((await h.app.inject('/api')).statusCode, 503, 'a blocked loop after startup sheds')
 })
 
 t.test('defaults: serving normally, thresholds on', async (t) => {
