@@ -83,6 +83,25 @@ function portcullis (name, route, env = {}, prefixes = 1, core = 0) {
   }
 }
 
+/**
+ * The API keys of the key-count scenarios: `count` keys `bench-key-<7 digits>-0123456789abcdef`
+ * (the spelling bench/api-keys.lua asks with) for 1,000 consumers, in an API_KEYS_FILE.
+ */
+function apiKeysFile (root, count) {
+  const file = join(root, 'bench/.routes', `api-keys-${count}.txt`)
+  mkdirSync(join(root, 'bench/.routes'), { recursive: true })
+  const lines = new Array(count)
+  for (let i = 0; i < count; i++) lines[i] = `c${i % 1000}:${apiKey(i)}`
+  writeFileSync(file, lines.join('\n') + '\n')
+  return file
+}
+const apiKey = (i) => `bench-key-${String(i).padStart(7, '0')}-0123456789abcdef`
+
+/** Portcullis (1) with API-key authentication, `count` keys loaded, requests spread over all of them. */
+function portcullisApiKeys (name, count) {
+  return async (ctx) => await portcullis(name, apiKeyOnly, { API_KEYS_FILE: apiKeysFile(ctx.root, count) })(ctx)
+}
+
 function nodeScript (script, env = {}) {
   return async ({ port, upstream, root, pinned }) => {
     const child = pinned(0, process.execPath, [join(root, script)], { PORT: String(port), UPSTREAM: upstream, ...env })
@@ -140,6 +159,7 @@ http {
 const off = { auth: false, rateLimit: false, inspect: false }
 const jwtRl = { auth: { strategies: ['jwt'] }, rateLimit: { max: 100000000, timeWindow: '1 minute' }, inspect: false }
 const jwtOnly = { ...jwtRl, rateLimit: false }
+const apiKeyOnly = { ...off, auth: { strategies: ['apiKey'] } }
 const rlOnly = { ...off, rateLimit: { max: 100000000, timeWindow: '1 minute' } }
 const jwtRlInspect = { ...jwtRl, inspect: { mode: 'block' } }
 const jwtRlInspectBody = { ...jwtRl, inspect: { mode: 'block', body: true } }
@@ -256,6 +276,25 @@ export const scenarios = [
     title: 'Portcullis (1) with metrics and OpenTelemetry (@fastify/otel, no SDK: no-op tracer)',
     start: async (ctx) => portcullis('proxyotel', off, { ADMIN_PORT: '0', OTEL_ENABLED: 'true' })(ctx),
     readyPath: '/healthz'
+  },
+  {
+    name: 'portcullis-apikey-10',
+    title: 'Portcullis (1) + API-key authentication, 10 keys, requests spread over them',
+    start: portcullisApiKeys('apikey10', 10),
+    readyPath: '/healthz',
+    lua: 'api-keys.lua',
+    wrkEnv: { KEYS: '10' },
+    checks: [{ status: 401 }, { status: 401, headers: { 'x-api-key': `${apiKey(3)}x` } }, { status: 200, headers: { 'x-api-key': apiKey(3) } }]
+  },
+  {
+    name: 'portcullis-apikey-1m',
+    title: 'Portcullis (1) + API-key authentication, 1,000,000 keys, requests spread over them',
+    start: portcullisApiKeys('apikey1m', 1_000_000),
+    readyPath: '/healthz',
+    readySeconds: 60,
+    lua: 'api-keys.lua',
+    wrkEnv: { KEYS: '1000000' },
+    checks: [{ status: 401 }, { status: 401, headers: { 'x-api-key': `${apiKey(999_999)}x` } }, { status: 200, headers: { 'x-api-key': apiKey(999_999) } }]
   },
   {
     name: 'bare-http-proxy-1000',
