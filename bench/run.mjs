@@ -198,6 +198,8 @@ const TARGETS = [
   { a: 'portcullis-jwt-rl-redis', b: 'portcullis-jwt-rl', metric: 'rps', what: 'Portcullis (5) req/s / (2) req/s (cost of the Redis store)', target: '≥ 0.70', ok: (v) => v >= 0.7 },
   { a: 'portcullis-proxy', b: 'bare-http-proxy', metric: 'p99', what: 'Portcullis (1) p99 / bare @fastify/http-proxy p99', target: '≤ 1.00 (no worse than bare)', ok: (v) => v <= 1 },
   { a: 'portcullis-proxy-1000', b: 'portcullis-proxy-lua', metric: 'rps', what: 'Portcullis 1,000 prefixes req/s / 1 prefix req/s, both driven by the same wrk Lua script (flat)', target: '1.00 ± 0.05', ok: (v) => Math.abs(v - 1) <= 0.05 },
+  { a: 'fastify-prefixes-1000', b: 'fastify-prefixes-1', metric: 'rps', what: 'Fastify answering itself, 1,000 prefixes req/s / 1 prefix req/s (what the router and per-prefix contexts cost: the floor of the row above)', target: '(reported)' },
+  { a: 'fastify-flat-1000', b: 'fastify-flat-1', metric: 'rps', what: 'The same with every route on the root context (no plugin per prefix): the router and route contexts alone', target: '(reported)' },
   { a: 'portcullis-apikey-1m', b: 'portcullis-apikey-10', metric: 'rps', what: 'Portcullis API keys: 1,000,000 keys req/s / 10 keys req/s, requests spread over all keys (flat)', target: '1.00 ± 0.05', ok: (v) => Math.abs(v - 1) <= 0.05 },
   { a: 'portcullis-proxy-metrics', b: 'portcullis-proxy', metric: 'rps', what: 'Portcullis (1) with metrics req/s / without (cost of metrics)', target: '≥ 0.95', ok: (v) => v >= 0.95 },
   { a: 'portcullis-jwt-rl-redis-2w', b: 'portcullis-jwt-rl-redis-1w-unpinned', metric: 'rps', what: 'WORKERS=2 req/s / one process, both unpinned (scaling)', target: '> 1.00', ok: (v) => v > 1 }

@@ -304,6 +304,34 @@ export const scenarios = [
     wrkEnv: { PREFIXES: '1000' }
   },
   {
+    name: 'fastify-prefixes-1',
+    title: 'Fastify answering itself (no proxy), 1 prefix, requests made by the 1,000-prefix Lua script',
+    start: nodeScript('bench/servers/fastify-prefixes.mjs', { PREFIXES: '1' }),
+    lua: 'prefixes.lua',
+    wrkEnv: { PREFIXES: '1' }
+  },
+  {
+    name: 'fastify-prefixes-1000',
+    title: 'Fastify answering itself (no proxy), 1,000 prefixes',
+    start: nodeScript('bench/servers/fastify-prefixes.mjs', { PREFIXES: '1000' }),
+    lua: 'prefixes.lua',
+    wrkEnv: { PREFIXES: '1000' }
+  },
+  {
+    name: 'fastify-flat-1',
+    title: 'Fastify answering itself, 1 prefix, routes on the root context (route-level hook), 1,000-prefix Lua script',
+    start: nodeScript('bench/servers/fastify-prefixes.mjs', { PREFIXES: '1', FLAT: '1' }),
+    lua: 'prefixes.lua',
+    wrkEnv: { PREFIXES: '1' }
+  },
+  {
+    name: 'fastify-flat-1000',
+    title: 'Fastify answering itself, 1,000 prefixes, routes on the root context (route-level hooks)',
+    start: nodeScript('bench/servers/fastify-prefixes.mjs', { PREFIXES: '1000', FLAT: '1' }),
+    lua: 'prefixes.lua',
+    wrkEnv: { PREFIXES: '1000' }
+  },
+  {
     name: 'portcullis-proxy-lua',
     title: 'Portcullis proxy only, 1 prefix, requests made by the 1,000-prefix Lua script',
     start: portcullis('proxylua', off),
