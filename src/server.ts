@@ -32,7 +32,14 @@ function printRoutes (app: FastifyInstance, config: GatewayConfig, url: string):
   if (first !== undefined) {
     const path = `${first.prefix === '/' ? '' : first.prefix}/hello`
     const demoKey = !config.production && config.auth.apiKeys.some((k) => k.key === DEMO_API_KEY)
-    const cred = first.auth === 'public' ? '' : (demoKey ? `-H 'x-api-key: ${DEMO_API_KEY}' ` : "-H 'authorization: Bearer <token>' ")
+    // first.auth: 'public', 'any configured' or the strategies joined by '|' (then ' scopes=...')
+    const strategies = first.auth.split(' ')[0].split('|')
+    const takesKey = strategies.includes('apiKey') || strategies[0] === 'any'
+    const cred = first.auth === 'public'
+      ? ''
+      : demoKey && takesKey
+        ? `-H 'x-api-key: ${DEMO_API_KEY}' `
+        : takesKey && !strategies.includes('jwt') ? "-H 'x-api-key: <key>' " : "-H 'authorization: Bearer <token>' "
     app.log.info(`try: curl -i ${cred}${url}${path}`)
   }
 }

@@ -5,6 +5,7 @@ import { runGateway, type GatewayProcess } from '../helpers/process.js'
 import { closedPort, startUpstream } from '../helpers/upstream.js'
 
 const routesJs = fileURLToPath(new URL('../fixtures/routes-js', import.meta.url))
+const routesTry = fileURLToPath(new URL('../fixtures/routes-try', import.meta.url))
 
 async function listening (p: GatewayProcess): Promise<string> {
   for (let i = 0; i < 200; i++) {
@@ -50,6 +51,21 @@ t.test('production without configuration refuses to start and names the variable
   const noUpstream = runGateway({ NODE_ENV: 'production', PORT: '0', API_KEYS: 'svc:a-real-production-key-123456' })
   t.equal(await noUpstream.exited, 1)
   t.match(noUpstream.err(), /(ECHO|PUBLIC)_UPSTREAM_URL: required in production/)
+})
+
+t.test('production: the printed curl names the credential the first protected route takes, never a configured key', async (t) => {
+  const up = await startUpstream(t, (_req, res) => { res.end('ok') })
+  const secret = 'svc:a-real-production-key-123456'
+  for (const [strategy, header] of [['apiKey', "-H 'x-api-key: <key>'"], ['jwt', "-H 'authorization: Bearer <token>'"]]) {
+    const p = runGateway({ NODE_ENV: 'production', PORT: '0', ROUTES_DIR: routesTry, SVC_STRATEGY: strategy, SVC_UPSTREAM_URL: up.url, API_KEYS: secret, JWT_SECRET: 'a-production-jwt-secret-0123456789abcdef' })
+    t.teardown(() => { p.child.kill('SIGKILL') })
+    const url = await listening(p)
+    for (let i = 0; i < 100 && !p.out().includes('try: curl'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    t.ok(p.out().includes(`try: curl -i ${header} ${url}/svc/hello`), `${strategy}: ${header}`)
+    t.notOk(p.out().includes('a-real-production-key'), 'the configured key is never printed')
+    p.child.kill('SIGTERM')
+    t.equal(await p.exited, 0)
+  }
 })
 
 t.test('SIGTERM drains: in-flight requests finish, then the process exits', async (t) => {
