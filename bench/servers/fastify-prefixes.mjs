@@ -27,7 +27,7 @@ for (let i = 0; i < prefixes; i++) {
     scope.addHook('onRequest', async function policy (request) { request.prefixIndex = i })
     scope.route({ method: methods, url: '/', handler: answer })
     scope.route({ method: methods, url: '/*', handler: answer })
-  }, { prefix: prefixes === 1 ? '/api' : `/api${i}` })
+  }, { prefix })
 }
 await app.listen({ port: Number(process.env.PORT ?? 0), host: '127.0.0.1' })
 process.stdout.write(`listening ${app.server.address().port}\n`)
