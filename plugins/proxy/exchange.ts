@@ -113,10 +113,17 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     if (ms > 0) upstreamDeadlines.arm(this, Date.now() + ms)
   }
 
-  /** Waiting for the upstream's answer while the client's connection is already closed. */
+  /**
+   * Waiting for the upstream's answer while the client's connection (or its HTTP/2 stream) is
+   * already closed. Not `client.destroyed`: a request whose body has been read to its end is
+   * destroyed (autoDestroy) while its connection still waits for the answer.
+   */
   abandoned (): boolean {
     const client = this.client
-    return this.phase === WAITING && client !== null && (client.destroyed || client.socket?.destroyed === true)
+    if (this.phase !== WAITING || client === null) return false
+    const stream = (client as { stream?: { destroyed: boolean } }).stream
+    if (stream !== undefined) return stream.destroyed
+    return client.socket?.destroyed === true
   }
 
   /** The deadline passed or the client left (deadlines.ts): the upstream request ends. */

@@ -6,6 +6,7 @@
  * ends the upstream request without counting against the target.
  */
 import t from 'tap'
+import { Readable } from 'node:stream'
 import { Agent, request } from 'undici'
 import { defineRoute } from 'portcullis'
 import { DeadlineList, upstreamDeadlines, type Deadlined } from '../../plugins/proxy/deadlines.js'
@@ -218,4 +219,50 @@ t.test('a client that leaves before the upstream answers ends the upstream reque
   const bad = gw.logs.filter((l) => (l.level as number) >= 40)
   t.strictSame(bad.map((l) => l.msg), [], 'no warning or error lines for clients that left')
   t.ok(gw.logs.some((l) => l.msg === 'client left before the upstream answered; upstream request ended'), 'a debug line says what happened')
+})
+
+t.test('a request whose body was read to its end is not abandoned while the upstream takes its time', async (t) => {
+  // Regression: the request object of a POST is destroyed (autoDestroy) once its body has been
+  // read, while its connection still waits for the answer; the sweep must look at the connection.
+  const slow = await startUpstream(t, (req, res, rec) => {
+    setTimeout(() => {
+      const body = JSON.stringify({ method: req.method, bodyBytes: rec.body.length })
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+      res.end(body)
+    }, 700)
+  })
+  const gw = await startGateway(t, {
+    routes: [
+      defineRoute({ prefix: '/stream', upstream: slow.url, auth: false, rateLimit: false, inspect: false, timeout: { headersMs: 20_000 } }),
+      defineRoute({ prefix: '/inspected', upstream: slow.url, auth: false, rateLimit: false, inspect: { mode: 'block', body: true }, timeout: { headersMs: 20_000 } })
+    ]
+  })
+  const dispatcher = new Agent()
+  t.teardown(async () => { await dispatcher.close() })
+  const json = JSON.stringify({ name: "O'Brien", items: [1, 2, 3], note: 'x'.repeat(3000) })
+  const cases: Array<{ path: string, method: 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'GET', body?: string, chunked?: boolean }> = [
+    { path: '/stream/orders', method: 'POST', body: json },
+    { path: '/stream/orders', method: 'POST', body: json, chunked: true },
+    { path: '/stream/orders/1', method: 'PUT', body: json },
+    { path: '/stream/orders/1', method: 'DELETE' },
+    { path: '/stream/orders/1', method: 'GET' },
+    { path: '/inspected/orders', method: 'POST', body: json },
+    { path: '/inspected/orders/1', method: 'PATCH', body: json }
+  ]
+  const results = await Promise.all(cases.map(async (c) => {
+    const started = Date.now()
+    const body = c.body === undefined ? undefined : c.chunked === true ? Readable.from([Buffer.from(c.body.slice(0, 100)), Buffer.from(c.body.slice(100))]) : c.body
+    const res = await request(`${gw.url}${c.path}`, { method: c.method, body, headers: c.body === undefined ? {} : { 'content-type': 'application/json' }, dispatcher, headersTimeout: 10_000 })
+    return { c, status: res.statusCode, body: await res.body.json() as { method: string, bodyBytes: number }, ms: Date.now() - started }
+  }))
+  for (const r of results) {
+    const name = `${r.c.method} ${r.c.path}${r.c.chunked === true ? ' (chunked)' : ''}`
+    t.equal(r.status, 200, `${name}: answered`)
+    t.equal(r.body.method, r.c.method, `${name}: reached the upstream`)
+    t.equal(r.body.bodyBytes, Buffer.byteLength(r.c.body ?? ''), `${name}: with its whole body`)
+    t.ok(r.ms >= 690, `${name}: after the upstream's delay (${r.ms} ms)`)
+  }
+  t.equal(slow.requests.length, cases.length, 'each request reached the upstream once')
+  t.notOk(gw.logs.some((l) => l.msg === 'client left before the upstream answered; upstream request ended'), 'no request was taken for abandoned')
+  t.equal(upstreamDeadlines.size, 0, 'no deadline left armed')
 })

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { connect as http2Connect } from 'node:http2'
+import { connect as http2Connect, constants as http2Constants } from 'node:http2'
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { Agent, request } from 'undici'
@@ -136,4 +136,46 @@ t.test('TLS to upstreams: certificates verified by default; a configured CA is t
   t.equal(ok.statusCode, 200)
   t.equal(ok.body, 'tls upstream')
   t.equal(up.hits(), 1)
+})
+
+t.test('HTTP/2: a POST waits for a slow upstream; a stream the client resets ends its upstream request', async (t) => {
+  let closed = 0
+  const up = await startUpstream(t, (req, res, rec) => {
+    if (req.url === '/hang') { req.socket.on('close', () => { closed++ }); return }
+    setTimeout(() => {
+      const body = JSON.stringify({ method: req.method, bodyBytes: rec.body.length })
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+      res.end(body)
+    }, 700)
+  })
+  const full = { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'debug', TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' }
+  const gw = await startGateway(t, { env: full, routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false, timeout: { headersMs: 20_000 } })] })
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
+  t.teardown(() => { session.destroy() })
+  const payload = JSON.stringify({ note: 'y'.repeat(5000) })
+  const started = Date.now()
+  const posted = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+    const stream = session.request({ ':method': 'POST', ':path': '/svc/orders', 'content-type': 'application/json' })
+    let body = ''
+    let status = 0
+    stream.on('response', (h) => { status = Number(h[':status']) })
+    stream.on('data', (c: Buffer) => { body += c.toString() })
+    stream.on('end', () => { resolve({ status, body }) })
+    stream.on('error', reject)
+    stream.end(payload)
+  })
+  t.equal(posted.status, 200, 'the POST is answered')
+  t.strictSame(JSON.parse(posted.body), { method: 'POST', bodyBytes: payload.length }, 'with its whole body upstream')
+  t.ok(Date.now() - started >= 690, 'after the upstream took its time')
+
+  const reset = session.request({ ':method': 'GET', ':path': '/svc/hang' })
+  reset.on('error', () => {})
+  await new Promise((resolve) => setTimeout(resolve, 150))
+  reset.close(http2Constants.NGHTTP2_CANCEL)
+  for (const until = Date.now() + 3000; Date.now() < until;) {
+    if (closed > 0) break
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+  t.equal(closed, 1, 'the upstream request of the reset stream was ended')
+  t.ok(gw.logs.some((l) => l.msg === 'client left before the upstream answered; upstream request ended'), 'and the log says why')
 })
