@@ -10,7 +10,7 @@ import { Readable } from 'node:stream'
 import { Agent, request } from 'undici'
 import { defineRoute } from 'portcullis'
 import { DeadlineList, upstreamDeadlines, type Deadlined } from '../../plugins/proxy/deadlines.js'
-import { rawUpstream, startUpstream } from '../helpers/upstream.js'
+import { delayedEcho, rawUpstream, startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
@@ -224,13 +224,7 @@ t.test('a client that leaves before the upstream answers ends the upstream reque
 t.test('a request whose body was read to its end is not abandoned while the upstream takes its time', async (t) => {
   // Regression: the request object of a POST is destroyed (autoDestroy) once its body has been
   // read, while its connection still waits for the answer; the sweep must look at the connection.
-  const slow = await startUpstream(t, (req, res, rec) => {
-    setTimeout(() => {
-      const body = JSON.stringify({ method: req.method, bodyBytes: rec.body.length })
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-      res.end(body)
-    }, 700)
-  })
+  const slow = await startUpstream(t, delayedEcho(700))
   const gw = await startGateway(t, {
     routes: [
       defineRoute({ prefix: '/stream', upstream: slow.url, auth: false, rateLimit: false, inspect: false, timeout: { headersMs: 20_000 } }),

@@ -7,7 +7,7 @@ import Fastify from 'fastify'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { defineRoute, gatewayErrorHandler, loadConfig, proxyPlugin, type GatewayConfig } from 'portcullis'
-import { startUpstream } from '../helpers/upstream.js'
+import { delayedEcho, startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 import { makeCert, type TestCert } from '../helpers/certs.js'
 import { securityHeadersPlugin } from '../../plugins/security-headers/index.js'
@@ -140,13 +140,10 @@ t.test('TLS to upstreams: certificates verified by default; a configured CA is t
 
 t.test('HTTP/2: a POST waits for a slow upstream; a stream the client resets ends its upstream request', async (t) => {
   let closed = 0
+  const slow = delayedEcho(700)
   const up = await startUpstream(t, (req, res, rec) => {
-    if (req.url === '/hang') { req.socket.on('close', () => { closed++ }); return }
-    setTimeout(() => {
-      const body = JSON.stringify({ method: req.method, bodyBytes: rec.body.length })
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-      res.end(body)
-    }, 700)
+    if (req.url === '/hang') req.socket.on('close', () => { closed++ })
+    else slow(req, res, rec)
   })
   const full = { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'debug', TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' }
   const gw = await startGateway(t, { env: full, routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false, timeout: { headersMs: 20_000 } })] })

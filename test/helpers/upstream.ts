@@ -34,6 +34,17 @@ export const echoHandler: UpstreamHandler = (req, res, recorded) => {
   res.end(body)
 }
 
+/** A handler that answers `{ method, bodyBytes }` after `ms` (a slow upstream, once the body has been read). */
+export function delayedEcho (ms: number): UpstreamHandler {
+  return (req, res, recorded) => {
+    setTimeout(() => {
+      const body = JSON.stringify({ method: req.method, bodyBytes: recorded.body.length })
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+      res.end(body)
+    }, ms)
+  }
+}
+
 /** Starts a recording upstream; `handler` runs once the request body has been read. */
 export async function startUpstream (t: Teardown, handler: UpstreamHandler = echoHandler, opts: { waitForBody?: boolean } = {}): Promise<Upstream> {
   const requests: RecordedRequest[] = []
