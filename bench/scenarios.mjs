@@ -222,6 +222,25 @@ export const scenarios = [
     checks: jwtChecks()
   },
   {
+    // (2) on the requests of (3): what inspection costs is (3) against this, the same chain and
+    // the same requests without it (the query is parsed, logged and sent upstream either way).
+    name: 'portcullis-jwt-rl-query',
+    title: 'Portcullis (2) on the requests of (3) (query string, no inspection)',
+    start: portcullis('jwtrlquery', jwtRl),
+    path: '/api/items?page=2&sort=name&q=blue+shoes',
+    headers: bearer(),
+    readyPath: '/healthz'
+  },
+  {
+    name: 'portcullis-jwt-rl-query-unique',
+    title: 'Portcullis (2) on the requests of (3) with new query values (no inspection)',
+    start: portcullis('jwtrlqueryunique', jwtRl),
+    path: '/api/items?page=1&sort=name&q=blue+shoes+1',
+    lua: 'unique-query.lua',
+    headers: bearer(),
+    readyPath: '/healthz'
+  },
+  {
     name: 'portcullis-jwt-rl-inspect',
     title: 'Portcullis (3) JWT + rate limit + URL/query/header inspection',
     start: portcullis('jwtrlinspect', jwtRlInspect),
