@@ -171,6 +171,9 @@ const jwtChecks = (extra = {}) => [
   { status: 401, ...extra, headers: { ...extra.headers, authorization: `Bearer ${benchToken()}x` } },
   { status: 200, ...extra, headers: { ...extra.headers, ...bearer() } }
 ]
+/** The requests of (3) (with unique-query.lua, the URL wrk is given): (2) runs on the same ones. */
+const QUERY_PATH = '/api/items?page=2&sort=name&q=blue+shoes'
+const UNIQUE_QUERY_PATH = '/api/items?page=1&sort=name&q=blue+shoes+1'
 const postJson = () => ({ method: 'POST', path: '/api/orders', headers: { 'content-type': 'application/json' }, body: postJsonBody() })
 
 export const scenarios = [
@@ -227,7 +230,7 @@ export const scenarios = [
     name: 'portcullis-jwt-rl-query',
     title: 'Portcullis (2) on the requests of (3) (query string, no inspection)',
     start: portcullis('jwtrlquery', jwtRl),
-    path: '/api/items?page=2&sort=name&q=blue+shoes',
+    path: QUERY_PATH,
     headers: bearer(),
     readyPath: '/healthz'
   },
@@ -235,7 +238,7 @@ export const scenarios = [
     name: 'portcullis-jwt-rl-query-unique',
     title: 'Portcullis (2) on the requests of (3) with new query values (no inspection)',
     start: portcullis('jwtrlqueryunique', jwtRl),
-    path: '/api/items?page=1&sort=name&q=blue+shoes+1',
+    path: UNIQUE_QUERY_PATH,
     lua: 'unique-query.lua',
     headers: bearer(),
     readyPath: '/healthz'
@@ -244,7 +247,7 @@ export const scenarios = [
     name: 'portcullis-jwt-rl-inspect',
     title: 'Portcullis (3) JWT + rate limit + URL/query/header inspection',
     start: portcullis('jwtrlinspect', jwtRlInspect),
-    path: '/api/items?page=2&sort=name&q=blue+shoes',
+    path: QUERY_PATH,
     headers: bearer(),
     readyPath: '/healthz'
   },
@@ -252,7 +255,7 @@ export const scenarios = [
     name: 'portcullis-jwt-rl-inspect-unique',
     title: 'Portcullis (3) with new query values on every request (inspection cache misses)',
     start: portcullis('jwtrlinspectunique', jwtRlInspect),
-    path: '/api/items?page=1&sort=name&q=blue+shoes+1',
+    path: UNIQUE_QUERY_PATH,
     lua: 'unique-query.lua',
     headers: bearer(),
     readyPath: '/healthz'
