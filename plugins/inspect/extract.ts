@@ -372,6 +372,11 @@ export class Collected {
     this.add(key.length <= 64 && PLAIN_KEY.test(key) ? this.words : TEXT_WORD.test(key) ? this.keyText : this.keys, key)
   }
 
+  /** Characters collected (every value added, judged or not): what an engine run over them costs. */
+  get size (): number {
+    return this.chars
+  }
+
   get empty (): boolean {
     return this.path.length + this.query.length + this.headers.length + this.cookies.length + this.body.length + this.keys.length + this.files.length + this.text.length + this.words.length +
       this.queryWords.length + this.cookieWords.length + this.bodyWords.length +

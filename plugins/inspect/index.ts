@@ -5,7 +5,9 @@
  * inclusion, command injection, PHP/Java/Node code injection and friends before they reach the
  * handler or the upstream. One engine per plugin instance (built with the first route that
  * inspects, or at registration when an operator ruleset is configured; disposed in onClose), one
- * engine context per evaluation.
+ * engine context per evaluation. With the built-in ruleset (or any cacheable one), the phases that
+ * reach the engine in one turn of the event loop are judged together in one run at setImmediate,
+ * and one by one only when that run matches or times out (`flushPending`).
  * Hooks (route-level, attached in `onRoute` only to routes that carry `config.inspect`):
  *   onRequest `inspectOnRequest`: decoded path, query, headers (all but credentials and framing),
  *     cookies; runs after the gateway's global onRequest hooks (auth, rate limits).
@@ -18,7 +20,8 @@
  * prototype poisoning, depth, key count), GW_INSPECT_TOO_LARGE (413, block mode only),
  * GW_INSPECT_CONFIG_INVALID (startup). Logs name rule ids and families, never the payload.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler, preValidationHookHandler } from 'fastify'
+import { AsyncResource } from 'node:async_hooks'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions, onRequestHookHandler, preValidationHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { inspectMatch } from '../observability/signals.js'
 import { compileOptions, schemaProblems } from '../rate-limit/validate.js'
@@ -48,6 +51,28 @@ interface RoutePolicy {
 }
 
 type Phase = 'request' | 'body'
+
+/**
+ * A request phase waiting for the next joint engine run (see `flushPending`). An AsyncResource:
+ * its request goes on in its own async context, not in that of the phase that scheduled the run.
+ */
+class PendingPhase extends AsyncResource {
+  constructor (
+    readonly c: Collected,
+    readonly request: FastifyRequest,
+    readonly policy: RoutePolicy,
+    readonly phase: Phase,
+    readonly done: HookHandlerDoneFunction
+  ) {
+    super('portcullis-inspect')
+  }
+}
+
+/** Phases judged in one engine run at most (well under the engine's 256 items of a list). */
+const JOINT_MAX_PHASES = 64
+/** Characters judged in one engine run at most; a longer phase runs alone. */
+const JOINT_MAX_CHARS = 4096
+const CLEAN: InspectResult = Object.freeze({ matches: Object.freeze([]), timeout: false })
 
 /** The plugin's engine and the verdict cache of its clean values (absent when not cacheable). */
 interface LoadedEngine {
@@ -97,7 +122,14 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     return loaded
   }
   if (options.rulesFile !== undefined) load()
-  fastify.addHook('onClose', async function inspectClose () { loaded?.engine.dispose() })
+  // Phases still waiting for a joint run are judged before the engine goes.
+  fastify.addHook('onClose', async function inspectClose () {
+    try {
+      flushPending()
+    } finally {
+      loaded?.engine.dispose()
+    }
+  })
 
   /** Logs, publishes and (block mode) throws for one evaluation's outcome. */
   function judge (request: FastifyRequest, policy: RoutePolicy, result: InspectResult, phase: Phase): void {
@@ -129,35 +161,174 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     throw new InspectBodyInvalidError()
   }
 
-  function makeHooks (policy: RoutePolicy, engine: InspectEngine, cache: VerdictCache | undefined): { onRequest: onRequestHookHandler, preValidation: preValidationHookHandler } {
-    /** Evaluates, remembering the values of a clean evaluation. */
-    function evaluate (c: Collected): InspectResult {
-      const result = engine.evaluate(c, timeoutMicros)
-      if (result.matches.length === 0 && !result.timeout) c.rememberClean()
-      return result
+  /** Evaluates one phase alone, remembering the values of a clean evaluation. */
+  function evaluate (engine: InspectEngine, c: Collected): InspectResult {
+    const result = engine.evaluate(c, timeoutMicros)
+    if (result.matches.length === 0 && !result.timeout) c.rememberClean()
+    return result
+  }
+
+  /** Judges a phase now and continues (or fails) its request. */
+  function judgeNow (request: FastifyRequest, policy: RoutePolicy, result: InspectResult, phase: Phase, done: HookHandlerDoneFunction): void {
+    try {
+      judge(request, policy, result, phase)
+    } catch (err) {
+      done(err as Error)
+      return
     }
-    async function inspectOnRequest (request: FastifyRequest): Promise<void> {
+    done()
+  }
+
+  /** Goes on with a pending phase's request: judged on `result`, or failed with `err` when the engine threw. */
+  function continuePending (p: PendingPhase, result: InspectResult | undefined, err: unknown): void {
+    if (result === undefined) p.done(err as Error)
+    else judgeNow(p.request, p.policy, result, p.phase, p.done)
+  }
+
+  /*
+   * Joint engine runs. With a cacheable ruleset, the phases that reach the engine in one turn of
+   * the event loop (the requests read in one poll) are judged together at setImmediate: one run
+   * over all of them (InspectEngine.allClean), and only when it matches something or times out,
+   * one run per phase, exactly as alone. A clean joint run costs each phase a fraction of the
+   * engine's fixed cost per run.
+   */
+  let pending: PendingPhase[] = []
+  let firstError: unknown
+
+  function defer (p: PendingPhase): void {
+    pending.push(p)
+    if (pending.length === 1) setImmediate(flushPending)
+  }
+
+  /**
+   * Settles one phase in its request's async context. Every pending phase is settled whatever
+   * another one does: the first exception a request's continuation threw is kept for the end.
+   */
+  function settle (p: PendingPhase, result: InspectResult | undefined, err?: unknown): void {
+    try {
+      p.runInAsyncScope(continuePending, null, p, result, err)
+    } catch (thrown) {
+      firstError ??= thrown
+    }
+  }
+
+  function settleAlone (engine: InspectEngine, p: PendingPhase): void {
+    let result: InspectResult
+    try {
+      result = evaluate(engine, p.c)
+    } catch (err) {
+      settle(p, undefined, err)
+      return
+    }
+    settle(p, result)
+  }
+
+  function runJoint (engine: InspectEngine, group: PendingPhase[], screened: boolean): void {
+    let clean = false
+    if (group.length > 1) {
+      try {
+        clean = engine.allClean(group.map((p) => p.c), screened, timeoutMicros)
+      } catch {
+        // Judged one by one below, where the error reaches each request.
+      }
+    }
+    if (clean) {
+      for (const p of group) {
+        p.c.rememberClean()
+        settle(p, CLEAN)
+      }
+      return
+    }
+    for (const p of group) settleAlone(engine, p)
+  }
+
+  /** Judges every pending phase (at setImmediate, and before the engine is disposed). */
+  function flushPending (): void {
+    const phases = pending
+    if (phases.length === 0 || loaded === undefined) return
+    pending = []
+    const engine = loaded.engine
+    // Screened phases go to the screened engine, the others to the whole ruleset (as evaluate()).
+    let screened: PendingPhase[] = []
+    let plain: PendingPhase[] = []
+    let screenedChars = 0
+    let plainChars = 0
+    for (const p of phases) {
+      const size = p.c.size
+      if (size > JOINT_MAX_CHARS) {
+        settleAlone(engine, p)
+      } else if (p.c.onlyScreened) {
+        if (screened.length === JOINT_MAX_PHASES || screenedChars + size > JOINT_MAX_CHARS) {
+          runJoint(engine, screened, true)
+          screened = []
+          screenedChars = 0
+        }
+        screened.push(p)
+        screenedChars += size
+      } else {
+        if (plain.length === JOINT_MAX_PHASES || plainChars + size > JOINT_MAX_CHARS) {
+          runJoint(engine, plain, false)
+          plain = []
+          plainChars = 0
+        }
+        plain.push(p)
+        plainChars += size
+      }
+    }
+    runJoint(engine, screened, true)
+    runJoint(engine, plain, false)
+    // Every phase was settled; an exception a request's continuation threw surfaces as it would have.
+    const err = firstError
+    firstError = undefined
+    if (err !== undefined) throw err
+  }
+
+  function makeHooks (policy: RoutePolicy, engine: InspectEngine, cache: VerdictCache | undefined): { onRequest: onRequestHookHandler, preValidation: preValidationHookHandler } {
+    /** Judges a collected phase: at the next joint run when the ruleset allows it, else now. */
+    function judgeCollected (request: FastifyRequest, c: Collected, phase: Phase, done: HookHandlerDoneFunction): void {
+      if (c.empty) {
+        done()
+      } else if (engine.cacheable) {
+        defer(new PendingPhase(c, request, policy, phase, done))
+      } else {
+        judgeNow(request, policy, evaluate(engine, c), phase, done)
+      }
+    }
+    /** An extraction refusal: the coded client error, or (detect mode, budget) on with the request. */
+    function refused (request: FastifyRequest, err: unknown, phase: Phase, done: HookHandlerDoneFunction): void {
+      try {
+        refuse(request, policy, err, phase)
+      } catch (e) {
+        done(e as Error)
+        return
+      }
+      done()
+    }
+    function inspectOnRequest (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
       const c = new Collected(limits.maxInspectBytes, cache, engine.wordScreen)
       try {
         collectUrl(c, request.url)
         collectHeaders(c, request.headers)
       } catch (err) {
-        refuse(request, policy, err, 'request')
+        refused(request, err, 'request', done)
         return
       }
-      judge(request, policy, evaluate(c), 'request')
+      judgeCollected(request, c, 'request', done)
     }
-    async function inspectBody (request: FastifyRequest, _reply: FastifyReply): Promise<void> {
+    function inspectBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
       const body: unknown = request.body
-      if (body === undefined || body === null) return
+      if (body === undefined || body === null) {
+        done()
+        return
+      }
       const c = new Collected(limits.maxInspectBytes, cache, engine.wordScreen)
       try {
         collectBody(c, body, contentTypeOf(request), limits)
       } catch (err) {
-        refuse(request, policy, err, 'body')
+        refused(request, err, 'body', done)
         return
       }
-      judge(request, policy, evaluate(c), 'body')
+      judgeCollected(request, c, 'body', done)
     }
     return { onRequest: inspectOnRequest, preValidation: inspectBody }
   }

@@ -44,3 +44,47 @@ export async function rawRequest (port: number, payload: string | Buffer, opts: 
     socket.on('timeout', () => reject(new Error('timeout')))
   })
 }
+
+/**
+ * Writes every request of `requests` (raw HTTP/1.1, keep-alive) in one write on one connection,
+ * so the server reads them together, and resolves with the responses in order (each framed by
+ * its Content-Length).
+ */
+export async function pipelinedRequests (port: number, requests: string[], timeoutMs = 10_000): Promise<RawResponse[]> {
+  return await new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    const responses: RawResponse[] = []
+    let data = ''
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`${responses.length} of ${requests.length} responses before the timeout`))
+    }, timeoutMs)
+    socket.on('data', (d) => {
+      data += d.toString('latin1')
+      for (;;) {
+        const idx = data.indexOf('\r\n\r\n')
+        if (idx === -1) return
+        const head = data.slice(0, idx)
+        const length = Number(/content-length:\s*(\d+)/i.exec(head)?.[1] ?? 0)
+        if (data.length < idx + 4 + length) return
+        const lines = head.split('\r\n')
+        const headers: Record<string, string> = {}
+        for (const l of lines.slice(1)) {
+          const c = l.indexOf(':')
+          if (c > 0) headers[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim()
+        }
+        const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? 0)
+        responses.push({ status, headers, body: data.slice(idx + 4, idx + 4 + length), raw: data.slice(0, idx + 4 + length) })
+        data = data.slice(idx + 4 + length)
+        if (responses.length === requests.length) {
+          clearTimeout(timer)
+          socket.end()
+          resolve(responses)
+          return
+        }
+      }
+    })
+    socket.on('error', (err) => { clearTimeout(timer); reject(err) })
+    socket.on('connect', () => { socket.write(requests.join('')) })
+  })
+}
