@@ -36,7 +36,7 @@ export const ADDRESS = Object.freeze({
   bodyText: 'portcullis.request.body.text_words',
   /**
    * Text words the JavaScript screen cleared of every rule it can read (engine.ts): read only by
-   * the rules it cannot (libinjection's is_sqli and is_xss among them).
+   * the rules it cannot (libinjection's is_sqli among them).
    */
   keyTextScreened: 'portcullis.request.keys.text_words.screened',
   queryTextScreened: 'portcullis.request.query.text_words.screened',

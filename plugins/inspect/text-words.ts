@@ -8,8 +8,14 @@
  *   find nothing to decode: no `%`, `+`, `&` or `\`; the others only lower-case, delete or turn
  *   characters into spaces); an unknown transformer keeps the rule reading text words;
  * - the operator: `match_regex` is decided on the regex's syntax tree (below); `phrase_match`
- *   by whether some phrase is itself a text word; every other operator (libinjection's is_sqli
- *   and is_xss among them) keeps reading text words.
+ *   by whether some phrase is itself a text word; `is_xss` never matches one (below); every other
+ *   operator (libinjection's is_sqli among them) keeps reading text words.
+ *
+ * libinjection's XSS check (`is_xss`) tokenizes the value as HTML in five contexts (data, and
+ * inside an unquoted, single-, double- or back-quoted attribute value) and reports only a
+ * doctype, a tag or comment (each opened by `<`), or an attribute value after a listed attribute
+ * name (a value follows a name only after `=`); the first value of a quoted context has no name
+ * before it. A text word has no `<` and no `=`, so no context yields one of those tokens.
  *
  * The regex test is a sound over-approximation: a node "can match" unless it needs, in every
  * way it can match, a character that is not a text-word character. Assertions, lookarounds,
@@ -107,6 +113,7 @@ export function conditionCanMatchTextWord (transformers: unknown, condition: Con
   if (condition.operator === 'match_regex' && typeof p?.regex === 'string') {
     return regexCanMatchTextWord(p.regex, p.options?.case_sensitive === true)
   }
+  if (condition.operator === 'is_xss') return false
   if (condition.operator === 'phrase_match' && Array.isArray(p?.list)) {
     // A phrase is found inside a text word only if it is made of text-word characters itself.
     return (p.list as unknown[]).some((phrase) => typeof phrase !== 'string' || phrase === '' || TEXT_WORD.test(phrase))

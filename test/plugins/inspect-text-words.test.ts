@@ -30,10 +30,64 @@ t.test('condition analysis: transformers and operators', async (t) => {
   t.equal(conditionCanMatchTextWord(['urlDecodeUni', 'lowercase'], regex('<script')), false)
   t.equal(conditionCanMatchTextWord(['base64Decode'], regex('<script')), true, 'a decoder that could produce any character keeps the rule')
   t.equal(conditionCanMatchTextWord([], { operator: 'is_sqli', parameters: {} }), true, 'libinjection is never skipped')
-  t.equal(conditionCanMatchTextWord([], { operator: 'is_xss', parameters: {} }), true)
+  t.equal(conditionCanMatchTextWord([], { operator: 'is_xss', parameters: {} }), false, 'libinjection XSS needs < or =')
+  t.equal(conditionCanMatchTextWord(['base64Decode'], { operator: 'is_xss', parameters: {} }), true, 'unless a transformer can make them')
   t.equal(conditionCanMatchTextWord([], { operator: 'lfi_detector', parameters: {} }), true)
   t.equal(conditionCanMatchTextWord(['lowercase'], { operator: 'phrase_match', parameters: { list: ['<?php', '${jndi'] } }), false)
   t.equal(conditionCanMatchTextWord(['lowercase'], { operator: 'phrase_match', parameters: { list: ['<?php', 'waitfor delay'] } }), true)
+})
+
+/** libinjection's XSS vocabulary, in pairs and triples as an attack would put it next to each other. */
+const XSS_TERMS = ['script', 'iframe', 'svg', 'img', 'onload', 'onerror', 'onmouseover', 'onfocus', 'style', 'href', 'src', 'action', 'formaction', 'xlink:href',
+  'xmlns', 'attributename', 'values', 'from', 'to', 'by', 'dataformatas', 'datasrc', 'background', 'poster', 'javascript:', 'vbscript:', 'data:', 'view-source:',
+  'DOCTYPE', 'import', 'entity', 'if', 'xml', 'alert', '1', 'x', 'expression']
+const XSS_WORDS: string[][] = XSS_TERMS.flatMap((a, i) => XSS_TERMS.flatMap((b, j) => [[a, b], [a, b, XSS_TERMS[(i + j) % XSS_TERMS.length] as string]]))
+
+t.test('libinjection XSS never matches a text word; the same words with < or = do', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const dir = mkdtempSync(join(tmpdir(), 'pc-xss-'))
+  const file = join(dir, 'xss.json')
+  // A bare is_xss rule on an address nothing else reads: no transformers, nothing screened.
+  writeFileSync(file, JSON.stringify({ version: '2.2', rules: [{ id: 'acme-xss', name: 'xss', tags: { type: 'xss', category: 'attack_attempt', family: 'xss' }, conditions: [{ operator: 'is_xss', parameters: { inputs: [{ address: 'acme.xss' }] } }] }] }))
+  const engine = createEngine(file)
+  t.teardown(() => { engine.dispose() })
+  const evaluate = engine as unknown as { evaluate: (c: unknown, t: number) => { matches: Array<{ ruleId: string }> } }
+  const xss = (v: string): boolean => evaluate.evaluate({ empty: false, payload: () => ({ 'acme.xss': [v] }) }, 1_000_000).matches.some((m) => m.ruleId === 'acme-xss')
+  let words = 0
+  let matched = 0
+  for (const w of XSS_WORDS) {
+    for (const sep of [' ', '.', ':', ',', '-', '@', '_', '']) {
+      const v = w.join(sep)
+      if (!TEXT_WORD.test(v)) continue
+      words++
+      if (xss(v)) {
+        matched++
+        t.fail(`is_xss matched the text word ${JSON.stringify(v)}`)
+      }
+    }
+  }
+  // And arbitrary strings of the alphabet (a fixed pseudo-random sequence).
+  const alphabet = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _.,:@-'
+  let seed = 12345
+  for (let i = 0; i < 20_000; i++) {
+    let v = ''
+    const length = 1 + (i % 40)
+    for (let k = 0; k < length; k++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0
+      v += alphabet[(seed >>> 16) % alphabet.length] as string
+    }
+    words++
+    if (xss(v)) {
+      matched++
+      t.fail(`is_xss matched the text word ${JSON.stringify(v)}`)
+    }
+  }
+  t.ok(words > 25_000, `${words} text words (XSS vocabulary and arbitrary)`)
+  t.equal(matched, 0, 'none matched')
+  // The rule works: the same vocabulary with the two characters a text word lacks.
+  for (const v of ['<script>', '<svg onload=alert(1)>', 'x onerror=alert', 'x href=javascript:alert', '<!DOCTYPE html', '<!--[if IE]', '<?import x']) t.ok(xss(v), v)
 })
 
 t.test('text words are filed apart; bare words and anything else are not', async (t) => {
@@ -81,6 +135,11 @@ t.test('every text word a rule matches reaches it (corpus, benign set, rule keyw
       }
       candidates.add(words.join(' '))
     }
+  }
+  // What libinjection's XSS check looks for (tags, event and URL attributes, URL schemes,
+  // comment keywords), joined the same ways.
+  for (const words of XSS_WORDS) {
+    for (const sep of [' ', '.', ':', ',', '-', '  ', '']) candidates.add(words.join(sep))
   }
   t.ok(candidates.size > 5000, `${candidates.size} distinct text words`)
   const evaluate = engine as unknown as { evaluate: (c: unknown, t: number) => { matches: Array<{ ruleId: string }> } }
