@@ -396,28 +396,38 @@ export class Collected {
   /** The engine payload: each non-empty list, packed to the engine's container limits. */
   payload (): Record<string, unknown> {
     const out: Record<string, unknown> = {}
-    if (this.path.length > 0) out[ADDRESS.path] = pack(this.path)
-    if (this.query.length > 0) out[ADDRESS.query] = pack(this.query)
-    if (this.headers.length > 0) out[ADDRESS.headers] = pack(this.headers)
-    if (this.cookies.length > 0) out[ADDRESS.cookies] = pack(this.cookies)
-    if (this.body.length > 0) out[ADDRESS.body] = pack(this.body)
-    if (this.keys.length > 0) out[ADDRESS.keys] = pack(this.keys)
-    if (this.files.length > 0) out[ADDRESS.files] = pack(this.files)
-    if (this.text.length > 0) out[ADDRESS.text] = pack(this.text)
-    if (this.words.length > 0) out[ADDRESS.words] = pack(this.words)
-    if (this.queryWords.length > 0) out[ADDRESS.queryWords] = pack(this.queryWords)
-    if (this.cookieWords.length > 0) out[ADDRESS.cookieWords] = pack(this.cookieWords)
-    if (this.bodyWords.length > 0) out[ADDRESS.bodyWords] = pack(this.bodyWords)
-    if (this.keyText.length > 0) out[ADDRESS.keyText] = pack(this.keyText)
-    if (this.queryText.length > 0) out[ADDRESS.queryText] = pack(this.queryText)
-    if (this.cookieText.length > 0) out[ADDRESS.cookieText] = pack(this.cookieText)
-    if (this.bodyText.length > 0) out[ADDRESS.bodyText] = pack(this.bodyText)
-    if (this.keyTextScreened.length > 0) out[ADDRESS.keyTextScreened] = pack(this.keyTextScreened)
-    if (this.queryTextScreened.length > 0) out[ADDRESS.queryTextScreened] = pack(this.queryTextScreened)
-    if (this.cookieTextScreened.length > 0) out[ADDRESS.cookieTextScreened] = pack(this.cookieTextScreened)
-    if (this.bodyTextScreened.length > 0) out[ADDRESS.bodyTextScreened] = pack(this.bodyTextScreened)
+    for (let i = 0; i < ALL_LISTS; i++) {
+      const list = this.lists[i] as string[]
+      if (list.length > 0) out[LIST_ADDRESSES[i] as string] = pack(list)
+    }
     return out
   }
+
+  /** Appends every value to `joint`'s list of its address (one engine run over several phases). */
+  appendTo (joint: Record<string, string[]>): void {
+    for (let i = 0; i < ALL_LISTS; i++) {
+      const list = this.lists[i] as string[]
+      if (list.length === 0) continue
+      const address = LIST_ADDRESSES[i] as string
+      const values = joint[address]
+      if (values === undefined) joint[address] = list.slice()
+      else for (let k = 0; k < list.length; k++) values.push(list[k] as string)
+    }
+  }
+}
+
+/** The engine address of each of Collected's lists, in its fixed order. */
+const LIST_ADDRESSES: readonly string[] = [
+  ADDRESS.path, ADDRESS.query, ADDRESS.headers, ADDRESS.cookies, ADDRESS.body, ADDRESS.keys, ADDRESS.files, ADDRESS.text, ADDRESS.words,
+  ADDRESS.queryWords, ADDRESS.cookieWords, ADDRESS.bodyWords, ADDRESS.keyText, ADDRESS.queryText, ADDRESS.cookieText, ADDRESS.bodyText,
+  ADDRESS.keyTextScreened, ADDRESS.queryTextScreened, ADDRESS.cookieTextScreened, ADDRESS.bodyTextScreened
+]
+
+/** Packs `joint`'s lists (appendTo) to the engine's container limits. */
+export function packJoint (joint: Record<string, string[]>): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const address in joint) out[address] = pack(joint[address] as string[])
+  return out
 }
 
 /** A list of any length as nested lists of at most 256 items (depth log256(n)). */
