@@ -8,9 +8,8 @@
  *   blocked and every clean request passes, whatever else shares its run; each request goes on in
  *   its own async context; an engine that throws fails only its own request.
  */
-import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { AsyncLocalStorage } from 'node:async_hooks'
 import t, { type Test } from 'tap'
@@ -19,6 +18,7 @@ import { gatewayErrorHandler, gatewayNotFoundHandler } from '../../src/errors.js
 import { inspectPlugin, createEngine, collectRequest, InspectEngine, InspectLimitError, type InspectPluginOptions } from '../../plugins/inspect/index.js'
 import { Collected } from '../../plugins/inspect/extract.js'
 import { pipelinedRequests } from '../helpers/raw-http.js'
+import { rulesetFile, TIED_PAIR_RULESET } from '../helpers/rulesets.js'
 
 const projectRoot = fileURLToPath(new URL('../..', import.meta.url))
 const limits = { maxInspectBytes: 32 * 1024, maxBodyDepth: 32, maxBodyKeys: 2000 }
@@ -121,21 +121,7 @@ t.test('allClean: a timeout is not clean; a ruleset that ties values together re
   t.equal(engine.allClean(group, false, BUDGET), true, 'clean with a generous budget')
   t.equal(engine.allClean(group, false, 1), false, 'not clean when the run times out')
 
-  const dir = mkdtempSync(join(tmpdir(), 'pc-joint-'))
-  const file = join(dir, 'pair.json')
-  writeFileSync(file, JSON.stringify({
-    version: '2.2',
-    rules: [{
-      id: 'acme-pair',
-      name: 'debug header with a debug query',
-      tags: { type: 'generic', category: 'attack_attempt', family: 'generic' },
-      conditions: [
-        { operator: 'match_regex', parameters: { inputs: [{ address: 'server.request.headers.no_cookies' }], regex: '^acme-debug$' } },
-        { operator: 'match_regex', parameters: { inputs: [{ address: 'server.request.query' }], regex: '^acme on$' } }
-      ]
-    }]
-  }))
-  const tied = createEngine(file)
+  const tied = createEngine(rulesetFile(TIED_PAIR_RULESET))
   t.teardown(() => { tied.dispose() })
   t.equal(tied.cacheable, false)
   t.throws(() => tied.allClean(group, false, BUDGET), /cacheable/)

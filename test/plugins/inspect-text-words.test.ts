@@ -5,6 +5,7 @@ import { createEngine, collectRequest } from '../../plugins/inspect/index.js'
 import { readRuleset, BUILTIN_RULES_FILE, withTextCounterparts } from '../../plugins/inspect/engine.js'
 import { TEXT_COUNTERPART } from '../../plugins/inspect/extract.js'
 import { TEXT_WORD, regexCanMatchTextWord, conditionCanMatchTextWord } from '../../plugins/inspect/text-words.js'
+import { rulesetFile } from '../helpers/rulesets.js'
 
 // Text words (letters, digits, spaces, _ - . , : @) go to addresses read only by the rules that
 // can match one. The analysis must never drop a rule that could.
@@ -44,14 +45,8 @@ const XSS_TERMS = ['script', 'iframe', 'svg', 'img', 'onload', 'onerror', 'onmou
 const XSS_WORDS: string[][] = XSS_TERMS.flatMap((a, i) => XSS_TERMS.flatMap((b, j) => [[a, b], [a, b, XSS_TERMS[(i + j) % XSS_TERMS.length] as string]]))
 
 t.test('libinjection XSS never matches a text word; the same words with < or = do', async (t) => {
-  const { mkdtempSync, writeFileSync } = await import('node:fs')
-  const { tmpdir } = await import('node:os')
-  const { join } = await import('node:path')
-  const dir = mkdtempSync(join(tmpdir(), 'pc-xss-'))
-  const file = join(dir, 'xss.json')
   // A bare is_xss rule on an address nothing else reads: no transformers, nothing screened.
-  writeFileSync(file, JSON.stringify({ version: '2.2', rules: [{ id: 'acme-xss', name: 'xss', tags: { type: 'xss', category: 'attack_attempt', family: 'xss' }, conditions: [{ operator: 'is_xss', parameters: { inputs: [{ address: 'acme.xss' }] } }] }] }))
-  const engine = createEngine(file)
+  const engine = createEngine(rulesetFile({ version: '2.2', rules: [{ id: 'acme-xss', name: 'xss', tags: { type: 'xss', category: 'attack_attempt', family: 'xss' }, conditions: [{ operator: 'is_xss', parameters: { inputs: [{ address: 'acme.xss' }] } }] }] }))
   t.teardown(() => { engine.dispose() })
   const evaluate = engine as unknown as { evaluate: (c: unknown, t: number) => { matches: Array<{ ruleId: string }> } }
   const xss = (v: string): boolean => evaluate.evaluate({ empty: false, payload: () => ({ 'acme.xss': [v] }) }, 1_000_000).matches.some((m) => m.ruleId === 'acme-xss')

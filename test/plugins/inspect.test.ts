@@ -17,6 +17,7 @@ import {
   type InspectRouteConfig
 } from '../../plugins/inspect/index.js'
 import type { InspectMatchSignal } from '../../plugins/observability/signals.js'
+import { rulesetFile, TIED_PAIR_RULESET } from '../helpers/rulesets.js'
 
 const BLOCKED = { statusCode: 403, code: 'GW_INSPECT_BLOCKED', error: 'Forbidden', message: 'Request blocked' }
 const BODY_INVALID = { statusCode: 400, code: 'GW_INSPECT_BODY_INVALID', error: 'Bad Request', message: 'Invalid request body' }
@@ -412,20 +413,7 @@ t.test('clean-verdict cache: repeated benign values skip the engine, never an at
 })
 
 t.test('clean-verdict cache: off for operator rules that tie values together', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'pc-inspect-'))
-  const file = join(dir, 'pair.json')
-  writeFileSync(file, JSON.stringify({
-    version: '2.2',
-    rules: [{
-      id: 'acme-pair',
-      name: 'debug header with a debug query',
-      tags: { type: 'generic', category: 'attack_attempt', family: 'generic' },
-      conditions: [
-        { operator: 'match_regex', parameters: { inputs: [{ address: 'server.request.headers.no_cookies' }], regex: '^acme-debug$' } },
-        { operator: 'match_regex', parameters: { inputs: [{ address: 'server.request.query' }], regex: '^acme on$' } }
-      ]
-    }]
-  }))
+  const file = rulesetFile(TIED_PAIR_RULESET)
   const h = await build(t, { rulesFile: file }, [{ url: '/api', inspect: { mode: 'block' } }])
   t.equal((await send(h, { url: `/api?x=${q('acme on')}` })).status, 200, 'one half alone is clean')
   t.equal((await send(h, { url: '/api', headers: { 'x-mode': 'acme-debug' } })).status, 200, 'the other half alone is clean')
