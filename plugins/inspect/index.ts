@@ -168,10 +168,10 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     return result
   }
 
-  /** Judges a phase now and continues (or fails) its request. */
-  function judgeNow (request: FastifyRequest, policy: RoutePolicy, result: InspectResult, phase: Phase, done: HookHandlerDoneFunction): void {
+  /** Runs `check` (judge or refuse: they throw the client error) and continues, or fails, the request. */
+  function proceed<T> (check: (request: FastifyRequest, policy: RoutePolicy, outcome: T, phase: Phase) => void, request: FastifyRequest, policy: RoutePolicy, outcome: T, phase: Phase, done: HookHandlerDoneFunction): void {
     try {
-      judge(request, policy, result, phase)
+      check(request, policy, outcome, phase)
     } catch (err) {
       done(err as Error)
       return
@@ -182,7 +182,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
   /** Goes on with a pending phase's request: judged on `result`, or failed with `err` when the engine threw. */
   function continuePending (p: PendingPhase, result: InspectResult | undefined, err: unknown): void {
     if (result === undefined) p.done(err as Error)
-    else judgeNow(p.request, p.policy, result, p.phase, p.done)
+    else proceed(judge, p.request, p.policy, result, p.phase, p.done)
   }
 
   /*
@@ -291,18 +291,8 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
       } else if (engine.cacheable) {
         defer(new PendingPhase(c, request, policy, phase, done))
       } else {
-        judgeNow(request, policy, evaluate(engine, c), phase, done)
+        proceed(judge, request, policy, evaluate(engine, c), phase, done)
       }
-    }
-    /** An extraction refusal: the coded client error, or (detect mode, budget) on with the request. */
-    function refused (request: FastifyRequest, err: unknown, phase: Phase, done: HookHandlerDoneFunction): void {
-      try {
-        refuse(request, policy, err, phase)
-      } catch (e) {
-        done(e as Error)
-        return
-      }
-      done()
     }
     function inspectOnRequest (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
       const c = new Collected(limits.maxInspectBytes, cache, engine.wordScreen)
@@ -310,7 +300,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
         collectUrl(c, request.url)
         collectHeaders(c, request.headers)
       } catch (err) {
-        refused(request, err, 'request', done)
+        proceed(refuse, request, policy, err, 'request', done)
         return
       }
       judgeCollected(request, c, 'request', done)
@@ -325,7 +315,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
       try {
         collectBody(c, body, contentTypeOf(request), limits)
       } catch (err) {
-        refused(request, err, 'body', done)
+        proceed(refuse, request, policy, err, 'body', done)
         return
       }
       judgeCollected(request, c, 'body', done)
