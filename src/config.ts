@@ -24,7 +24,7 @@ const EnvSchema = Type.Object({
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Public listen address (the container sets 0.0.0.0).' }),
   ROUTES_DIR: Type.Optional(Type.String({ minLength: 1, description: 'Folder of route modules (default: the bundled routes/).' })),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info', description: 'pino level.' }),
-  LOG_BUFFER_BYTES: Type.Integer({ minimum: 0, maximum: 65_536, default: 4096, description: 'Log lines gathered per write to stdout (0 = one write per line); flushed at least every second and on exit.' }),
+  LOG_BUFFER_BYTES: Type.Integer({ minimum: 0, maximum: 16_384, default: 4096, description: 'Log lines gathered per write to stdout (0 = one write per line); flushed at least every second and on exit.' }),
   BODY_LIMIT: Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024, default: 1024 * 1024, description: 'Request body bytes, proxied bodies included.' }),
   RESPONSE_BUFFER_BYTES: Type.Integer({ minimum: 0, maximum: 8 * 1024 * 1024, default: 16_384, description: 'Upstream responses declaring at most this many bytes are read whole and sent in one write; larger ones stream (0 = stream all).' }),
   TRUST_PROXY: Type.Optional(Type.String({ description: 'Comma-separated proxy IPs/CIDRs whose x-forwarded-* headers are trusted.' })),

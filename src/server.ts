@@ -52,11 +52,13 @@ let exitHookInstalled = false
 /**
  * stdout for the logger: lines gathered up to `bytes` per write (one write system call per line
  * cost ~7 µs of CPU per request at info level), written at least every second, on close and at
- * exit. Undefined = pino's default (one synchronous write per line).
+ * exit. Undefined = pino's default (one synchronous write per line). sonic-boom needs its
+ * largest write above the buffer (its default, 16 KiB, is not above a 16 KiB buffer); larger
+ * buffers are not allowed because each line appended costs a pass over the pending text.
  */
 function logDestination (bytes: number): SonicBoom | undefined {
   if (bytes === 0) return undefined
-  const destination = pino.destination({ dest: 1, sync: true, minLength: bytes, periodicFlush: 1000 })
+  const destination = pino.destination({ dest: 1, sync: true, minLength: bytes, maxWrite: 2 * Math.max(bytes, 8192), periodicFlush: 1000 })
   buffered.add(destination)
   if (!exitHookInstalled) {
     exitHookInstalled = true

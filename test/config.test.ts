@@ -45,7 +45,9 @@ t.test('every bad input is a clear error naming the variable, never echoing a se
     [{ API_KEYS_FILE: '/nonexistent/keys' }, /API_KEYS_FILE: cannot be read/],
     [{ REDIS_URL: 'http://localhost' }, /REDIS_URL/],
     [{ TLS_CERT_FILE: '/x.pem' }, /TLS_CERT_FILE and TLS_KEY_FILE/],
-    [{ REDIS_FAILURE_MODE: 'maybe' }, /REDIS_FAILURE_MODE/]
+    [{ REDIS_FAILURE_MODE: 'maybe' }, /REDIS_FAILURE_MODE/],
+    [{ LOG_BUFFER_BYTES: '16385' }, /LOG_BUFFER_BYTES/],
+    [{ LOG_BUFFER_BYTES: '-1' }, /LOG_BUFFER_BYTES/]
   ]
   for (const [env, re] of cases) {
     const err = t.throws(() => loadConfig(env), { code: 'GW_CONFIG_INVALID' }) as Error

@@ -124,3 +124,22 @@ t.test('LOG_BUFFER_BYTES=0 writes every access line at once', async (t) => {
   p.child.kill('SIGTERM')
   t.equal(await p.exited, 0)
 })
+
+t.test('LOG_BUFFER_BYTES at its maximum starts, fills its buffer, and writes every line by exit', async (t) => {
+  const up = await startUpstream(t, (_req, res) => { res.end('ok') })
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: routesJs, SLOW_UPSTREAM_URL: up.url, LOG_BUFFER_BYTES: '16384' })
+  t.teardown(() => { p.child.kill('SIGKILL') })
+  const url = await listening(p)
+  const lines = (): number => p.out().split('\n').filter((l) => l.includes('"request completed"') && l.includes('/slow/full')).length
+  // ~450 bytes a line, sent at once (well inside the one-second flush): 60 lines pass 16 KiB,
+  // so the buffer is written when full and the rest waits.
+  await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+    const r = await request(`${url}/slow/full?i=${i}&pad=${'p'.repeat(100)}`)
+    await r.body.text()
+  }))
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.ok(lines() > 0 && lines() < 60, `a full buffer is written at once (${lines()} of 60 lines out)`)
+  p.child.kill('SIGTERM')
+  t.equal(await p.exited, 0)
+  t.equal(lines(), 60, 'every line is written by the time the process exits')
+})
