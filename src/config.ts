@@ -5,11 +5,13 @@
  * Errors name the variable (GW_CONFIG_INVALID). With NODE_ENV=production there are no demo
  * defaults and the demo credentials are refused.
  */
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
+import { createSecureContext } from 'node:tls'
 import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
+import { windowProblem } from '../plugins/rate-limit/schema.js'
 import { ConfigError } from './errors.js'
 
 /** Credentials used only when NODE_ENV is not production, so `npm start` works out of the box. */
@@ -39,12 +41,12 @@ const EnvSchema = Type.Object({
   JWT_ISSUER: Type.Optional(Type.String({ minLength: 1, description: 'Required `iss`.' })),
   JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, description: 'Accepted `aud` values, comma separated.' })),
   JWT_CLOCK_SKEW_S: Type.Integer({ minimum: 0, maximum: 300, default: 30, description: 'Tolerance for exp/nbf/iat.' }),
-  JWT_MAX_LIFETIME_S: Type.Optional(Type.Integer({ minimum: 1, description: 'Reject tokens whose exp - iat exceeds this.' })),
+  JWT_MAX_LIFETIME_S: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'Reject tokens whose exp - iat exceeds this.' })),
   API_KEYS: Type.Optional(Type.String({ description: '`consumer:key` pairs, comma separated.' })),
   API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File with one `consumer:key` per line.' })),
-  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 100, description: 'Default per-route limit per window.' }),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, default: 100, description: 'Default per-route limit per window.' }),
   RATE_LIMIT_WINDOW: Type.String({ minLength: 1, default: '1 minute', description: 'Default window (e.g. `1 minute`, `30s`, `60000`).' }),
-  IP_RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 1000, description: 'Per-client-IP limit applied before authentication.' }),
+  IP_RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, default: 1000, description: 'Per-client-IP limit applied before authentication.' }),
   IP_RATE_LIMIT_WINDOW: Type.String({ minLength: 1, default: '1 minute', description: 'Window of the per-IP limit.' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for shared rate-limit state.' })),
   REDIS_FAILURE_MODE: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis unreachable: `closed` answers 503, `open` admits.' }),
@@ -67,6 +69,74 @@ const EnvSchema = Type.Object({
 })
 
 export type GatewayEnv = Static<typeof EnvSchema>
+
+/** The allowed values of each enumerated variable (its schema is a union of literals). */
+const CHOICES: Readonly<Record<string, readonly unknown[]>> = Object.fromEntries(
+  Object.entries(EnvSchema.properties).flatMap(([name, schema]) => {
+    const anyOf = (schema as { anyOf?: Array<{ const?: unknown }> }).anyOf
+    return Array.isArray(anyOf) ? [[name, anyOf.map((s) => s.const)]] : []
+  })
+)
+
+interface SchemaError { readonly instancePath: string, readonly message?: string }
+
+/** One problem per offending variable, named as it is set (`LOG_LEVEL: must be one of ...`). */
+function envProblems (err: unknown): string[] {
+  const errors = (err as { errors?: unknown } | null)?.errors
+  if (!Array.isArray(errors)) return [err instanceof Error ? err.message : String(err)]
+  const byName = new Map<string, string>()
+  for (const e of errors as SchemaError[]) {
+    const name = e.instancePath.replace(/^\//, '')
+    if (byName.has(name)) continue
+    const choices = CHOICES[name]
+    byName.set(name, `${name === '' ? 'environment' : name}: ${choices !== undefined ? `must be one of ${choices.join(', ')}` : e.message ?? 'is invalid'}`)
+  }
+  return [...byName.values()]
+}
+
+/** A problem with a REDIS_URL (never echoing it: it may hold a password), or undefined. */
+function redisUrlProblem (value: string): string | undefined {
+  let url: URL
+  try {
+    url = new URL(value)
+  } catch {
+    return 'not a valid URL (redis[s]://[user:password@]host[:port][/db])'
+  }
+  if (url.hostname === '') return 'names no host'
+  if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d{1,5}$/.test(url.pathname)) return 'its path must be a database number'
+  return undefined
+}
+
+const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '::', '[::]'])
+
+/** Whether two listen hosts can collide on one port (equal, or either is a wildcard address). */
+function sharesAddress (a: string, b: string): boolean {
+  return a === b || WILDCARD_HOSTS.has(a) || WILDCARD_HOSTS.has(b)
+}
+
+/** TLS_CERT_FILE and TLS_KEY_FILE: both readable PEM that form one usable certificate and key. */
+function tlsProblems (certFile: string, keyFile: string, problems: string[]): void {
+  const read = (name: string, file: string): string | undefined => {
+    try {
+      return readFileSync(file, 'utf8')
+    } catch {
+      problems.push(`${name}: cannot be read`)
+      return undefined
+    }
+  }
+  const cert = read('TLS_CERT_FILE', certFile)
+  const key = read('TLS_KEY_FILE', keyFile)
+  if (cert === undefined || key === undefined) return
+  if (!cert.includes('-----BEGIN CERTIFICATE-----')) problems.push('TLS_CERT_FILE: no PEM certificate in the file')
+  else if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) problems.push('TLS_KEY_FILE: no PEM private key in the file')
+  else {
+    try {
+      createSecureContext({ cert, key })
+    } catch {
+      problems.push('TLS_CERT_FILE and TLS_KEY_FILE: not a usable certificate and private key pair (does the key match the certificate?)')
+    }
+  }
+}
 
 /** One consumer and its (plain) API key as loaded; the auth plugin hashes it at registration. */
 export interface ApiKeyEntry {
@@ -175,8 +245,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
   try {
     e = envSchema<GatewayEnv>({ schema: EnvSchema, data: { ...env }, env: false, dotenv: false })
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err)
-    throw new ConfigError('invalid environment', message.split(', ').map((m) => m.replace(/^\//, '')))
+    throw new ConfigError('invalid environment', envProblems(err))
   }
   const production = e.NODE_ENV === 'production'
   const problems: string[] = []
@@ -236,6 +305,27 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
 
   if ((e.TLS_CERT_FILE === undefined) !== (e.TLS_KEY_FILE === undefined)) {
     problems.push('TLS_CERT_FILE and TLS_KEY_FILE: set both or neither')
+  } else if (e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined) {
+    tlsProblems(e.TLS_CERT_FILE, e.TLS_KEY_FILE, problems)
+  }
+
+  for (const [name, window] of [['RATE_LIMIT_WINDOW', e.RATE_LIMIT_WINDOW], ['IP_RATE_LIMIT_WINDOW', e.IP_RATE_LIMIT_WINDOW]] as const) {
+    const p = windowProblem(name, window)
+    if (p !== undefined) problems.push(`${p} (for example "1 minute", "30s" or "60000")`)
+  }
+  if (e.REDIS_URL !== undefined) {
+    const p = redisUrlProblem(e.REDIS_URL)
+    if (p !== undefined) problems.push(`REDIS_URL: ${p}`)
+  }
+  if (e.ADMIN_PORT !== undefined && e.ADMIN_PORT !== 0 && e.ADMIN_PORT === e.PORT && sharesAddress(e.HOST, e.ADMIN_HOST)) {
+    problems.push('ADMIN_PORT: the same port as PORT on the same address (the admin listener needs its own)')
+  }
+  if (e.ROUTES_DIR !== undefined) {
+    let dir = false
+    try {
+      dir = statSync(e.ROUTES_DIR).isDirectory()
+    } catch {}
+    if (!dir) problems.push('ROUTES_DIR: not a readable directory')
   }
   if (e.HTTP2 && e.TLS_CERT_FILE === undefined) problems.push('HTTP2: needs TLS_CERT_FILE and TLS_KEY_FILE')
 

@@ -1,5 +1,9 @@
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { DEMO_API_KEY, DEMO_JWT_SECRET, loadConfig, upstreamFromEnv } from 'portcullis'
+import { makeCert } from './helpers/certs.js'
 
 t.test('defaults with no environment: development demo credentials, in-memory, 127.0.0.1:8080', async (t) => {
   const c = loadConfig({})
@@ -55,4 +59,55 @@ t.test('every bad input is a clear error naming the variable, never echoing a se
   }
   const err = t.throws(() => loadConfig({ API_KEYS: 'svc:tooshort-secret' })) as Error
   t.notMatch(err.message, /tooshort-secret/, 'a rejected key is not echoed')
+})
+
+t.test('every bad value is refused at load, named as it is set, one problem per variable', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-config-'))
+  const notPem = join(dir, 'not.pem')
+  writeFileSync(notPem, 'garbage\n')
+  const a = makeCert()
+  const b = makeCert()
+  const cases: Array<[Record<string, string>, string]> = [
+    [{ LOG_LEVEL: 'INFO' }, 'LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent'],
+    [{ REDIS_FAILURE_MODE: 'maybe' }, 'REDIS_FAILURE_MODE: must be one of closed, open'],
+    [{ INSPECT_MODE: 'log' }, 'INSPECT_MODE: must be one of block, detect'],
+    [{ PORT: '' }, 'PORT: must be integer'],
+    [{ RATE_LIMIT_MAX: '99999999999999999999' }, 'RATE_LIMIT_MAX: must be <= 9007199254740991'],
+    [{ IP_RATE_LIMIT_MAX: '1e300' }, 'IP_RATE_LIMIT_MAX: must be <= 9007199254740991'],
+    [{ JWT_MAX_LIFETIME_S: '1e21' }, 'JWT_MAX_LIFETIME_S: must be <= 9007199254740991'],
+    [{ LOG_BUFFER_BYTES: '65536' }, 'LOG_BUFFER_BYTES: must be <= 16384'],
+    ...['abc', '0', '-5', '1 fortnight', '0s', '2 days', '99999999999999999'].map((w): [Record<string, string>, string] =>
+      [{ RATE_LIMIT_WINDOW: w }, 'RATE_LIMIT_WINDOW: must be between 1 ms and 1 day (for example "1 minute", "30s" or "60000")']),
+    [{ IP_RATE_LIMIT_WINDOW: 'soon' }, 'IP_RATE_LIMIT_WINDOW: must be between 1 ms and 1 day (for example "1 minute", "30s" or "60000")'],
+    [{ REDIS_URL: 'redis://' }, 'REDIS_URL: names no host'],
+    [{ REDIS_URL: 'redis://:s3cret-pass@127.0.0.1:99999' }, 'REDIS_URL: not a valid URL (redis[s]://[user:password@]host[:port][/db])'],
+    [{ REDIS_URL: 'redis://:s3cret-pass@127.0.0.1:6379/cache' }, 'REDIS_URL: its path must be a database number'],
+    [{ ROUTES_DIR: join(dir, 'missing') }, 'ROUTES_DIR: not a readable directory'],
+    [{ ROUTES_DIR: notPem }, 'ROUTES_DIR: not a readable directory'],
+    [{ TLS_CERT_FILE: join(dir, 'missing.pem'), TLS_KEY_FILE: a.keyFile }, 'TLS_CERT_FILE: cannot be read'],
+    [{ TLS_CERT_FILE: a.certFile, TLS_KEY_FILE: join(dir, 'missing.pem') }, 'TLS_KEY_FILE: cannot be read'],
+    [{ TLS_CERT_FILE: notPem, TLS_KEY_FILE: a.keyFile }, 'TLS_CERT_FILE: no PEM certificate in the file'],
+    [{ TLS_CERT_FILE: a.certFile, TLS_KEY_FILE: a.certFile }, 'TLS_KEY_FILE: no PEM private key in the file'],
+    [{ TLS_CERT_FILE: a.certFile, TLS_KEY_FILE: b.keyFile }, 'TLS_CERT_FILE and TLS_KEY_FILE: not a usable certificate and private key pair (does the key match the certificate?)'],
+    [{ PORT: '9000', ADMIN_PORT: '9000' }, 'ADMIN_PORT: the same port as PORT on the same address (the admin listener needs its own)'],
+    [{ PORT: '9000', ADMIN_PORT: '9000', HOST: '0.0.0.0' }, 'ADMIN_PORT: the same port as PORT on the same address (the admin listener needs its own)']
+  ]
+  for (const [env, problem] of cases) {
+    const err = t.throws(() => loadConfig(env), { code: 'GW_CONFIG_INVALID' }) as Error & { problems?: string[] }
+    t.equal(err.message, `invalid environment: ${problem}`, JSON.stringify(env))
+    t.notMatch(err.message, /s3cret-pass/, 'a Redis password is never echoed')
+  }
+  const two = t.throws(() => loadConfig({ PORT: 'x', LOG_LEVEL: 'loud' })) as Error
+  t.equal(two.message, 'invalid environment: PORT: must be integer; LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent', 'each variable once')
+})
+
+t.test('good values of the same variables load', async (t) => {
+  const a = makeCert()
+  for (const w of ['1 minute', '30s', '60000', '1 day', '250 ms']) t.equal(loadConfig({ RATE_LIMIT_WINDOW: w }).rateLimit.timeWindow, w)
+  t.equal(loadConfig({ REDIS_URL: 'redis://:pw@127.0.0.1:6379/2' }).rateLimit.redisUrl, 'redis://:pw@127.0.0.1:6379/2')
+  t.equal(loadConfig({ REDIS_URL: 'rediss://redis.internal' }).rateLimit.redisUrl, 'rediss://redis.internal')
+  t.equal(loadConfig({ TLS_CERT_FILE: a.certFile, TLS_KEY_FILE: a.keyFile }).tls?.certFile, a.certFile)
+  t.equal(loadConfig({ PORT: '9000', ADMIN_PORT: '9000', HOST: '10.0.0.5', ADMIN_HOST: '127.0.0.1' }).admin.port, 9000, 'one port on two distinct addresses')
+  t.equal(loadConfig({ PORT: '0', ADMIN_PORT: '0' }).admin.port, 0, 'two ephemeral ports')
+  t.equal(loadConfig({ ROUTES_DIR: tmpdir() }).routesDir, tmpdir())
 })
