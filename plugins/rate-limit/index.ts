@@ -41,7 +41,7 @@ import {
   type RouteRateLimitOptions,
   type RouteRateLimitPluginOptions
 } from './schema.js'
-import { closeRedis, createRedisClient, StoreMonitor, waitReady } from './store.js'
+import { closeRedis, createRedisClient, StoreMonitor, waitReadyOnDatabase } from './store.js'
 import { compileOptions, schemaProblems } from './validate.js'
 
 export type { IpRateLimitPluginOptions, RateLimitPolicy, RateLimitRouteConfig, RouteRateLimitPluginOptions } from './schema.js'
@@ -152,7 +152,15 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
       await closeRedis(client)
     })
     // Start serving either way: with Redis down the failure mode applies until it is back.
-    if (!await waitReady(redis, Math.max(options.redisTimeoutMs * 5, 1000))) {
+    // A server that answers but refuses the URL's database is a configuration error.
+    let ready: boolean
+    try {
+      ready = await waitReadyOnDatabase(redis, Math.max(options.redisTimeoutMs * 5, 1000))
+    } catch (err) {
+      await closeRedis(client)
+      throw new RateLimitConfigError(`redisUrl: the server refused the database it names (${(err as Error).message})`, { cause: err })
+    }
+    if (!ready) {
       fastify.log.warn({ failureMode: options.failureMode }, 'rate-limit store (redis) not reachable at startup')
     }
   }

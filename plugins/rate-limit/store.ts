@@ -100,6 +100,26 @@ export async function waitReady (client: Redis, waitMs: number): Promise<boolean
   })
 }
 
+/**
+ * Resolves like `waitReady`, but rejects when the server refuses the database the URL names:
+ * ioredis reports the failed SELECT as an error and then goes ready on database 0, which would
+ * count every limit in a database nobody configured.
+ */
+export async function waitReadyOnDatabase (client: Redis, waitMs: number): Promise<boolean> {
+  let refused: Error | undefined
+  const onError = (err: Error & { command?: { name?: string } }): void => {
+    if (err.command?.name === 'select') refused = err
+  }
+  client.on('error', onError)
+  try {
+    const ready = await waitReady(client, waitMs)
+    if (refused !== undefined) throw refused
+    return ready
+  } finally {
+    client.off('error', onError)
+  }
+}
+
 /** Closes the client without waiting on a dead connection. */
 export async function closeRedis (client: Redis): Promise<void> {
   try {

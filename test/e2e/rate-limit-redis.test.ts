@@ -196,3 +196,20 @@ t.test('Redis unreachable at startup: the gateway starts and applies the failure
   proxy.resume()
   t.ok(await within(5000, gw.url, (x) => x.status === 200) >= 0, 'serves once Redis is reachable')
 })
+
+t.test('the database a REDIS_URL names: counted there; one the server refuses stops startup', async (t) => {
+  const redis = await requireRedis(t, 'database')
+  const gw = await startInstance(t, { redisUrl: `${REDIS_URL}/3`, keyPrefix: redis.prefix }, 5)
+  t.equal((await call(gw.url)).status, 200)
+  const db3 = redis.client.duplicate({ db: 3 })
+  t.teardown(() => { db3.disconnect() })
+  await db3.connect()
+  const key = `${redis.prefix}/api/items|c:alice`
+  t.equal(await db3.get(key), '1', 'the counter is in database 3')
+  await db3.del(key)
+  t.equal(await redis.client.get(key), null, 'and not in database 0')
+
+  // Redis has 16 databases unless configured otherwise: 99999 is refused. ioredis would report
+  // the failed SELECT and then serve from database 0.
+  await t.rejects(async () => { await Fastify({ logger: false }).register(routeRateLimitPlugin, { redisUrl: `${REDIS_URL}/99999`, keyPrefix: redis.prefix }).ready() }, { code: 'GW_RATE_LIMIT_CONFIG_INVALID', message: /redisUrl: the server refused the database it names \(ERR DB index is out of range\)/ })
+})
