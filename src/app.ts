@@ -30,7 +30,7 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
 import type { GatewayConfig } from './config.js'
-import { gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
+import { gatewayClientErrorHandler, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
 import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
 import { requestGuardPlugin } from '../plugins/request-guard/index.js'
 import { proxyPlugin, proxyScopePlugin } from '../plugins/proxy/index.js'
@@ -154,7 +154,14 @@ export interface BuildGatewayOptions {
   loggerInstance?: FastifyServerOptions['loggerInstance']
 }
 
+/**
+ * How often Node checks the header and request deadlines of open connections. Its default is
+ * 30 s, so a slowloris connection would outlive HEADERS_TIMEOUT_MS many times over.
+ */
+const DEADLINE_CHECK_MS = 500
+
 /** Fastify server options for the gateway: bounded headers, bodies and time (slowloris). */
+
 export function serverOptions (config: GatewayConfig): FastifyServerOptions {
   const base: FastifyServerOptions = {
     genReqId: genRequestId,
@@ -170,14 +177,17 @@ export function serverOptions (config: GatewayConfig): FastifyServerOptions {
     return503OnClosing: true,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 512 }
+    routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 512 },
+    clientErrorHandler: gatewayClientErrorHandler,
+    // A URL the router cannot decode (`%zz`): the gateway's body, not the framework's echo of it.
+    frameworkErrors: gatewayErrorHandler
   }
   if (config.tls !== undefined) {
-    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const }
+    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS }
     if (config.tls.http2) return { ...base, http2: true, https: { ...https, allowHTTP1: true } } as FastifyServerOptions
     return { ...base, https } as FastifyServerOptions
   }
-  return base
+  return { ...base, http: { connectionsCheckingInterval: DEADLINE_CHECK_MS } } as FastifyServerOptions
 }
 
 /** Creates the gateway (not listening). */
@@ -186,7 +196,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildGatewayOpt
     ? { loggerInstance: opts.loggerInstance }
     : { logger: opts.logger ?? loggerOptions(config) }
   const app = Fastify({ ...serverOptions(config), ...logging }) as unknown as FastifyInstance
-  if (config.tls === undefined) {
+  if (config.tls?.http2 !== true) {
     app.server.headersTimeout = config.headersTimeoutMs
     app.server.maxHeadersCount = 0
   }

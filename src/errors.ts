@@ -2,11 +2,13 @@
  * Gateway-wide error taxonomy and the one error handler that owns the client-visible body.
  *
  * Body: `{ statusCode, code, error, message }`. 5xx messages are generic; the cause goes to the log.
- * Codes: GW_CONFIG_INVALID, GW_ROUTE_NOT_FOUND, GW_REQUEST_INVALID, GW_INTERNAL.
+ * Codes: GW_CONFIG_INVALID, GW_ROUTE_NOT_FOUND, GW_REQUEST_INVALID, GW_REQUEST_TIMEOUT,
+ * GW_REQUEST_HEADERS_TOO_LARGE (requests Node's parser refuses), GW_INTERNAL.
  */
 import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import createError, { type FastifyError } from '@fastify/error'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 
 /** Thrown at startup when the environment or a route definition is invalid. */
 export class ConfigError extends Error {
@@ -83,4 +85,29 @@ export function gatewayErrorHandler (this: unknown, err: FastifyError, request: 
 /** 404 for anything that did not route: same shape, no echo of the path. */
 export function gatewayNotFoundHandler (request: FastifyRequest, reply: FastifyReply): void {
   reply.code(404).send({ statusCode: 404, code: 'GW_ROUTE_NOT_FOUND', error: 'Not Found', message: 'Route not found' })
+}
+
+/** A raw HTTP/1.1 error response in the gateway's body shape; the connection closes after it. */
+function rawResponse (statusCode: number, code: string, message: string): string {
+  const body = JSON.stringify({ statusCode, code, error: STATUS_CODES[statusCode], message })
+  return `HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n${body}`
+}
+
+const CLIENT_TIMEOUT = rawResponse(408, 'GW_REQUEST_TIMEOUT', 'Request timeout')
+const CLIENT_HEADERS_TOO_LARGE = rawResponse(431, 'GW_REQUEST_HEADERS_TOO_LARGE', 'Request header fields too large')
+const CLIENT_BAD_REQUEST = rawResponse(400, 'GW_REQUEST_INVALID', 'Bad request')
+
+/**
+ * Fastify's `clientErrorHandler`: what Node's HTTP parser refuses (malformed request line or
+ * headers, header overflow, header timeout) gets the gateway's body, not the framework's text.
+ * Logged at debug, as other client errors: an attack must not become a log flood.
+ */
+export function gatewayClientErrorHandler (this: { log: FastifyBaseLogger }, err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  this.log.debug({ err: { code: err.code, message: err.message } }, 'client error')
+  if (socket.writable) {
+    socket.write(err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? CLIENT_TIMEOUT : err.code === 'HPE_HEADER_OVERFLOW' ? CLIENT_HEADERS_TOO_LARGE : CLIENT_BAD_REQUEST)
+  }
+  socket.destroy(err)
 }

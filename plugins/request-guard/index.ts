@@ -7,15 +7,18 @@
  * - path: dot segments (plain, encoded, `..;`), encoded `/` `\` NUL and controls, `//`, `\`,
  *   encoded unreserved characters, overlong/fullwidth encodings of `.` `/` `\` -> 400, so routing,
  *   policy and the path sent upstream are one canonical path;
+ * - Host: more than one, or a value that is not `host[:port]` -> 400 (RFC 9112 3.2; the value
+ *   goes upstream as x-forwarded-host, where links and redirects are built from it);
  * - URL length -> 414, header count -> 431 (Node enforces header bytes with 431 itself);
  * - Upgrade requests outside WebSocket routes -> 400.
  * Config read: `config.websocket`. Errors: GW_REQUEST_FRAMING, GW_REQUEST_PATH,
- * GW_REQUEST_URI_TOO_LONG, GW_REQUEST_HEADERS_TOO_LARGE, GW_REQUEST_UPGRADE_NOT_ALLOWED.
+ * GW_REQUEST_URI_TOO_LONG, GW_REQUEST_HEADERS_TOO_LARGE, GW_REQUEST_UPGRADE_NOT_ALLOWED,
+ * GW_REQUEST_INVALID (Host).
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { UpgradeNotAllowedError } from '../proxy/errors.js'
-import { BadRequestFramingError, HeadersTooLargeError, NonCanonicalPathError, UriTooLongError } from './errors.js'
+import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, NonCanonicalPathError, UriTooLongError } from './errors.js'
 import { BAD_PATH } from './path.js'
 
 export interface RequestGuardOptions {
@@ -35,6 +38,8 @@ function countHeader (raw: string[], lower: string): number {
 }
 
 const DIGITS = /^\d{1,15}$/
+/** `uri-host [":" port]`: a DNS name or IPv4 address, or an IPv6 literal; empty is allowed (RFC 9112 3.2). */
+const HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])?(?::\d{1,5})?$/
 
 async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardOptions): Promise<void> {
   const maxUrlLength = opts.maxUrlLength ?? 8192
@@ -50,6 +55,8 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     if (path.charCodeAt(0) !== 47 || BAD_PATH.test(path)) throw new NonCanonicalPathError()
 
     const headers = raw.headers
+    const host = headers.host
+    if (host !== undefined && (!HOST.test(host) || countHeader(raw.rawHeaders, 'host') !== 1)) throw new InvalidHostError()
     const te = headers['transfer-encoding']
     const cl = headers['content-length']
     if (te !== undefined) {

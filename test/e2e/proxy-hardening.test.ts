@@ -1,9 +1,11 @@
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { defineRoute } from 'portcullis'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
-import { rawRequest } from '../helpers/raw-http.js'
+import { rawRequest, type RawResponse } from '../helpers/raw-http.js'
 
 async function twoRoutes (t: Test, env: Record<string, string> = {}): Promise<{ port: number, url: string, svc: Awaited<ReturnType<typeof startUpstream>>, admin: Awaited<ReturnType<typeof startUpstream>> }> {
   const svc = await startUpstream(t)
@@ -123,5 +125,87 @@ t.test('Upgrade requests outside a WebSocket route are refused, not forwarded', 
     const res = await rawRequest(port, `GET /svc/x HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${up}\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n`)
     t.equal(res.status, 400, `Upgrade: ${up}`)
   }
+  t.equal(svc.requests.length, 0)
+})
+
+/** The gateway's error body, checked whole: shape, a GW_ code, a generic message, nothing echoed. */
+function assertGatewayError (t: Test, res: RawResponse, status: number, code: string, name: string): void {
+  t.equal(res.status, status, `${name}: status`)
+  let body: unknown
+  try {
+    body = JSON.parse(res.body)
+  } catch {
+    body = res.body
+  }
+  t.strictSame(Object.keys(body as object), ['statusCode', 'code', 'error', 'message'], `${name}: the one body shape`)
+  t.match(body, { statusCode: status, code }, name)
+  t.notMatch(res.body, /FST_|Client Error|evil|%zz|valid url/, `${name}: no framework text and no echo`)
+  t.match(res.headers['content-type'] ?? '', /^application\/json/, `${name}: JSON`)
+}
+
+t.test('what the HTTP parser or the router refuses gets the gateway body, never the framework text', async (t) => {
+  const { port, svc } = await twoRoutes(t)
+  const h = `Host: 127.0.0.1:${port}\r\n`
+  const cases: Array<[string, string, number, string]> = [
+    ['space in a header name', `GET /svc/x HTTP/1.1\r\n${h}Bad Header: 1\r\n\r\n`, 400, 'GW_REQUEST_INVALID'],
+    ['obs-fold', `GET /svc/x HTTP/1.1\r\n${h}X-A: 1\r\n  folded\r\n\r\n`, 400, 'GW_REQUEST_INVALID'],
+    ['bare LF', `GET /svc/x HTTP/1.1\n${h.replace('\r\n', '\n')}\n`, 400, 'GW_REQUEST_INVALID'],
+    ['unknown HTTP version', `GET /svc/x HTTP/2.7\r\n${h}\r\n`, 400, 'GW_REQUEST_INVALID'],
+    ['raw UTF-8 in the request target', `GET /svc/\u00c3\u00a9 HTTP/1.1\r\n${h}\r\n`, 400, 'GW_REQUEST_INVALID'],
+    ['NUL in a header value', `GET /svc/x HTTP/1.1\r\n${h}X-A: a\u0000b\r\n\r\n`, 400, 'GW_REQUEST_INVALID'],
+    ['CL + TE', `POST /svc/x HTTP/1.1\r\n${h}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, 'GW_REQUEST_INVALID'],
+    ['header bytes over the limit', `GET /svc/x HTTP/1.1\r\n${h}X-Big: ${'b'.repeat(70_000)}\r\n\r\n`, 431, 'GW_REQUEST_HEADERS_TOO_LARGE'],
+    ['undecodable percent in the path', `GET /svc/%zz HTTP/1.1\r\n${h}\r\n`, 400, 'GW_REQUEST_INVALID'],
+    ['undecodable percent in a 404 path', `GET /evil%zz HTTP/1.1\r\n${h}\r\n`, 400, 'GW_REQUEST_INVALID']
+  ]
+  for (const [name, payload, status, code] of cases) assertGatewayError(t, await rawRequest(port, payload), status, code, name)
+  t.equal(svc.requests.length, 0, 'none reached the upstream')
+})
+
+t.test('Host: one valid host[:port] or nothing; more than one or a malformed one is refused', async (t) => {
+  const { port, svc } = await twoRoutes(t)
+  const refused: Record<string, string> = {
+    'two Host lines': 'Host: a.example\r\nHost: evil.example\r\n',
+    'Host twice, other case': 'Host: a.example\r\nhOST: evil.example\r\n',
+    'a path in Host': 'Host: evil.example/reset?next=\r\n',
+    'userinfo in Host': 'Host: user@evil.example\r\n',
+    'space in Host': 'Host: a.example evil.example\r\n',
+    'a comma list': 'Host: a.example,evil.example\r\n',
+    'quotes and angle brackets': 'Host: "><script>\r\n',
+    'a non-numeric port': 'Host: a.example:80x\r\n',
+    'a port too long': 'Host: a.example:123456\r\n',
+    'non-ASCII': 'Host: \u00e9vil.example\r\n',
+    'a backslash': 'Host: evil.example\\a\r\n',
+    'an unclosed IPv6 literal': 'Host: [::1\r\n'
+  }
+  for (const [name, host] of Object.entries(refused)) {
+    assertGatewayError(t, await rawRequest(port, `GET /svc/x HTTP/1.1\r\n${host}\r\n`), 400, 'GW_REQUEST_INVALID', name)
+  }
+  t.equal(svc.requests.length, 0, 'none reached the upstream')
+  const accepted = ['a.example', 'A.Example:8080', '127.0.0.1', `127.0.0.1:${port}`, '[::1]', `[::1]:${port}`, 'xn--bcher-kva.example', 'under_score.internal', '']
+  for (const host of accepted) {
+    const res = await rawRequest(port, `GET /svc/x HTTP/1.1\r\nHost: ${host}\r\n\r\n`)
+    t.equal(res.status, 200, `Host "${host}" is served`)
+  }
+  t.strictSame(svc.requests.map((r) => r.headers['x-forwarded-host'] ?? ''), accepted, 'and reaches the upstream as x-forwarded-host')
+})
+
+t.test('slowloris: headers trickled past HEADERS_TIMEOUT_MS get 408 within a second of the deadline', async (t) => {
+  const { port, svc } = await twoRoutes(t, { HEADERS_TIMEOUT_MS: '1000' })
+  const started = Date.now()
+  const socket = connect(port, '127.0.0.1')
+  let data = ''
+  socket.on('data', (d) => { data += d.toString('latin1') })
+  socket.on('error', () => {})
+  await once(socket, 'connect')
+  socket.write(`GET /svc/x HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n`)
+  const trickle = setInterval(() => { if (!socket.destroyed) socket.write('X-Slow: 1\r\n') }, 200)
+  await once(socket, 'close')
+  clearInterval(trickle)
+  const elapsed = Date.now() - started
+  t.ok(elapsed >= 900 && elapsed < 2500, `closed after ${elapsed} ms (deadline 1000 ms; Node's own check runs every 30 s)`)
+  const body = data.slice(data.indexOf('\r\n\r\n') + 4)
+  t.match(data, /^HTTP\/1\.1 408 /)
+  t.strictSame(JSON.parse(body), { statusCode: 408, code: 'GW_REQUEST_TIMEOUT', error: 'Request Timeout', message: 'Request timeout' })
   t.equal(svc.requests.length, 0)
 })

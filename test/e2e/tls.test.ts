@@ -1,4 +1,6 @@
 import t, { type Test } from 'tap'
+import { once } from 'node:events'
+import { connect as tlsConnect } from 'node:tls'
 import { connect as http2Connect, constants as http2Constants } from 'node:http2'
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
 import type { AddressInfo } from 'node:net'
@@ -175,4 +177,23 @@ t.test('HTTP/2: a POST waits for a slow upstream; a stream the client resets end
   }
   t.equal(closed, 1, 'the upstream request of the reset stream was ended')
   t.ok(gw.logs.some((l) => l.msg === 'client left before the upstream answered; upstream request ended'), 'and the log says why')
+})
+
+t.test('slowloris over TLS: headers trickled past HEADERS_TIMEOUT_MS get 408 within a second of the deadline', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await gateway(t, { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HEADERS_TIMEOUT_MS: '1000' }, up.url)
+  const socket = tlsConnect({ port: gw.port, host: '127.0.0.1', ca: cert.cert, servername: 'localhost' })
+  let data = ''
+  socket.on('data', (d: Buffer) => { data += d.toString('latin1') })
+  socket.on('error', () => {})
+  await once(socket, 'secureConnect')
+  const started = Date.now()
+  socket.write(`GET /svc/x HTTP/1.1\r\nHost: localhost:${gw.port}\r\n`)
+  const trickle = setInterval(() => { if (!socket.destroyed) socket.write('X-Slow: 1\r\n') }, 200)
+  await once(socket, 'close')
+  clearInterval(trickle)
+  const elapsed = Date.now() - started
+  t.ok(elapsed >= 900 && elapsed < 2500, `closed after ${elapsed} ms (deadline 1000 ms)`)
+  t.match(data, /^HTTP\/1\.1 408 [\s\S]*"code":"GW_REQUEST_TIMEOUT"/)
+  t.equal(up.requests.length, 0)
 })
