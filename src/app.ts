@@ -26,7 +26,7 @@ import { readFileSync } from 'node:fs'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type FastifyPluginAsync } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
 import type { GatewayConfig } from './config.js'
@@ -160,6 +160,16 @@ export interface BuildGatewayOptions {
  */
 const DEADLINE_CHECK_MS = 500
 
+/**
+ * A URL the router cannot decode (`%zz`) is answered before any hook runs: the gateway's body
+ * (not the framework's, which echoes the path), its request id and its security headers.
+ */
+function gatewayFrameworkErrors (err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  if (request.server.hasDecorator('portcullisSecurityHeaders')) reply.headers(request.server.portcullisSecurityHeaders)
+  reply.header('x-request-id', request.id)
+  gatewayErrorHandler(err, request, reply)
+}
+
 /** Fastify server options for the gateway: bounded headers, bodies and time (slowloris). */
 
 export function serverOptions (config: GatewayConfig): FastifyServerOptions {
@@ -179,8 +189,7 @@ export function serverOptions (config: GatewayConfig): FastifyServerOptions {
     onConstructorPoisoning: 'error',
     routerOptions: { caseSensitive: true, ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 512 },
     clientErrorHandler: gatewayClientErrorHandler,
-    // A URL the router cannot decode (`%zz`): the gateway's body, not the framework's echo of it.
-    frameworkErrors: gatewayErrorHandler
+    frameworkErrors: gatewayFrameworkErrors
   }
   if (config.tls !== undefined) {
     const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS }

@@ -159,6 +159,10 @@ t.test('what the HTTP parser or the router refuses gets the gateway body, never 
     ['undecodable percent in a 404 path', `GET /evil%zz HTTP/1.1\r\n${h}\r\n`, 400, 'GW_REQUEST_INVALID']
   ]
   for (const [name, payload, status, code] of cases) assertGatewayError(t, await rawRequest(port, payload), status, code, name)
+  const badUrl = await rawRequest(port, `GET /svc/%zz HTTP/1.1\r\n${h}\r\n`)
+  t.match(badUrl.headers['x-request-id'], /^[0-9a-f-]{36}$/, 'a router refusal carries a request id')
+  t.equal(badUrl.headers['x-content-type-options'], 'nosniff', 'and the security headers')
+  t.equal(badUrl.headers['x-frame-options'], 'DENY')
   t.equal(svc.requests.length, 0, 'none reached the upstream')
 })
 
