@@ -5,6 +5,9 @@
  */
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { runGateway, type GatewayProcess } from '../helpers/process.js'
@@ -95,10 +98,14 @@ t.test('WORKERS is validated, and production refuses per-process limits', async 
 })
 
 t.test('a worker that cannot start stops the group with status 1 instead of restarting forever', async (t) => {
-  const bad = `/nonexistent-routes-${randomBytes(4).toString('hex')}`
+  // The configuration is valid (the primary checks it before forking); each worker fails when
+  // it imports the route module.
+  const bad = mkdtempSync(join(tmpdir(), 'portcullis-broken-routes-'))
+  t.teardown(() => { rmSync(bad, { recursive: true, force: true }) })
+  writeFileSync(join(bad, 'broken.mjs'), `throw new Error('broken route module ${randomBytes(4).toString('hex')}')\n`)
   const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', WORKERS: '2', REDIS_URL, ROUTES_DIR: bad })
   t.teardown(() => { p.child.kill('SIGKILL') })
   const code = await Promise.race([p.exited, new Promise((resolve) => setTimeout(() => { resolve('timeout') }, 15_000))])
   t.equal(code, 1)
-  t.match(p.err(), /failed to start/)
+  t.match(p.err(), /failed to start: broken route module/)
 })
