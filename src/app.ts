@@ -30,7 +30,7 @@ import Fastify, { LogController, type FastifyError, type FastifyInstance, type F
 import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
 import type { GatewayConfig } from './config.js'
-import { gatewayClientErrorHandler, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
+import { gatewayClientErrorHandler, gatewayConnectRefusal, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
 import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
 import { requestGuardPlugin } from '../plugins/request-guard/index.js'
 import { proxyPlugin, proxyScopePlugin } from '../plugins/proxy/index.js'
@@ -208,6 +208,7 @@ export async function buildGateway (config: GatewayConfig, opts: BuildGatewayOpt
   if (config.tls?.http2 !== true) {
     app.server.headersTimeout = config.headersTimeoutMs
     app.server.maxHeadersCount = 0
+    app.server.on('connect', gatewayConnectRefusal)
   }
   await app.register(gatewayPlugin, { config, ...(opts.routes !== undefined ? { routes: opts.routes } : {}) })
   return app

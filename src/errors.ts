@@ -111,3 +111,13 @@ export function gatewayClientErrorHandler (this: { log: FastifyBaseLogger }, err
   }
   socket.destroy(err)
 }
+
+/**
+ * CONNECT (a tunnel request) has no place at a reverse proxy; without a listener Node drops the
+ * socket without a word. It gets the gateway's 400 and the connection closes: no tunnel opens.
+ */
+export function gatewayConnectRefusal (_request: unknown, socket: Duplex): void {
+  socket.on('error', () => {})
+  if (socket.writable) socket.end(CLIENT_BAD_REQUEST)
+  else socket.destroy()
+}

@@ -213,3 +213,13 @@ t.test('slowloris: headers trickled past HEADERS_TIMEOUT_MS get 408 within a sec
   t.strictSame(JSON.parse(body), { statusCode: 408, code: 'GW_REQUEST_TIMEOUT', error: 'Request Timeout', message: 'Request timeout' })
   t.equal(svc.requests.length, 0)
 })
+
+t.test('CONNECT opens no tunnel: 400 in the gateway body, then the connection closes', async (t) => {
+  const { port, svc, admin } = await twoRoutes(t)
+  for (const target of [`127.0.0.1:${svc.port}`, `127.0.0.1:${admin.port}`, 'evil.example:443']) {
+    const res = await rawRequest(port, `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n`)
+    assertGatewayError(t, res, 400, 'GW_REQUEST_INVALID', `CONNECT ${target}`)
+    t.notMatch(res.raw, /HTTP\/1\.1 200/, 'no tunnel established')
+  }
+  t.equal(svc.requests.length + admin.requests.length, 0, 'nothing reached an upstream')
+})
