@@ -16,6 +16,7 @@ import { RateLimitRouteConfigSchema } from '../plugins/rate-limit/schema.js'
 import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
 import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
 import { fitsProxyScope, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
+import { errorLines } from '../plugins/rate-limit/validate.js'
 import type { AuthPolicy } from '../plugins/auth/schema.js'
 import type { RateLimitRouteConfig } from '../plugins/rate-limit/schema.js'
 import type { PublicRateLimitConfig } from './policy.js'
@@ -112,20 +113,13 @@ function callerFile (): string {
 }
 
 function describeProblems (options: unknown): string[] {
-  const problems: string[] = []
-  const seen = new Set<string>()
-  for (const e of checkRouteOptions.Errors(options)) {
-    const where = e.path === '' ? 'options' : e.path.slice(1).replaceAll('/', '.')
-    // Unions report every branch; keep the first message per option.
-    if (seen.has(where)) continue
-    seen.add(where)
-    problems.push(`${where}: ${e.message}`)
-  }
-  return problems
+  return errorLines(checkRouteOptions.Errors(options))
 }
 
 function crossFieldProblems (o: RouteOptions): string[] {
   const problems: string[] = []
+  // Fastify would read them as a parameter or a wildcard and route far more than the prefix.
+  if (/[:*]/.test(o.prefix)) problems.push('prefix: ":" and "*" are not allowed (a prefix is a literal path, not a route pattern)')
   const targets = Array.isArray(o.upstream) ? o.upstream : [o.upstream]
   const paths = new Set(targets.map((u) => new URL(u).pathname.replace(/\/$/, '')))
   if (paths.size > 1) problems.push('upstream: every target of one route must have the same path')

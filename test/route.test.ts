@@ -70,3 +70,35 @@ t.test('route table: printed policy per route', async (t) => {
   t.matchSnapshot(gw.app.portcullisProxy.routes, 'route table')
   t.matchSnapshot(gw.app.printRoutes({ commonPrefix: false }), 'fastify route tree')
 })
+
+t.test('a problem inside a policy names the exact option and the rule, not "Expected union value"', async (t) => {
+  const cases: Array<[unknown, string]> = [
+    [{ prefix: '/a', upstream: 'http://a', rateLimit: { max: 0, timeWindow: 1000 } }, 'rateLimit.max: Expected integer to be greater or equal to 1'],
+    [{ prefix: '/a', upstream: 'http://a', timeout: { headersMs: -1 } }, 'timeout.headersMs: Expected integer to be greater or equal to 1'],
+    [{ prefix: '/a', upstream: 'http://a', auth: { strategies: ['basic'] } }, 'auth.strategies.0: Expected one of "jwt", "apiKey"'],
+    [{ prefix: '/a', upstream: 'http://a', inspect: { mode: 'shadow' } }, 'inspect.mode: Expected one of "block", "detect"'],
+    [{ prefix: '/a', upstream: [] }, 'upstream: Expected array length to be greater or equal to 1'],
+    [{ prefix: '/api/:tenant', upstream: 'http://a' }, 'prefix: ":" and "*" are not allowed (a prefix is a literal path, not a route pattern)'],
+    [{ prefix: '/api/*', upstream: 'http://a' }, 'prefix: ":" and "*" are not allowed (a prefix is a literal path, not a route pattern)']
+  ]
+  for (const [options, problem] of cases) {
+    const err = t.throws(() => defineRoute(bad(options))) as Error & { problems: string[] }
+    t.strictSame(err.problems, [problem], JSON.stringify(options))
+    t.notMatch(err.message, /union value/)
+  }
+})
+
+t.test('a prefix taken twice, or the health endpoints, stops startup with the prefix named', async (t) => {
+  const twice = startGateway(t, { listen: false, routes: [defineRoute({ prefix: '/a', upstream: 'http://127.0.0.1:1' }), defineRoute({ prefix: '/a', upstream: 'http://127.0.0.1:2' })] })
+  await t.rejects(twice, { code: 'GW_CONFIG_INVALID', message: /^route \/a: prefix: \w+ \/a is already routed \(another route module with this prefix, or the gateway's \/healthz and \/readyz\)$/ })
+  const health = startGateway(t, { listen: false, routes: [defineRoute({ prefix: '/healthz', upstream: 'http://127.0.0.1:1' })] })
+  await t.rejects(health, { code: 'GW_CONFIG_INVALID', message: /^route \/healthz: prefix: GET \/healthz is already routed/ })
+  const split = await startGateway(t, {
+    listen: false,
+    routes: [
+      defineRoute({ prefix: '/b', upstream: 'http://127.0.0.1:1', methods: ['GET', 'HEAD'] }),
+      defineRoute({ prefix: '/b', upstream: 'http://127.0.0.1:2', methods: ['POST'] })
+    ]
+  })
+  t.strictSame(split.app.portcullisProxy.routes.map((r) => r.prefix), ['/b', '/b'], 'one prefix split by method across two modules is fine')
+})

@@ -16,6 +16,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler } from 'fastify'
 import { ConfigError } from '../../src/errors.js'
 import { authFailure } from '../observability/signals.js'
+import { errorLines } from '../rate-limit/validate.js'
 import { ApiKeyStore } from './api-keys.js'
 import type { Consumer } from './consumer.js'
 import { ForbiddenError, UnauthorizedError } from './errors.js'
@@ -48,18 +49,6 @@ const BASE64URL_SEGMENT = /^[A-Za-z0-9_-]+$/
 const checkOptions = TypeCompiler.Compile(AuthPluginOptionsSchema)
 const checkPolicy = TypeCompiler.Compile(AuthPolicySchema)
 
-function problemsOf (errors: Iterable<{ path: string, message: string }>, root: string): string[] {
-  const out: string[] = []
-  const seen = new Set<string>()
-  for (const e of errors) {
-    const where = e.path === '' ? root : (root === 'options' ? '' : `${root}.`) + e.path.slice(1).replaceAll('/', '.')
-    if (seen.has(where)) continue
-    seen.add(where)
-    out.push(`${where}: ${e.message}`)
-  }
-  return out
-}
-
 const DEFAULTS = {
   clockSkewS: 30,
   maxTokenBytes: 8192,
@@ -81,7 +70,7 @@ const DEFAULTS = {
 export function resolveAuthOptions (opts: AuthPluginOptions): ResolvedAuthOptions {
   const merged: Record<string, unknown> = { ...DEFAULTS }
   for (const [k, v] of Object.entries(opts ?? {})) if (v !== undefined) merged[k] = k === 'apiKeys' ? v : structuredClone(v)
-  const problems = checkOptions.Check(merged) ? [] : problemsOf(checkOptions.Errors(merged), 'options')
+  const problems = checkOptions.Check(merged) ? [] : errorLines(checkOptions.Errors(merged), 'options')
   const resolved = merged as ResolvedAuthOptions
   if (problems.length === 0) problems.push(...crossFieldProblems(resolved))
   if (problems.length > 0) throw new ConfigError('invalid gateway-auth options', problems)
@@ -367,7 +356,7 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
     if (auth === undefined || auth === false) return
     const where = `${String(routeOptions.method)} ${routeOptions.url ?? ''}`
     if (!checkPolicy.Check(auth)) {
-      throw new ConfigError(`invalid auth policy of route ${where}`, problemsOf(checkPolicy.Errors(auth), 'auth'))
+      throw new ConfigError(`invalid auth policy of route ${where}`, errorLines(checkPolicy.Errors(auth), 'auth'))
     }
     const route = routeOptions.url ?? ''
     let policy = compiled.get(auth)

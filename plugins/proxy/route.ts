@@ -238,6 +238,26 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   }
 }
 
+/**
+ * Refuses a route whose paths another route already holds for one of its methods (a second
+ * module with the same prefix, or the gateway's /healthz and /readyz), with the prefix named,
+ * instead of Fastify's duplicate-route error.
+ */
+function assertPathsFree (fastify: FastifyInstance, route: Readonly<RouteOptions>, methods: readonly string[], urls: readonly string[]): void {
+  for (const url of urls) {
+    for (const method of methods) {
+      if (fastify.hasRoute({ method: method as never, url })) {
+        throw new ConfigError(`route ${route.prefix}`, [`prefix: ${method} ${url} is already routed (another route module with this prefix, or the gateway's /healthz and /readyz)`])
+      }
+    }
+  }
+}
+
+/** The paths a prefix is routed at: the prefix itself and everything under it. */
+function prefixUrls (prefix: string): string[] {
+  return prefix === '' ? ['/*'] : [prefix, `${prefix}/*`]
+}
+
 function runtimeOf (fastify: FastifyInstance, route: Readonly<RouteOptions>): ProxyRuntime {
   if (!fastify.hasDecorator('portcullisProxy')) {
     throw new ConfigError(`route ${route.prefix}`, ['the gateway-proxy plugin (proxyPlugin) must be registered before defineRoute() plugins'])
@@ -252,6 +272,7 @@ function runtimeOf (fastify: FastifyInstance, route: Readonly<RouteOptions>): Pr
 export async function registerProxyRoute (fastify: FastifyInstance, route: Readonly<RouteOptions>): Promise<void> {
   const runtime = runtimeOf(fastify, route)
   const r = buildProxyRoute(fastify, runtime, route)
+  assertPathsFree(fastify, route, r.methods, prefixUrls(fastify.prefix + (route.prefix === '/' ? '' : route.prefix)))
 
   for (const hook of r.preParsing) fastify.addHook('preParsing', hook)
   if (r.bufferBody) {
@@ -347,12 +368,9 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
     ...(r.preHandler.length > 0 ? { preHandler: r.preHandler } : {}),
     ...(r.release.length > 0 ? { onResponse: r.release, onRequestAbort: r.release } : {})
   }
-  if (prefix === '') {
-    scope.route({ ...routeOptions, url: '/*' })
-  } else {
-    scope.route({ ...routeOptions, url: prefix })
-    scope.route({ ...routeOptions, url: `${prefix}/*` })
-  }
+  const urls = prefixUrls(prefix)
+  assertPathsFree(scope, route, r.methods, urls)
+  for (const url of urls) scope.route({ ...routeOptions, url })
 }
 
 /** Whether the route buffers request bodies (for inspection) instead of streaming them. */

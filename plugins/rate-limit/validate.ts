@@ -5,7 +5,7 @@
  */
 import type { FastifyErrorConstructor } from '@fastify/error'
 import type { TSchema } from '@sinclair/typebox'
-import { Value } from '@sinclair/typebox/value'
+import { Value, type ValueError } from '@sinclair/typebox/value'
 
 /** Keys Fastify's `register()` itself understands; they are not plugin options. */
 const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
@@ -18,19 +18,54 @@ function deepFreeze<T> (o: T): T {
   return o
 }
 
-/** One line per schema problem, at most one per option path. */
-export function schemaProblems (schema: TSchema, value: unknown, where = ''): string[] {
-  const problems: string[] = []
+/** A message that only says the value is of another kind (the branch was not the one meant). */
+const KIND_MISMATCH = /^Expected (?:union value|object|array|string|boolean|number|integer|null|undefined|true|false|'[^']*'|-?\d+(?:\.\d+)?)$/
+
+/**
+ * For a union, the error of the branch the value came closest to: the deepest path, then one that
+ * says more than "another kind" (`rateLimit.max: Expected integer to be greater or equal to 1`,
+ * not `rateLimit: Expected union value`). Recursive, for unions inside unions.
+ */
+function mostSpecific (e: ValueError): ValueError {
+  const choices = (e.schema as { anyOf?: Array<{ const?: unknown }> }).anyOf
+  if (choices !== undefined && choices.length > 0 && choices.every((c) => 'const' in c)) {
+    return { ...e, message: `Expected one of ${choices.map((c) => JSON.stringify(c.const)).join(', ')}` }
+  }
+  let best = e
+  let bestScore = -1
+  for (const branch of e.errors ?? []) {
+    const first = branch.First()
+    if (first === undefined) continue
+    const candidate = mostSpecific(first)
+    const score = candidate.path.split('/').length * 2 + (KIND_MISMATCH.test(candidate.message) ? 0 : 1)
+    if (score > bestScore) {
+      best = candidate
+      bestScore = score
+    }
+  }
+  return best
+}
+
+/**
+ * One line per schema problem, at most one per option path, named from `root` (`options` or
+ * nothing: the option's own path; anything else: `root.path`).
+ */
+export function errorLines (errors: Iterable<ValueError>, root = ''): string[] {
+  const lines: string[] = []
   const seen = new Set<string>()
-  for (const e of Value.Errors(schema, value)) {
-    const path = where + (e.path === '' ? '' : (where === '' ? '' : '.') + e.path.slice(1).replaceAll('/', '.'))
-    const key = path === '' ? 'options' : path
-    // Unions report every branch; the first message per option is the useful one.
+  for (const error of errors) {
+    const e = mostSpecific(error)
+    const key = e.path === '' ? (root === '' ? 'options' : root) : (root === '' || root === 'options' ? '' : `${root}.`) + e.path.slice(1).replaceAll('/', '.')
     if (seen.has(key)) continue
     seen.add(key)
-    problems.push(`${key}: ${e.message}`)
+    lines.push(`${key}: ${e.message}`)
   }
-  return problems
+  return lines
+}
+
+/** One line per problem of `value` against `schema` (see errorLines). */
+export function schemaProblems (schema: TSchema, value: unknown, where = ''): string[] {
+  return errorLines(Value.Errors(schema, value), where)
 }
 
 /**
