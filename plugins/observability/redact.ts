@@ -3,11 +3,25 @@
  */
 
 /** Query parameter names whose values are replaced by [REDACTED] in logged URLs. */
-const SECRET_PARAM = /([?&](?:[^=&]*(?:key|token|secret|password|passwd|pwd|auth|session|signature|sig|code|jwt|credential)[^=&]*)=)[^&#]*/gi
+const SECRET_NAME = /key|token|secret|pass|pwd|auth|session|signature|sig|code|jwt|credential/i
+/** One `name=value` of a query string (`;` too: some servers split on it). */
+const QUERY_PARAM = /([?&;])([^=&;#]*)=([^&;#]*)/g
+
+function redactParam (whole: string, separator: string, name: string): string {
+  let plain = name
+  // The upstream decodes the name (`tok%65n` is `token`), so the check does too.
+  if (name.includes('%') || name.includes('+')) {
+    try {
+      plain = decodeURIComponent(name.replaceAll('+', ' '))
+    } catch {}
+  }
+  return SECRET_NAME.test(plain) ? `${separator}${name}=[REDACTED]` : whole
+}
 
 /** The URL with secret-looking query values redacted (no work when there is no query). */
 export function redactUrl (url: string): string {
-  return url.includes('?') ? url.replace(SECRET_PARAM, '$1[REDACTED]') : url
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q) + url.slice(q).replace(QUERY_PARAM, redactParam)
 }
 
 /** pino `redact` paths for request/response headers that carry credentials. */
