@@ -61,7 +61,8 @@ export function rewriteUpstreamRequestHeaders (request: FastifyRequest, incoming
   const trustedChain = request.ip !== peer && typeof incomingXff === 'string'
   headers['x-forwarded-for'] = trustedChain ? `${incomingXff}, ${peer}` : request.ip
   headers['x-forwarded-proto'] = trustedChain && typeof incomingProto === 'string' ? incomingProto : (policy.tls ? 'https' : 'http')
-  const host = trustedChain && typeof incomingHost === 'string' ? incomingHost : request.headers.host
+  // HTTP/2 carries the host as :authority (a client may send both; they must then agree).
+  const host = trustedChain && typeof incomingHost === 'string' ? incomingHost : (request.headers.host ?? request.headers[':authority'] as string | undefined)
   if (host !== undefined) headers['x-forwarded-host'] = host
   headers['x-request-id'] = request.id
   // W3C trace context: the gateway's continuation replaces whatever the client sent.

@@ -57,6 +57,11 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     const headers = raw.headers
     const host = headers.host
     if (host !== undefined && (!HOST.test(host) || countHeader(raw.rawHeaders, 'host') !== 1)) throw new InvalidHostError()
+    if (raw.httpVersionMajor === 2) {
+      // HTTP/2: :authority is the host; a Host field beside it must name the same (RFC 9113 8.3.1).
+      const authority = headers[':authority']
+      if (typeof authority === 'string' && (!HOST.test(authority) || (host !== undefined && host !== authority))) throw new InvalidHostError()
+    }
     const te = headers['transfer-encoding']
     const cl = headers['content-length']
     if (te !== undefined) {

@@ -197,3 +197,31 @@ t.test('slowloris over TLS: headers trickled past HEADERS_TIMEOUT_MS get 408 wit
   t.match(data, /^HTTP\/1\.1 408 [\s\S]*"code":"GW_REQUEST_TIMEOUT"/)
   t.equal(up.requests.length, 0)
 })
+
+t.test('HTTP/2 :authority is the host: sent upstream as x-forwarded-host, checked like Host', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await gateway(t, { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' }, up.url)
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
+  t.teardown(() => { session.destroy() })
+  const get = async (headers: Record<string, string>): Promise<{ status: number, body: string }> => await new Promise((resolve, reject) => {
+    const stream = session.request({ ':method': 'GET', ':path': '/svc/h', ...headers })
+    let body = ''
+    let status = 0
+    stream.on('response', (h) => { status = Number(h[':status']) })
+    stream.on('data', (c: Buffer) => { body += c.toString() })
+    stream.on('end', () => { resolve({ status, body }) })
+    stream.on('error', reject)
+    stream.end()
+  })
+  const ok = await get({ ':authority': `localhost:${gw.port}` })
+  t.equal(ok.status, 200)
+  t.equal(up.requests[0]?.headers['x-forwarded-host'], `localhost:${gw.port}`, 'the authority reaches the upstream as x-forwarded-host')
+  const same = await get({ ':authority': `localhost:${gw.port}`, host: `localhost:${gw.port}` })
+  t.equal(same.status, 200, 'a Host field that agrees with :authority is fine')
+  const disagree = await get({ ':authority': `localhost:${gw.port}`, host: 'evil.example' })
+  t.equal(disagree.status, 400, 'a Host field that disagrees with :authority is refused')
+  t.match(JSON.parse(disagree.body), { code: 'GW_REQUEST_INVALID' })
+  // A malformed :authority does not even reach the gateway: Node's HTTP/2 layer resets the stream.
+  await t.rejects(get({ ':authority': 'evil.example/reset?' }), /NGHTTP2_PROTOCOL_ERROR/)
+  t.equal(up.requests.length, 2, 'the refused ones never reached the upstream')
+})
