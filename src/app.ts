@@ -171,7 +171,6 @@ function gatewayFrameworkErrors (err: FastifyError, request: FastifyRequest, rep
 }
 
 /** Fastify server options for the gateway: bounded headers, bodies and time (slowloris). */
-
 export function serverOptions (config: GatewayConfig): FastifyServerOptions {
   const base: FastifyServerOptions = {
     genReqId: genRequestId,
