@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import { once } from 'node:events'
 import { connect as tlsConnect } from 'node:tls'
-import { connect as http2Connect, constants as http2Constants } from 'node:http2'
+import { connect as http2Connect, constants as http2Constants, type ClientHttp2Session } from 'node:http2'
 import { createServer as createHttpsServer, request as httpsRequest } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { Agent, request } from 'undici'
@@ -27,6 +27,20 @@ async function gateway (t: Test, env: Record<string, string>, upstream: string):
 }
 
 const HSTS = 'max-age=31536000; includeSubDomains'
+
+/** One HTTP/2 request on `session`: status, response headers and body text. */
+async function h2Request (session: ClientHttp2Session, headers: Record<string, string>, body?: string): Promise<{ status: number, headers: Record<string, unknown>, body: string }> {
+  return await new Promise((resolve, reject) => {
+    const stream = session.request(headers)
+    let text = ''
+    let received: Record<string, unknown> = {}
+    stream.on('response', (h) => { received = h })
+    stream.on('data', (c: Buffer) => { text += c.toString() })
+    stream.on('end', () => { resolve({ status: Number(received[':status']), headers: received, body: text }) })
+    stream.on('error', reject)
+    stream.end(body)
+  })
+}
 const cert = makeCert()
 
 t.test('HTTPS termination: a verifying TLS client reaches the upstream; HSTS only over TLS', async (t) => {
@@ -59,17 +73,8 @@ t.test('HTTP/2 with HTTP/1.1 fallback on one TLS port', async (t) => {
 
   const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
   t.teardown(() => { session.destroy() })
-  const h2 = await new Promise<{ status: number, headers: Record<string, unknown>, body: string, alpn: string | undefined }>((resolve, reject) => {
-    const stream = session.request({ ':method': 'GET', ':path': '/svc/over-h2' })
-    let body = ''
-    let headers: Record<string, unknown> = {}
-    stream.on('response', (h) => { headers = h })
-    stream.on('data', (c: Buffer) => { body += c.toString() })
-    stream.on('end', () => { resolve({ status: Number(headers[':status']), headers, body, alpn: session.alpnProtocol }) })
-    stream.on('error', reject)
-    stream.end()
-  })
-  t.equal(h2.alpn, 'h2')
+  const h2 = await h2Request(session, { ':method': 'GET', ':path': '/svc/over-h2' })
+  t.equal(session.alpnProtocol, 'h2')
   t.equal(h2.status, 200)
   t.equal(h2.headers['strict-transport-security'], HSTS)
   t.equal(h2.headers['x-frame-options'], 'DENY')
@@ -153,16 +158,7 @@ t.test('HTTP/2: a POST waits for a slow upstream; a stream the client resets end
   t.teardown(() => { session.destroy() })
   const payload = JSON.stringify({ note: 'y'.repeat(5000) })
   const started = Date.now()
-  const posted = await new Promise<{ status: number, body: string }>((resolve, reject) => {
-    const stream = session.request({ ':method': 'POST', ':path': '/svc/orders', 'content-type': 'application/json' })
-    let body = ''
-    let status = 0
-    stream.on('response', (h) => { status = Number(h[':status']) })
-    stream.on('data', (c: Buffer) => { body += c.toString() })
-    stream.on('end', () => { resolve({ status, body }) })
-    stream.on('error', reject)
-    stream.end(payload)
-  })
+  const posted = await h2Request(session, { ':method': 'POST', ':path': '/svc/orders', 'content-type': 'application/json' }, payload)
   t.equal(posted.status, 200, 'the POST is answered')
   t.strictSame(JSON.parse(posted.body), { method: 'POST', bodyBytes: payload.length }, 'with its whole body upstream')
   t.ok(Date.now() - started >= 690, 'after the upstream took its time')
@@ -203,16 +199,7 @@ t.test('HTTP/2 :authority is the host: sent upstream as x-forwarded-host, checke
   const gw = await gateway(t, { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' }, up.url)
   const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
   t.teardown(() => { session.destroy() })
-  const get = async (headers: Record<string, string>): Promise<{ status: number, body: string }> => await new Promise((resolve, reject) => {
-    const stream = session.request({ ':method': 'GET', ':path': '/svc/h', ...headers })
-    let body = ''
-    let status = 0
-    stream.on('response', (h) => { status = Number(h[':status']) })
-    stream.on('data', (c: Buffer) => { body += c.toString() })
-    stream.on('end', () => { resolve({ status, body }) })
-    stream.on('error', reject)
-    stream.end()
-  })
+  const get = async (headers: Record<string, string>): Promise<{ status: number, body: string }> => await h2Request(session, { ':method': 'GET', ':path': '/svc/h', ...headers })
   const ok = await get({ ':authority': `localhost:${gw.port}` })
   t.equal(ok.status, 200)
   t.equal(up.requests[0]?.headers['x-forwarded-host'], `localhost:${gw.port}`, 'the authority reaches the upstream as x-forwarded-host')
