@@ -5,7 +5,7 @@
  * Errors name the variable (GW_CONFIG_INVALID). With NODE_ENV=production there are no demo
  * defaults and the demo credentials are refused.
  */
-import { readFileSync, statSync } from 'node:fs'
+import { statSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { createSecureContext } from 'node:tls'
@@ -13,6 +13,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
 import { windowProblem } from '../plugins/rate-limit/schema.js'
 import { ConfigError } from './errors.js'
+import { readText } from './files.js'
 
 /** Credentials used only when NODE_ENV is not production, so `npm start` works out of the box. */
 export const DEMO_JWT_SECRET = 'portcullis-demo-secret-change-me-0123456789abcdef'
@@ -118,7 +119,7 @@ function sharesAddress (a: string, b: string): boolean {
 function tlsProblems (certFile: string, keyFile: string, problems: string[]): void {
   const read = (name: string, file: string): string | undefined => {
     try {
-      return readFileSync(file, 'utf8')
+      return readText(file)
     } catch {
       problems.push(`${name}: cannot be read`)
       return undefined
@@ -269,7 +270,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
   if (e.API_KEYS !== undefined) apiKeys = apiKeys.concat(parseApiKeys(e.API_KEYS, 'API_KEYS', problems))
   if (e.API_KEYS_FILE !== undefined) {
     try {
-      apiKeys = apiKeys.concat(parseApiKeys(readFileSync(e.API_KEYS_FILE, 'utf8'), 'API_KEYS_FILE', problems))
+      apiKeys = apiKeys.concat(parseApiKeys(readText(e.API_KEYS_FILE), 'API_KEYS_FILE', problems))
     } catch {
       problems.push('API_KEYS_FILE: cannot be read')
     }
@@ -283,7 +284,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
   let jwtPublicKey = e.JWT_PUBLIC_KEY
   if (jwtPublicKey !== undefined && !jwtPublicKey.includes('-----BEGIN')) {
     try {
-      jwtPublicKey = readFileSync(jwtPublicKey, 'utf8')
+      jwtPublicKey = readText(jwtPublicKey)
     } catch {
       problems.push('JWT_PUBLIC_KEY: neither a PEM key nor a readable file')
     }
@@ -332,7 +333,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
   let upstreamCa: string | undefined
   if (e.UPSTREAM_CA_FILE !== undefined) {
     try {
-      upstreamCa = readFileSync(e.UPSTREAM_CA_FILE, 'utf8')
+      upstreamCa = readText(e.UPSTREAM_CA_FILE)
       if (!upstreamCa.includes('-----BEGIN CERTIFICATE-----')) problems.push('UPSTREAM_CA_FILE: no PEM certificate in the file')
     } catch {
       problems.push('UPSTREAM_CA_FILE: cannot be read')

@@ -110,4 +110,14 @@ t.test('good values of the same variables load', async (t) => {
   t.equal(loadConfig({ PORT: '9000', ADMIN_PORT: '9000', HOST: '10.0.0.5', ADMIN_HOST: '127.0.0.1' }).admin.port, 9000, 'one port on two distinct addresses')
   t.equal(loadConfig({ PORT: '0', ADMIN_PORT: '0' }).admin.port, 0, 'two ephemeral ports')
   t.equal(loadConfig({ ROUTES_DIR: tmpdir() }).routesDir, tmpdir())
+  // Saved by a Windows editor: a byte-order mark and CRLF line ends.
+  const keys = join(mkdtempSync(join(tmpdir(), 'portcullis-keys-')), 'keys.txt')
+  writeFileSync(keys, '\uFEFFbilling:0123456789abcdef-billing\r\n# comment\r\nreports:0123456789abcdef-reports\r\n')
+  t.strictSame(loadConfig({ API_KEYS_FILE: keys }).auth.apiKeys, [
+    { consumer: 'billing', key: '0123456789abcdef-billing' },
+    { consumer: 'reports', key: '0123456789abcdef-reports' }
+  ])
+  const ca = join(mkdtempSync(join(tmpdir(), 'portcullis-ca-')), 'ca.pem')
+  writeFileSync(ca, '\uFEFF' + a.cert)
+  t.equal(loadConfig({ UPSTREAM_CA_FILE: ca }).upstreamTls.ca, a.cert, 'a CA bundle without its byte-order mark')
 })

@@ -7,9 +7,10 @@
  * logs, metrics and per-route exclusions use. An engine timeout is reported, never swallowed:
  * the plugin treats it as a block in block mode.
  */
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
+import { readText } from '../../src/files.js'
 import type nativeAppsec from '@datadog/native-appsec'
 import { conditionCanMatchTextWord } from './text-words.js'
 import { buildWordScreen, wordTest } from './screen.js'
@@ -72,7 +73,7 @@ function loadProblems (source: string, diagnostics: Waf['diagnostics']): string[
 export function readRuleset (file: string): Record<string, unknown> {
   let parsed: unknown
   try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'))
+    parsed = JSON.parse(readText(file))
   } catch (err) {
     throw new Error(`${file}: ${err instanceof Error ? err.message : 'unreadable'}`, { cause: err })
   }

@@ -315,10 +315,10 @@ t.test('configuration errors stop ready() with GW_INSPECT_CONFIG_INVALID', async
   }
 })
 
-t.test('an operator ruleset adds rules beside the built-in ones', async (t) => {
+t.test('an operator ruleset adds rules beside the built-in ones (a file saved with a byte-order mark too)', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pc-inspect-'))
   const file = join(dir, 'extra.json')
-  writeFileSync(file, JSON.stringify({
+  writeFileSync(file, '\uFEFF' + JSON.stringify({
     version: '2.2',
     rules: [{ id: 'acme-001', name: 'internal debug switch', tags: { type: 'generic', category: 'attack_attempt', family: 'generic' }, conditions: [{ operator: 'match_regex', parameters: { inputs: [{ address: 'server.request.query' }], regex: '^acme-debug-on$' } }] }]
   }))
