@@ -56,6 +56,13 @@ type Phase = 'request' | 'body'
  * A request phase waiting for the next joint engine run (see `flushPending`). An AsyncResource:
  * its request goes on in its own async context, not in that of the phase that scheduled the run.
  */
+/** Phases gathered for one joint engine run, and their characters. */
+interface JointBatch {
+  phases: PendingPhase[]
+  chars: number
+  readonly screened: boolean
+}
+
 class PendingPhase extends AsyncResource {
   constructor (
     readonly c: Collected,
@@ -242,6 +249,18 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     for (const p of group) settleAlone(engine, p)
   }
 
+  /** Adds a phase to its batch, running the batch first when the phase would overfill it. */
+  function addToBatch (engine: InspectEngine, batch: JointBatch, p: PendingPhase): void {
+    const size = p.c.size
+    if (batch.phases.length === JOINT_MAX_PHASES || batch.chars + size > JOINT_MAX_CHARS) {
+      runJoint(engine, batch.phases, batch.screened)
+      batch.phases = []
+      batch.chars = 0
+    }
+    batch.phases.push(p)
+    batch.chars += size
+  }
+
   /** Judges every pending phase (at setImmediate, and before the engine is disposed). */
   function flushPending (): void {
     const phases = pending
@@ -249,34 +268,14 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     pending = []
     const engine = loaded.engine
     // Screened phases go to the screened engine, the others to the whole ruleset (as evaluate()).
-    let screened: PendingPhase[] = []
-    let plain: PendingPhase[] = []
-    let screenedChars = 0
-    let plainChars = 0
+    const screened: JointBatch = { phases: [], chars: 0, screened: true }
+    const plain: JointBatch = { phases: [], chars: 0, screened: false }
     for (const p of phases) {
-      const size = p.c.size
-      if (size > JOINT_MAX_CHARS) {
-        settleAlone(engine, p)
-      } else if (p.c.onlyScreened) {
-        if (screened.length === JOINT_MAX_PHASES || screenedChars + size > JOINT_MAX_CHARS) {
-          runJoint(engine, screened, true)
-          screened = []
-          screenedChars = 0
-        }
-        screened.push(p)
-        screenedChars += size
-      } else {
-        if (plain.length === JOINT_MAX_PHASES || plainChars + size > JOINT_MAX_CHARS) {
-          runJoint(engine, plain, false)
-          plain = []
-          plainChars = 0
-        }
-        plain.push(p)
-        plainChars += size
-      }
+      if (p.c.size > JOINT_MAX_CHARS) settleAlone(engine, p)
+      else addToBatch(engine, p.c.onlyScreened ? screened : plain, p)
     }
-    runJoint(engine, screened, true)
-    runJoint(engine, plain, false)
+    runJoint(engine, screened.phases, true)
+    runJoint(engine, plain.phases, false)
     // Every phase was settled; an exception a request's continuation threw surfaces as it would have.
     const err = firstError
     firstError = undefined
