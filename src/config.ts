@@ -21,7 +21,8 @@ export const DEMO_API_KEY = 'demo-key-portcullis-0123456789'
 export const DEMO_CONSUMER = 'demo'
 export const DEMO_UPSTREAM_DEFAULT_PORT = 8081
 
-const EnvSchema = Type.Object({
+/** Every environment variable the gateway reads, with its type, range, default and description. */
+export const EnvSchema = Type.Object({
   NODE_ENV: Type.String({ default: 'development', description: '`production` disables every demo default.' }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'Public listen port.' }),
   HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Public listen address (the container sets 0.0.0.0).' }),

@@ -21,7 +21,9 @@ export class ConfigError extends Error {
   }
 }
 
+/** Nothing routes there (the path is not echoed). */
 export const RouteNotFoundError = createError('GW_ROUTE_NOT_FOUND', 'Route not found', 404)
+/** A failure inside the gateway itself (a bug); the cause is logged at error. */
 export const InternalError = createError('GW_INTERNAL', 'Internal error', 500)
 
 /** Statuses whose client message is always the generic reason phrase. */

@@ -4,4 +4,5 @@
  */
 import createError from '@fastify/error'
 
+/** A preflight (OPTIONS) from an origin the route's `cors.origins` does not list. */
 export const CorsOriginNotAllowedError = createError('GW_CORS_ORIGIN_NOT_ALLOWED', 'Origin not allowed', 403)

@@ -9,7 +9,7 @@ const WINDOW_PATTERN = '^\\s*\\d+\\s*(ms|s|sec|second|seconds|m|min|minute|minut
 export const TimeWindowSchema = Type.Union([
   Type.Integer({ minimum: 1, description: 'Window length in milliseconds.' }),
   Type.String({ pattern: WINDOW_PATTERN, description: 'Window as text, e.g. `1 minute`, `30s`, `60000` (ms).' })
-])
+], { description: 'Length of the window: milliseconds, or text such as `1 minute`, `30s`; 1 ms to 1 day.' })
 
 export const RateLimitPolicySchema = Type.Object({
   max: Type.Integer({ minimum: 1, description: 'Requests admitted per window and key.' }),
