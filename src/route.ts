@@ -90,7 +90,7 @@ export type ProtectedRouteOptions = Omit<RouteOptionsStatic, 'auth' | 'rateLimit
 /** Parameter type of `defineRoute()`: wrong policy combinations are compile errors. */
 export type RouteDefinition = PublicRouteOptions | ProtectedRouteOptions
 
-/** Options of `defineRoute()`. See the README's route options table. */
+/** Options of `defineRoute()`. Every option: docs/reference/route-options.md (generated from RouteOptionsSchema). */
 export type RouteOptions = RouteDefinition
 
 const checkRouteOptions = TypeCompiler.Compile(RouteOptionsSchema)
