@@ -69,8 +69,8 @@ t.test('.env.example documents every variable the gateway reads', async (t) => {
   t.ok(names.length > 20)
   for (const n of names) t.match(env, new RegExp(`\\b${n}=`), `${n} documented`)
   for (const m of read('docker-compose.yml').matchAll(/\$\{([A-Z_]+)/g)) t.match(env, new RegExp(`\\b${m[1] as string}=`), `${m[1] as string} documented`)
-  const readme = read('README.md')
-  for (const n of names) t.match(readme, new RegExp(`\`${n}\``), `${n} in README`)
+  const reference = read('docs/reference/environment.md')
+  for (const n of names) t.match(reference, new RegExp(`\`${n}\``), `${n} in docs/reference/environment.md`)
 })
 
 t.test('Dockerfile: multi-stage, production dependencies only, non-root, healthcheck, SIGTERM', async (t) => {
