@@ -151,7 +151,7 @@ function isEnum (schema) {
 }
 
 /** docs/reference/environment.md */
-export function environmentDoc (envSchema, problems) {
+export function environmentDoc (envSchema, exampleError, problems) {
   const lines = [
     '# Environment variables',
     '',
@@ -161,11 +161,22 @@ export function environmentDoc (envSchema, problems) {
     '`JWT_PUBLIC_KEY`, `JWKS_URL` or `API_KEYS`/`API_KEYS_FILE`) must be set, the demo credentials',
     'are refused, and `UPSTREAM_TLS_INSECURE` and `WORKERS` > 1 without `REDIS_URL` are startup errors.',
     '',
-    'A bad value stops startup with `GW_CONFIG_INVALID` and one line per offending variable. Beyond',
-    'the types and ranges below, `src/config.ts` checks that windows parse (1 ms to 1 day), IP lists',
-    'hold IPs or CIDRs, `REDIS_URL` names a host (and a database number, if any), `ROUTES_DIR` is a',
-    'readable folder, the TLS files are readable PEM and the key matches the certificate, only one',
-    'JWT key source is set, and `ADMIN_PORT` does not take the public port.',
+    'Outside production, when no credential source is set, `JWT_SECRET` and `API_KEYS` take demo',
+    'values (the `demo` consumer) so that `npm start` can be tried at once.',
+    '',
+    'A bad value stops startup with `GW_CONFIG_INVALID` and one problem per offending variable, for',
+    'example:',
+    '',
+    '```text',
+    `portcullis: configuration error: ${exampleError}`,
+    '```',
+    '',
+    'Beyond the types and ranges below, `src/config.ts` checks that windows parse (1 ms to 1 day), IP',
+    'lists hold IPs or CIDRs, `REDIS_URL` names a host (and a database number, if any; the URL is',
+    'never echoed, it may hold a password), `ROUTES_DIR` is a readable folder, the TLS files are',
+    'readable PEM and the key matches the certificate, the CA bundle holds a certificate, only one',
+    'JWT key source is set, and `ADMIN_PORT` does not take the public port. Files the operator',
+    'supplies (API keys, PEM, rulesets) may start with a UTF-8 byte-order mark and use CRLF line ends.',
     '',
     'Route modules may read more variables of their own (the bundled routes read `ECHO_UPSTREAM_URL`',
     'and `PUBLIC_UPSTREAM_URL` through `upstreamFromEnv()`). [`.env.example`](../../.env.example)',
@@ -347,13 +358,20 @@ export function codesInSources (root = ROOT) {
  */
 export async function generate (load, root = ROOT) {
   const problems = []
-  const { EnvSchema } = await load('src/config.ts')
+  const { EnvSchema, loadConfig } = await load('src/config.ts')
+  let exampleError = ''
+  try {
+    loadConfig({ PORT: 'eighty', LOG_LEVEL: 'loud' })
+    problems.push('src/config.ts: loadConfig accepted PORT=eighty and LOG_LEVEL=loud')
+  } catch (err) {
+    exampleError = err.message
+  }
   const { RouteOptionsSchema } = await load('src/route.ts')
   const modules = []
   for (const file of errorModuleFiles(root)) modules.push([file, await load(file)])
   const readSource = (file) => readFileSync(join(root, file), 'utf8')
   const files = new Map([
-    ['docs/reference/environment.md', environmentDoc(EnvSchema, problems)],
+    ['docs/reference/environment.md', environmentDoc(EnvSchema, exampleError, problems)],
     ['docs/reference/route-options.md', routeOptionsDoc(RouteOptionsSchema, problems)],
     ['docs/reference/errors.md', errorsDoc(collectErrors(modules, readSource, problems), codesInSources(root), problems)]
   ])
