@@ -155,8 +155,8 @@ t.test('what the HTTP parser or the router refuses gets the gateway body, never 
     ['NUL in a header value', `GET /svc/x HTTP/1.1\r\n${h}X-A: a\u0000b\r\n\r\n`, 400, 'GW_REQUEST_INVALID'],
     ['CL + TE', `POST /svc/x HTTP/1.1\r\n${h}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, 'GW_REQUEST_INVALID'],
     ['header bytes over the limit', `GET /svc/x HTTP/1.1\r\n${h}X-Big: ${'b'.repeat(70_000)}\r\n\r\n`, 431, 'GW_REQUEST_HEADERS_TOO_LARGE'],
-    ['undecodable percent in the path', `GET /svc/%zz HTTP/1.1\r\n${h}\r\n`, 400, 'GW_REQUEST_INVALID'],
-    ['undecodable percent in a 404 path', `GET /evil%zz HTTP/1.1\r\n${h}\r\n`, 400, 'GW_REQUEST_INVALID']
+    ['undecodable percent in the path', `GET /svc/%zz HTTP/1.1\r\n${h}\r\n`, 400, 'GW_REQUEST_PATH'],
+    ['undecodable percent in a 404 path', `GET /evil%zz HTTP/1.1\r\n${h}\r\n`, 400, 'GW_REQUEST_PATH']
   ]
   for (const [name, payload, status, code] of cases) assertGatewayError(t, await rawRequest(port, payload), status, code, name)
   const badUrl = await rawRequest(port, `GET /svc/%zz HTTP/1.1\r\n${h}\r\n`)
