@@ -90,6 +90,8 @@ const ONLY_DOTS = /^\.+$/
 /** `name::$DATA`, `name:$I30:$INDEX_ALLOCATION`: an NTFS stream of `name`. */
 const ADS = /::?\$.*$/s
 const SEPARATOR = /[/\\]/
+/** A segment whose only possible rewrite is letter case: no escape, `;`, `+`, `:`, edge dot. */
+const PLAIN_SEGMENT = /^[\w~!$&'()*,=@-]+(?:\.[\w~!$&'()*,=@-]+)*$/
 
 /** Letters, width, look-alikes and invisible characters folded as the most lenient backend does. */
 function foldText (s: string): string {
@@ -132,6 +134,10 @@ export function readPath (path: string): string[] | typeof AMBIGUOUS {
     const raw = path.slice(start, end)
     start = end + 1
     if (raw === '') continue
+    if (PLAIN_SEGMENT.test(raw)) {
+      out.push(raw.toLowerCase())
+      continue
+    }
     let decoded: string
     try {
       decoded = decodeURIComponent(raw.includes('+') ? raw.replaceAll('+', ' ') : raw)
