@@ -4,7 +4,8 @@
  * request guard compares that route with the route of this reading (see route-table.ts).
  *
  * Each rewrite is applied per segment, after percent-decoding (the path has passed BAD_PATH, so
- * no encoded `/`, `\`, `.`, controls or unreserved characters are left to decode):
+ * no encoded `/`, `\`, `.`, controls or unreserved characters are left to decode; what a second
+ * decoding or IIS `%uXXXX` would still produce is decoded too):
  * - `+` read as a space (form decoding applied to paths by some frameworks);
  * - everything from a decoded `?` or `#` on is dropped, with the rest of the path (Apache
  *   mod_rewrite/mod_proxy CVE-2023-25690, CVE-2024-38474; backends that re-parse a decoded path);
@@ -121,6 +122,24 @@ function readDecodedSegment (decoded: string, out: string[]): typeof AMBIGUOUS |
   return undefined
 }
 
+const ESCAPE = /%(?:[0-9a-fA-F]{2}|u[0-9a-fA-F]{4})/
+const IIS_ESCAPE = /%u([0-9a-fA-F]{4})/g
+
+/**
+ * Escapes left after the first decoding are decoded again, IIS `%uXXXX` included: a proxy in
+ * front of the backend, or the backend itself, may decode twice (IIS CVE-2001-0333).
+ */
+function decodeAgain (decoded: string): string {
+  for (let round = 0; round < 3 && ESCAPE.test(decoded); round++) {
+    try {
+      decoded = decodeURIComponent(decoded.replace(IIS_ESCAPE, (_m, hex: string) => encodeURIComponent(String.fromCharCode(parseInt(hex, 16)))))
+    } catch {
+      break
+    }
+  }
+  return decoded
+}
+
 /**
  * The segments of `path` (no query) as a lenient backend reads them, or AMBIGUOUS. `path` must
  * decode (the router refuses paths that do not).
@@ -144,6 +163,7 @@ export function readPath (path: string): string[] | typeof AMBIGUOUS {
     } catch {
       return AMBIGUOUS
     }
+    decoded = decodeAgain(decoded)
     const stop = decoded.search(/[?#]/)
     if (stop !== -1) decoded = decoded.slice(0, stop)
     if (readDecodedSegment(decoded, out) === AMBIGUOUS) return AMBIGUOUS

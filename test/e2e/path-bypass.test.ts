@@ -85,6 +85,8 @@ const NESTED_REFUSED = [
   '/inv/x/%EF%B9%92%EF%B9%92/admin', '/inv/...', '/inv//admin', '/inv/x/../admin',
   // encodings the gateway never decodes: IIS %u, encoded letters, invalid UTF-8
   '/inv/%u0061dmin', '/inv/%61dmin', '/inv/admi%6E', '/inv/adm%C0%AEin', '/inv/%E9',
+  // decoded twice (a proxy in front, or IIS)
+  '/inv/admin%253B', '/inv/%2525u0061dmin', '/inv/x/%25252e%25252e/admin',
   // several at once
   '/INV;x/ADMIN./', '/inv/ADMIN%20;x/users'
 ]

@@ -46,10 +46,15 @@ t.test('readPath: each backend rewrite, one segment at a time', async (t) => {
     ['/inv/stra%C3%9Fe', ['inv', 'strasse']],
     ['/inv/items:batchGet', ['inv', 'items:batchget']],
     ['/inv/a.b/c..d/report.json', ['inv', 'a.b', 'c..d', 'report.json']],
-    ['/inv/caf%C3%A9', ['inv', 'cafe']]
+    ['/inv/caf%C3%A9', ['inv', 'cafe']],
+    ['/inv/admin%253Bx', ['inv', 'admin']],
+    ['/inv/%25u0041DMIN', ['inv', 'admin']],
+    ['/inv/%2525u0041dmin', ['inv', 'admin']],
+    ['/inv/100%25', ['inv', '100%']],
+    ['/inv/a%2520b', ['inv', 'a b']]
   ]
   for (const [path, segments] of cases) t.strictSame(readPath(path), segments, path)
-  for (const path of ['/inv/..%20/admin', '/inv/.%3bx/admin', '/inv/%E2%80%A5/admin', '/inv/...', '/inv/.%E2%80%8B/x', '/inv/%EF%B9%92/x', '/inv/%E3%80%82%E3%80%82/x']) {
+  for (const path of ['/inv/..%20/admin', '/inv/.%3bx/admin', '/inv/%E2%80%A5/admin', '/inv/...', '/inv/.%E2%80%8B/x', '/inv/%EF%B9%92/x', '/inv/%E3%80%82%E3%80%82/x', '/inv/x/%25252e%25252e/admin']) {
     t.equal(readPath(path), AMBIGUOUS, `${path}: a dot segment in disguise`)
   }
 })
