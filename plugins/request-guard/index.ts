@@ -18,7 +18,7 @@
  * - Upgrade requests outside WebSocket routes -> 400.
  * Config read: `config.websocket`. Errors: GW_REQUEST_FRAMING, GW_REQUEST_PATH,
  * GW_REQUEST_URI_TOO_LONG, GW_REQUEST_HEADERS_TOO_LARGE, GW_REQUEST_UPGRADE_NOT_ALLOWED,
- * GW_REQUEST_INVALID (Host).
+ * GW_REQUEST_INVALID (Host); at startup GW_CONFIG_INVALID (route paths that read alike, options).
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import Fastify from 'fastify'
-import { requestGuardPlugin } from 'portcullis'
+import { loadConfig, requestGuardPlugin } from 'portcullis'
 import { AMBIGUOUS, readPath } from '../../plugins/request-guard/canonical.js'
 import { RouteTable, routeId } from '../../plugins/request-guard/route-table.js'
 
@@ -169,4 +169,11 @@ t.test('the plugin: onRoute builds the table, literal mode skips it, bad options
   const bad = Fastify()
   t.teardown(() => bad.close())
   await t.rejects(async () => { await bad.register(requestGuardPlugin, { pathCheck: 'lenient' as 'literal' }) }, { code: 'GW_CONFIG_INVALID' })
+})
+
+t.test('PATH_CHECK: strict by default, literal on request, anything else stops startup', async (t) => {
+  t.equal(loadConfig({}).pathCheck, 'strict')
+  t.equal(loadConfig({ PATH_CHECK: 'literal' }).pathCheck, 'literal')
+  const err = t.throws(() => loadConfig({ PATH_CHECK: 'off' }), { code: 'GW_CONFIG_INVALID' }) as Error
+  t.match(err.message, /PATH_CHECK: must be one of strict, literal/)
 })
