@@ -54,6 +54,7 @@ export const EnvSchema = Type.Object({
   REDIS_FAILURE_MODE: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis unreachable: `closed` answers 503, `open` admits.' }),
   REDIS_KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9:._-]{1,100}$', default: 'portcullis:rl:', description: 'Prefix of every rate-limit key in Redis (gateway groups sharing one Redis use different prefixes).' }),
   REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one Redis command.' }),
+  PATH_CHECK: Type.Union([Type.Literal('strict'), Type.Literal('literal')], { default: 'strict', description: '`strict` refuses paths that case-folding or path-normalising backends (IIS, Tomcat, Spring, Express) read as another route; `literal` routes the literal path only.' }),
   INSPECT_RULES_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one.' })),
   INSPECT_MODE: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Default inspection mode for routes that do not set one.' }),
   INSPECT_CACHE_SIZE: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000, description: 'Clean values remembered per generation so repeated benign values skip the engine (0 = off).' }),
@@ -184,6 +185,8 @@ export interface GatewayConfig {
     readonly redisTimeoutMs: number
     readonly redisKeyPrefix: string
   }
+  /** PATH_CHECK: how the request guard treats paths that backends read as another route. */
+  readonly pathCheck: 'strict' | 'literal'
   readonly inspect: {
     readonly rulesFile: string | undefined
     readonly mode: 'block' | 'detect'
@@ -385,6 +388,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
       redisTimeoutMs: e.REDIS_TIMEOUT_MS,
       redisKeyPrefix: e.REDIS_KEY_PREFIX
     },
+    pathCheck: e.PATH_CHECK,
     inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, verdictCacheSize: e.INSPECT_CACHE_SIZE, ipAllow, ipDeny },
     admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST },
     workers,

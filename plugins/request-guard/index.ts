@@ -7,25 +7,38 @@
  * - path: dot segments (plain, encoded, `..;`), encoded `/` `\` NUL and controls, `//`, `\`,
  *   encoded unreserved characters, overlong/fullwidth encodings of `.` `/` `\` -> 400, so routing,
  *   policy and the path sent upstream are one canonical path;
+ * - path readings (`pathCheck: 'strict'`, the default): a path that a lenient backend reads as
+ *   the path of another route (letter case, `;` parameters, trailing dots or spaces, Unicode
+ *   look-alikes, NTFS streams and short names, suffix patterns; see canonical.ts) -> 400, and
+ *   route paths that read as one another stop startup (GW_CONFIG_INVALID). The routes are
+ *   collected in onRoute, so register this plugin before the routes it guards;
  * - Host: more than one, or a value that is not `host[:port]` -> 400 (RFC 9112 3.2; the value
  *   goes upstream as x-forwarded-host, where links and redirects are built from it);
  * - URL length -> 414, header count -> 431 (Node enforces header bytes with 431 itself);
  * - Upgrade requests outside WebSocket routes -> 400.
  * Config read: `config.websocket`. Errors: GW_REQUEST_FRAMING, GW_REQUEST_PATH,
  * GW_REQUEST_URI_TOO_LONG, GW_REQUEST_HEADERS_TOO_LARGE, GW_REQUEST_UPGRADE_NOT_ALLOWED,
- * GW_REQUEST_INVALID (Host).
+ * GW_REQUEST_INVALID (Host); at startup GW_CONFIG_INVALID (route paths that read alike, options).
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { UpgradeNotAllowedError } from '../proxy/errors.js'
 import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, NonCanonicalPathError, UriTooLongError } from './errors.js'
 import { BAD_PATH } from './path.js'
+import { RouteTable } from './route-table.js'
+import { ConfigError } from '../../src/errors.js'
 
 export interface RequestGuardOptions {
   /** Longest request target in bytes (default 8192). */
   maxUrlLength?: number
   /** Most header fields per request (default 100). */
   maxHeaders?: number
+  /**
+   * `strict` (default): refuse a path that backends which fold case, strip `;` parameters,
+   * trailing dots and spaces (IIS, Tomcat, Spring, Express) read as another route's path.
+   * `literal`: route the literal path only; safe only when every backend matches paths literally.
+   */
+  pathCheck?: 'strict' | 'literal'
 }
 
 function countHeader (raw: string[], lower: string): number {
@@ -44,6 +57,14 @@ const HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])?(?::\d{1,5})?$/
 async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardOptions): Promise<void> {
   const maxUrlLength = opts.maxUrlLength ?? 8192
   const maxHeaderFields = (opts.maxHeaders ?? 100) * 2
+  const pathCheck = opts.pathCheck ?? 'strict'
+  if (pathCheck !== 'strict' && pathCheck !== 'literal') throw new ConfigError('gateway-request-guard', ['pathCheck: must be strict or literal'])
+  const routes = pathCheck === 'strict' ? new RouteTable() : undefined
+  if (routes !== undefined) {
+    fastify.addHook('onRoute', function requestGuardRoutes (route) {
+      routes.add(route.method, route.url)
+    })
+  }
 
   fastify.addHook('onRequest', function requestGuard (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
     const raw = request.raw
@@ -53,6 +74,13 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
     if (path.charCodeAt(0) !== 47 || BAD_PATH.test(path)) throw new NonCanonicalPathError()
+    if (routes !== undefined && routes.needsReading(path)) {
+      const literal = request.is404 ? null : routes.idOf(request.routeOptions.url ?? '')
+      if (literal !== undefined && routes.readsAsOtherRoute(raw.method ?? 'GET', path, literal)) {
+        request.log.debug({ route: literal }, 'request guard: the path reads as another route on lenient backends')
+        throw new NonCanonicalPathError()
+      }
+    }
 
     const headers = raw.headers
     const host = headers.host

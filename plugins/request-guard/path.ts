@@ -14,5 +14,5 @@ export const BAD_PATH = new RegExp([
   '%[cC][01]', // overlong UTF-8 lead bytes (%c0%ae = `.`)
   '%[eE][fF]%[bB][cC]%(?:8[eEfF]|[bB][cC])', // fullwidth . / \
   '%[eE]2%88%95', // division slash
-  '[\\x00-\\x20\\x7f]' // raw controls and spaces
+  '[\\x00-\\x20\\x7f#]' // raw controls, spaces and `#` (a fragment is never sent, RFC 9112 3.2)
 ].join('|'))
