@@ -88,7 +88,7 @@ export function gatewayNotFoundHandler (request: FastifyRequest, reply: FastifyR
 }
 
 /** A raw HTTP/1.1 error response in the gateway's body shape; the connection closes after it. */
-function rawResponse (statusCode: number, code: string, message: string): string {
+export function rawResponse (statusCode: number, code: string, message: string): string {
   const body = JSON.stringify({ statusCode, code, error: STATUS_CODES[statusCode], message })
   return `HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\n` +
     `content-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n${body}`
