@@ -1,16 +1,18 @@
+#!/usr/bin/env node
 /**
- * Process entry: environment -> config -> gateway -> listen, and graceful close.
+ * Process entry (the package's `portcullis` command): environment -> config -> gateway ->
+ * listen, and graceful close.
  *
  * On SIGTERM/SIGINT: /readyz turns 503, the listener stops accepting, idle keep-alive
  * connections close, in-flight requests finish, and the process exits within DRAIN_TIMEOUT_MS.
  */
-import { realpathSync } from 'node:fs'
+import { existsSync, realpathSync } from 'node:fs'
 import type { Server } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
-import { buildGateway, loggerOptions } from './app.js'
+import { buildGateway, DEFAULT_ROUTES_DIR, loggerOptions } from './app.js'
 import { isClusterPrimary, runPrimary } from './cluster.js'
 import { DEMO_API_KEY, loadConfig, type GatewayConfig } from './config.js'
 import { startDemoUpstream } from './demo-upstream.js'
@@ -44,6 +46,15 @@ function printRoutes (app: FastifyInstance, config: GatewayConfig, url: string):
   }
 }
 
+/**
+ * An installed package has no bundled routes/ folder: without ROUTES_DIR there is nothing to
+ * serve, which must read as a configuration error, not as a file-system error.
+ */
+function routesProblem (config: GatewayConfig): ConfigError | undefined {
+  if (config.routesDir !== undefined || existsSync(DEFAULT_ROUTES_DIR)) return undefined
+  return new ConfigError('invalid environment', ['ROUTES_DIR: not set, and this installation has no bundled routes; set ROUTES_DIR to a folder of route modules (each `export default defineRoute({...})`)'])
+}
+
 type SonicBoom = ReturnType<typeof pino.destination>
 
 const buffered = new Set<SonicBoom>()
@@ -74,6 +85,8 @@ function logDestination (bytes: number): SonicBoom | undefined {
 /** Starts the gateway from an environment; used by the process entry and by tests. */
 export async function start (env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
   const config = loadConfig(env)
+  const noRoutes = routesProblem(config)
+  if (noRoutes !== undefined) throw noRoutes
   let demo: Server | undefined
   const destination = logDestination(config.logBufferBytes)
   const app = await buildGateway(config, destination === undefined ? {} : { logger: { ...loggerOptions(config) as object, stream: destination } })
@@ -112,6 +125,8 @@ async function main (): Promise<void> {
   let running: RunningGateway
   try {
     const config = loadConfig(process.env)
+    const noRoutes = routesProblem(config)
+    if (noRoutes !== undefined) throw noRoutes
     if (isClusterPrimary(config)) process.exit(await runPrimary(config))
     running = await start(process.env)
   } catch (err) {
