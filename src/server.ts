@@ -3,9 +3,12 @@
  * Process entry (the package's `portcullis` command): environment -> config -> gateway ->
  * listen, and graceful close.
  *
- * On SIGTERM/SIGINT: /readyz turns 503, the listener stops accepting, idle keep-alive
- * connections close, in-flight requests finish, and the process exits within DRAIN_TIMEOUT_MS.
+ * On SIGTERM/SIGINT: /readyz turns 503 and responses carry `connection: close`; the listener
+ * keeps accepting for DRAIN_DELAY_MS (default 0) so balancers polling /readyz stop sending
+ * first; then it stops accepting, idle keep-alive connections close, in-flight requests finish,
+ * and the process exits within DRAIN_TIMEOUT_MS more.
  */
+import cluster from 'node:cluster'
 import { existsSync, realpathSync } from 'node:fs'
 import type { Server } from 'node:http'
 import { fileURLToPath } from 'node:url'
@@ -44,6 +47,14 @@ function printRoutes (app: FastifyInstance, config: GatewayConfig, url: string):
         : takesKey && !strategies.includes('jwt') ? "-H 'x-api-key: <key>' " : "-H 'authorization: Bearer <token>' "
     app.log.info(`try: curl -i ${cred}${url}${path}`)
   }
+}
+
+/**
+ * The route table and the `try: curl` hint are startup information for a person: printed by one
+ * process only (the single process, or the first cluster worker), never repeated per worker.
+ */
+function printsStartupHints (): boolean {
+  return !cluster.isWorker || cluster.worker?.id === 1
 }
 
 /**
@@ -103,7 +114,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   const port = typeof address === 'object' && address !== null ? address.port : config.port
   const scheme = config.tls === undefined ? 'http' : 'https'
   const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
-  printRoutes(app, config, url)
+  if (printsStartupHints()) printRoutes(app, config, url)
   destination?.flushSync()
   return {
     app,
@@ -111,6 +122,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
     url,
     async close () {
       app.portcullisState.draining = true
+      if (config.drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.drainDelayMs))
       await app.close()
       if (demo !== undefined) await new Promise<void>((resolve) => { demo?.close(() => { resolve() }) })
       if (destination !== undefined) {
@@ -137,7 +149,7 @@ async function main (): Promise<void> {
     }
     process.exit(1)
   }
-  closeWithGrace({ delay: running.config.drainTimeoutMs }, async ({ signal, err }) => {
+  closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs }, async ({ signal, err }) => {
     if (err !== undefined) running.app.log.error({ err }, 'shutting down after an error')
     else running.app.log.info({ signal }, 'draining')
     await running.close()
