@@ -6,7 +6,8 @@
 import t, { type Test } from 'tap'
 import { connect } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
-import { defineRoute } from 'portcullis'
+import { connect as http2Connect } from 'node:http2'
+import { defineRoute, loadConfig } from 'portcullis'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { pipelinedRequests, rawRequest } from '../helpers/raw-http.js'
@@ -121,4 +122,41 @@ t.test('PROXY v2 ahead of the TLS handshake', async (t) => {
   t.match(text, /^HTTP\/1\.1 200 /)
   t.equal(up.requests[0]?.headers['x-forwarded-for'], '2001:db8::1', 'the announced IPv6 client')
   t.equal(up.requests[0]?.headers['x-forwarded-proto'], 'https')
+})
+
+t.test('PROXY v1 ahead of TLS with HTTP/2', async (t) => {
+  const cert = makeCert()
+  const { gw, up } = await gateway(t, { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' })
+  const raw = connect(gw.port, '127.0.0.1')
+  await new Promise<void>((resolve) => raw.once('connect', () => { resolve() }))
+  raw.write(v1('192.0.2.44'))
+  const session = http2Connect(`https://localhost:${gw.port}`, {
+    createConnection: () => tlsConnect({ socket: raw, ca: cert.cert, servername: 'localhost', ALPNProtocols: ['h2'] })
+  })
+  t.teardown(() => { session.destroy() })
+  const status = await new Promise<number>((resolve, reject) => {
+    const stream = session.request({ ':method': 'GET', ':path': '/svc/h2' })
+    let s = 0
+    stream.on('response', (h) => { s = Number(h[':status']) })
+    stream.on('end', () => { resolve(s) })
+    stream.on('error', reject)
+    stream.resume()
+    stream.end()
+  })
+  t.equal(status, 200)
+  t.equal(up.requests[0]?.headers['x-forwarded-for'], '192.0.2.44', 'the announced client over HTTP/2')
+})
+
+t.test('a trusted peer that stalls in its header is cut off at HEADERS_TIMEOUT_MS', async (t) => {
+  const { gw, up } = await gateway(t, { HEADERS_TIMEOUT_MS: '1000' })
+  const stalled = await rawRequest(gw.port, 'PROXY TCP4 192.0.2.1 ', { timeoutMs: 30_000 })
+  t.equal(stalled.status, 400, 'answered and closed by the gateway, not by the client timeout')
+  t.equal(JSON.parse(stalled.body).code, 'GW_PROXY_PROTOCOL_INVALID')
+  t.equal(up.requests.length, 0)
+})
+
+t.test('PROXY_PROTOCOL needs TRUST_PROXY', async (t) => {
+  t.throws(() => loadConfig({ PROXY_PROTOCOL: 'true' }), /PROXY_PROTOCOL: needs TRUST_PROXY/)
+  t.equal(loadConfig({ PROXY_PROTOCOL: 'true', TRUST_PROXY: '10.0.0.0/8' }).proxyProtocol, true)
+  t.equal(loadConfig({}).proxyProtocol, false, 'off by default')
 })
