@@ -3,7 +3,9 @@
  *
  * Body: `{ statusCode, code, error, message }`. 5xx messages are generic; the cause goes to the log.
  * Codes: GW_CONFIG_INVALID, GW_ROUTE_NOT_FOUND, GW_REQUEST_INVALID, GW_REQUEST_TIMEOUT,
- * GW_REQUEST_HEADERS_TOO_LARGE (requests Node's parser refuses), GW_INTERNAL.
+ * GW_REQUEST_HEADERS_TOO_LARGE (requests Node's parser refuses), GW_INTERNAL; raw answers written
+ * before HTTP parsing: GW_PROXY_PROTOCOL_INVALID (src/proxy-protocol.ts), GW_REQUEST_TLS_REQUIRED
+ * (src/tls-plain-http.ts).
  */
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
