@@ -31,6 +31,8 @@ import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
 import type { GatewayConfig } from './config.js'
 import { gatewayClientErrorHandler, gatewayConnectRefusal, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
+import { acceptProxyProtocol } from './proxy-protocol.js'
+import { answerPlainHttpOnTls } from './tls-plain-http.js'
 import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
 import { requestGuardPlugin } from '../plugins/request-guard/index.js'
 import { proxyPlugin, proxyScopePlugin } from '../plugins/proxy/index.js'
@@ -209,6 +211,8 @@ export async function buildGateway (config: GatewayConfig, opts: BuildGatewayOpt
     app.server.maxHeadersCount = 0
     app.server.on('connect', gatewayConnectRefusal)
   }
+  if (config.tls !== undefined) answerPlainHttpOnTls(app.server, app.log)
+  if (config.proxyProtocol) acceptProxyProtocol(app.server, { trusted: config.trustProxy, timeoutMs: config.headersTimeoutMs, log: app.log })
   await app.register(gatewayPlugin, { config, ...(opts.routes !== undefined ? { routes: opts.routes } : {}) })
   return app
 }

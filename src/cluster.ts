@@ -7,7 +7,7 @@
  * - A worker that dies unexpectedly after it was serving is replaced, at most once per second
  *   per slot; a worker that fails before it listens stops the whole group with status 1.
  * - SIGTERM/SIGINT go to every worker, which drain as a single process does; the primary exits
- *   when all have exited (SIGKILL for any still running DRAIN_TIMEOUT_MS + 5 s later), with
+ *   when all have exited (SIGKILL for any still running DRAIN_DELAY_MS + DRAIN_TIMEOUT_MS + 5 s later), with
  *   status 0 when every worker exited cleanly.
  */
 import cluster, { type Worker } from 'node:cluster'
@@ -70,7 +70,7 @@ export async function runPrimary (config: GatewayConfig, env: NodeJS.ProcessEnv 
       for (const worker of slots.keys()) worker.process.kill(signal)
       setTimeout(() => {
         for (const worker of slots.keys()) worker.process.kill('SIGKILL')
-      }, config.drainTimeoutMs + 5000).unref()
+      }, config.drainDelayMs + config.drainTimeoutMs + 5000).unref()
     }
     process.on('SIGTERM', () => { stop('SIGTERM') })
     process.on('SIGINT', () => { stop('SIGINT') })

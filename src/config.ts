@@ -32,6 +32,8 @@ export const EnvSchema = Type.Object({
   BODY_LIMIT: Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024, default: 1024 * 1024, description: 'Request body bytes, proxied bodies included.' }),
   RESPONSE_BUFFER_BYTES: Type.Integer({ minimum: 0, maximum: 8 * 1024 * 1024, default: 16_384, description: 'Upstream responses declaring at most this many bytes are read whole and sent in one write; larger ones stream (0 = stream all).' }),
   TRUST_PROXY: Type.Optional(Type.String({ description: 'Comma-separated proxy IPs/CIDRs whose x-forwarded-* headers are trusted.' })),
+  PROXY_PROTOCOL: Type.Boolean({ default: false, description: 'Connections from TRUST_PROXY peers open with a PROXY protocol v1/v2 header announcing the client address (required from them; others connect directly).' }),
+  DRAIN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 0, description: 'On SIGTERM, keep accepting this long while /readyz answers 503, so balancers that poll it stop sending first.' }),
   DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000, description: 'Longest wait for in-flight requests on SIGTERM.' }),
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 60_000, description: 'Whole client request (headers and body) deadline.' }),
   HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Deadline for the client to send all request headers (slowloris).' }),
@@ -160,6 +162,10 @@ export interface GatewayConfig {
   /** Upstream responses up to this declared size are buffered and sent in one write (0 = stream all). */
   readonly responseBufferBytes: number
   readonly trustProxy: readonly string[]
+  /** Connections from trustProxy peers carry a PROXY protocol header (PROXY_PROTOCOL). */
+  readonly proxyProtocol: boolean
+  /** SIGTERM: accepting continues this long with /readyz at 503 before the listener closes. */
+  readonly drainDelayMs: number
   readonly drainTimeoutMs: number
   readonly requestTimeoutMs: number
   readonly headersTimeoutMs: number
@@ -260,6 +266,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     const p = cidrProblem(t)
     if (p !== undefined) problems.push(`TRUST_PROXY: ${p} (list proxy addresses; "all" and hop counts are not accepted)`)
   }
+  if (e.PROXY_PROTOCOL && trustProxy.length === 0) problems.push('PROXY_PROTOCOL: needs TRUST_PROXY (the balancer addresses allowed to announce a client address)')
   const ipAllow = list(e.IP_ALLOW)
   const ipDeny = list(e.IP_DENY)
   for (const [name, entries] of [['IP_ALLOW', ipAllow], ['IP_DENY', ipDeny]] as const) {
@@ -363,6 +370,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     bodyLimit: e.BODY_LIMIT,
     responseBufferBytes: e.RESPONSE_BUFFER_BYTES,
     trustProxy,
+    proxyProtocol: e.PROXY_PROTOCOL,
+    drainDelayMs: e.DRAIN_DELAY_MS,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     headersTimeoutMs: e.HEADERS_TIMEOUT_MS,

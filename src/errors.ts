@@ -3,7 +3,9 @@
  *
  * Body: `{ statusCode, code, error, message }`. 5xx messages are generic; the cause goes to the log.
  * Codes: GW_CONFIG_INVALID, GW_ROUTE_NOT_FOUND, GW_REQUEST_INVALID, GW_REQUEST_TIMEOUT,
- * GW_REQUEST_HEADERS_TOO_LARGE (requests Node's parser refuses), GW_INTERNAL.
+ * GW_REQUEST_HEADERS_TOO_LARGE (requests Node's parser refuses), GW_INTERNAL; raw answers written
+ * before HTTP parsing: GW_PROXY_PROTOCOL_INVALID (src/proxy-protocol.ts), GW_REQUEST_TLS_REQUIRED
+ * (src/tls-plain-http.ts).
  */
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -90,7 +92,7 @@ export function gatewayNotFoundHandler (request: FastifyRequest, reply: FastifyR
 }
 
 /** A raw HTTP/1.1 error response in the gateway's body shape; the connection closes after it. */
-function rawResponse (statusCode: number, code: string, message: string): string {
+export function rawResponse (statusCode: number, code: string, message: string): string {
   const body = JSON.stringify({ statusCode, code, error: STATUS_CODES[statusCode], message })
   return `HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\n` +
     `content-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n${body}`

@@ -1,16 +1,21 @@
+#!/usr/bin/env node
 /**
- * Process entry: environment -> config -> gateway -> listen, and graceful close.
+ * Process entry (the package's `portcullis` command): environment -> config -> gateway ->
+ * listen, and graceful close.
  *
- * On SIGTERM/SIGINT: /readyz turns 503, the listener stops accepting, idle keep-alive
- * connections close, in-flight requests finish, and the process exits within DRAIN_TIMEOUT_MS.
+ * On SIGTERM/SIGINT: /readyz turns 503 and responses carry `connection: close`; the listener
+ * keeps accepting for DRAIN_DELAY_MS (default 0) so balancers polling /readyz stop sending
+ * first; then it stops accepting, idle keep-alive connections close, in-flight requests finish,
+ * and the process exits within DRAIN_TIMEOUT_MS more.
  */
-import { realpathSync } from 'node:fs'
+import cluster from 'node:cluster'
+import { existsSync, realpathSync } from 'node:fs'
 import type { Server } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
-import { buildGateway, loggerOptions } from './app.js'
+import { buildGateway, DEFAULT_ROUTES_DIR, loggerOptions } from './app.js'
 import { isClusterPrimary, runPrimary } from './cluster.js'
 import { DEMO_API_KEY, loadConfig, type GatewayConfig } from './config.js'
 import { startDemoUpstream } from './demo-upstream.js'
@@ -44,6 +49,23 @@ function printRoutes (app: FastifyInstance, config: GatewayConfig, url: string):
   }
 }
 
+/**
+ * The route table and the `try: curl` hint are startup information for a person: printed by one
+ * process only (the single process, or the first cluster worker), never repeated per worker.
+ */
+function printsStartupHints (): boolean {
+  return !cluster.isWorker || cluster.worker?.id === 1
+}
+
+/**
+ * An installed package has no bundled routes/ folder: without ROUTES_DIR there is nothing to
+ * serve, which must read as a configuration error, not as a file-system error.
+ */
+function routesProblem (config: GatewayConfig): ConfigError | undefined {
+  if (config.routesDir !== undefined || existsSync(DEFAULT_ROUTES_DIR)) return undefined
+  return new ConfigError('invalid environment', ['ROUTES_DIR: not set, and this installation has no bundled routes; set ROUTES_DIR to a folder of route modules (each `export default defineRoute({...})`)'])
+}
+
 type SonicBoom = ReturnType<typeof pino.destination>
 
 const buffered = new Set<SonicBoom>()
@@ -74,6 +96,8 @@ function logDestination (bytes: number): SonicBoom | undefined {
 /** Starts the gateway from an environment; used by the process entry and by tests. */
 export async function start (env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
   const config = loadConfig(env)
+  const noRoutes = routesProblem(config)
+  if (noRoutes !== undefined) throw noRoutes
   let demo: Server | undefined
   const destination = logDestination(config.logBufferBytes)
   const app = await buildGateway(config, destination === undefined ? {} : { logger: { ...loggerOptions(config) as object, stream: destination } })
@@ -90,7 +114,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   const port = typeof address === 'object' && address !== null ? address.port : config.port
   const scheme = config.tls === undefined ? 'http' : 'https'
   const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
-  printRoutes(app, config, url)
+  if (printsStartupHints()) printRoutes(app, config, url)
   destination?.flushSync()
   return {
     app,
@@ -98,6 +122,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
     url,
     async close () {
       app.portcullisState.draining = true
+      if (config.drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.drainDelayMs))
       await app.close()
       if (demo !== undefined) await new Promise<void>((resolve) => { demo?.close(() => { resolve() }) })
       if (destination !== undefined) {
@@ -112,6 +137,8 @@ async function main (): Promise<void> {
   let running: RunningGateway
   try {
     const config = loadConfig(process.env)
+    const noRoutes = routesProblem(config)
+    if (noRoutes !== undefined) throw noRoutes
     if (isClusterPrimary(config)) process.exit(await runPrimary(config))
     running = await start(process.env)
   } catch (err) {
@@ -122,7 +149,7 @@ async function main (): Promise<void> {
     }
     process.exit(1)
   }
-  closeWithGrace({ delay: running.config.drainTimeoutMs }, async ({ signal, err }) => {
+  closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs }, async ({ signal, err }) => {
     if (err !== undefined) running.app.log.error({ err }, 'shutting down after an error')
     else running.app.log.info({ signal }, 'draining')
     await running.close()

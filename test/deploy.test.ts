@@ -62,6 +62,22 @@ t.test('compose wires two gateway replicas behind one port, Redis and two backen
   t.match(lb, /server gateway-2:8080/)
 })
 
+t.test('the balancer passes each client address to the gateways (PROXY protocol from it only)', async (t) => {
+  const lb = read('deploy/nginx-lb.conf')
+  const server = /server\s*\{[^}]*\}/.exec(lb.slice(lb.indexOf('stream')))?.[0] ?? ''
+  t.match(server, /^\s*proxy_protocol on;$/m, 'nginx stream sends a PROXY header on each upstream connection')
+  const s = compose.services as Record<string, Service & { networks?: Record<string, { ipv4_address?: string }> }>
+  const lbAddress = s.lb?.networks?.backend?.ipv4_address
+  t.ok(lbAddress !== undefined, 'the balancer has a fixed address on the compose network')
+  const subnet = (parse(read('docker-compose.yml')) as { networks: { backend: { ipam: { config: Array<{ subnet: string }> } } } }).networks.backend.ipam.config[0]?.subnet
+  t.equal(subnet?.split('.').slice(0, 3).join('.'), lbAddress?.split('.').slice(0, 3).join('.'), 'inside the network subnet')
+  for (const name of ['gateway-1', 'gateway-2']) {
+    const env = s[name]?.environment ?? {}
+    t.equal(env.PROXY_PROTOCOL, 'true', `${name} reads the PROXY header`)
+    t.equal(env.TRUST_PROXY, lbAddress, `${name} accepts it from the balancer only`)
+  }
+})
+
 t.test('.env.example documents every variable the gateway reads', async (t) => {
   const env = read('.env.example')
   const config = read('src/config.ts')

@@ -4,7 +4,7 @@
  */
 import t from 'tap'
 import { execFile, spawn } from 'node:child_process'
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -53,6 +53,14 @@ t.test('npm pack ships dist, the ruleset and no tests', async (t) => {
   t.ok(files.includes('plugins/inspect/rules/portcullis.json'))
   t.ok(files.includes('package.json'))
   t.strictSame(files.filter((f) => /^(test|bench|examples)\//.test(f)), [], 'no test/, bench/ or examples/')
+  t.ok(files.includes('CHANGELOG.md'))
+  t.strictSame(files.filter((f) => f.startsWith('dist/routes/')), [], 'the example routes are not shipped')
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { private?: boolean, bin?: Record<string, string>, engines?: Record<string, string> }
+  t.equal(pkg.private, undefined, 'publishable')
+  t.strictSame(pkg.bin, { portcullis: 'dist/src/server.js' })
+  t.ok(pkg.engines?.node !== undefined)
+  t.match(readFileSync(join(root, 'dist/src/server.js'), 'utf8'), /^#!\/usr\/bin\/env node\n/, 'the bin starts with a shebang')
+  t.match(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), new RegExp(`^## ${(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version.replaceAll('.', '\\.')}\\b`, 'm'), 'a changelog entry for this version')
 })
 
 t.test('host app installs from the tarball and compiles in strict mode', async (t) => {
@@ -154,4 +162,115 @@ t.test('wrong policies do not compile in the host app', async (t) => {
     t.notMatch(r.stdout, /TS2872|TS6133/, 'no unrelated error')
   }
   t.ok(readFileSync(join(app, 'src/server.ts'), 'utf8').includes('routePolicy'))
+})
+
+interface Child { out: () => string, err: () => string, exited: Promise<number | null>, kill: () => Promise<void> }
+
+function spawnIn (cmd: string, args: string[], env: Record<string, string>): Child {
+  const child = spawn(cmd, args, { cwd: app, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (c: Buffer) => { out += c.toString() })
+  child.stderr.on('data', (c: Buffer) => { err += c.toString() })
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { resolve(code) }))
+  return {
+    out: () => out,
+    err: () => err,
+    exited,
+    kill: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+      await exited
+    }
+  }
+}
+
+/** Resolves with the first match of `re` in the child's stdout (rejects if it exits first). */
+async function waitFor (c: Child, re: RegExp): Promise<RegExpExecArray> {
+  let exited = false
+  c.exited.then(() => { exited = true }, () => {})
+  for (;;) {
+    const m = re.exec(c.out())
+    if (m !== null) return m
+    if (exited) throw new Error(`exited before ${String(re)}: ${c.out()} ${c.err()}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+t.test('the installed `portcullis` command: a clear message without routes, serves ROUTES_DIR', async (t) => {
+  const bin = join(app, 'node_modules/.bin/portcullis')
+  t.ok(existsSync(bin), 'npm linked the bin')
+  const production = { NODE_ENV: 'production', PORT: '0', HOST: '127.0.0.1', API_KEYS: 'svc:svc-key-0123456789abcdef' }
+
+  const bare = spawnIn(bin, [], production)
+  t.equal(await bare.exited, 1, 'no ROUTES_DIR: exit status 1')
+  t.equal(bare.err().trim().split('\n').length, 1, 'one line')
+  t.match(bare.err(), /^portcullis: configuration error: .*ROUTES_DIR: not set.*set ROUTES_DIR to a folder of route modules/)
+  t.notMatch(bare.err(), /ENOENT|at .*\.js:\d+/, 'no raw file-system error or stack')
+
+  const missing = spawnIn(bin, [], { ...production, ROUTES_DIR: join(app, 'no-such-folder') })
+  t.equal(await missing.exited, 1)
+  t.match(missing.err(), /^portcullis: configuration error: .*ROUTES_DIR: not a readable directory/)
+
+  const upstream = await startUpstream(t)
+  const routes = join(app, 'routes')
+  mkdirSync(routes, { recursive: true })
+  writeFileSync(join(routes, 'svc.mjs'), "import { defineRoute } from 'portcullis'\nexport default defineRoute({ prefix: '/svc', upstream: process.env.SVC_URL, auth: false })\n")
+  const served = spawnIn(bin, [], { ...production, ROUTES_DIR: routes, SVC_URL: upstream.url })
+  t.teardown(served.kill)
+  const [, url] = await waitFor(served, /Server listening at (http:\/\/127\.0\.0\.1:\d+)/)
+  const res = await fetch(`${url ?? ''}/svc/hello`)
+  t.equal(res.status, 200)
+  await res.arrayBuffer()
+  t.equal(upstream.requests[0]?.url, '/hello', 'proxied by the route module that imports the package')
+  await served.kill()
+  t.equal(await served.exited, 0, 'drains and exits cleanly')
+})
+
+t.test('the built host app logs no secret and one access line per request', async (t) => {
+  const upstream = await startUpstream(t)
+  const secrets = {
+    token: 'tok-Secret-8c1d5e2f7a',
+    apiKeyQuery: 'apikey-Secret-4b9e0c3d',
+    password: 'pw-Secret-6f2a8d1c',
+    bearer: 'bearer-Secret-3e7b9a0d.payload.sig',
+    wrongKey: 'wrong-key-Secret-0a1b2c3d4e',
+    cookie: 'cookie-Secret-5d6e7f8091',
+    code: 'oauth-code-Secret-2c4e6a8b'
+  }
+  const host = spawnIn(process.execPath, [join(app, 'dist/server.js')], { PORT: '0', LOG_LEVEL: 'info', HOST_APP_API_KEYS: `alice:${ALICE}`, HOST_APP_UPSTREAM: upstream.url })
+  t.teardown(host.kill)
+  const [, port] = await waitFor(host, /^listening (\d+)$/m)
+  const base = `http://127.0.0.1:${port ?? ''}`
+  const query = `token=${secrets.token}&api_key=${secrets.apiKeyQuery}&password=${secrets.password}&code=${secrets.code}`
+  const calls: Array<[string, Record<string, string>, number]> = [
+    [`/hello?${query}`, { authorization: `Bearer ${secrets.bearer}`, cookie: `session=${secrets.cookie}` }, 200],
+    [`/me?${query}`, { 'x-api-key': ALICE, cookie: `sid=${secrets.cookie}` }, 200],
+    [`/me?${query}`, { 'x-api-key': secrets.wrongKey }, 401],
+    [`/me?${query}`, { authorization: `Bearer ${secrets.bearer}` }, 401],
+    [`/upstream/x?${query}`, { 'x-api-key': ALICE, authorization: `Bearer ${secrets.bearer}` }, 200],
+    [`/missing?${query}`, { 'x-api-key': ALICE }, 404]
+  ]
+  const ids: string[] = []
+  for (const [path, headers, status] of calls) {
+    const res = await fetch(base + path, { headers })
+    await res.arrayBuffer()
+    t.equal(res.status, status, path.slice(0, path.indexOf('?')))
+    ids.push(res.headers.get('x-request-id') ?? '')
+  }
+  t.equal(upstream.requests.length, 1, 'one request proxied')
+  await host.kill()
+  t.equal(await host.exited, 0, 'drains and exits cleanly on SIGTERM')
+
+  const log = host.out() + host.err()
+  for (const [name, value] of Object.entries(secrets)) t.notOk(log.includes(value), `${name} is not in the log`)
+  t.notOk(log.includes(ALICE), 'the valid API key is not in the log')
+  const lines = host.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string, reqId?: string, url?: string })
+  t.ok(lines.length > ids.length, 'the host logged at info')
+  t.equal(lines.filter((l) => l.msg === 'incoming request').length, 0, 'no Fastify request line')
+  for (const [i, id] of ids.entries()) {
+    t.ok(id !== '', `request ${i} has an id`)
+    const done = lines.filter((l) => l.reqId === id && l.msg === 'request completed')
+    t.equal(done.length, 1, `request ${i}: exactly one completion line`)
+    t.match(done[0]?.url ?? '', /token=\[REDACTED\]/, `request ${i}: its URL is logged redacted`)
+  }
 })

@@ -1,9 +1,10 @@
 /**
- * A host Fastify service that embeds Portcullis: its own logger, error handler and routes, with
- * gateway policies on one local route and one proxied prefix.
+ * A host Fastify service that embeds Portcullis: its own error handler and routes, with gateway
+ * policies on one local route and one proxied prefix. It logs as the gateway does
+ * (`hostServerOptions`: secrets redacted, one access line per request) and drains on SIGTERM.
  *
  * Env: PORT (default 3000, 0 = any free port), HOST_APP_API_KEYS (`consumer:key`, comma
- * separated), HOST_APP_UPSTREAM (URL proxied under /upstream).
+ * separated), HOST_APP_UPSTREAM (URL proxied under /upstream), LOG_LEVEL (default info).
  */
 import Fastify, { type FastifyError } from 'fastify'
 import {
@@ -15,6 +16,7 @@ import {
   proxyPlugin,
   proxyScopePlugin,
   defineRoute,
+  hostServerOptions,
   routePolicy,
   type ApiKeyEntry
 } from 'portcullis'
@@ -26,7 +28,10 @@ function parseKeys (text: string): ApiKeyEntry[] {
   })
 }
 
-const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'warn' } })
+// The gateway's logger options (credential headers redacted, secret-looking query values
+// masked), its request ids, and no Fastify request lines: the observability plugin writes one
+// access line per request.
+const app = Fastify({ ...hostServerOptions({ logLevel: process.env.LOG_LEVEL ?? 'info' }) })
 
 // The host's own error handler: gateway rejections carry `statusCode` and a `GW_*` code.
 app.setErrorHandler(async (err: FastifyError, request, reply) => {
@@ -75,8 +80,14 @@ if (upstream !== undefined && upstream !== '') {
 const address = await app.listen({ port: Number(process.env.PORT ?? 3000), host: '127.0.0.1' })
 process.stdout.write(`listening ${new URL(address).port}\n`)
 
+// Graceful shutdown: the gateway's /readyz (when served) turns 503 and responses carry
+// `connection: close`; app.close() stops accepting, closes idle connections, waits for in-flight
+// requests and closes the plugins' resources (Redis, upstream pools).
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => {
+    app.portcullisState.draining = true
+    const deadline = setTimeout(() => { process.exit(1) }, 10_000)
+    deadline.unref()
     app.close().then(() => process.exit(0), () => process.exit(1))
   })
 }
