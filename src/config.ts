@@ -12,6 +12,7 @@ import { createSecureContext } from 'node:tls'
 import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
 import { windowProblem } from '../plugins/rate-limit/schema.js'
+import { stripNameProblem } from '../plugins/proxy/client-headers.js'
 import { ConfigError } from './errors.js'
 import { readText } from './files.js'
 
@@ -31,6 +32,7 @@ const EnvSchema = Type.Object({
   BODY_LIMIT: Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024, default: 1024 * 1024, description: 'Request body bytes, proxied bodies included.' }),
   RESPONSE_BUFFER_BYTES: Type.Integer({ minimum: 0, maximum: 8 * 1024 * 1024, default: 16_384, description: 'Upstream responses declaring at most this many bytes are read whole and sent in one write; larger ones stream (0 = stream all).' }),
   TRUST_PROXY: Type.Optional(Type.String({ description: 'Comma-separated proxy IPs/CIDRs whose x-forwarded-* headers are trusted.' })),
+  STRIP_REQUEST_HEADERS: Type.String({ default: '', description: 'Comma-separated client request headers never forwarded upstream, besides the built-in identity/IP list (names, or prefixes ending in `*`).' }),
   DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000, description: 'Longest wait for in-flight requests on SIGTERM.' }),
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 60_000, description: 'Whole client request (headers and body) deadline.' }),
   HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Deadline for the client to send all request headers (slowloris).' }),
@@ -158,6 +160,8 @@ export interface GatewayConfig {
   /** Upstream responses up to this declared size are buffered and sent in one write (0 = stream all). */
   readonly responseBufferBytes: number
   readonly trustProxy: readonly string[]
+  /** Client request headers stripped besides the built-in list (STRIP_REQUEST_HEADERS). */
+  readonly stripRequestHeaders: readonly string[]
   readonly drainTimeoutMs: number
   readonly requestTimeoutMs: number
   readonly headersTimeoutMs: number
@@ -255,6 +259,11 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
   for (const t of trustProxy) {
     const p = cidrProblem(t)
     if (p !== undefined) problems.push(`TRUST_PROXY: ${p} (list proxy addresses; "all" and hop counts are not accepted)`)
+  }
+  const stripRequestHeaders = list(e.STRIP_REQUEST_HEADERS)
+  for (const name of stripRequestHeaders) {
+    const p = stripNameProblem(name)
+    if (p !== undefined) problems.push(`STRIP_REQUEST_HEADERS: ${p}`)
   }
   const ipAllow = list(e.IP_ALLOW)
   const ipDeny = list(e.IP_DENY)
@@ -359,6 +368,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     bodyLimit: e.BODY_LIMIT,
     responseBufferBytes: e.RESPONSE_BUFFER_BYTES,
     trustProxy,
+    stripRequestHeaders,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     headersTimeoutMs: e.HEADERS_TIMEOUT_MS,

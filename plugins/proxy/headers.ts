@@ -1,22 +1,18 @@
 /**
  * Request and response header hygiene for proxied traffic.
  *
- * Upstream gets: no hop-by-hop headers, no client-sent identity (`x-consumer-*`), no API key,
- * no method-override headers, no credentials unless the route forwards them, gateway-set
- * `x-forwarded-*`, `x-request-id` and `x-consumer-id`. The client gets no upstream fingerprints.
+ * Upstream gets: no hop-by-hop headers, no client-sent identity, client-address, certificate or
+ * routing headers (client-headers.ts: the built-in list plus STRIP_REQUEST_HEADERS, in any
+ * spelling), no API key, no credentials unless the route forwards them, `Max-Forwards`
+ * decremented on OPTIONS and TRACE, gateway-set `x-forwarded-*` (the incoming chain and
+ * `Forwarded` kept only from a TRUST_PROXY peer), `x-request-id` and, from a verified credential
+ * only, `x-consumer-*`.
+ * The client gets no upstream fingerprints.
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import { applyTraceHeaders } from '../tracing/propagation.js'
-
-/** Headers never forwarded upstream (hop-by-hop per RFC 9110 7.6.1, proxy credentials, overrides). */
-const DROP_REQUEST = [
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'proxy-authorization', 'x-api-key', 'forwarded', 'x-real-ip',
-  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix',
-  'x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url',
-  'x-request-id'
-] as const
+import { AUTHORIZATION, defaultRequestHeaderFilter, KEEP, MAX_FORWARDS, type RequestHeaderFilter } from './client-headers.js'
 
 /** Fingerprint and hop-by-hop headers removed from upstream responses. */
 const DROP_RESPONSE = [
@@ -25,10 +21,7 @@ const DROP_RESPONSE = [
   'upgrade', 'proxy-authenticate', 'x-request-id'
 ] as const
 
-const CONSUMER_PREFIX = 'x-consumer-'
-
 /** Name -> true lookups: one pass over the (few) headers present instead of one probe per name. */
-const DROP_REQUEST_SET: ReadonlySet<string> = new Set(DROP_REQUEST)
 const DROP_RESPONSE_SET: ReadonlySet<string> = new Set(DROP_RESPONSE)
 
 export interface ForwardPolicy {
@@ -36,6 +29,17 @@ export interface ForwardPolicy {
   readonly forwardAuthorization: boolean
   /** Whether the connection from the client is TLS (sets x-forwarded-proto). */
   readonly tls: boolean
+  /** The gateway's request header filter (default: the built-in list alone). */
+  readonly filter?: RequestHeaderFilter
+  /** Whether a socket peer is a TRUST_PROXY address (absent: no peer is). */
+  readonly trustedPeer?: ((address: string) => boolean) | undefined
+}
+
+const DIGITS = /^\d{1,15}$/
+
+/** RFC 7239 6: an IPv6 node is quoted and bracketed. */
+function forwardedNode (address: string): string {
+  return address.includes(':') ? `"[${address}]"` : address
 }
 
 /**
@@ -45,29 +49,49 @@ export interface ForwardPolicy {
  * Connection to strip what is set here.
  */
 export function rewriteUpstreamRequestHeaders (request: FastifyRequest, incoming: IncomingHttpHeaders, policy: ForwardPolicy): IncomingHttpHeaders {
-  const incomingXff = incoming['x-forwarded-for']
-  const incomingProto = incoming['x-forwarded-proto']
-  const incomingHost = incoming['x-forwarded-host']
+  const filter = policy.filter ?? defaultRequestHeaderFilter
   const headers: IncomingHttpHeaders = {}
-  // Node lower-cases header names.
+  // Node lower-cases header names; one memoised lookup per name (client-headers.ts).
   for (const name in incoming) {
-    if (DROP_REQUEST_SET.has(name) || name.startsWith(CONSUMER_PREFIX) || (name === 'authorization' && !policy.forwardAuthorization)) continue
-    headers[name] = incoming[name]
+    const verdict = filter.classify(name)
+    if (verdict === KEEP) {
+      headers[name] = incoming[name]
+    } else if (verdict === AUTHORIZATION) {
+      if (policy.forwardAuthorization) headers[name] = incoming[name]
+    } else if (verdict === MAX_FORWARDS) {
+      const value = incoming[name]
+      const method = request.method
+      // RFC 9110 7.6.2: on OPTIONS and TRACE each forwarder decrements it (0 is answered by the
+      // gateway itself, before the proxy); other methods may ignore it and carry it unchanged.
+      if (method !== 'OPTIONS' && method !== 'TRACE') headers[name] = value
+      else if (typeof value === 'string' && DIGITS.test(value)) headers[name] = String(Math.max(Number(value) - 1, 0))
+    }
   }
 
   const peer = request.socket.remoteAddress ?? ''
-  // request.ip differs from the socket peer only when the peer is a trusted proxy (TRUST_PROXY):
-  // only then is the incoming chain kept.
-  const trustedChain = request.ip !== peer && typeof incomingXff === 'string'
-  headers['x-forwarded-for'] = trustedChain ? `${incomingXff}, ${peer}` : request.ip
-  headers['x-forwarded-proto'] = trustedChain && typeof incomingProto === 'string' ? incomingProto : (policy.tls ? 'https' : 'http')
+  // Forwarding headers from the client are believed only when its peer is a TRUST_PROXY address;
+  // identity and client-address headers never are (they were dropped above).
+  const trusted = policy.trustedPeer !== undefined && policy.trustedPeer(peer)
+  const incomingXff = incoming['x-forwarded-for']
+  headers['x-forwarded-for'] = trusted && typeof incomingXff === 'string' ? `${incomingXff}, ${peer}` : request.ip
+  const incomingProto = incoming['x-forwarded-proto']
+  headers['x-forwarded-proto'] = trusted && typeof incomingProto === 'string' ? incomingProto : (policy.tls ? 'https' : 'http')
+  const incomingHost = incoming['x-forwarded-host']
   // HTTP/2 carries the host as :authority (a client may send both; they must then agree).
-  const host = trustedChain && typeof incomingHost === 'string' ? incomingHost : (request.headers.host ?? request.headers[':authority'] as string | undefined)
+  const host = trusted && typeof incomingHost === 'string' ? incomingHost : (request.headers.host ?? request.headers[':authority'] as string | undefined)
   if (host !== undefined) headers['x-forwarded-host'] = host
+  if (trusted) {
+    const port = incoming['x-forwarded-port']
+    if (typeof port === 'string') headers['x-forwarded-port'] = port
+    const forwarded = incoming.forwarded
+    // RFC 7239 4: each proxy appends its own element (here: the peer it received the request from).
+    if (typeof forwarded === 'string') headers.forwarded = `${forwarded}, for=${forwardedNode(peer)}`
+  }
   headers['x-request-id'] = request.id
   // W3C trace context: the gateway's continuation replaces whatever the client sent.
   applyTraceHeaders(request, headers)
 
+  // Set only here, only from the credential the auth plugin verified (request.consumer).
   const consumer = request.consumer
   if (consumer !== null && consumer !== undefined) {
     headers['x-consumer-id'] = consumer.id

@@ -138,7 +138,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   const policy = describePolicy(route, rateLimit, inspect)
   runtime.routes.push({ prefix: route.prefix, targets: upstreams, ...policy, websocket: route.websocket === true })
 
-  const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls }
+  const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls, filter: runtime.requestHeaderFilter, trustedPeer: runtime.trustedPeer }
 
   function proxyRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
     const out = rewriteUpstreamRequestHeaders(request, headers, forward) as Record<string | symbol, unknown>
