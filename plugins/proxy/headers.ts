@@ -7,14 +7,15 @@
  * decremented on OPTIONS and TRACE, gateway-set `x-forwarded-*` (the incoming chain and
  * `Forwarded` kept only from a TRUST_PROXY peer), `x-request-id` and, from a verified credential
  * only, `x-consumer-*`.
- * The client gets no upstream fingerprints.
+ * The client gets no upstream fingerprints, no hop-by-hop headers (those the upstream's
+ * Connection names included), and redirects into the upstream's origin mapped to the public prefix.
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import { applyTraceHeaders } from '../tracing/propagation.js'
 import { AUTHORIZATION, defaultRequestHeaderFilter, KEEP, MAX_FORWARDS, type RequestHeaderFilter } from './client-headers.js'
 
-/** Fingerprint and hop-by-hop headers removed from upstream responses. */
+/** Fingerprint and hop-by-hop headers removed from upstream responses (and every `proxy-*`). */
 const DROP_RESPONSE = [
   'server', 'x-powered-by', 'x-aspnet-version', 'x-aspnetmvc-version', 'x-runtime', 'x-generator',
   'x-backend-server', 'x-upstream', 'via', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer',
@@ -101,25 +102,37 @@ export function rewriteUpstreamRequestHeaders (request: FastifyRequest, incoming
   return headers
 }
 
-/** Whether an upstream response header of this name is passed to the client. */
-export function isForwardedResponseHeader (name: string): boolean {
-  return !DROP_RESPONSE_SET.has(name)
-}
-
 /** Characters not allowed in a header value (HTAB, SP..~ and obs-text are). */
 const INVALID_HEADER_VALUE = /[^\t\x20-\x7E\x80-\xFF]/
 const INVALID_HEADER_VALUE_G = /[^\t\x20-\x7E\x80-\xFF]/g
 
+/** The field names listed by a Connection header (lower case), or null. */
+function connectionOptions (value: string | string[] | undefined): string[] | null {
+  if (value === undefined) return null
+  const names: string[] = []
+  for (const line of Array.isArray(value) ? value : [value]) {
+    for (const token of line.split(',')) {
+      const name = token.trim().toLowerCase()
+      if (name !== '') names.push(name)
+    }
+  }
+  return names
+}
+
 /**
  * The upstream's response headers without fingerprints and hop-by-hop headers (a new object),
  * values stripped of characters an upstream should not have sent, so a bad header cannot fail
- * the reply.
+ * the reply. Hop-by-hop: the fixed set, every `proxy-*`, and what the upstream's own Connection
+ * field names (RFC 9110 7.6.1). That only ever removes the upstream's copy of a name: the
+ * gateway's own headers (request id, RateLimit, security and CORS headers) are set on the reply
+ * by the gateway and stay whatever the upstream names.
  */
 export function rewriteClientResponseHeaders (upstream: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
   const headers: Record<string, string | string[] | undefined> = {}
+  const named = connectionOptions(upstream.connection)
   // undici lower-cases response header names.
   for (const name in upstream) {
-    if (DROP_RESPONSE_SET.has(name)) continue
+    if (DROP_RESPONSE_SET.has(name) || name.startsWith('proxy-') || (named !== null && named.includes(name))) continue
     const value = upstream[name]
     if (typeof value === 'string') {
       headers[name] = INVALID_HEADER_VALUE.test(value) ? value.replace(INVALID_HEADER_VALUE_G, '') : value
@@ -130,4 +143,84 @@ export function rewriteClientResponseHeaders (upstream: Record<string, string | 
     }
   }
   return headers
+}
+
+type ResponseHeaders = Record<string, string | string[] | undefined>
+
+const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '[::1]', '0.0.0.0']
+const ABSOLUTE = /^(?:[a-z][a-z0-9+.-]*:|\/\/)/i
+const REFRESH = /^(\s*[0-9.]*\s*[;,]\s*url\s*=\s*)(['"]?)(.*?)\2(\s*)$/is
+
+/** Where a route's upstream lives, and where the client reaches it. */
+export interface RedirectMapping {
+  /** Every target of the route (load balanced routes have several; they share one path). */
+  readonly targets: readonly URL[]
+  /** The upstream path prefix the public prefix maps to (base path + rewritePrefix, no trailing slash). */
+  readonly upstreamPrefix: string
+  /** The public prefix ('' for `/`). */
+  readonly publicPrefix: string
+}
+
+/**
+ * Maps redirects into the upstream back to the gateway, as nginx's `proxy_redirect default`
+ * does (the proxy_pass URL, i.e. upstream origin + rewritePrefix, becomes the location prefix):
+ * - an absolute URL on the origin of any target of the route, also spelled `localhost`,
+ *   `127.0.0.1`, `[::1]` or `0.0.0.0` for a loopback target, with or without its default port,
+ *   either scheme, whose path is under the upstream prefix, becomes the public path
+ *   (path-absolute, so the client stays on whatever host it used: RFC 9110 10.2.2 allows a
+ *   relative Location; no Host-derived URL is built);
+ * - a path-absolute reference under the upstream prefix becomes the public path;
+ * - anything else (other origins, paths outside the prefix, relative paths) stays unchanged.
+ * Applies to Location, Content-Location and the URL of a Refresh header. Returns the function
+ * that rewrites a response's (already copied) headers in place.
+ */
+export function redirectRewriter (m: RedirectMapping): (headers: ResponseHeaders) => void {
+  const origins = new Set<string>()
+  for (const target of m.targets) {
+    const port = target.port !== '' ? target.port : (target.protocol === 'https:' ? '443' : '80')
+    const hosts = LOOPBACK_HOSTS.includes(target.hostname) ? LOOPBACK_HOSTS : [target.hostname]
+    for (const host of hosts) {
+      for (const scheme of ['http:', 'https:']) origins.add(new URL(`${scheme}//${host}:${port}`).origin)
+    }
+  }
+  const base = (m.targets[0] as URL).origin
+  const up = m.upstreamPrefix
+  const pub = m.publicPrefix
+
+  /** The public form of an upstream path-absolute reference, or undefined when outside the prefix. */
+  function publicPath (path: string): string | undefined {
+    if (!path.startsWith(up)) return undefined
+    const next = path.charCodeAt(up.length)
+    // At a segment boundary: end, '/', '?' or '#'.
+    if (path.length !== up.length && next !== 47 && next !== 63 && next !== 35) return undefined
+    const mapped = pub + path.slice(up.length)
+    return mapped === '' || mapped.charCodeAt(0) !== 47 ? '/' + mapped : mapped
+  }
+
+  function map (value: string): string {
+    if (ABSOLUTE.test(value)) {
+      let url: URL
+      try {
+        url = new URL(value, base)
+      } catch {
+        return value
+      }
+      if (!origins.has(url.origin)) return value
+      return publicPath(url.pathname + url.search + url.hash) ?? value
+    }
+    if (value.charCodeAt(0) === 47) return publicPath(value) ?? value
+    return value
+  }
+
+  return function rewriteRedirects (headers: ResponseHeaders): void {
+    const location = headers.location
+    if (typeof location === 'string') headers.location = map(location)
+    const contentLocation = headers['content-location']
+    if (typeof contentLocation === 'string') headers['content-location'] = map(contentLocation)
+    const refresh = headers.refresh
+    if (typeof refresh === 'string') {
+      const r = REFRESH.exec(refresh)
+      if (r !== null) headers.refresh = `${r[1] as string}${r[2] as string}${map(r[3] as string)}${r[2] as string}${r[4] as string}`
+    }
+  }
 }

@@ -1,12 +1,14 @@
 /**
- * The request header classification (plugins/proxy/client-headers.ts) as pure functions: the
- * name families, the word rule and its exemptions, spellings, operator names, the memo bound.
+ * The request header classification (plugins/proxy/client-headers.ts) and the redirect mapping
+ * (plugins/proxy/headers.ts) as pure functions: the name families, the word rule and its
+ * exemptions, spellings, operator names, the memo bound, and default ports.
  */
 import t from 'tap'
 import {
   AUTHORIZATION, DROP, KEEP, MAX_FORWARDS, EXACT_NAMES, PREFIXES, RequestHeaderFilter, defaultRequestHeaderFilter,
   stripNameProblem, trustedPeerMatcher
 } from '../../plugins/proxy/client-headers.js'
+import { redirectRewriter } from '../../plugins/proxy/headers.js'
 
 t.test('every listed name and family is dropped, in any case and with underscores', async (t) => {
   const f = new RequestHeaderFilter()
@@ -67,4 +69,36 @@ t.test('trusted peers: addresses and CIDRs, IPv4-mapped peers included', async (
   t.notOk(trusted('127.0.0.2'))
   t.notOk(trusted('192.0.2.1'))
   t.notOk(trusted('not-an-ip'))
+})
+
+t.test('redirect mapping: default ports, loopback spellings, every target, boundaries', async (t) => {
+  const rewrite = redirectRewriter({ targets: [new URL('http://10.0.0.5/api'), new URL('https://backend.internal/api')], upstreamPrefix: '/api', publicPrefix: '/pub' })
+  const map = (location: string): string | string[] | undefined => {
+    const h: Record<string, string | string[] | undefined> = { location }
+    rewrite(h)
+    return h.location
+  }
+  t.equal(map('http://10.0.0.5/api/x'), '/pub/x')
+  t.equal(map('http://10.0.0.5:80/api/x'), '/pub/x', 'explicit default port')
+  t.equal(map('https://10.0.0.5:80/api/x'), '/pub/x', 'same host and port, other scheme')
+  t.equal(map('https://backend.internal/api/y?z=1'), '/pub/y?z=1')
+  t.equal(map('https://backend.internal:443/api'), '/pub')
+  t.equal(map('http://backend.internal:8080/api/x'), 'http://backend.internal:8080/api/x', 'another port is another origin')
+  t.equal(map('http://10.0.0.6/api/x'), 'http://10.0.0.6/api/x')
+  t.equal(map('http://10.0.0.5/apix'), 'http://10.0.0.5/apix', 'segment boundary')
+  t.equal(map('/api#frag'), '/pub#frag')
+  t.equal(map('mailto:a@b.c'), 'mailto:a@b.c')
+  t.equal(map('http://[bad'), 'http://[bad', 'unparsable values are left alone')
+
+  const loop = redirectRewriter({ targets: [new URL('http://localhost:9000')], upstreamPrefix: '', publicPrefix: '' })
+  for (const spelling of ['http://localhost:9000/a', 'http://127.0.0.1:9000/a', 'http://[::1]:9000/a', 'http://0.0.0.0:9000/a', '/a']) {
+    const h: Record<string, string | string[] | undefined> = { location: spelling, refresh: `0;URL='${spelling}'` }
+    loop(h)
+    t.equal(h.location, '/a', spelling)
+    t.equal(h.refresh, "0;URL='/a'", `Refresh ${spelling}`)
+  }
+  const h: Record<string, string | string[] | undefined> = { location: 'http://localhost:9001/a', refresh: '5' }
+  loop(h)
+  t.equal(h.location, 'http://localhost:9001/a', 'another local port is another service')
+  t.equal(h.refresh, '5', 'a Refresh without a URL is untouched')
 })
