@@ -208,22 +208,69 @@ export function trustedProxyProblem (entry: string): string | undefined {
   return undefined
 }
 
+/** An IPv4 address as an unsigned 32-bit number, or -1. */
+function ipv4Number (ip: string): number {
+  let n = 0
+  let part = -1
+  let parts = 0
+  for (let i = 0; i <= ip.length; i++) {
+    const c = i === ip.length ? 46 : ip.charCodeAt(i)
+    if (c === 46) {
+      if (part < 0 || part > 255 || ++parts > 4) return -1
+      n = n * 256 + part
+      part = -1
+    } else if (c >= 48 && c <= 57) {
+      part = part < 0 ? c - 48 : part * 10 + c - 48
+    } else {
+      return -1
+    }
+  }
+  return parts === 4 ? n : -1
+}
+
+const MAPPED = '::ffff:'
+const PEER_MEMO_ENTRIES = 1024
+
 /**
  * Whether a socket peer is one of the trusted proxies (TRUST_PROXY), or undefined when none is
  * trusted (the proxy then skips the check). Entries are checked with trustedProxyProblem.
+ * IPv4 peers (IPv4-mapped ones included) are matched arithmetically; IPv6 peers through a
+ * node:net BlockList, whose answer is remembered per address (bounded): a BlockList check costs
+ * microseconds, and it runs on every request that carries forwarding headers.
  */
 export function trustedPeerMatcher (entries: readonly string[]): ((address: string) => boolean) | undefined {
   if (entries.length === 0) return undefined
-  const list = new BlockList()
+  const nets: number[] = []
+  const masks: number[] = []
+  const v6 = new BlockList()
   for (const entry of entries) {
     const slash = entry.indexOf('/')
     const ip = slash === -1 ? entry : entry.slice(0, slash)
-    const type = isIP(ip) === 4 ? 'ipv4' : 'ipv6'
-    if (slash === -1) list.addAddress(ip, type)
-    else list.addSubnet(ip, Number(entry.slice(slash + 1)), type)
+    if (isIP(ip) === 4) {
+      const bits = slash === -1 ? 32 : Number(entry.slice(slash + 1))
+      const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0
+      nets.push((ipv4Number(ip) & mask) >>> 0)
+      masks.push(mask)
+    } else if (slash === -1) {
+      v6.addAddress(ip, 'ipv6')
+    } else {
+      v6.addSubnet(ip, Number(entry.slice(slash + 1)), 'ipv6')
+    }
   }
+  const v4 = nets.length
+  const memo = new Map<string, boolean>()
   return function isTrustedPeer (address: string): boolean {
-    const ip = normalizeIp(address)
-    return ip !== undefined && list.check(ip, ip.includes(':') ? 'ipv6' : 'ipv4')
+    const n = ipv4Number(address.startsWith(MAPPED) ? address.slice(MAPPED.length) : address)
+    if (n !== -1) {
+      for (let i = 0; i < v4; i++) if (((n & (masks[i] as number)) >>> 0) === nets[i]) return true
+      return false
+    }
+    let known = memo.get(address)
+    if (known === undefined) {
+      const ip = normalizeIp(address)
+      known = ip !== undefined && ip.includes(':') && v6.check(ip, 'ipv6')
+      if (memo.size < PEER_MEMO_ENTRIES) memo.set(address, known)
+    }
+    return known
   }
 }

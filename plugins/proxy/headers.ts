@@ -70,14 +70,16 @@ export function rewriteUpstreamRequestHeaders (request: FastifyRequest, incoming
   }
 
   const peer = request.socket.remoteAddress ?? ''
-  // Forwarding headers from the client are believed only when its peer is a TRUST_PROXY address;
-  // identity and client-address headers never are (they were dropped above).
-  const trusted = policy.trustedPeer !== undefined && policy.trustedPeer(peer)
   const incomingXff = incoming['x-forwarded-for']
-  headers['x-forwarded-for'] = trusted && typeof incomingXff === 'string' ? `${incomingXff}, ${peer}` : request.ip
   const incomingProto = incoming['x-forwarded-proto']
-  headers['x-forwarded-proto'] = trusted && typeof incomingProto === 'string' ? incomingProto : (policy.tls ? 'https' : 'http')
   const incomingHost = incoming['x-forwarded-host']
+  // Forwarding headers from the client are believed only when its peer is a TRUST_PROXY address
+  // (asked only when it sent some); identity and client-address headers never are (dropped above).
+  const trusted = policy.trustedPeer !== undefined &&
+    (incomingXff !== undefined || incomingProto !== undefined || incomingHost !== undefined || incoming['x-forwarded-port'] !== undefined || incoming.forwarded !== undefined) &&
+    policy.trustedPeer(peer)
+  headers['x-forwarded-for'] = trusted && typeof incomingXff === 'string' ? `${incomingXff}, ${peer}` : request.ip
+  headers['x-forwarded-proto'] = trusted && typeof incomingProto === 'string' ? incomingProto : (policy.tls ? 'https' : 'http')
   // HTTP/2 carries the host as :authority (a client may send both; they must then agree).
   const host = trusted && typeof incomingHost === 'string' ? incomingHost : (request.headers.host ?? request.headers[':authority'] as string | undefined)
   if (host !== undefined) headers['x-forwarded-host'] = host
@@ -129,10 +131,12 @@ function connectionOptions (value: string | string[] | undefined): string[] | nu
  */
 export function rewriteClientResponseHeaders (upstream: Record<string, string | string[] | undefined>): Record<string, string | string[] | undefined> {
   const headers: Record<string, string | string[] | undefined> = {}
-  const named = connectionOptions(upstream.connection)
+  const connection = upstream.connection
+  // Nearly every upstream says only keep-alive or close: nothing more to remove then.
+  const named = connection === undefined || connection === 'keep-alive' || connection === 'close' ? null : connectionOptions(connection)
   // undici lower-cases response header names.
   for (const name in upstream) {
-    if (DROP_RESPONSE_SET.has(name) || name.startsWith('proxy-') || (named !== null && named.includes(name))) continue
+    if (DROP_RESPONSE_SET.has(name) || (name.charCodeAt(0) === 112 && name.startsWith('proxy-')) || (named !== null && named.includes(name))) continue
     const value = upstream[name]
     if (typeof value === 'string') {
       headers[name] = INVALID_HEADER_VALUE.test(value) ? value.replace(INVALID_HEADER_VALUE_G, '') : value

@@ -69,6 +69,10 @@ t.test('trusted peers: addresses and CIDRs, IPv4-mapped peers included', async (
   t.notOk(trusted('127.0.0.2'))
   t.notOk(trusted('192.0.2.1'))
   t.notOk(trusted('not-an-ip'))
+  t.notOk(trusted('2001:db9::1'))
+  t.ok(trusted('2001:db8::1'), 'a remembered IPv6 answer')
+  t.ok((trustedPeerMatcher(['0.0.0.0/0']) as (a: string) => boolean)('192.0.2.1'), '/0 holds every IPv4 address')
+  t.notOk((trustedPeerMatcher(['192.0.2.0/24']) as (a: string) => boolean)('192.0.3.1'))
 })
 
 t.test('redirect mapping: default ports, loopback spellings, every target, boundaries', async (t) => {
