@@ -3,9 +3,10 @@
  * (plugins/proxy/headers.ts) as pure functions: the name families, the word rule and its
  * exemptions, spellings, operator names, the memo bound, and default ports.
  */
+import { readFileSync } from 'node:fs'
 import t from 'tap'
 import {
-  AUTHORIZATION, DROP, KEEP, MAX_FORWARDS, EXACT_NAMES, PREFIXES, RequestHeaderFilter, defaultRequestHeaderFilter,
+  AUTHORIZATION, DROP, KEEP, MAX_FORWARDS, EXACT_NAMES, IDENTITY_WORDS, PREFIXES, RequestHeaderFilter, defaultRequestHeaderFilter,
   stripNameProblem, trustedPeerMatcher
 } from '../../plugins/proxy/client-headers.js'
 import { redirectRewriter } from '../../plugins/proxy/headers.js'
@@ -18,6 +19,13 @@ t.test('every listed name and family is dropped, in any case and with underscore
     t.equal(f.classify(name.toUpperCase()), DROP, `${name} upper case`)
   }
   for (const prefix of PREFIXES) t.equal(f.classify(`${prefix}anything`), DROP, `${prefix}*`)
+})
+
+t.test('docs/security/headers.md lists every name, prefix and word', async (t) => {
+  const doc = readFileSync(new URL('../../docs/security/headers.md', import.meta.url), 'utf8')
+  for (const name of EXACT_NAMES) t.ok(doc.includes(`\`${name}\``), name)
+  for (const prefix of PREFIXES) t.ok(doc.includes(`\`${prefix}*\``), `${prefix}*`)
+  for (const word of IDENTITY_WORDS) t.ok(doc.includes(`\`${word}\``), word)
 })
 
 t.test('the word rule catches names no list spells out; ordinary headers pass', async (t) => {
