@@ -12,7 +12,8 @@
  *   route's own encapsulated context, inheriting the hooks of the context it was registered in.
  *
  * Route-level hooks: preParsing (BODY_LIMIT on streamed bodies), preHandler (buffered body ->
- * stream; in-flight cap), onResponse/onRequestAbort (in-flight release).
+ * stream; in-flight cap; on @fastify/http-proxy routes, OPTIONS with Max-Forwards 0, which the
+ * shared scope's handler answers itself), onResponse/onRequestAbort (in-flight release).
  */
 import { Readable } from 'node:stream'
 import httpProxy from '@fastify/http-proxy'
