@@ -113,7 +113,9 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
     upstreamRejectUnauthorized: !config.upstreamTls.insecure,
     ...(config.upstreamTls.ca !== undefined ? { upstreamCa: config.upstreamTls.ca } : {}),
     defaultRateLimit: { max: config.rateLimit.max, timeWindow: config.rateLimit.timeWindow },
-    defaultInspectMode: config.inspect.mode
+    defaultInspectMode: config.inspect.mode,
+    stripRequestHeaders: [...config.stripRequestHeaders],
+    trustProxy: [...config.trustProxy]
   })
 
   await fastify.register(proxyScopePlugin)

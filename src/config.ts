@@ -12,6 +12,7 @@ import { createSecureContext } from 'node:tls'
 import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
 import { windowProblem } from '../plugins/rate-limit/schema.js'
+import { stripNameProblem } from '../plugins/proxy/client-headers.js'
 import { ConfigError } from './errors.js'
 import { readText } from './files.js'
 
@@ -34,6 +35,7 @@ export const EnvSchema = Type.Object({
   TRUST_PROXY: Type.Optional(Type.String({ description: 'Comma-separated proxy IPs/CIDRs whose x-forwarded-* headers are trusted.' })),
   PROXY_PROTOCOL: Type.Boolean({ default: false, description: 'Connections from TRUST_PROXY peers open with a PROXY protocol v1/v2 header announcing the client address (required from them; others connect directly).' }),
   DRAIN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 0, description: 'On SIGTERM, keep accepting this long while /readyz answers 503, so balancers that poll it stop sending first.' }),
+  STRIP_REQUEST_HEADERS: Type.String({ default: '', description: 'Comma-separated client request headers never forwarded upstream, besides the built-in identity/IP list (names, or prefixes ending in `*`).' }),
   DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000, description: 'Longest wait for in-flight requests on SIGTERM.' }),
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 60_000, description: 'Whole client request (headers and body) deadline.' }),
   HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Deadline for the client to send all request headers (slowloris).' }),
@@ -166,6 +168,8 @@ export interface GatewayConfig {
   readonly proxyProtocol: boolean
   /** SIGTERM: accepting continues this long with /readyz at 503 before the listener closes. */
   readonly drainDelayMs: number
+  /** Client request headers stripped besides the built-in list (STRIP_REQUEST_HEADERS). */
+  readonly stripRequestHeaders: readonly string[]
   readonly drainTimeoutMs: number
   readonly requestTimeoutMs: number
   readonly headersTimeoutMs: number
@@ -267,6 +271,11 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     if (p !== undefined) problems.push(`TRUST_PROXY: ${p} (list proxy addresses; "all" and hop counts are not accepted)`)
   }
   if (e.PROXY_PROTOCOL && trustProxy.length === 0) problems.push('PROXY_PROTOCOL: needs TRUST_PROXY (the balancer addresses allowed to announce a client address)')
+  const stripRequestHeaders = list(e.STRIP_REQUEST_HEADERS)
+  for (const name of stripRequestHeaders) {
+    const p = stripNameProblem(name)
+    if (p !== undefined) problems.push(`STRIP_REQUEST_HEADERS: ${p}`)
+  }
   const ipAllow = list(e.IP_ALLOW)
   const ipDeny = list(e.IP_DENY)
   for (const [name, entries] of [['IP_ALLOW', ipAllow], ['IP_DENY', ipDeny]] as const) {
@@ -372,6 +381,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     trustProxy,
     proxyProtocol: e.PROXY_PROTOCOL,
     drainDelayMs: e.DRAIN_DELAY_MS,
+    stripRequestHeaders,
     drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     headersTimeoutMs: e.HEADERS_TIMEOUT_MS,

@@ -34,7 +34,7 @@ import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import { errors as undiciErrors, util as undiciUtil, type Dispatcher } from 'undici'
 import type { FastifyReply } from 'fastify'
-import { isForwardedResponseHeader } from './headers.js'
+import { rewriteClientResponseHeaders } from './headers.js'
 import type { Target } from './upstream-pool.js'
 import { upstreamDeadlines, type Deadlined } from './deadlines.js'
 import { ClientGoneError } from './errors.js'
@@ -298,7 +298,7 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     if (reply.sent || reply.raw.destroyed) return
     // Nothing has reached the client: the error answer carries none of the upstream's headers
     // (the gateway's own, such as x-request-id, stay).
-    for (const name in this.headers) if (isForwardedResponseHeader(name)) reply.removeHeader(name)
+    for (const name in rewriteClientResponseHeaders(this.headers as UpstreamHeaders)) reply.removeHeader(name)
     ;(this.onProxyError as ProxyErrorMapper)(reply, { error })
   }
 }

@@ -14,6 +14,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance } from 'fastify'
 import { ConfigError } from '../../src/errors.js'
+import { RequestHeaderFilter, stripNameProblem, trustedPeerMatcher, trustedProxyProblem } from './client-headers.js'
 import type { UpstreamPool } from './upstream-pool.js'
 import { setUpProxyScope } from './route.js'
 import { DEFAULT_RESPONSE_BUFFER_BYTES, MAX_RESPONSE_BUFFER_BYTES } from './response-buffer.js'
@@ -38,7 +39,15 @@ export const ProxyPluginOptionsSchema = Type.Object({
     default: { max: 100, timeWindow: '1 minute' },
     description: 'Per-route limit for routes that do not set `rateLimit`.'
   }),
-  defaultInspectMode: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Inspection mode for routes that do not set `inspect`.' })
+  defaultInspectMode: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Inspection mode for routes that do not set `inspect`.' }),
+  stripRequestHeaders: Type.Array(Type.String({ minLength: 1 }), {
+    default: [],
+    description: 'Client request headers never forwarded upstream, besides the built-in list: names, or prefixes ending in `*`; case-insensitive, `_` read as `-` (STRIP_REQUEST_HEADERS).'
+  }),
+  trustProxy: Type.Array(Type.String({ minLength: 1 }), {
+    default: [],
+    description: 'Peer addresses (IPs/CIDRs) whose forwarding headers (X-Forwarded-For/-Proto/-Host/-Port, Forwarded) are kept: the list given to Fastify as `trustProxy` (TRUST_PROXY).'
+  })
 }, { additionalProperties: false })
 
 export type ProxyPluginOptions = Partial<Static<typeof ProxyPluginOptionsSchema>>
@@ -65,6 +74,10 @@ export interface ProxyRuntime {
   readonly defaultInspect: InspectRouteConfig
   /** The shared Agent for a connect timeout (routes with equal settings share pools per origin). */
   agentFor: (connectTimeoutMs: number) => Dispatcher
+  /** Classifies client request headers: the built-in list plus `stripRequestHeaders`. */
+  readonly requestHeaderFilter: RequestHeaderFilter
+  /** Whether a socket peer is in `trustProxy` (undefined: none is). */
+  readonly trustedPeer: ((address: string) => boolean) | undefined
   /** The shared proxy scope (proxyScopePlugin), and the instance it was registered on. */
   scope?: { readonly owner: FastifyInstance, readonly instance: FastifyInstance }
 }
@@ -86,11 +99,27 @@ function resolveOptions (opts: ProxyPluginOptions): ResolvedProxyOptions {
     upstreamRejectUnauthorized: true,
     defaultRateLimit: { max: 100, timeWindow: '1 minute' },
     defaultInspectMode: 'block',
+    stripRequestHeaders: [],
+    trustProxy: [],
     ...opts
   }
   const problems = [...checkOptions.Errors(withDefaults)].map((e) => `${e.path.slice(1) || 'options'}: ${e.message}`)
+  if (problems.length === 0) {
+    for (const name of withDefaults.stripRequestHeaders) {
+      const p = stripNameProblem(name)
+      if (p !== undefined) problems.push(`stripRequestHeaders: ${p}`)
+    }
+    for (const entry of withDefaults.trustProxy) {
+      const p = trustedProxyProblem(entry)
+      if (p !== undefined) problems.push(`trustProxy: ${p}`)
+    }
+  }
   if (problems.length > 0) throw new ConfigError('invalid gateway-proxy options', problems)
-  return Object.freeze(withDefaults as ResolvedProxyOptions)
+  return Object.freeze({
+    ...withDefaults,
+    stripRequestHeaders: Object.freeze([...withDefaults.stripRequestHeaders]),
+    trustProxy: Object.freeze([...withDefaults.trustProxy])
+  } as ResolvedProxyOptions)
 }
 
 async function proxyRuntimePlugin (fastify: FastifyInstance, opts: ProxyPluginOptions): Promise<void> {
@@ -103,6 +132,8 @@ async function proxyRuntimePlugin (fastify: FastifyInstance, opts: ProxyPluginOp
     pools,
     defaultRateLimit: options.defaultRateLimit,
     defaultInspect: { mode: options.defaultInspectMode },
+    requestHeaderFilter: new RequestHeaderFilter(options.stripRequestHeaders),
+    trustedPeer: trustedPeerMatcher(options.trustProxy),
     agentFor (connectTimeoutMs: number): Dispatcher {
       let agent = agents.get(connectTimeoutMs)
       if (agent === undefined) {

@@ -12,7 +12,8 @@
  *   route's own encapsulated context, inheriting the hooks of the context it was registered in.
  *
  * Route-level hooks: preParsing (BODY_LIMIT on streamed bodies), preHandler (buffered body ->
- * stream; in-flight cap), onResponse/onRequestAbort (in-flight release).
+ * stream; in-flight cap; on @fastify/http-proxy routes, OPTIONS with Max-Forwards 0, which the
+ * shared scope's handler answers itself), onResponse/onRequestAbort (in-flight release).
  */
 import { Readable } from 'node:stream'
 import httpProxy from '@fastify/http-proxy'
@@ -31,7 +32,7 @@ import { upstreamError } from '../observability/signals.js'
 import { NonCanonicalPathError } from '../request-guard/errors.js'
 import { BodyLimitStream } from './body-limit.js'
 import { BadGatewayError, BodyTooLargeError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
-import { rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
+import { redirectRewriter, rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
 import { BAD_PATH } from '../request-guard/path.js'
 import { responseSender, type UpstreamResponse } from './response-buffer.js'
 import { errorKind, kProxyPool, kProxyRequest, UpstreamPool } from './upstream-pool.js'
@@ -42,6 +43,7 @@ import { routeConfigWith } from '../../src/route-config.js'
 const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
 const DEFAULT_TIMEOUT_MS = 30_000
 const kInFlight = Symbol('portcullis.inFlight')
+const ZEROS = /^0+$/
 
 /** Proxy settings of a route, on `config.proxy` (read by the access log and metrics). */
 export interface ProxyRouteConfig {
@@ -75,8 +77,6 @@ function noRetry (): null { return null }
 
 type ResponseHeaders = Record<string, string | string[] | undefined>
 
-const EXTERNAL_URL = /^https?:\/\//
-
 /** Everything about one route that does not depend on how its Fastify routes are registered. */
 interface ProxyRoute {
   readonly pool: UpstreamPool
@@ -87,6 +87,10 @@ interface ProxyRoute {
   readonly basePath: string
   readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders
   readonly rewriteWsHeaders: (headers: IncomingHttpHeaders, request: FastifyRequest) => IncomingHttpHeaders
+  /** reply-from's `rewriteHeaders`: hop-by-hop and fingerprints out, redirects mapped to the public prefix. */
+  readonly rewriteResponseHeaders: (headers: ResponseHeaders) => ResponseHeaders
+  /** OPTIONS with `Max-Forwards: 0`: answered by the gateway (RFC 9110 7.6.2); true when it did. */
+  readonly answerMaxForwards: (request: FastifyRequest, reply: FastifyReply) => boolean
   readonly onError: (reply: FastifyReply, ctx: { error: Error & { cause?: unknown, code?: string } }) => void
   /** reply-from's `onResponse`: small responses buffered and sent in one write, the rest streamed. */
   readonly onResponse: (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse) => void
@@ -138,7 +142,32 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   const policy = describePolicy(route, rateLimit, inspect)
   runtime.routes.push({ prefix: route.prefix, targets: upstreams, ...policy, websocket: route.websocket === true })
 
-  const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls }
+  const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls, filter: runtime.requestHeaderFilter, trustedPeer: runtime.trustedPeer }
+  const basePath = first.pathname.replace(/\/+$/, '')
+  const rewriteRedirects = redirectRewriter({
+    targets,
+    upstreamPrefix: (basePath + (route.rewritePrefix ?? '')).replace(/\/+$/, ''),
+    publicPrefix: fastify.prefix + (route.prefix === '/' ? '' : route.prefix)
+  })
+
+  function proxyResponseHeaders (headers: ResponseHeaders): ResponseHeaders {
+    const out = rewriteClientResponseHeaders(headers)
+    rewriteRedirects(out)
+    return out
+  }
+
+  const methods = route.methods ?? DEFAULT_METHODS
+  const allow = [...new Set(methods.includes('GET') ? [...methods, 'HEAD'] : methods)].join(', ')
+
+  // RFC 9110 7.6.2: a recipient of OPTIONS with Max-Forwards 0 must not forward it and answers
+  // as the final recipient: here, with the methods of the route. (TRACE is never routed.)
+  function proxyAnswerMaxForwards (request: FastifyRequest, reply: FastifyReply): boolean {
+    if (request.method !== 'OPTIONS') return false
+    const value = request.headers['max-forwards']
+    if (typeof value !== 'string' || !ZEROS.test(value)) return false
+    reply.code(200).header('allow', allow).header('content-length', '0').send()
+    return true
+  }
 
   function proxyRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
     const out = rewriteUpstreamRequestHeaders(request, headers, forward) as Record<string | symbol, unknown>
@@ -224,12 +253,14 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       proxy: { prefix: route.prefix, pool },
       cors: route.cors ?? false
     }),
-    methods: route.methods ?? DEFAULT_METHODS,
+    methods,
     bufferBody,
     upstreamOrigin: first.origin,
-    basePath: first.pathname.replace(/\/+$/, ''),
+    basePath,
     rewriteRequestHeaders: proxyRequestHeaders,
     rewriteWsHeaders: proxyWsHeaders,
+    rewriteResponseHeaders: proxyResponseHeaders,
+    answerMaxForwards: proxyAnswerMaxForwards,
     onError: proxyOnError,
     onResponse: responseSender(proxyOnError),
     preParsing: bufferBody ? [] : [proxyBodyLimit as preParsingHookHandler],
@@ -281,6 +312,11 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
     fastify.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, function proxyBufferBody (_req, body, done) { done(null, body) })
   }
   for (const hook of r.preHandler) fastify.addHook('preHandler', hook)
+  if (r.methods.includes('OPTIONS')) {
+    fastify.addHook('preHandler', function proxyMaxForwards (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+      if (!r.answerMaxForwards(request, reply)) done()
+    })
+  }
   for (const hook of r.release) {
     fastify.addHook('onResponse', hook)
     fastify.addHook('onRequestAbort', hook as onRequestAbortHookHandler)
@@ -295,11 +331,11 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
     proxyPayloads: !r.bufferBody,
     undici: r.pool as never,
     disableRequestLogging: true,
-    internalRewriteLocationHeader: true,
+    internalRewriteLocationHeader: false,
     config: r.config,
     replyOptions: {
       rewriteRequestHeaders: r.rewriteRequestHeaders,
-      rewriteHeaders: rewriteClientResponseHeaders as never,
+      rewriteHeaders: r.rewriteResponseHeaders as never,
       onError: r.onError as never,
       onResponse: r.onResponse as never,
       retryDelay: noRetry
@@ -323,22 +359,12 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
   // With the request guard in front, every path that gets here is already canonical.
   const checkPath = !scope.hasPlugin('gateway-request-guard')
   const upstreamOrigin = r.upstreamOrigin
-
-  // An upstream redirect inside the rewrite prefix points the client at the public prefix.
-  function proxyResponseHeaders (headers: ResponseHeaders): ResponseHeaders {
-    const out = rewriteClientResponseHeaders(headers)
-    const location = out.location
-    if (typeof location === 'string' && !EXTERNAL_URL.test(location) && location.startsWith(rewritePrefix)) {
-      const next = location.charCodeAt(rewritePrefix.length)
-      if (location.length === rewritePrefix.length || next === 47 || next === 63) out.location = prefix + location.slice(rewritePrefix.length)
-    }
-    return out
-  }
+  const answerMaxForwards = r.answerMaxForwards
 
   const fromOptions = {
     getUpstream: function upstreamOf (): string { return upstreamOrigin },
     rewriteRequestHeaders: r.rewriteRequestHeaders,
-    rewriteHeaders: proxyResponseHeaders,
+    rewriteHeaders: r.rewriteResponseHeaders,
     onError: r.onError,
     onResponse: r.onResponse,
     retryDelay: noRetry
@@ -355,6 +381,7 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
       reply.send(new NonCanonicalPathError())
       return
     }
+    if (request.method === 'OPTIONS' && answerMaxForwards(request, reply)) return
     const rest = path.slice(prefixLength)
     const dest = rewritePrefix + rest
     reply.from(dest === '' ? '/' : dest, fromOptions as never)
