@@ -8,6 +8,8 @@
  */
 import sjson from 'secure-json-parse'
 import { TEXT_WORD } from './text-words.js'
+import { allowedCharset, bodyText, charsetOf } from './decode.js'
+import { InspectLimitError } from './limit-error.js'
 
 /** Engine addresses the ruleset reads. */
 export const ADDRESS = Object.freeze({
@@ -87,14 +89,7 @@ export interface ExtractLimits {
   readonly maxBodyKeys: number
 }
 
-/** Why extraction refused a request: a poisoned or too deep/large body, or too much to inspect. */
-export class InspectLimitError extends Error {
-  readonly reason: 'poison' | 'depth' | 'keys' | 'size'
-  constructor (reason: 'poison' | 'depth' | 'keys' | 'size') {
-    super(reason)
-    this.reason = reason
-  }
-}
+export { InspectLimitError, type InspectLimitReason } from './limit-error.js'
 
 /** Strings longer than this are split (1,360 UTF-16 units stay under 4,096 UTF-8 bytes). */
 const CHUNK_CHARS = 1360
@@ -467,10 +462,16 @@ export function collectForm (c: Collected, text: string, values: string[]): void
       if (eq === -1) {
         c.addKey(decode(pair, true))
       } else {
-        c.addKey(decode(pair.slice(0, eq), true))
+        const key = decode(pair.slice(0, eq), true)
+        c.addKey(key)
         const v = decode(pair.slice(eq + 1), true)
-        if (values === c.body) c.addBody(v)
-        else c.add(values, v)
+        if (values === c.body) {
+          // HTML forms name their charset in a `_charset_` field, and some servers decode the rest with it.
+          if (key === '_charset_') allowedCharset(v, false)
+          c.addBody(v)
+        } else {
+          c.add(values, v)
+        }
       }
     }
     start = end + 1
@@ -529,6 +530,51 @@ export function collectHeaders (c: Collected, headers: Record<string, string | s
       for (const item of v) c.add(c.headers, item)
     } else {
       c.add(c.headers, v)
+    }
+  }
+}
+
+/**
+ * Refuses (`duplicate`) JSON with an object that holds one key twice, at any depth, keys compared
+ * after unescaping (`"a"` and `"\\u0061"`). JSON.parse keeps the last of equal keys while other
+ * parsers keep the first, so inspection would judge a value the backend never reads. `text` is
+ * valid JSON (it parsed), so strings are closed and brackets balanced.
+ */
+export function assertUniqueKeys (text: string): void {
+  const stack: Array<Set<string> | null> = []
+  let keys: Set<string> | null = null
+  let expectKey = false
+  const n = text.length
+  for (let i = 0; i < n; i++) {
+    const ch = text.charCodeAt(i)
+    if (ch === 34) {
+      let end = text.indexOf('"', i + 1)
+      for (;;) {
+        let k = end - 1
+        while (text.charCodeAt(k) === 92) k--
+        if ((end - 1 - k) % 2 === 0) break
+        end = text.indexOf('"', end + 1)
+      }
+      if (expectKey && keys !== null) {
+        const raw = text.slice(i + 1, end)
+        const key = raw.includes('\\') ? JSON.parse(text.slice(i, end + 1)) as string : raw
+        if (keys.has(key)) throw new InspectLimitError('duplicate')
+        keys.add(key)
+        expectKey = false
+      }
+      i = end
+    } else if (ch === 123) {
+      stack.push(keys)
+      keys = new Set()
+      expectKey = true
+    } else if (ch === 91) {
+      stack.push(keys)
+      keys = null
+    } else if (ch === 125 || ch === 93) {
+      keys = stack.pop() ?? null
+      expectKey = false
+    } else if (ch === 44 && keys !== null) {
+      expectKey = true
     }
   }
 }
@@ -638,6 +684,10 @@ const BOUNDARY = /boundary=(?:"([^"]{1,200})"|([^\s;]{1,200}))/i
 const DISPOSITION_NAME = /\bname="([^"]*)"/i
 const DISPOSITION_FILE = /\bfilename\*?="?([^";\r\n]*)"?/i
 
+const PART_TYPE = /content-type:\s*([^\r\n]+)/i
+const PART_CODING = /content-(?:transfer-)?encoding:\s*([^\r\n]*)/i
+const IDENTITY_PART_CODING = /^(?:7bit|8bit|binary|identity)?$/i
+
 /** multipart/form-data: field names (keys), file names and field values parsed by their own type. */
 export function collectMultipart (c: Collected, text: string, contentType: string, limits: ExtractLimits): void {
   const m = BOUNDARY.exec(contentType)
@@ -669,7 +719,12 @@ export function collectMultipart (c: Collected, text: string, contentType: strin
       c.add(c.files, file)
       c.add(c.body, file)
     }
-    const partType = /content-type:\s*([^\r\n]+)/i.exec(head)?.[1] ?? 'text/plain'
+    // A part's own coding (base64, quoted-printable, gzip) would hide its content from inspection.
+    const transfer = PART_CODING.exec(head)?.[1]
+    if (transfer !== undefined && !IDENTITY_PART_CODING.test(transfer.trim())) throw new InspectLimitError('encoding')
+    const partType = PART_TYPE.exec(head)?.[1] ?? 'text/plain'
+    if (partType.includes(';')) charsetOf(partType, isJson(mediaType(partType)))
+    if (name === '_charset_') allowedCharset(content, false)
     collectText(c, content, partType, limits, true)
     pos = next
   }
@@ -702,6 +757,7 @@ function collectText (c: Collected, text: string, contentType: string, limits: E
       c.addBody(text)
       return
     }
+    assertUniqueKeys(text)
     collectObject(c, parsed, limits)
   } else if (type === 'application/x-www-form-urlencoded') {
     collectForm(c, text, c.body)
@@ -714,6 +770,11 @@ function collectText (c: Collected, text: string, contentType: string, limits: E
   }
 }
 
+/** Bytes of a raw body (decoded, when it was coded) that inspection parses at most. */
+export function rawBodyLimit (limits: ExtractLimits): number {
+  return limits.maxInspectBytes * RAW_FACTOR
+}
+
 /**
  * A body as the plugin sees it: a Buffer (proxied routes buffer raw bytes), a string, or an object
  * a host app's parser already produced.
@@ -723,8 +784,10 @@ export function collectBody (c: Collected, body: unknown, contentType: string | 
   if (Buffer.isBuffer(body)) {
     if (body.length === 0) return
     // Parsing is linear; a body far past the text budget cannot fit it, so refuse it unparsed.
-    if (body.length > limits.maxInspectBytes * RAW_FACTOR) throw new InspectLimitError('size')
-    collectText(c, body.toString('utf8'), contentType ?? 'text/plain', limits, false)
+    if (body.length > rawBodyLimit(limits)) throw new InspectLimitError('size')
+    const type = contentType ?? 'text/plain'
+    const json = isJson(mediaType(type))
+    collectText(c, bodyText(body, charsetOf(type, json), json), type, limits, false)
   } else if (typeof body === 'string') {
     if (body.length > limits.maxInspectBytes * RAW_FACTOR) throw new InspectLimitError('size')
     collectText(c, body, contentType ?? 'text/plain', limits, false)
