@@ -103,12 +103,18 @@ const MAX_LIST = 256
 /** A raw body may carry this many times the text budget in syntax (JSON punctuation, numbers, tags). */
 const RAW_FACTOR = 4
 
-/** Headers that are never inspected: credentials, framing and values the gateway itself checks. */
+/**
+ * Headers that are never inspected: credentials the gateway verifies and never forwards, framing
+ * the request guard checks (Host, Content-Length, Transfer-Encoding), hop-by-hop headers the proxy
+ * drops, and the request id the gateway replaces. Every other header reaches the upstream and is
+ * inspected, name and value.
+ */
 const SKIPPED_HEADERS = new Set([
   'authorization', 'proxy-authorization', 'x-api-key', 'cookie', 'host', 'content-length',
-  'transfer-encoding', 'connection', 'keep-alive', 'te', 'upgrade', 'accept-encoding',
-  'x-request-id', 'traceparent', 'tracestate', 'sec-websocket-key', 'sec-websocket-accept'
+  'transfer-encoding', 'connection', 'keep-alive', 'te', 'upgrade', 'x-request-id'
 ])
+/** Header names made of letters, digits, `-` and `_` carry nothing a rule could match. */
+const PLAIN_HEADER_NAME = /^[a-z0-9_-]+$/
 
 const FILENAME_HEADER = /file[-_.]?name/
 
@@ -125,10 +131,17 @@ const DIRECTIVE_LIST = /^[A-Za-z-]+(?:=(?:\d{1,10}|"[A-Za-z0-9 ,-]*"|[A-Za-z-]+)
 const ETAG_LIST = /^(?:\*|(?:W\/)?"[A-Za-z0-9._:+/=-]*"(?:\s*,\s*(?:W\/)?"[A-Za-z0-9._:+/=-]*")*)$/
 const FETCH_TOKEN = /^\??[A-Za-z0-9-]{1,32}$/
 const HTTP_DATE = /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/
+const CODING_LIST = /^[A-Za-z0-9*_-]+(?:\s*;\s*q=[01](?:\.\d{0,3})?)?(?:\s*,\s*[A-Za-z0-9*_-]+(?:\s*;\s*q=[01](?:\.\d{0,3})?)?)*$/
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/
 const INERT_HEADERS = new Map<string, RegExp>([
   ['accept', MEDIA_LIST],
   ['content-type', MEDIA_LIST],
   ['accept-language', LANGUAGE_LIST],
+  ['accept-encoding', CODING_LIST],
+  ['content-encoding', CODING_LIST],
+  ['traceparent', TRACEPARENT],
+  ['sec-websocket-key', WEBSOCKET_KEY],
   ['cache-control', DIRECTIVE_LIST],
   ['pragma', DIRECTIVE_LIST],
   ['if-none-match', ETAG_LIST],
@@ -512,7 +525,7 @@ export function collectCookies (c: Collected, header: string): void {
   }
 }
 
-/** Header values (all but SKIPPED_HEADERS) and cookies. */
+/** Header names and values (all but SKIPPED_HEADERS) and cookies. */
 export function collectHeaders (c: Collected, headers: Record<string, string | string[] | undefined>): void {
   for (const name in headers) {
     const v = headers[name]
@@ -522,6 +535,8 @@ export function collectHeaders (c: Collected, headers: Record<string, string | s
       continue
     }
     if (SKIPPED_HEADERS.has(name)) continue
+    // Token characters beyond these (`'`, `|`, `$`, `` ` ``, ...) are allowed in a field name.
+    if (!PLAIN_HEADER_NAME.test(name)) c.addKey(name)
     const grammar = INERT_HEADERS.get(name)
     if (grammar !== undefined && typeof v === 'string' && v.length <= 512 && grammar.test(v)) continue
     // Upload conventions (x-filename, x-file-name) name a file the server may store.

