@@ -462,6 +462,27 @@ export function decode (s: string, plus: boolean): string {
   }
 }
 
+/**
+ * OAuth 2.0 / OpenID Connect parameters that name where the browser is sent back to. A native app
+ * listens on a loopback address (RFC 8252 7.3), so `http://localhost:3000/callback` there is an
+ * ordinary value, not a request for the backend to fetch an internal URL.
+ */
+const REDIRECT_KEYS: ReadonlySet<string> = new Set(['redirect_uri', 'redirect_uris', 'post_logout_redirect_uri', 'oauth_callback'])
+/** A loopback redirect URI with a plain path (no query, no dot segments, no escapes): nothing a rule could match. */
+const LOOPBACK_REDIRECT = /^https?:\/\/(?:localhost|127\.0\.0\.1|\[::1\])(?::\d{1,5})?(?:\/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63})?){0,16}$/
+
+function isLoopbackRedirect (key: string, value: string): boolean {
+  return REDIRECT_KEYS.has(key) && LOOPBACK_REDIRECT.test(value)
+}
+
+/**
+ * An absolute URL ending in `?`: in a form or query parameter, the remote file inclusion trick of
+ * cutting off the suffix an application appends (pc-rfi-002). In a JSON document it is plain data
+ * (GitHub's webhook payloads carry avatar URLs ending in `?`): the URL is judged without its
+ * trailing `?`, by every other rule.
+ */
+const URL_TRAILING_QUERY = /^\s*(?:https?|ftps?):\/\/[^\s]*?\?+$/i
+
 /** `a=1&b=2` into keys and values (query strings and urlencoded bodies). */
 export function collectForm (c: Collected, text: string, values: string[]): void {
   if (text === '') return
@@ -478,7 +499,9 @@ export function collectForm (c: Collected, text: string, values: string[]): void
         const key = decode(pair.slice(0, eq), true)
         c.addKey(key)
         const v = decode(pair.slice(eq + 1), true)
-        if (values === c.body) {
+        if (isLoopbackRedirect(key, v)) {
+          // judged inert (see REDIRECT_KEYS)
+        } else if (values === c.body) {
           // HTML forms name their charset in a `_charset_` field, and some servers decode the rest with it.
           if (key === '_charset_') allowedCharset(v, false)
           c.addBody(v)
@@ -594,12 +617,16 @@ export function assertUniqueKeys (text: string): void {
   }
 }
 
-/** Walks a parsed body: keys and string/number leaves, with depth and key-count limits. */
-export function collectObject (c: Collected, value: unknown, limits: ExtractLimits): void {
+/**
+ * Walks a parsed body: keys and string/number leaves, with depth and key-count limits. `json`: the
+ * object came from a JSON document (see URL_TRAILING_QUERY).
+ */
+export function collectObject (c: Collected, value: unknown, limits: ExtractLimits, json = false): void {
   let keys = 0
-  const walk = (v: unknown, depth: number): void => {
+  const walk = (v: unknown, depth: number, key: string): void => {
     if (typeof v === 'string') {
-      c.addBody(v)
+      if (isLoopbackRedirect(key, v)) return
+      c.addBody(json && v.endsWith('?') && URL_TRAILING_QUERY.test(v) ? v.replace(/\?+$/, '') : v)
       return
     }
     if (typeof v !== 'object' || v === null) return
@@ -607,7 +634,7 @@ export function collectObject (c: Collected, value: unknown, limits: ExtractLimi
     if (Array.isArray(v)) {
       keys += v.length
       if (keys > limits.maxBodyKeys) throw new InspectLimitError('keys')
-      for (const item of v) walk(item, depth + 1)
+      for (const item of v) walk(item, depth + 1, key)
       return
     }
     for (const k in v) {
@@ -618,10 +645,10 @@ export function collectObject (c: Collected, value: unknown, limits: ExtractLimi
         throw new InspectLimitError('poison')
       }
       c.addKey(k)
-      walk(child, depth + 1)
+      walk(child, depth + 1, k)
     }
   }
-  walk(value, 0)
+  walk(value, 0, '')
 }
 
 const XML_ENTITY = /&(?:#x([0-9a-fA-F]{1,6})|#([0-9]{1,7})|(lt|gt|amp|quot|apos));/g
@@ -773,7 +800,7 @@ function collectText (c: Collected, text: string, contentType: string, limits: E
       return
     }
     assertUniqueKeys(text)
-    collectObject(c, parsed, limits)
+    collectObject(c, parsed, limits, true)
   } else if (type === 'application/x-www-form-urlencoded') {
     collectForm(c, text, c.body)
   } else if (isXml(type)) {
@@ -807,7 +834,7 @@ export function collectBody (c: Collected, body: unknown, contentType: string | 
     if (body.length > limits.maxInspectBytes * RAW_FACTOR) throw new InspectLimitError('size')
     collectText(c, body, contentType ?? 'text/plain', limits, false)
   } else if (typeof body === 'object') {
-    collectObject(c, body, limits)
+    collectObject(c, body, limits, contentType !== undefined && isJson(mediaType(contentType)))
   }
 }
 
