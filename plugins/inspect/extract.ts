@@ -131,15 +131,12 @@ const DIRECTIVE_LIST = /^[A-Za-z-]+(?:=(?:\d{1,10}|"[A-Za-z0-9 ,-]*"|[A-Za-z-]+)
 const ETAG_LIST = /^(?:\*|(?:W\/)?"[A-Za-z0-9._:+/=-]*"(?:\s*,\s*(?:W\/)?"[A-Za-z0-9._:+/=-]*")*)$/
 const FETCH_TOKEN = /^\??[A-Za-z0-9-]{1,32}$/
 const HTTP_DATE = /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/
-const CODING_LIST = /^[A-Za-z0-9*_-]+(?:\s*;\s*q=[01](?:\.\d{0,3})?)?(?:\s*,\s*[A-Za-z0-9*_-]+(?:\s*;\s*q=[01](?:\.\d{0,3})?)?)*$/
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
 const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/
 const INERT_HEADERS = new Map<string, RegExp>([
   ['accept', MEDIA_LIST],
   ['content-type', MEDIA_LIST],
   ['accept-language', LANGUAGE_LIST],
-  ['accept-encoding', CODING_LIST],
-  ['content-encoding', CODING_LIST],
   ['traceparent', TRACEPARENT],
   ['sec-websocket-key', WEBSOCKET_KEY],
   ['cache-control', DIRECTIVE_LIST],
@@ -156,6 +153,20 @@ const INERT_HEADERS = new Map<string, RegExp>([
   ['dnt', FETCH_TOKEN],
   ['upgrade-insecure-requests', FETCH_TOKEN]
 ])
+
+/**
+ * What collectHeaders does with a header, by name, in one lookup: SKIP it, or inspect a value
+ * (the name is plain) unless it matches the grammar given. Names seen with a plain spelling are
+ * remembered (up to LEARNED_NAMES_MAX), so a request's usual headers cost one lookup each.
+ */
+const SKIP = 0
+const PLAIN = 1
+const HEADER_KIND = new Map<string, typeof SKIP | typeof PLAIN | RegExp>([
+  ...[...SKIPPED_HEADERS].map((name) => [name, SKIP] as const),
+  ...INERT_HEADERS
+])
+const LEARNED_NAMES_MAX = 1024
+let learnedNames = 0
 
 const PLAIN_KEY = /^[A-Za-z0-9_-]+$/
 const PROSE_MIN_CHARS = 64
@@ -557,11 +568,21 @@ export function collectHeaders (c: Collected, headers: Record<string, string | s
       collectCookies(c, Array.isArray(v) ? v.join('; ') : v)
       continue
     }
-    if (SKIPPED_HEADERS.has(name)) continue
-    // Token characters beyond these (`'`, `|`, `$`, `` ` ``, ...) are allowed in a field name.
-    if (!PLAIN_HEADER_NAME.test(name)) c.addKey(name)
-    const grammar = INERT_HEADERS.get(name)
-    if (grammar !== undefined && typeof v === 'string' && v.length <= 512 && grammar.test(v)) continue
+    const kind = HEADER_KIND.get(name)
+    if (kind === SKIP) continue
+    if (kind === undefined) {
+      if (PLAIN_HEADER_NAME.test(name)) {
+        if (learnedNames < LEARNED_NAMES_MAX) {
+          HEADER_KIND.set(name, PLAIN)
+          learnedNames++
+        }
+      } else {
+        // Token characters beyond these (`'`, `|`, `$`, `` ` ``, ...) are allowed in a field name.
+        c.addKey(name)
+      }
+    } else if (kind !== PLAIN && typeof v === 'string' && v.length <= 512 && kind.test(v)) {
+      continue
+    }
     // Upload conventions (x-filename, x-file-name) name a file the server may store.
     if (FILENAME_HEADER.test(name)) c.add(c.files, Array.isArray(v) ? v.join(',') : v)
     if (Array.isArray(v)) {
@@ -573,56 +594,39 @@ export function collectHeaders (c: Collected, headers: Record<string, string | s
 }
 
 /**
- * Refuses (`duplicate`) JSON with an object that holds one key twice, at any depth, keys compared
- * after unescaping (`"a"` and `"\\u0061"`). JSON.parse keeps the last of equal keys while other
- * parsers keep the first, so inspection would judge a value the backend never reads. `text` is
- * valid JSON (it parsed), so strings are closed and brackets balanced.
+ * The number of object members written in a JSON text: the strings followed by `:`. `text` is
+ * valid JSON (it parsed), so every string is closed. JSON.parse keeps one member per key (the last
+ * of equal keys, compared after unescaping, at any depth), so fewer members in the parsed value
+ * than here means a key was written twice, where other parsers keep the first: inspection would
+ * judge a value the backend never reads.
  */
-export function assertUniqueKeys (text: string): void {
-  const stack: Array<Set<string> | null> = []
-  let keys: Set<string> | null = null
-  let expectKey = false
-  const n = text.length
-  for (let i = 0; i < n; i++) {
-    const ch = text.charCodeAt(i)
-    if (ch === 34) {
-      let end = text.indexOf('"', i + 1)
-      for (;;) {
-        let k = end - 1
-        while (text.charCodeAt(k) === 92) k--
-        if ((end - 1 - k) % 2 === 0) break
-        end = text.indexOf('"', end + 1)
-      }
-      if (expectKey && keys !== null) {
-        const raw = text.slice(i + 1, end)
-        const key = raw.includes('\\') ? JSON.parse(text.slice(i, end + 1)) as string : raw
-        if (keys.has(key)) throw new InspectLimitError('duplicate')
-        keys.add(key)
-        expectKey = false
-      }
-      i = end
-    } else if (ch === 123) {
-      stack.push(keys)
-      keys = new Set()
-      expectKey = true
-    } else if (ch === 91) {
-      stack.push(keys)
-      keys = null
-    } else if (ch === 125 || ch === 93) {
-      keys = stack.pop() ?? null
-      expectKey = false
-    } else if (ch === 44 && keys !== null) {
-      expectKey = true
+export function countJsonKeys (text: string): number {
+  let count = 0
+  let i = text.indexOf('"')
+  while (i !== -1) {
+    let end = text.indexOf('"', i + 1)
+    for (;;) {
+      let k = end - 1
+      while (text.charCodeAt(k) === 92) k--
+      if ((end - 1 - k) % 2 === 0) break
+      end = text.indexOf('"', end + 1)
     }
+    let next = end + 1
+    let ch = text.charCodeAt(next)
+    while (ch === 32 || ch === 10 || ch === 13 || ch === 9) ch = text.charCodeAt(++next)
+    if (ch === 58) count++
+    i = text.indexOf('"', next)
   }
+  return count
 }
 
 /**
  * Walks a parsed body: keys and string/number leaves, with depth and key-count limits. `json`: the
- * object came from a JSON document (see URL_TRAILING_QUERY).
+ * object came from a JSON document (see URL_TRAILING_QUERY). Returns the number of object members.
  */
-export function collectObject (c: Collected, value: unknown, limits: ExtractLimits, json = false): void {
+export function collectObject (c: Collected, value: unknown, limits: ExtractLimits, json = false): number {
   let keys = 0
+  let members = 0
   const walk = (v: unknown, depth: number, key: string): void => {
     if (typeof v === 'string') {
       if (isLoopbackRedirect(key, v)) return
@@ -639,6 +643,7 @@ export function collectObject (c: Collected, value: unknown, limits: ExtractLimi
     }
     for (const k in v) {
       if (!Object.hasOwn(v, k)) continue
+      members++
       if (++keys > limits.maxBodyKeys) throw new InspectLimitError('keys')
       const child = (v as Record<string, unknown>)[k]
       if (k === '__proto__' || (k === 'constructor' && typeof child === 'object' && child !== null && Object.hasOwn(child, 'prototype'))) {
@@ -649,6 +654,7 @@ export function collectObject (c: Collected, value: unknown, limits: ExtractLimi
     }
   }
   walk(value, 0, '')
+  return members
 }
 
 const XML_ENTITY = /&(?:#x([0-9a-fA-F]{1,6})|#([0-9]{1,7})|(lt|gt|amp|quot|apos));/g
@@ -799,8 +805,7 @@ function collectText (c: Collected, text: string, contentType: string, limits: E
       c.addBody(text)
       return
     }
-    assertUniqueKeys(text)
-    collectObject(c, parsed, limits, true)
+    if (collectObject(c, parsed, limits, true) !== countJsonKeys(text)) throw new InspectLimitError('duplicate')
   } else if (type === 'application/x-www-form-urlencoded') {
     collectForm(c, text, c.body)
   } else if (isXml(type)) {
