@@ -163,7 +163,9 @@ const SKIP = 0
 const PLAIN = 1
 const HEADER_KIND = new Map<string, typeof SKIP | typeof PLAIN | RegExp>([
   ...[...SKIPPED_HEADERS].map((name) => [name, SKIP] as const),
-  ...INERT_HEADERS
+  ...INERT_HEADERS,
+  // HTTP/2 pseudo-headers: their values are inspected, their names are the protocol's.
+  ...[':authority', ':method', ':path', ':scheme', ':protocol'].map((name) => [name, PLAIN] as const)
 ])
 const LEARNED_NAMES_MAX = 1024
 let learnedNames = 0

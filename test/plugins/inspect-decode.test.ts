@@ -9,7 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { gatewayErrorHandler } from 'portcullis'
 import { inspectPlugin } from '../../plugins/inspect/index.js'
 import { bodyText, charsetOf, decodeBody, parseContentEncoding } from '../../plugins/inspect/decode.js'
-import { Collected, collectBody, countJsonKeys, InspectLimitError } from '../../plugins/inspect/extract.js'
+import { Collected, collectBody, collectHeaders, countJsonKeys, InspectLimitError } from '../../plugins/inspect/extract.js'
 
 const limits = { maxInspectBytes: 32 * 1024, maxBodyDepth: 32, maxBodyKeys: 2000 }
 
@@ -102,6 +102,13 @@ t.test('duplicate JSON keys: counted in the text against the members JSON.parse 
   t.equal(body('[{"a":1},{"a":2}]'), undefined, 'equal keys in different objects')
   t.equal(body('{"__proto__":{"admin":true}}'), 'poison')
   t.equal(body('{"\\u005f_proto__":{"admin":true}}'), 'poison', 'escaped __proto__')
+})
+
+t.test('header names: judged as keys when they hold more than letters, digits, - and _', async (t) => {
+  const c = new Collected(limits.maxInspectBytes)
+  collectHeaders(c, { ':authority': 'api.example.com', ':path': '/x', 'x-api-version': '1', 'x-\'--': '1', 'user-agent': 'curl/8.5.0' })
+  t.strictSame([...c.keys, ...c.keyText, ...c.words], ['x-\'--'], 'only the odd name; HTTP/2 pseudo-header names are not')
+  t.strictSame(c.headers, ['api.example.com', '/x', '1', 'curl/8.5.0'], 'every value (repeats once)')
 })
 
 async function app (contentEncoding?: 'decode' | 'refuse'): Promise<FastifyInstance> {
