@@ -17,9 +17,16 @@ export class InspectBlockedError extends InspectBlockedBase {
   }
 }
 
-/** A JSON body with prototype-poisoning keys, or past the depth / key-count limits (same message for all). */
+/**
+ * A JSON body with prototype-poisoning keys, a key twice in one object, past the depth / key-count
+ * limits, or a coded body that does not decode (same message for all).
+ */
 export const InspectBodyInvalidError = createError('GW_INSPECT_BODY_INVALID', 'Invalid request body', 400)
 /** More text than the inspection budget (`maxInspectBytes`) on a route in block mode. */
 export const InspectTooLargeError = createError('GW_INSPECT_TOO_LARGE', 'Request too large to inspect', 413)
 /** Invalid plugin options, ruleset or route `inspect` config (startup only). */
 export const InspectConfigError = createError('GW_INSPECT_CONFIG_INVALID', 'Invalid inspection configuration: %s', 500)
+/** A Content-Encoding inspection does not decode (or a route that refuses coded bodies), block mode. */
+export const InspectEncodingUnsupportedError = createError('GW_INSPECT_ENCODING_UNSUPPORTED', 'Unsupported content encoding', 415)
+/** A charset (or byte-order mark) inspection does not decode, block mode. */
+export const InspectCharsetUnsupportedError = createError('GW_INSPECT_CHARSET_UNSUPPORTED', 'Unsupported charset', 415)

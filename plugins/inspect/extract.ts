@@ -8,6 +8,8 @@
  */
 import sjson from 'secure-json-parse'
 import { TEXT_WORD } from './text-words.js'
+import { allowedCharset, bodyText, charsetOf } from './decode.js'
+import { InspectLimitError } from './limit-error.js'
 
 /** Engine addresses the ruleset reads. */
 export const ADDRESS = Object.freeze({
@@ -87,14 +89,7 @@ export interface ExtractLimits {
   readonly maxBodyKeys: number
 }
 
-/** Why extraction refused a request: a poisoned or too deep/large body, or too much to inspect. */
-export class InspectLimitError extends Error {
-  readonly reason: 'poison' | 'depth' | 'keys' | 'size'
-  constructor (reason: 'poison' | 'depth' | 'keys' | 'size') {
-    super(reason)
-    this.reason = reason
-  }
-}
+export { InspectLimitError, type InspectLimitReason } from './limit-error.js'
 
 /** Strings longer than this are split (1,360 UTF-16 units stay under 4,096 UTF-8 bytes). */
 const CHUNK_CHARS = 1360
@@ -108,12 +103,18 @@ const MAX_LIST = 256
 /** A raw body may carry this many times the text budget in syntax (JSON punctuation, numbers, tags). */
 const RAW_FACTOR = 4
 
-/** Headers that are never inspected: credentials, framing and values the gateway itself checks. */
+/**
+ * Headers that are never inspected: credentials the gateway verifies and never forwards, framing
+ * the request guard checks (Host, Content-Length, Transfer-Encoding), hop-by-hop headers the proxy
+ * drops, and the request id the gateway replaces. Every other header reaches the upstream and is
+ * inspected, name and value.
+ */
 const SKIPPED_HEADERS = new Set([
   'authorization', 'proxy-authorization', 'x-api-key', 'cookie', 'host', 'content-length',
-  'transfer-encoding', 'connection', 'keep-alive', 'te', 'upgrade', 'accept-encoding',
-  'x-request-id', 'traceparent', 'tracestate', 'sec-websocket-key', 'sec-websocket-accept'
+  'transfer-encoding', 'connection', 'keep-alive', 'te', 'upgrade', 'x-request-id'
 ])
+/** Header names made of letters, digits, `-` and `_` carry nothing a rule could match. */
+const PLAIN_HEADER_NAME = /^[a-z0-9_-]+$/
 
 const FILENAME_HEADER = /file[-_.]?name/
 
@@ -130,10 +131,14 @@ const DIRECTIVE_LIST = /^[A-Za-z-]+(?:=(?:\d{1,10}|"[A-Za-z0-9 ,-]*"|[A-Za-z-]+)
 const ETAG_LIST = /^(?:\*|(?:W\/)?"[A-Za-z0-9._:+/=-]*"(?:\s*,\s*(?:W\/)?"[A-Za-z0-9._:+/=-]*")*)$/
 const FETCH_TOKEN = /^\??[A-Za-z0-9-]{1,32}$/
 const HTTP_DATE = /^[A-Za-z]{3}, \d{2} [A-Za-z]{3} \d{4} \d{2}:\d{2}:\d{2} GMT$/
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/
+const WEBSOCKET_KEY = /^[A-Za-z0-9+/]{22}==$/
 const INERT_HEADERS = new Map<string, RegExp>([
   ['accept', MEDIA_LIST],
   ['content-type', MEDIA_LIST],
   ['accept-language', LANGUAGE_LIST],
+  ['traceparent', TRACEPARENT],
+  ['sec-websocket-key', WEBSOCKET_KEY],
   ['cache-control', DIRECTIVE_LIST],
   ['pragma', DIRECTIVE_LIST],
   ['if-none-match', ETAG_LIST],
@@ -148,6 +153,22 @@ const INERT_HEADERS = new Map<string, RegExp>([
   ['dnt', FETCH_TOKEN],
   ['upgrade-insecure-requests', FETCH_TOKEN]
 ])
+
+/**
+ * What collectHeaders does with a header, by name, in one lookup: SKIP it, or inspect a value
+ * (the name is plain) unless it matches the grammar given. Names seen with a plain spelling are
+ * remembered (up to LEARNED_NAMES_MAX), so a request's usual headers cost one lookup each.
+ */
+const SKIP = 0
+const PLAIN = 1
+const HEADER_KIND = new Map<string, typeof SKIP | typeof PLAIN | RegExp>([
+  ...[...SKIPPED_HEADERS].map((name) => [name, SKIP] as const),
+  ...INERT_HEADERS,
+  // HTTP/2 pseudo-headers: their values are inspected, their names are the protocol's.
+  ...[':authority', ':method', ':path', ':scheme', ':protocol'].map((name) => [name, PLAIN] as const)
+])
+const LEARNED_NAMES_MAX = 1024
+let learnedNames = 0
 
 const PLAIN_KEY = /^[A-Za-z0-9_-]+$/
 const PROSE_MIN_CHARS = 64
@@ -454,6 +475,27 @@ export function decode (s: string, plus: boolean): string {
   }
 }
 
+/**
+ * OAuth 2.0 / OpenID Connect parameters that name where the browser is sent back to. A native app
+ * listens on a loopback address (RFC 8252 7.3), so `http://localhost:3000/callback` there is an
+ * ordinary value, not a request for the backend to fetch an internal URL.
+ */
+const REDIRECT_KEYS: ReadonlySet<string> = new Set(['redirect_uri', 'redirect_uris', 'post_logout_redirect_uri', 'oauth_callback'])
+/** A loopback redirect URI with a plain path (no query, no dot segments, no escapes): nothing a rule could match. */
+const LOOPBACK_REDIRECT = /^https?:\/\/(?:localhost|127\.0\.0\.1|\[::1\])(?::\d{1,5})?(?:\/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63})?){0,16}$/
+
+function isLoopbackRedirect (key: string, value: string): boolean {
+  return REDIRECT_KEYS.has(key) && LOOPBACK_REDIRECT.test(value)
+}
+
+/**
+ * An absolute URL ending in `?`: in a form or query parameter, the remote file inclusion trick of
+ * cutting off the suffix an application appends (pc-rfi-002). In a JSON document it is plain data
+ * (GitHub's webhook payloads carry avatar URLs ending in `?`): the URL is judged without its
+ * trailing `?`, by every other rule.
+ */
+const URL_TRAILING_QUERY = /^\s*(?:https?|ftps?):\/\/[^\s]*?\?+$/i
+
 /** `a=1&b=2` into keys and values (query strings and urlencoded bodies). */
 export function collectForm (c: Collected, text: string, values: string[]): void {
   if (text === '') return
@@ -467,10 +509,18 @@ export function collectForm (c: Collected, text: string, values: string[]): void
       if (eq === -1) {
         c.addKey(decode(pair, true))
       } else {
-        c.addKey(decode(pair.slice(0, eq), true))
+        const key = decode(pair.slice(0, eq), true)
+        c.addKey(key)
         const v = decode(pair.slice(eq + 1), true)
-        if (values === c.body) c.addBody(v)
-        else c.add(values, v)
+        if (isLoopbackRedirect(key, v)) {
+          // judged inert (see REDIRECT_KEYS)
+        } else if (values === c.body) {
+          // HTML forms name their charset in a `_charset_` field, and some servers decode the rest with it.
+          if (key === '_charset_') allowedCharset(v, false)
+          c.addBody(v)
+        } else {
+          c.add(values, v)
+        }
       }
     }
     start = end + 1
@@ -511,7 +561,7 @@ export function collectCookies (c: Collected, header: string): void {
   }
 }
 
-/** Header values (all but SKIPPED_HEADERS) and cookies. */
+/** Header names and values (all but SKIPPED_HEADERS) and cookies. */
 export function collectHeaders (c: Collected, headers: Record<string, string | string[] | undefined>): void {
   for (const name in headers) {
     const v = headers[name]
@@ -520,9 +570,21 @@ export function collectHeaders (c: Collected, headers: Record<string, string | s
       collectCookies(c, Array.isArray(v) ? v.join('; ') : v)
       continue
     }
-    if (SKIPPED_HEADERS.has(name)) continue
-    const grammar = INERT_HEADERS.get(name)
-    if (grammar !== undefined && typeof v === 'string' && v.length <= 512 && grammar.test(v)) continue
+    const kind = HEADER_KIND.get(name)
+    if (kind === SKIP) continue
+    if (kind === undefined) {
+      if (PLAIN_HEADER_NAME.test(name)) {
+        if (learnedNames < LEARNED_NAMES_MAX) {
+          HEADER_KIND.set(name, PLAIN)
+          learnedNames++
+        }
+      } else {
+        // Token characters beyond these (`'`, `|`, `$`, `` ` ``, ...) are allowed in a field name.
+        c.addKey(name)
+      }
+    } else if (kind !== PLAIN && typeof v === 'string' && v.length <= 512 && kind.test(v)) {
+      continue
+    }
     // Upload conventions (x-filename, x-file-name) name a file the server may store.
     if (FILENAME_HEADER.test(name)) c.add(c.files, Array.isArray(v) ? v.join(',') : v)
     if (Array.isArray(v)) {
@@ -533,12 +595,44 @@ export function collectHeaders (c: Collected, headers: Record<string, string | s
   }
 }
 
-/** Walks a parsed body: keys and string/number leaves, with depth and key-count limits. */
-export function collectObject (c: Collected, value: unknown, limits: ExtractLimits): void {
+/**
+ * The number of object members written in a JSON text: the strings followed by `:`. `text` is
+ * valid JSON (it parsed), so every string is closed. JSON.parse keeps one member per key (the last
+ * of equal keys, compared after unescaping, at any depth), so fewer members in the parsed value
+ * than here means a key was written twice, where other parsers keep the first: inspection would
+ * judge a value the backend never reads.
+ */
+export function countJsonKeys (text: string): number {
+  let count = 0
+  let i = text.indexOf('"')
+  while (i !== -1) {
+    let end = text.indexOf('"', i + 1)
+    for (;;) {
+      let k = end - 1
+      while (text.charCodeAt(k) === 92) k--
+      if ((end - 1 - k) % 2 === 0) break
+      end = text.indexOf('"', end + 1)
+    }
+    let next = end + 1
+    let ch = text.charCodeAt(next)
+    while (ch === 32 || ch === 10 || ch === 13 || ch === 9) ch = text.charCodeAt(++next)
+    if (ch === 58) count++
+    i = text.indexOf('"', next)
+  }
+  return count
+}
+
+/**
+ * Walks a parsed body: keys and string/number leaves, with depth and key-count limits. `json`: the
+ * object came from a JSON document (see URL_TRAILING_QUERY). Returns the number of object members.
+ */
+export function collectObject (c: Collected, value: unknown, limits: ExtractLimits, json = false): number {
   let keys = 0
-  const walk = (v: unknown, depth: number): void => {
+  let members = 0
+  const walk = (v: unknown, depth: number, key: string): void => {
     if (typeof v === 'string') {
-      c.addBody(v)
+      if (isLoopbackRedirect(key, v)) return
+      c.addBody(json && v.endsWith('?') && URL_TRAILING_QUERY.test(v) ? v.replace(/\?+$/, '') : v)
       return
     }
     if (typeof v !== 'object' || v === null) return
@@ -546,21 +640,23 @@ export function collectObject (c: Collected, value: unknown, limits: ExtractLimi
     if (Array.isArray(v)) {
       keys += v.length
       if (keys > limits.maxBodyKeys) throw new InspectLimitError('keys')
-      for (const item of v) walk(item, depth + 1)
+      for (const item of v) walk(item, depth + 1, key)
       return
     }
     for (const k in v) {
       if (!Object.hasOwn(v, k)) continue
+      members++
       if (++keys > limits.maxBodyKeys) throw new InspectLimitError('keys')
       const child = (v as Record<string, unknown>)[k]
       if (k === '__proto__' || (k === 'constructor' && typeof child === 'object' && child !== null && Object.hasOwn(child, 'prototype'))) {
         throw new InspectLimitError('poison')
       }
       c.addKey(k)
-      walk(child, depth + 1)
+      walk(child, depth + 1, k)
     }
   }
-  walk(value, 0)
+  walk(value, 0, '')
+  return members
 }
 
 const XML_ENTITY = /&(?:#x([0-9a-fA-F]{1,6})|#([0-9]{1,7})|(lt|gt|amp|quot|apos));/g
@@ -638,6 +734,10 @@ const BOUNDARY = /boundary=(?:"([^"]{1,200})"|([^\s;]{1,200}))/i
 const DISPOSITION_NAME = /\bname="([^"]*)"/i
 const DISPOSITION_FILE = /\bfilename\*?="?([^";\r\n]*)"?/i
 
+const PART_TYPE = /content-type:\s*([^\r\n]+)/i
+const PART_CODING = /content-(?:transfer-)?encoding:\s*([^\r\n]*)/i
+const IDENTITY_PART_CODING = /^(?:7bit|8bit|binary|identity)?$/i
+
 /** multipart/form-data: field names (keys), file names and field values parsed by their own type. */
 export function collectMultipart (c: Collected, text: string, contentType: string, limits: ExtractLimits): void {
   const m = BOUNDARY.exec(contentType)
@@ -669,7 +769,12 @@ export function collectMultipart (c: Collected, text: string, contentType: strin
       c.add(c.files, file)
       c.add(c.body, file)
     }
-    const partType = /content-type:\s*([^\r\n]+)/i.exec(head)?.[1] ?? 'text/plain'
+    // A part's own coding (base64, quoted-printable, gzip) would hide its content from inspection.
+    const transfer = PART_CODING.exec(head)?.[1]
+    if (transfer !== undefined && !IDENTITY_PART_CODING.test(transfer.trim())) throw new InspectLimitError('encoding')
+    const partType = PART_TYPE.exec(head)?.[1] ?? 'text/plain'
+    if (partType.includes(';')) charsetOf(partType, isJson(mediaType(partType)))
+    if (name === '_charset_') allowedCharset(content, false)
     collectText(c, content, partType, limits, true)
     pos = next
   }
@@ -702,7 +807,7 @@ function collectText (c: Collected, text: string, contentType: string, limits: E
       c.addBody(text)
       return
     }
-    collectObject(c, parsed, limits)
+    if (collectObject(c, parsed, limits, true) !== countJsonKeys(text)) throw new InspectLimitError('duplicate')
   } else if (type === 'application/x-www-form-urlencoded') {
     collectForm(c, text, c.body)
   } else if (isXml(type)) {
@@ -714,6 +819,11 @@ function collectText (c: Collected, text: string, contentType: string, limits: E
   }
 }
 
+/** Bytes of a raw body (decoded, when it was coded) that inspection parses at most. */
+export function rawBodyLimit (limits: ExtractLimits): number {
+  return limits.maxInspectBytes * RAW_FACTOR
+}
+
 /**
  * A body as the plugin sees it: a Buffer (proxied routes buffer raw bytes), a string, or an object
  * a host app's parser already produced.
@@ -723,13 +833,15 @@ export function collectBody (c: Collected, body: unknown, contentType: string | 
   if (Buffer.isBuffer(body)) {
     if (body.length === 0) return
     // Parsing is linear; a body far past the text budget cannot fit it, so refuse it unparsed.
-    if (body.length > limits.maxInspectBytes * RAW_FACTOR) throw new InspectLimitError('size')
-    collectText(c, body.toString('utf8'), contentType ?? 'text/plain', limits, false)
+    if (body.length > rawBodyLimit(limits)) throw new InspectLimitError('size')
+    const type = contentType ?? 'text/plain'
+    const json = isJson(mediaType(type))
+    collectText(c, bodyText(body, charsetOf(type, json), json), type, limits, false)
   } else if (typeof body === 'string') {
     if (body.length > limits.maxInspectBytes * RAW_FACTOR) throw new InspectLimitError('size')
     collectText(c, body, contentType ?? 'text/plain', limits, false)
   } else if (typeof body === 'object') {
-    collectObject(c, body, limits)
+    collectObject(c, body, limits, contentType !== undefined && isJson(mediaType(contentType)))
   }
 }
 

@@ -12,13 +12,16 @@
  *   onRequest `inspectOnRequest`: decoded path, query, headers (all but credentials and framing),
  *     cookies; runs after the gateway's global onRequest hooks (auth, rate limits).
  *   preValidation `inspectBody` (routes with `inspect.body: true`): the body, a Buffer on proxied
- *     routes (parsed by content type: JSON, urlencoded, multipart, XML, else raw text) or whatever a
- *     host app's parser produced.
- * Config key: `config.inspect` (`false` | `{ mode?, body?, exclude? }`). A route without it is
- * untouched (no hook, no cost); `defineRoute()` routes always carry one (default block).
+ *     routes (Content-Encoding undone within the inspection bound, decoded per its charset, parsed
+ *     by content type: JSON, urlencoded, multipart, XML, else raw text) or whatever a host app's
+ *     parser produced. The upstream receives the original bytes.
+ * Config key: `config.inspect` (`false` | `{ mode?, body?, contentEncoding?, exclude? }`). A route
+ * without it is untouched (no hook, no cost); `defineRoute()` routes always carry one (default block).
  * Errors: GW_INSPECT_BLOCKED (403, carries `requestId`), GW_INSPECT_BODY_INVALID (400: JSON
- * prototype poisoning, depth, key count), GW_INSPECT_TOO_LARGE (413, block mode only),
- * GW_INSPECT_CONFIG_INVALID (startup). Logs name rule ids and families, never the payload.
+ * prototype poisoning, duplicate keys, depth, key count, undecodable coded body),
+ * GW_INSPECT_TOO_LARGE (413), GW_INSPECT_ENCODING_UNSUPPORTED and GW_INSPECT_CHARSET_UNSUPPORTED
+ * (415) (these three in block mode only), GW_INSPECT_CONFIG_INVALID (startup). Logs name rule ids
+ * and families, never the payload.
  */
 import { AsyncResource } from 'node:async_hooks'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions, onRequestHookHandler, preValidationHookHandler } from 'fastify'
@@ -26,14 +29,15 @@ import fp from 'fastify-plugin'
 import { inspectMatch } from '../observability/signals.js'
 import { compileOptions, schemaProblems } from '../rate-limit/validate.js'
 import { createEngine, type InspectEngine, type InspectMatch, type InspectResult } from './engine.js'
-import { InspectBlockedError, InspectBodyInvalidError, InspectConfigError, InspectTooLargeError } from './errors.js'
-import { Collected, InspectLimitError, VerdictCache, collectBody, collectHeaders, collectUrl, type ExtractLimits } from './extract.js'
+import { decodeBody, parseContentEncoding, type Coding } from './decode.js'
+import { InspectBlockedError, InspectBodyInvalidError, InspectCharsetUnsupportedError, InspectConfigError, InspectEncodingUnsupportedError, InspectTooLargeError } from './errors.js'
+import { Collected, InspectLimitError, VerdictCache, collectBody, collectHeaders, collectUrl, rawBodyLimit, type ExtractLimits } from './extract.js'
 import { InspectOptionsSchema, InspectRouteConfigSchema, type InspectOptions, type InspectPluginOptions, type InspectRouteConfig } from './schema.js'
 
 export { createEngine, evaluateRequest, InspectEngine, BUILTIN_RULES_FILE } from './engine.js'
 export type { InspectMatch, InspectResult } from './engine.js'
 export { collectRequest, InspectLimitError, type ExtractLimits, type RequestLike } from './extract.js'
-export { InspectBlockedError, InspectBodyInvalidError, InspectConfigError, InspectTooLargeError } from './errors.js'
+export { InspectBlockedError, InspectBodyInvalidError, InspectCharsetUnsupportedError, InspectConfigError, InspectEncodingUnsupportedError, InspectTooLargeError } from './errors.js'
 export type { InspectPluginOptions, InspectOptions, InspectRouteConfig } from './schema.js'
 
 declare module 'fastify' {
@@ -48,6 +52,8 @@ interface RoutePolicy {
   readonly block: boolean
   readonly mode: 'block' | 'detect'
   readonly exclude: ReadonlySet<string> | undefined
+  /** Decode coded bodies for inspection (else refuse them with 415). */
+  readonly decode: boolean
 }
 
 type Phase = 'request' | 'body'
@@ -158,10 +164,15 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
   /** Turns an extraction refusal into the coded client error (or a log line in detect mode). */
   function refuse (request: FastifyRequest, policy: RoutePolicy, err: unknown, phase: Phase): void {
     if (!(err instanceof InspectLimitError)) throw err
-    if (err.reason === 'size') {
-      request.log.info({ inspect: { limit: 'size', mode: policy.mode, phase } }, policy.block ? 'request too large to inspect' : 'request too large to inspect (detect mode, passed)')
-      if (policy.block) throw new InspectTooLargeError()
-      return
+    const reason = err.reason
+    // What inspection cannot read (too much, a coding or charset it does not decode) is refused in
+    // block mode and passed, logged, in detect mode.
+    if (reason === 'size' || reason === 'encoding' || reason === 'charset') {
+      request.log.info({ inspect: { limit: reason, mode: policy.mode, phase } }, policy.block ? 'request not inspectable' : 'request not inspectable (detect mode, passed)')
+      if (!policy.block) return
+      if (reason === 'size') throw new InspectTooLargeError()
+      if (reason === 'encoding') throw new InspectEncodingUnsupportedError()
+      throw new InspectCharsetUnsupportedError()
     }
     // Structural body problems are refused in every mode: they are input validation, not rules.
     request.log.info({ inspect: { limit: err.reason, phase } }, 'request body refused by inspection')
@@ -304,12 +315,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
       }
       judgeCollected(request, c, 'request', done)
     }
-    function inspectBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-      const body: unknown = request.body
-      if (body === undefined || body === null) {
-        done()
-        return
-      }
+    function judgeBody (request: FastifyRequest, body: unknown, done: HookHandlerDoneFunction): void {
       const c = new Collected(limits.maxInspectBytes, cache, engine.wordScreen)
       try {
         collectBody(c, body, contentTypeOf(request), limits)
@@ -318,6 +324,35 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
         return
       }
       judgeCollected(request, c, 'body', done)
+    }
+    function inspectBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+      const body: unknown = request.body
+      if (body === undefined || body === null) {
+        done()
+        return
+      }
+      const coding = request.headers['content-encoding']
+      if (coding === undefined || !Buffer.isBuffer(body) || body.length === 0) {
+        judgeBody(request, body, done)
+        return
+      }
+      // A coded body is judged as the backend will read it, decoded; the upstream gets the original bytes.
+      let codings: Coding[]
+      try {
+        codings = parseContentEncoding(coding)
+        if (codings.length > 0 && !policy.decode) throw new InspectLimitError('encoding')
+      } catch (err) {
+        proceed(refuse, request, policy, err, 'body', done)
+        return
+      }
+      if (codings.length === 0) {
+        judgeBody(request, body, done)
+        return
+      }
+      decodeBody(body, codings, rawBodyLimit(limits)).then(
+        (decoded) => { judgeBody(request, decoded, done) },
+        (err: unknown) => { proceed(refuse, request, policy, err, 'body', done) }
+      )
     }
     return { onRequest: inspectOnRequest, preValidation: inspectBody }
   }
@@ -337,7 +372,8 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     const compiled: RoutePolicy = Object.freeze({
       block: mode === 'block',
       mode,
-      exclude: policy.exclude !== undefined && policy.exclude.length > 0 ? new Set(policy.exclude) : undefined
+      exclude: policy.exclude !== undefined && policy.exclude.length > 0 ? new Set(policy.exclude) : undefined,
+      decode: policy.contentEncoding !== 'refuse'
     })
     const hooks = makeHooks(compiled, engine, cache)
     routeOptions.onRequest = appendHook(routeOptions.onRequest, hooks.onRequest)

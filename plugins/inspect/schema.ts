@@ -11,6 +11,9 @@ export const InspectPolicySchema = Type.Object({
   body: Type.Optional(Type.Boolean({
     description: 'Buffer and inspect request bodies (up to BODY_LIMIT); default false keeps bodies streaming.'
   })),
+  contentEncoding: Type.Optional(Type.Union([Type.Literal('decode'), Type.Literal('refuse')], {
+    description: 'Coded request bodies (Content-Encoding gzip, x-gzip, deflate, br) on a route that inspects bodies: `decode` (default) inspects the decoded body and forwards the original bytes; `refuse` answers 415. Unknown codings are always 415.'
+  })),
   exclude: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
     uniqueItems: true,
     description: 'Rule ids not applied on this route (known false positives).'
