@@ -36,6 +36,7 @@ import { BAD_PATH } from '../request-guard/path.js'
 import { responseSender, type UpstreamResponse } from './response-buffer.js'
 import { errorKind, kProxyPool, kProxyRequest, UpstreamPool } from './upstream-pool.js'
 import type { ProxyRuntime } from './index.js'
+import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from './websocket.js'
 import '../auth/consumer.js'
 import { routeConfigWith } from '../../src/route-config.js'
 
@@ -86,7 +87,8 @@ interface ProxyRoute {
   readonly upstreamOrigin: string
   readonly basePath: string
   readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders
-  readonly rewriteWsHeaders: (headers: IncomingHttpHeaders, request: FastifyRequest) => IncomingHttpHeaders
+  /** WebSocket settings, when the route proxies upgrades. */
+  readonly websocket: WebSocketPolicy | null
   readonly onError: (reply: FastifyReply, ctx: { error: Error & { cause?: unknown, code?: string } }) => void
   /** reply-from's `onResponse`: small responses buffered and sent in one write, the rest streamed. */
   readonly onResponse: (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse) => void
@@ -136,7 +138,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   })
   runtime.pools.add(pool)
   const policy = describePolicy(route, rateLimit, inspect)
-  runtime.routes.push({ prefix: route.prefix, targets: upstreams, ...policy, websocket: route.websocket === true })
+  runtime.routes.push({ prefix: route.prefix, targets: upstreams, ...policy, websocket: websocketEnabled(route) })
 
   const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls }
 
@@ -146,12 +148,6 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     out[kProxyRequest] = request
     out[kProxyPool] = pool
     return out as IncomingHttpHeaders
-  }
-
-  function proxyWsHeaders (_headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
-    const headers: IncomingHttpHeaders = {}
-    if (request.headers.cookie !== undefined) headers.cookie = request.headers.cookie
-    return rewriteUpstreamRequestHeaders(request, headers, forward)
   }
 
   function proxyOnError (reply: FastifyReply, { error }: { error: Error & { cause?: unknown, code?: string } }): void {
@@ -220,7 +216,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       auth: route.auth ?? {},
       rateLimit,
       inspect,
-      websocket: route.websocket === true,
+      websocket: websocketEnabled(route),
       proxy: { prefix: route.prefix, pool },
       cors: route.cors ?? false
     }),
@@ -229,7 +225,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     upstreamOrigin: first.origin,
     basePath: first.pathname.replace(/\/+$/, ''),
     rewriteRequestHeaders: proxyRequestHeaders,
-    rewriteWsHeaders: proxyWsHeaders,
+    websocket: websocketEnabled(route) ? websocketPolicy(route, runtime, forward, connectMs + headersMs) : null,
     onError: proxyOnError,
     onResponse: responseSender(proxyOnError),
     preParsing: bufferBody ? [] : [proxyBodyLimit as preParsingHookHandler],
@@ -286,12 +282,21 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
     fastify.addHook('onRequestAbort', hook as onRequestAbortHookHandler)
   }
 
+  const ws = r.websocket === null ? null : createWebSocketProxy(fastify, r.upstreamOrigin, r.websocket)
+  // Upgrades are handled here rather than by @fastify/http-proxy, which answers 101 before it
+  // has reached the upstream (see websocket.ts).
+  function proxyHandler (request: FastifyRequest, reply: FastifyReply, dest: string, options: unknown): unknown {
+    if (ws !== null && isWebSocketUpgrade(request)) return ws.proxy(request, reply, dest)
+    return reply.from(dest, options as never)
+  }
+
   const proxyOptions = {
     upstream: r.upstreamOrigin,
     prefix: route.prefix === '/' ? '' : route.prefix,
     rewritePrefix: r.basePath + (route.rewritePrefix ?? ''),
     httpMethods: r.methods,
-    websocket: route.websocket === true,
+    websocket: false,
+    handler: proxyHandler,
     proxyPayloads: !r.bufferBody,
     undici: r.pool as never,
     disableRequestLogging: true,
@@ -303,8 +308,7 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
       onError: r.onError as never,
       onResponse: r.onResponse as never,
       retryDelay: noRetry
-    },
-    ...(route.websocket === true ? { wsClientOptions: { rewriteRequestHeaders: r.rewriteWsHeaders as never } } : {})
+    }
   }
   await fastify.register(httpProxy as unknown as FastifyPluginAsync<typeof proxyOptions>, proxyOptions)
 }
@@ -381,7 +385,26 @@ function buffersBodies (route: Readonly<RouteOptions>, runtime: ProxyRuntime): b
 
 /** Whether a route can live in the shared proxy scope: HTTP only, bodies streamed. */
 export function fitsProxyScope (route: Readonly<RouteOptions>, runtime: ProxyRuntime): boolean {
-  return route.websocket !== true && !buffersBodies(route, runtime)
+  return !websocketEnabled(route) && !buffersBodies(route, runtime)
+}
+
+/** Whether the route proxies WebSocket upgrades. */
+function websocketEnabled (route: Readonly<RouteOptions>): boolean {
+  return route.websocket !== undefined && route.websocket !== false
+}
+
+/** The route's WebSocket settings, resolved once. */
+function websocketPolicy (route: Readonly<RouteOptions>, runtime: ProxyRuntime, forward: ForwardPolicy, handshakeTimeoutMs: number): WebSocketPolicy {
+  const o = typeof route.websocket === 'object' ? route.websocket : {}
+  return Object.freeze({
+    maxMessageBytes: o.maxMessageBytes ?? runtime.options.bodyLimit,
+    allowedOrigins: o.allowedOrigins === undefined ? null : new Set(o.allowedOrigins),
+    requireOrigin: o.requireOrigin ?? false,
+    handshakeTimeoutMs,
+    forward,
+    rejectUnauthorized: runtime.options.upstreamRejectUnauthorized,
+    ca: runtime.options.upstreamCa
+  })
 }
 
 /**
