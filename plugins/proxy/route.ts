@@ -29,8 +29,8 @@ import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
 import type { InspectRouteConfig } from '../inspect/schema.js'
 import { upstreamError } from '../observability/signals.js'
 import { NonCanonicalPathError } from '../request-guard/errors.js'
-import { BodyLimitStream } from './body-limit.js'
-import { BadGatewayError, BodyTooLargeError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
+import { bodyEndedByClient, limitedBody } from './body-limit.js'
+import { BadGatewayError, BodyTooLargeError, ClientGoneError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
 import { rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
 import { BAD_PATH } from '../request-guard/path.js'
 import { responseSender, type UpstreamResponse } from './response-buffer.js'
@@ -177,13 +177,17 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       reply.header('connection', 'close')
       throw new BodyTooLargeError()
     }
+    // The client reset its HTTP/2 stream before the handler ran: nothing is forwarded.
+    if ((payload as RequestPayload & { aborted?: boolean }).aborted === true) throw new ClientGoneError()
     if (declared === undefined && request.headers['transfer-encoding'] === undefined) done(null, payload)
-    else done(null, payload.pipe(new BodyLimitStream(bodyLimit)))
+    else done(null, limitedBody(payload, bodyLimit))
   }
 
   // Bodies the inspection plugin judges are buffered (bounded by bodyLimit) and forwarded byte
   // for byte from that buffer, so the upstream sees exactly what was inspected.
   function proxyReplayBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    // A reset HTTP/2 request's buffered body may be cut short: never forward it as complete.
+    if (!bodyEndedByClient(request.raw)) throw new ClientGoneError()
     if (Buffer.isBuffer(request.body)) request.body = Readable.from([request.body])
     done()
   }

@@ -16,6 +16,7 @@
  * GW_REQUEST_INVALID (Host).
  */
 import fp from 'fastify-plugin'
+import type { Http2ServerRequest } from 'node:http2'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { UpgradeNotAllowedError } from '../proxy/errors.js'
 import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, NonCanonicalPathError, UriTooLongError } from './errors.js'
@@ -71,6 +72,12 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
       }
     } else if (cl !== undefined) {
       if (!DIGITS.test(cl) || countHeader(raw.rawHeaders, 'content-length') !== 1) throw new BadRequestFramingError()
+    } else if (raw.httpVersionMajor === 2 && (raw as unknown as Http2ServerRequest).stream.endAfterHeaders === false) {
+      // An HTTP/2 body needs no Content-Length (RFC 9113 8.1), but Fastify reads a body only when
+      // Content-Length or Transfer-Encoding says there is one, and would forward the request
+      // without it. Marked here (HTTP/2 itself never carries the field), the body is read and
+      // streamed upstream, where the proxy drops this field and frames the body itself.
+      headers['transfer-encoding'] = 'chunked'
     }
     if (headers.upgrade !== undefined && request.routeOptions.config.websocket !== true) {
       throw new UpgradeNotAllowedError()
