@@ -73,6 +73,7 @@ function describePolicy (route: RouteOptions, rateLimit: RateLimitRouteConfig, i
 }
 
 function noRetry (): null { return null }
+function noop (): void {}
 
 type ResponseHeaders = Record<string, string | string[] | undefined>
 
@@ -290,7 +291,9 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
   // Upgrades are handled here rather than by @fastify/http-proxy, which answers 101 before it
   // has reached the upstream (see websocket.ts).
   function proxyHandler (request: FastifyRequest, reply: FastifyReply, dest: string, options: unknown): unknown {
-    if (ws !== null && isWebSocketUpgrade(request)) return ws.proxy(request, reply, dest)
+    if (ws !== null && isWebSocketUpgrade(request)) {
+      return ws.proxy(request, reply, dest, r.release.length === 0 ? undefined : () => { for (const release of r.release) (release as onResponseHookHandler).call(fastify, request, reply, noop) })
+    }
     return reply.from(dest, options as never)
   }
 

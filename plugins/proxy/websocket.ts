@@ -191,7 +191,8 @@ function upgradeState (fastify: FastifyInstance): UpgradeState {
 
 /** The WebSocket side of one route: call `proxy` from the route handler for upgrade requests. */
 export interface WebSocketProxy {
-  proxy: (request: FastifyRequest, reply: FastifyReply, dest: string) => Promise<FastifyReply | undefined>
+  /** `onClosed` runs once the client connection of a switched handshake has closed. */
+  proxy: (request: FastifyRequest, reply: FastifyReply, dest: string, onClosed?: () => void) => Promise<FastifyReply | undefined>
 }
 
 /** Sets up WebSocket proxying for one route whose upstream is `upstreamOrigin`. */
@@ -213,7 +214,7 @@ export function createWebSocketProxy (fastify: FastifyInstance, upstreamOrigin: 
     ws.once('close', () => { state.open.delete(ws) })
   }
 
-  async function proxy (request: FastifyRequest, reply: FastifyReply, dest: string): Promise<FastifyReply | undefined> {
+  async function proxy (request: FastifyRequest, reply: FastifyReply, dest: string, onClosed?: () => void): Promise<FastifyReply | undefined> {
     const raw = request.raw as UpgradeRequest
     const socket = raw[kSocket] as Duplex
     const protocols = offeredProtocols(request.headers['sec-websocket-protocol'])
@@ -266,9 +267,12 @@ export function createWebSocketProxy (fastify: FastifyInstance, upstreamOrigin: 
 
     if (socket.destroyed) {
       upstream.terminate()
+      onClosed?.()
       return undefined
     }
     reply.hijack()
+    // A hijacked reply never finishes: what the route counts per request is released here.
+    if (onClosed !== undefined) socket.once('close', onClosed)
     track(upstream)
     if (upstream.protocol !== '') raw[kProtocol] = upstream.protocol
     let connected = false

@@ -397,3 +397,21 @@ t.test('closing the gateway closes open WebSocket connections with 1001 on both 
   t.equal(await closed, 1001, 'the client is told the gateway is going away')
   t.strictSame(up.closes, [1001], 'and so is the upstream')
 })
+
+t.test('a WebSocket connection holds one of the route\'s maxInFlight slots while it is open, and frees it on close', async (t) => {
+  const up = await wsUpstream(t)
+  const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/chat', upstream: up.url, auth: false, maxInFlight: 1, websocket: true })] })
+  const url = `${gw.url.replace('http:', 'ws:')}/chat/room`
+  for (let i = 0; i < 3; i++) {
+    const ws = await connected(url)
+    const busy = await refusal(url)
+    t.equal(busy.status, 503, 'the slot is taken while the connection is open')
+    const closed = closeCode(ws)
+    ws.close()
+    await closed
+    await once(up.sockets[i] as WebSocket, 'close')
+  }
+  const last = await connected(url)
+  last.close()
+  t.equal(up.handshakes.length, 4, 'every closed connection freed its slot')
+})
