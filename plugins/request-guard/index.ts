@@ -10,7 +10,11 @@
  * - Host: more than one, or a value that is not `host[:port]` -> 400 (RFC 9112 3.2; the value
  *   goes upstream as x-forwarded-host, where links and redirects are built from it);
  * - URL length -> 414, header count -> 431 (Node enforces header bytes with 431 itself);
- * - Upgrade requests outside WebSocket routes -> 400.
+ * - Upgrade requests outside WebSocket routes -> 400;
+ * - HTTP/2 requests with a body but no Content-Length are marked `transfer-encoding: chunked`
+ *   so Fastify reads the body (the proxy streams it upstream, ending it only on END_STREAM).
+ * Malformed HTTP/2 fields (RFC 9113 8.2) are refused or dropped by Node's HTTP/2 layer before
+ * this hook runs.
  * Config read: `config.websocket`. Errors: GW_REQUEST_FRAMING, GW_REQUEST_PATH,
  * GW_REQUEST_URI_TOO_LONG, GW_REQUEST_HEADERS_TOO_LARGE, GW_REQUEST_UPGRADE_NOT_ALLOWED,
  * GW_REQUEST_INVALID (Host).

@@ -136,6 +136,33 @@ t.test('an HTTP/2 body without content-length is forwarded whole; a client reset
   t.equal(up.requests.filter((r) => r.complete).length, 1, 'only the whole body completed upstream')
 })
 
+t.test('a route that buffers bodies for inspection: a whole body is forwarded, a reset one never', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' },
+    routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false, inspect: { mode: 'block', body: true } })]
+  })
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
+  t.teardown(() => { session.destroy() })
+  async function post (path: string, body: string): Promise<number> {
+    const s = session.request({ ':method': 'POST', ':path': path, 'content-type': 'text/plain' })
+    s.end(body)
+    const [headers] = await once(s, 'response') as [Record<string, unknown>]
+    s.resume()
+    await once(s, 'end')
+    return Number(headers[':status'])
+  }
+
+  const cut = session.request({ ':method': 'POST', ':path': '/svc/cut', 'content-type': 'text/plain' })
+  cut.on('error', () => {})
+  cut.write('abc', () => { cut.close(h2.NGHTTP2_CANCEL) })
+  await once(cut, 'close')
+  t.equal(await post('/svc/whole', 'hello'), 200)
+  t.equal(up.requests.length, 1, 'the reset request was not forwarded')
+  t.equal(up.requests[0]?.url, '/whole')
+  t.equal(up.requests[0]?.body.toString(), 'hello', 'a body without content-length is buffered, inspected and forwarded whole')
+})
+
 t.test('fields Node drops before the gateway sees them (RFC 9113 8.2.1) never reach the upstream', async (t) => {
   const { up, client } = await setup(t)
   const cases: Array<[string, Field]> = [

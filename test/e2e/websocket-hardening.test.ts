@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream'
 import WebSocket, { WebSocketServer } from 'ws'
 import { defineRoute } from 'portcullis'
 import { startGateway } from '../helpers/gateway.js'
+import { makeCert } from '../helpers/certs.js'
 
 interface WsUpstream {
   readonly url: string
@@ -414,4 +415,29 @@ t.test('a WebSocket connection holds one of the route\'s maxInFlight slots while
   const last = await connected(url)
   last.close()
   t.equal(up.handshakes.length, 4, 'every closed connection freed its slot')
+})
+
+t.test('wss: the same proxying on a TLS port, with and without HTTP/2 enabled (upgrades are HTTP/1.1)', async (t) => {
+  const up = await wsUpstream(t)
+  const cert = makeCert()
+  for (const http2 of ['true', 'false']) {
+    const gw = await startGateway(t, {
+      env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: http2 },
+      routes: [defineRoute({ prefix: '/chat', upstream: up.url, auth: false, websocket: { allowedOrigins: ['https://app.example'] } })]
+    })
+    const url = `wss://localhost:${gw.port}/chat/room`
+    const refused = await new Promise<number>((resolve, reject) => {
+      const ws = new WebSocket(url, { ca: cert.cert, headers: { origin: 'https://evil.example' } })
+      ws.on('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0) })
+      ws.on('open', () => { reject(new Error('switched')) })
+    })
+    t.equal(refused, 403, `HTTP2=${http2}: foreign origin refused`)
+    const ws = new WebSocket(url, { ca: cert.cert, headers: { origin: 'https://app.example' } })
+    await once(ws, 'open')
+    ws.send('hi')
+    t.equal(await nextMessage(ws), 'echo:hi', `HTTP2=${http2}: proxied`)
+    ws.close()
+  }
+  t.equal(up.handshakes.length, 2)
+  t.equal(up.handshakes[0]?.headers['x-forwarded-proto'], 'https')
 })
