@@ -241,7 +241,11 @@ export function createWebSocketProxy (fastify: FastifyInstance, upstreamOrigin: 
     socket.once('close', clientLeft)
 
     const outcome = await new Promise<{ open: true } | { res: IncomingMessage } | { err: Error }>((resolve) => {
-      upstream.once('open', () => { resolve({ open: true }) })
+      upstream.once('open', () => {
+        // Nothing is read from the upstream until the client side is connected and relayed.
+        upstream.pause()
+        resolve({ open: true })
+      })
       upstream.once('unexpected-response', (_req, res) => { resolve({ res }) })
       upstream.on('error', (err) => { resolve({ err }) })
     })
@@ -265,12 +269,12 @@ export function createWebSocketProxy (fastify: FastifyInstance, upstreamOrigin: 
       return reply.code(status).headers(headers).header('connection', 'close').send(body)
     }
 
+    reply.hijack()
     if (socket.destroyed) {
       upstream.terminate()
       onClosed?.()
       return undefined
     }
-    reply.hijack()
     // A hijacked reply never finishes: what the route counts per request is released here.
     if (onClosed !== undefined) socket.once('close', onClosed)
     track(upstream)
@@ -283,6 +287,7 @@ export function createWebSocketProxy (fastify: FastifyInstance, upstreamOrigin: 
       track(client)
       relay(client, upstream)
       relay(upstream, client)
+      upstream.resume()
     })
     return undefined
   }
