@@ -29,6 +29,7 @@ const HttpMethodSchema = Type.Union(
 /** A path prefix: starts with `/`, no dot segments, no empty segments, no trailing slash. */
 const PREFIX_PATTERN = '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._~!$&\'()*+,=:@-]+)+$|^/$'
 const UPSTREAM_PATTERN = '^https?://[^\\s/?#@]+(/[^\\s?#]*)?$'
+const ORIGIN_PATTERN = '^https?://[^\\s/?#@]+$'
 
 const TimeoutSchema = Type.Object({
   connectMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000, description: 'TCP/TLS connect timeout to a target.' })),
@@ -49,6 +50,12 @@ const CircuitBreakerSchema = Type.Object({
   cooldownMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000, description: 'How long an open circuit keeps the target out before one trial request (default 10000).' }))
 }, { additionalProperties: false })
 
+const WebSocketOptionsSchema = Type.Object({
+  maxMessageBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024, description: 'Largest WebSocket message relayed, in either direction; a larger one closes the connection with 1009 (default BODY_LIMIT).' })),
+  allowedOrigins: Type.Optional(Type.Array(Type.String({ pattern: ORIGIN_PATTERN }), { minItems: 1, maxItems: 1000, uniqueItems: true, description: 'Exact origins (`https://app.example.com[:port]`) allowed to open a WebSocket; others get 403 (default: any origin).' })),
+  requireOrigin: Type.Optional(Type.Boolean({ description: 'Refuse handshakes without an Origin header with 403 (default false: non-browser clients send none).' }))
+}, { additionalProperties: false })
+
 export const RouteOptionsSchema = Type.Object({
   prefix: Type.String({ pattern: PREFIX_PATTERN, maxLength: 512, description: 'Public path prefix; matches at a segment boundary only.' }),
   upstream: Type.Union([
@@ -64,7 +71,7 @@ export const RouteOptionsSchema = Type.Object({
   retries: Type.Optional(Type.Integer({ minimum: 0, maximum: 5, description: 'Extra attempts on another target after a connection failure; only for idempotent requests without a body (default 1).' })),
   healthCheck: Type.Optional(Type.Union([Type.Literal(false), HealthCheckSchema], { description: 'Active health checks of every target (default off).' })),
   circuitBreaker: Type.Optional(Type.Union([Type.Literal(false), CircuitBreakerSchema], { description: 'Passive health per target (default on: 5 failures, 10 s).' })),
-  websocket: Type.Optional(Type.Boolean({ description: 'Proxy WebSocket upgrades inside this prefix (default false).' })),
+  websocket: Type.Optional(Type.Union([Type.Boolean(), WebSocketOptionsSchema], { description: 'Proxy WebSocket upgrades inside this prefix: `true` or WebSocket options (default false).' })),
   maxInFlight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Cap on concurrent upstream requests of this route; excess gets 503 at once (default unlimited).' })),
   auth: Type.Optional(AuthRouteConfigSchema),
   rateLimit: Type.Optional(RateLimitRouteConfigSchema),
@@ -131,8 +138,15 @@ function crossFieldProblems (o: RouteOptions): string[] {
     problems.push(...corsCrossFieldProblems(o.cors))
     if (o.methods !== undefined && !o.methods.includes('OPTIONS')) problems.push('cors: needs OPTIONS among methods (preflight requests)')
   }
-  if (o.websocket === true && o.methods !== undefined && !o.methods.includes('GET')) {
+  if (o.websocket !== undefined && o.websocket !== false && o.methods !== undefined && !o.methods.includes('GET')) {
     problems.push('websocket: needs GET among methods')
+  }
+  if (typeof o.websocket === 'object') {
+    for (const origin of o.websocket.allowedOrigins ?? []) {
+      // Browsers send the serialised origin: lower case, no default port (RFC 6454 6.2).
+      const serialised = URL.canParse(origin) ? new URL(origin).origin : null
+      if (serialised !== origin) problems.push(`websocket.allowedOrigins: "${origin}" is not a serialised origin${serialised === null ? '' : ` (write it as "${serialised}")`}`)
+    }
   }
   return problems
 }

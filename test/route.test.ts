@@ -32,7 +32,13 @@ t.test('invalid options fail with the file, the option and why', async (t) => {
     [{ prefix: '/a', upstream: 'http://a', inspect: { mode: 'shadow' } }, /inspect/],
     [{ prefix: '/a', upstream: 'http://a', methods: ['TRACE'] }, /methods/],
     [{ prefix: '/a', upstream: 'http://a', unknownOption: 1 }, /unknownOption|additional/i],
-    [{ prefix: '/a', upstream: 'http://a', websocket: true, methods: ['POST'] }, /websocket/]
+    [{ prefix: '/a', upstream: 'http://a', websocket: true, methods: ['POST'] }, /websocket/],
+    [{ prefix: '/a', upstream: 'http://a', websocket: { maxMessageBytes: 0 } }, /websocket/],
+    [{ prefix: '/a', upstream: 'http://a', websocket: { allowedOrigins: [] } }, /websocket/],
+    [{ prefix: '/a', upstream: 'http://a', websocket: { allowedOrigins: ['app.example'] } }, /websocket/],
+    [{ prefix: '/a', upstream: 'http://a', websocket: { allowedOrigins: ['https://app.example/'] } }, /websocket/],
+    [{ prefix: '/a', upstream: 'http://a', websocket: { allowedOrigins: ['https://App.Example:443'] } }, /write it as "https:\/\/app\.example"/],
+    [{ prefix: '/a', upstream: 'http://a', websocket: { origins: ['https://app.example'] } }, /websocket/]
   ]
   for (const [options, re] of cases) {
     const err = t.throws(() => defineRoute(bad(options)), { code: 'GW_CONFIG_INVALID' }) as Error

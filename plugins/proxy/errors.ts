@@ -20,3 +20,7 @@ export const BodyTooLargeError = createError('GW_REQUEST_BODY_TOO_LARGE', 'Reque
 export const ClientGoneError = createError('GW_CLIENT_GONE', 'Client closed request', 499)
 /** An Upgrade request outside a WebSocket-enabled route. */
 export const UpgradeNotAllowedError = createError('GW_REQUEST_UPGRADE_NOT_ALLOWED', 'Upgrade not allowed', 400)
+/** A WebSocket upgrade request that is not a valid RFC 6455 handshake. */
+export const WebSocketHandshakeError = createError('GW_WEBSOCKET_HANDSHAKE', 'Bad request', 400)
+/** A WebSocket handshake from an origin the route does not allow (or without one, when required). */
+export const WebSocketOriginError = createError('GW_WEBSOCKET_ORIGIN', 'Origin not allowed', 403)

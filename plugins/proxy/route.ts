@@ -30,13 +30,14 @@ import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
 import type { InspectRouteConfig } from '../inspect/schema.js'
 import { upstreamError } from '../observability/signals.js'
 import { NonCanonicalPathError } from '../request-guard/errors.js'
-import { BodyLimitStream } from './body-limit.js'
-import { BadGatewayError, BodyTooLargeError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
+import { bodyEndedByClient, limitedBody } from './body-limit.js'
+import { BadGatewayError, BodyTooLargeError, ClientGoneError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
 import { redirectRewriter, rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
 import { BAD_PATH } from '../request-guard/path.js'
 import { responseSender, type UpstreamResponse } from './response-buffer.js'
 import { errorKind, kProxyPool, kProxyRequest, UpstreamPool } from './upstream-pool.js'
 import type { ProxyRuntime } from './index.js'
+import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from './websocket.js'
 import '../auth/consumer.js'
 import { routeConfigWith } from '../../src/route-config.js'
 
@@ -74,6 +75,7 @@ function describePolicy (route: RouteOptions, rateLimit: RateLimitRouteConfig, i
 }
 
 function noRetry (): null { return null }
+function noop (): void {}
 
 type ResponseHeaders = Record<string, string | string[] | undefined>
 
@@ -86,11 +88,12 @@ interface ProxyRoute {
   readonly upstreamOrigin: string
   readonly basePath: string
   readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders
-  readonly rewriteWsHeaders: (headers: IncomingHttpHeaders, request: FastifyRequest) => IncomingHttpHeaders
   /** reply-from's `rewriteHeaders`: hop-by-hop and fingerprints out, redirects mapped to the public prefix. */
   readonly rewriteResponseHeaders: (headers: ResponseHeaders) => ResponseHeaders
   /** OPTIONS with `Max-Forwards: 0`: answered by the gateway (RFC 9110 7.6.2); true when it did. */
   readonly answerMaxForwards: (request: FastifyRequest, reply: FastifyReply) => boolean
+  /** WebSocket settings, when the route proxies upgrades. */
+  readonly websocket: WebSocketPolicy | null
   readonly onError: (reply: FastifyReply, ctx: { error: Error & { cause?: unknown, code?: string } }) => void
   /** reply-from's `onResponse`: small responses buffered and sent in one write, the rest streamed. */
   readonly onResponse: (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse) => void
@@ -140,7 +143,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   })
   runtime.pools.add(pool)
   const policy = describePolicy(route, rateLimit, inspect)
-  runtime.routes.push({ prefix: route.prefix, targets: upstreams, ...policy, websocket: route.websocket === true })
+  runtime.routes.push({ prefix: route.prefix, targets: upstreams, ...policy, websocket: websocketEnabled(route) })
 
   const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls, filter: runtime.requestHeaderFilter, trustedPeer: runtime.trustedPeer }
   const basePath = first.pathname.replace(/\/+$/, '')
@@ -177,12 +180,6 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     return out as IncomingHttpHeaders
   }
 
-  function proxyWsHeaders (_headers: IncomingHttpHeaders, request: FastifyRequest): IncomingHttpHeaders {
-    const headers: IncomingHttpHeaders = {}
-    if (request.headers.cookie !== undefined) headers.cookie = request.headers.cookie
-    return rewriteUpstreamRequestHeaders(request, headers, forward)
-  }
-
   function proxyOnError (reply: FastifyReply, { error }: { error: Error & { cause?: unknown, code?: string } }): void {
     const inner = (error.cause instanceof Error ? error.cause : error) as Error & { code?: string }
     if (inner instanceof BodyTooLargeError) {
@@ -210,13 +207,17 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       reply.header('connection', 'close')
       throw new BodyTooLargeError()
     }
+    // The client reset its HTTP/2 stream before the handler ran: nothing is forwarded.
+    if ((payload as RequestPayload & { aborted?: boolean }).aborted === true) throw new ClientGoneError()
     if (declared === undefined && request.headers['transfer-encoding'] === undefined) done(null, payload)
-    else done(null, payload.pipe(new BodyLimitStream(bodyLimit)))
+    else done(null, limitedBody(payload, bodyLimit))
   }
 
   // Bodies the inspection plugin judges are buffered (bounded by bodyLimit) and forwarded byte
   // for byte from that buffer, so the upstream sees exactly what was inspected.
   function proxyReplayBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    // A reset HTTP/2 request's buffered body may be cut short: never forward it as complete.
+    if (!bodyEndedByClient(request.raw)) throw new ClientGoneError()
     if (Buffer.isBuffer(request.body)) request.body = Readable.from([request.body])
     done()
   }
@@ -249,7 +250,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       auth: route.auth ?? {},
       rateLimit,
       inspect,
-      websocket: route.websocket === true,
+      websocket: websocketEnabled(route),
       proxy: { prefix: route.prefix, pool },
       cors: route.cors ?? false
     }),
@@ -258,9 +259,9 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     upstreamOrigin: first.origin,
     basePath,
     rewriteRequestHeaders: proxyRequestHeaders,
-    rewriteWsHeaders: proxyWsHeaders,
     rewriteResponseHeaders: proxyResponseHeaders,
     answerMaxForwards: proxyAnswerMaxForwards,
+    websocket: websocketEnabled(route) ? websocketPolicy(route, runtime, forward, connectMs + headersMs) : null,
     onError: proxyOnError,
     onResponse: responseSender(proxyOnError),
     preParsing: bufferBody ? [] : [proxyBodyLimit as preParsingHookHandler],
@@ -322,12 +323,23 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
     fastify.addHook('onRequestAbort', hook as onRequestAbortHookHandler)
   }
 
+  const ws = r.websocket === null ? null : createWebSocketProxy(fastify, r.upstreamOrigin, r.websocket)
+  // Upgrades are handled here rather than by @fastify/http-proxy, which answers 101 before it
+  // has reached the upstream (see websocket.ts).
+  function proxyHandler (request: FastifyRequest, reply: FastifyReply, dest: string, options: unknown): unknown {
+    if (ws !== null && isWebSocketUpgrade(request)) {
+      return ws.proxy(request, reply, dest, r.release.length === 0 ? undefined : () => { for (const release of r.release) (release as onResponseHookHandler).call(fastify, request, reply, noop) })
+    }
+    return reply.from(dest, options as never)
+  }
+
   const proxyOptions = {
     upstream: r.upstreamOrigin,
     prefix: route.prefix === '/' ? '' : route.prefix,
     rewritePrefix: r.basePath + (route.rewritePrefix ?? ''),
     httpMethods: r.methods,
-    websocket: route.websocket === true,
+    websocket: false,
+    handler: proxyHandler,
     proxyPayloads: !r.bufferBody,
     undici: r.pool as never,
     disableRequestLogging: true,
@@ -339,8 +351,7 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
       onError: r.onError as never,
       onResponse: r.onResponse as never,
       retryDelay: noRetry
-    },
-    ...(route.websocket === true ? { wsClientOptions: { rewriteRequestHeaders: r.rewriteWsHeaders as never } } : {})
+    }
   }
   await fastify.register(httpProxy as unknown as FastifyPluginAsync<typeof proxyOptions>, proxyOptions)
 }
@@ -408,7 +419,26 @@ function buffersBodies (route: Readonly<RouteOptions>, runtime: ProxyRuntime): b
 
 /** Whether a route can live in the shared proxy scope: HTTP only, bodies streamed. */
 export function fitsProxyScope (route: Readonly<RouteOptions>, runtime: ProxyRuntime): boolean {
-  return route.websocket !== true && !buffersBodies(route, runtime)
+  return !websocketEnabled(route) && !buffersBodies(route, runtime)
+}
+
+/** Whether the route proxies WebSocket upgrades. */
+function websocketEnabled (route: Readonly<RouteOptions>): boolean {
+  return route.websocket !== undefined && route.websocket !== false
+}
+
+/** The route's WebSocket settings, resolved once. */
+function websocketPolicy (route: Readonly<RouteOptions>, runtime: ProxyRuntime, forward: ForwardPolicy, handshakeTimeoutMs: number): WebSocketPolicy {
+  const o = typeof route.websocket === 'object' ? route.websocket : {}
+  return Object.freeze({
+    maxMessageBytes: o.maxMessageBytes ?? runtime.options.bodyLimit,
+    allowedOrigins: o.allowedOrigins === undefined ? null : new Set(o.allowedOrigins),
+    requireOrigin: o.requireOrigin ?? false,
+    handshakeTimeoutMs,
+    forward,
+    rejectUnauthorized: runtime.options.upstreamRejectUnauthorized,
+    ca: runtime.options.upstreamCa
+  })
 }
 
 /**

@@ -15,12 +15,17 @@
  * - Host: more than one, or a value that is not `host[:port]` -> 400 (RFC 9112 3.2; the value
  *   goes upstream as x-forwarded-host, where links and redirects are built from it);
  * - URL length -> 414, header count -> 431 (Node enforces header bytes with 431 itself);
- * - Upgrade requests outside WebSocket routes -> 400.
+ * - Upgrade requests outside WebSocket routes -> 400;
+ * - HTTP/2 requests with a body but no Content-Length are marked `transfer-encoding: chunked`
+ *   so Fastify reads the body (the proxy streams it upstream, ending it only on END_STREAM).
+ * Malformed HTTP/2 fields (RFC 9113 8.2) are refused or dropped by Node's HTTP/2 layer before
+ * this hook runs.
  * Config read: `config.websocket`. Errors: GW_REQUEST_FRAMING, GW_REQUEST_PATH,
  * GW_REQUEST_URI_TOO_LONG, GW_REQUEST_HEADERS_TOO_LARGE, GW_REQUEST_UPGRADE_NOT_ALLOWED,
  * GW_REQUEST_INVALID (Host); at startup GW_CONFIG_INVALID (route paths that read alike, options).
  */
 import fp from 'fastify-plugin'
+import type { Http2ServerRequest } from 'node:http2'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { UpgradeNotAllowedError } from '../proxy/errors.js'
 import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, NonCanonicalPathError, UriTooLongError } from './errors.js'
@@ -99,6 +104,12 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
       }
     } else if (cl !== undefined) {
       if (!DIGITS.test(cl) || countHeader(raw.rawHeaders, 'content-length') !== 1) throw new BadRequestFramingError()
+    } else if (raw.httpVersionMajor === 2 && (raw as unknown as Http2ServerRequest).stream.endAfterHeaders === false) {
+      // An HTTP/2 body needs no Content-Length (RFC 9113 8.1), but Fastify reads a body only when
+      // Content-Length or Transfer-Encoding says there is one, and would forward the request
+      // without it. Marked here (HTTP/2 itself never carries the field), the body is read and
+      // streamed upstream, where the proxy drops this field and frames the body itself.
+      headers['transfer-encoding'] = 'chunked'
     }
     if (headers.upgrade !== undefined && request.routeOptions.config.websocket !== true) {
       throw new UpgradeNotAllowedError()
