@@ -14,6 +14,7 @@ import envSchema from 'env-schema'
 import { windowProblem } from '../plugins/rate-limit/schema.js'
 import { ConfigError } from './errors.js'
 import { readText } from './files.js'
+import { PUBLISHED_PLACEHOLDERS, SECRETS_COMMAND, weakSecretReason } from './secrets.js'
 
 /** Credentials used only when NODE_ENV is not production, so `npm start` works out of the box. */
 export const DEMO_JWT_SECRET = 'portcullis-demo-secret-change-me-0123456789abcdef'
@@ -78,6 +79,37 @@ const CHOICES: Readonly<Record<string, readonly unknown[]>> = Object.fromEntries
     return Array.isArray(anyOf) ? [[name, anyOf.map((s) => s.const)]] : []
   })
 )
+
+/** Left empty in `.env.example` for `npm run secrets` to fill: an empty value means unset. */
+const EMPTY_MEANS_UNSET: readonly string[] = ['JWT_SECRET', 'API_KEYS']
+
+/** Production refuses these exact values: anyone can read them. */
+const PUBLISHED_SECRETS: ReadonlySet<string> = new Set([DEMO_JWT_SECRET, DEMO_API_KEY, ...PUBLISHED_PLACEHOLDERS])
+
+/** Production: one problem per credential that is a placeholder, published or not random. */
+function placeholderProblems (jwtSecret: string | undefined, keys: ReadonlyArray<readonly [string, ApiKeyEntry]>, redisUrl: string | undefined, problems: string[]): void {
+  const fix = `refused in production; generate real ones with: ${SECRETS_COMMAND}`
+  if (jwtSecret === DEMO_JWT_SECRET) problems.push(`JWT_SECRET: the demo secret is refused in production; generate a real one with: ${SECRETS_COMMAND}`)
+  else if (jwtSecret !== undefined) {
+    const reason = weakSecretReason(jwtSecret, PUBLISHED_SECRETS)
+    if (reason !== undefined) problems.push(`JWT_SECRET: ${reason}, ${fix}`)
+  }
+  for (const [source, k] of keys) {
+    if (k.key === DEMO_API_KEY) problems.push(`${source}: the demo key is refused in production (consumer "${k.consumer}"); generate a real one with: ${SECRETS_COMMAND}`)
+    else {
+      const reason = weakSecretReason(k.key, PUBLISHED_SECRETS)
+      if (reason !== undefined) problems.push(`${source}: the key of consumer "${k.consumer}" ${reason}, ${fix}`)
+    }
+  }
+  if (redisUrl !== undefined) {
+    let password = ''
+    try {
+      password = decodeURIComponent(new URL(redisUrl).password)
+    } catch {}
+    const reason = password === '' ? undefined : weakSecretReason(password, PUBLISHED_SECRETS)
+    if (reason !== undefined) problems.push(`REDIS_URL: its password ${reason}; refused in production (set the Redis server's real password)`)
+  }
+}
 
 interface SchemaError { readonly instancePath: string, readonly message?: string }
 
@@ -229,7 +261,7 @@ export function parseApiKeys (text: string, source: string, problems: string[]):
     if (!/^[A-Za-z0-9._@-]{1,128}$/.test(consumer)) {
       problems.push(`${source}: entry ${i + 1} needs a consumer name of letters, digits, '._@-' before ':'`)
     } else if (key.length < 16 || key.length > 512 || !/^[\x21-\x7e]+$/.test(key)) {
-      problems.push(`${source}: the key of consumer "${consumer}" must be 16-512 printable characters`)
+      problems.push(`${source}: the key of consumer "${consumer}" must be 16-512 printable characters without spaces (generate one with: ${SECRETS_COMMAND})`)
     } else {
       out.push({ consumer, key })
     }
@@ -244,7 +276,9 @@ export function parseApiKeys (text: string, source: string, problems: string[]):
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   let e: GatewayEnv
   try {
-    e = envSchema<GatewayEnv>({ schema: EnvSchema, data: { ...env }, env: false, dotenv: false })
+    const data = { ...env }
+    for (const name of EMPTY_MEANS_UNSET) if (data[name] === '') delete data[name]
+    e = envSchema<GatewayEnv>({ schema: EnvSchema, data, env: false, dotenv: false })
   } catch (err) {
     throw new ConfigError('invalid environment', envProblems(err))
   }
@@ -267,10 +301,14 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
 
   let jwtSecret = e.JWT_SECRET
   let apiKeys: ApiKeyEntry[] = []
+  const keySources: Array<readonly [string, ApiKeyEntry]> = []
   if (e.API_KEYS !== undefined) apiKeys = apiKeys.concat(parseApiKeys(e.API_KEYS, 'API_KEYS', problems))
+  for (const k of apiKeys) keySources.push(['API_KEYS', k])
   if (e.API_KEYS_FILE !== undefined) {
     try {
-      apiKeys = apiKeys.concat(parseApiKeys(readText(e.API_KEYS_FILE), 'API_KEYS_FILE', problems))
+      const fromFile = parseApiKeys(readText(e.API_KEYS_FILE), 'API_KEYS_FILE', problems)
+      for (const k of fromFile) keySources.push(['API_KEYS_FILE', k])
+      apiKeys = apiKeys.concat(fromFile)
     } catch {
       problems.push('API_KEYS_FILE: cannot be read')
     }
@@ -294,10 +332,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
   if (jwtSources > 1) problems.push('JWT_SECRET, JWT_PUBLIC_KEY and JWKS_URL: set only one key source')
 
   if (production) {
-    if (jwtSecret === DEMO_JWT_SECRET) problems.push('JWT_SECRET: the demo secret is refused in production')
-    if (apiKeys.some((k) => k.key === DEMO_API_KEY)) problems.push('API_KEYS: the demo key is refused in production')
+    placeholderProblems(jwtSecret, keySources, e.REDIS_URL, problems)
     if (jwtSources === 0 && apiKeys.length === 0) {
-      problems.push('JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source')
+      problems.push(`JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source; generate a JWT secret and an API key with: ${SECRETS_COMMAND}`)
     }
   } else if (jwtSources === 0 && apiKeys.length === 0) {
     jwtSecret = DEMO_JWT_SECRET

@@ -22,7 +22,7 @@ t.test('production refuses demo defaults and names the variables', async (t) => 
   t.throws(() => loadConfig({ NODE_ENV: 'production' }), { code: 'GW_CONFIG_INVALID', message: /JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS/ })
   t.throws(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: DEMO_JWT_SECRET }), { message: /JWT_SECRET: the demo secret is refused in production/ })
   t.throws(() => loadConfig({ NODE_ENV: 'production', API_KEYS: `demo:${DEMO_API_KEY}` }), { message: /API_KEYS: the demo key is refused/ })
-  const ok = loadConfig({ NODE_ENV: 'production', API_KEYS: 'billing:0123456789abcdef0123' })
+  const ok = loadConfig({ NODE_ENV: 'production', API_KEYS: 'billing:Kq3vZ8wLr2Tn6YbP0xHd' })
   t.equal(ok.auth.jwtSecret, undefined, 'no demo secret slipped in')
   t.equal(ok.demoUpstreamPort, undefined)
   t.throws(() => upstreamFromEnv('BILLING_URL', { NODE_ENV: 'production' }), { message: /BILLING_URL: required in production/ })
