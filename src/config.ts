@@ -280,7 +280,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     for (const name of EMPTY_MEANS_UNSET) if (data[name] === '') delete data[name]
     e = envSchema<GatewayEnv>({ schema: EnvSchema, data, env: false, dotenv: false })
   } catch (err) {
-    throw new ConfigError('invalid environment', envProblems(err))
+    throw new ConfigError('invalid environment', envProblems(err), '')
   }
   const production = e.NODE_ENV === 'production'
   const problems: string[] = []
@@ -384,7 +384,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     problems.push('WORKERS: more than one worker process needs REDIS_URL in production (rate limits must be shared)')
   }
 
-  if (problems.length > 0) throw new ConfigError('invalid environment', problems)
+  if (problems.length > 0) throw new ConfigError('invalid environment', problems, '')
 
   const config: GatewayConfig = {
     production,
@@ -441,17 +441,46 @@ function deepFreeze<T> (o: T): T {
   return o
 }
 
+/** Variables read by `upstreamFromEnv()` in this process (route settings, not typos of the gateway's). */
+const routeVariables = new Set<string>()
+
+/** The names route modules have read through `upstreamFromEnv()` so far. */
+export function routeVariableNames (): ReadonlySet<string> {
+  return routeVariables
+}
+
+/** Host of the stand-in upstream for a variable missing in production (RFC 6761: never resolves). */
+const MISSING_HOST_SUFFIX = '.missing-upstream.invalid'
+
+/**
+ * The variable behind a stand-in upstream URL returned for a missing variable, or undefined.
+ * `defineRoute()` refuses to register such a route; the route loader reports every one at once.
+ */
+export function missingUpstreamVariable (url: string): string | undefined {
+  let host: string
+  try {
+    host = new URL(url).hostname
+  } catch {
+    return undefined
+  }
+  if (!host.endsWith(MISSING_HOST_SUFFIX)) return undefined
+  return host.slice(0, -MISSING_HOST_SUFFIX.length).toUpperCase().replaceAll('-', '_').replaceAll('.', '-')
+}
+
 /**
  * For route modules: the upstream URL(s) from an environment variable. In development a missing
- * variable falls back to the built-in demo upstream; in production it is a startup error naming it.
+ * variable falls back to the built-in demo upstream. In production it gives a stand-in URL that
+ * never resolves and that `defineRoute()` refuses to register: the gateway then stops at startup
+ * naming every missing variable at once, with the route file that needs it.
  */
 export function upstreamFromEnv (name: string, env: NodeJS.ProcessEnv = process.env): string | string[] {
+  routeVariables.add(name)
   const value = env[name]
   if (value !== undefined && value.trim() !== '') {
     const urls = list(value)
     return urls.length === 1 ? urls[0] as string : urls
   }
-  if (env.NODE_ENV === 'production') throw new ConfigError('invalid environment', [`${name}: required in production (upstream URL of a route)`])
+  if (env.NODE_ENV === 'production') return `http://${name.toLowerCase().replaceAll('-', '.').replaceAll('_', '-')}${MISSING_HOST_SUFFIX}`
   const port = env.DEMO_UPSTREAM_PORT ?? String(DEMO_UPSTREAM_DEFAULT_PORT)
   return `http://127.0.0.1:${port}`
 }

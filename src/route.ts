@@ -11,6 +11,8 @@ import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, FastifyPluginAsync, FastifyRegisterOptions } from 'fastify'
 import { ConfigError } from './errors.js'
+import { missingUpstreamVariable } from './config.js'
+import { sourcePosition } from './source-file.js'
 import { AuthRouteConfigSchema } from '../plugins/auth/schema.js'
 import { RateLimitRouteConfigSchema } from '../plugins/rate-limit/schema.js'
 import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
@@ -98,6 +100,23 @@ const checkRouteOptions = TypeCompiler.Compile(RouteOptionsSchema)
 /** Plugin returned by `defineRoute()`; `routeOptions` exposes the validated, frozen definition. */
 export interface RoutePlugin extends FastifyPluginAsync {
   readonly routeOptions: Readonly<RouteOptions>
+  /** The module that defined the route, as shown in messages (`routes/echo.ts`). */
+  readonly routeFile: string
+  /** Upstream variables that were missing in production; the route refuses to register. */
+  readonly missingVariables: readonly string[]
+}
+
+/** Marks what `defineRoute()` returned, across copies of this module (source and compiled). */
+const ROUTE_BRAND = Symbol.for('portcullis.route')
+
+/** Whether `value` is a plugin returned by `defineRoute()`. */
+export function isRoutePlugin (value: unknown): value is RoutePlugin {
+  return typeof value === 'function' && (value as unknown as Record<symbol, unknown>)[ROUTE_BRAND] === true
+}
+
+/** The problem lines for a route's missing upstream variables, each naming the route file. */
+export function missingVariableProblems (route: RoutePlugin): string[] {
+  return route.missingVariables.map((name) => `${name}: required in production, the upstream of ${route.routeFile} (prefix ${route.routeOptions.prefix}); set it to the service URL, or several comma separated`)
 }
 
 function callerFile (): string {
@@ -106,7 +125,7 @@ function callerFile (): string {
     const m = /\((.*?):\d+:\d+\)$|at (\S+?):\d+:\d+$/.exec(line.trim())
     const file = m?.[1] ?? m?.[2]
     if (file !== undefined && !file.includes('/src/route.') && !file.startsWith('node:')) {
-      return file.startsWith('file:') ? fileURLToPath(file) : file
+      return sourcePosition(file.startsWith('file:') ? fileURLToPath(file) : file).file
     }
   }
   return '<unknown route module>'
@@ -145,13 +164,26 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   const file = callerFile()
   const problems = describeProblems(options)
   if (problems.length === 0) problems.push(...crossFieldProblems(options))
-  if (problems.length > 0) throw new ConfigError(`invalid route in ${file}`, problems)
+  if (problems.length > 0) throw new ConfigError(`invalid route in ${file}`, problems, file)
+  const targets = Array.isArray(options.upstream) ? options.upstream : [options.upstream]
+  const missingVariables = Object.freeze(targets.map(missingUpstreamVariable).filter((v) => v !== undefined))
 
   const frozen: Readonly<RouteOptions> = Object.freeze(structuredClone(options))
   // Not encapsulating by itself: the routes join the gateway's shared proxy scope when registered
   // on the instance that opened it; anywhere else they get a context of their own, created here
   // with the register options (a `prefix` there still prepends to the route's prefix).
   const plugin = async function portcullisRoute (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
+    if (missingVariables.length > 0) throw new ConfigError('invalid route', missingVariableProblems(route), '')
+    try {
+      await registerRoute(fastify, opts)
+    } catch (err) {
+      // Problems found while registering (a prefix already routed, an unconfigured strategy)
+      // name the route module they come from.
+      if (err instanceof ConfigError && err.where === undefined) throw new ConfigError(`${file}: ${err.context}`, err.problems, `${file}: ${err.context}`)
+      throw err
+    }
+  }
+  const registerRoute = async function (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     const scope = fastify.hasDecorator('portcullisProxy') ? fastify.portcullisProxy.scope : undefined
     const registerOptions = (opts ?? {}) as { prefix?: string }
     if (scope !== undefined && scope.owner === fastify && (registerOptions.prefix ?? '') === '' && fitsProxyScope(frozen, fastify.portcullisProxy)) {
@@ -164,5 +196,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   }
   Object.defineProperty(plugin, Symbol.for('skip-override'), { value: true })
   Object.defineProperty(plugin, Symbol.for('fastify.display-name'), { value: `portcullis-route ${frozen.prefix}` })
-  return Object.assign(plugin, { routeOptions: frozen })
+  Object.defineProperty(plugin, ROUTE_BRAND, { value: true })
+  const route: RoutePlugin = Object.assign(plugin, { routeOptions: frozen, routeFile: file, missingVariables })
+  return route
 }

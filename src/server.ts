@@ -116,7 +116,7 @@ async function main (): Promise<void> {
     running = await start(process.env)
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`portcullis: configuration error: ${err.message}\n`)
+      process.stderr.write(err.lines().map((line) => `portcullis: configuration error: ${line}\n`).join(''))
     } else {
       process.stderr.write(`portcullis: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
     }

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { DEMO_API_KEY, DEMO_JWT_SECRET, loadConfig, upstreamFromEnv } from 'portcullis'
+import Fastify from 'fastify'
+import { DEMO_API_KEY, DEMO_JWT_SECRET, defineRoute, loadConfig, upstreamFromEnv } from 'portcullis'
 import { makeCert } from './helpers/certs.js'
 
 t.test('defaults with no environment: development demo credentials, in-memory, 127.0.0.1:8080', async (t) => {
@@ -25,7 +26,10 @@ t.test('production refuses demo defaults and names the variables', async (t) => 
   const ok = loadConfig({ NODE_ENV: 'production', API_KEYS: 'billing:Kq3vZ8wLr2Tn6YbP0xHd' })
   t.equal(ok.auth.jwtSecret, undefined, 'no demo secret slipped in')
   t.equal(ok.demoUpstreamPort, undefined)
-  t.throws(() => upstreamFromEnv('BILLING_URL', { NODE_ENV: 'production' }), { message: /BILLING_URL: required in production/ })
+  const missing = defineRoute({ prefix: '/billing', upstream: upstreamFromEnv('BILLING_URL', { NODE_ENV: 'production' }) })
+  t.strictSame(missing.missingVariables, ['BILLING_URL'], 'a missing upstream variable in production is recorded, not thrown one at a time')
+  t.match(missing.routeOptions.upstream, /\.invalid$/, 'its stand-in upstream never resolves')
+  await t.rejects(async () => { await Fastify().register(missing).ready() }, { code: 'GW_CONFIG_INVALID', message: /BILLING_URL: required in production, the upstream of test\/config\.test\.ts \(prefix \/billing\); set it to the service URL/ }, 'and the route refuses to register')
   t.equal(upstreamFromEnv('BILLING_URL', { BILLING_URL: 'http://a:1, http://b:2' }).length, 2)
   t.equal(upstreamFromEnv('BILLING_URL', {}), 'http://127.0.0.1:8081')
 })

@@ -90,9 +90,9 @@ t.test('a problem inside a policy names the exact option and the rule, not "Expe
 
 t.test('a prefix taken twice, or the health endpoints, stops startup with the prefix named', async (t) => {
   const twice = startGateway(t, { listen: false, routes: [defineRoute({ prefix: '/a', upstream: 'http://127.0.0.1:1' }), defineRoute({ prefix: '/a', upstream: 'http://127.0.0.1:2' })] })
-  await t.rejects(twice, { code: 'GW_CONFIG_INVALID', message: /^route \/a: prefix: \w+ \/a is already routed \(another route module with this prefix, or the gateway's \/healthz and \/readyz\)$/ })
+  await t.rejects(twice, { code: 'GW_CONFIG_INVALID', message: /^test\/route\.test\.ts: route \/a: prefix: \w+ \/a is already routed by another route module, or is one of the gateway's own paths \(\/healthz, \/readyz\); choose another prefix$/ })
   const health = startGateway(t, { listen: false, routes: [defineRoute({ prefix: '/healthz', upstream: 'http://127.0.0.1:1' })] })
-  await t.rejects(health, { code: 'GW_CONFIG_INVALID', message: /^route \/healthz: prefix: GET \/healthz is already routed/ })
+  await t.rejects(health, { code: 'GW_CONFIG_INVALID', message: /^test\/route\.test\.ts: route \/healthz: prefix: GET \/healthz is already routed/ })
   const split = await startGateway(t, {
     listen: false,
     routes: [

@@ -247,7 +247,7 @@ function assertPathsFree (fastify: FastifyInstance, route: Readonly<RouteOptions
   for (const url of urls) {
     for (const method of methods) {
       if (fastify.hasRoute({ method: method as never, url })) {
-        throw new ConfigError(`route ${route.prefix}`, [`prefix: ${method} ${url} is already routed (another route module with this prefix, or the gateway's /healthz and /readyz)`])
+        throw new ConfigError(`route ${route.prefix}`, [`prefix: ${method} ${url} is already routed by another route module, or is one of the gateway's own paths (/healthz, /readyz); choose another prefix`])
       }
     }
   }
