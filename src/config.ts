@@ -12,6 +12,7 @@ import { createSecureContext } from 'node:tls'
 import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
 import { windowProblem } from '../plugins/rate-limit/schema.js'
+import { unknownVariableWarnings } from './env-names.js'
 import { ConfigError } from './errors.js'
 import { readText } from './files.js'
 import { PUBLISHED_PLACEHOLDERS, SECRETS_COMMAND, weakSecretReason } from './secrets.js'
@@ -71,6 +72,17 @@ const EnvSchema = Type.Object({
 })
 
 export type GatewayEnv = Static<typeof EnvSchema>
+
+/** Every variable the gateway itself reads. */
+export const GATEWAY_VARIABLES: readonly string[] = Object.freeze(Object.keys(EnvSchema.properties))
+
+/**
+ * Warnings about variables in `env` that look like the gateway's but are not read by it (typos);
+ * variables read by route modules through `upstreamFromEnv()` are not warned about.
+ */
+export function environmentWarnings (env: NodeJS.ProcessEnv = process.env): string[] {
+  return unknownVariableWarnings(env, GATEWAY_VARIABLES, routeVariables)
+}
 
 /** The allowed values of each enumerated variable (its schema is a union of literals). */
 const CHOICES: Readonly<Record<string, readonly unknown[]>> = Object.fromEntries(

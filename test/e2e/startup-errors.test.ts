@@ -69,3 +69,12 @@ t.test('broken route modules: every file named, with the line, at once', async (
     `${PREFIX}${join(dir, 'c.mjs')}: its default export is a plain object, not a route; wrap the options: \`export default defineRoute({ ... })\``
   ])
 })
+
+t.test('a misspelt variable is warned about beside the error it causes, without its value', async (t) => {
+  const p = runGateway({ NODE_ENV: 'production', PORT: '0', JWT_SECRT: randomBytes(32).toString('base64url'), ECHO_UPSTREAM_URL: 'http://127.0.0.1:9' })
+  t.equal(await p.exited, 1)
+  t.strictSame(p.err().split('\n').filter((l) => l !== ''), [
+    `${PREFIX}JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source; generate a JWT secret and an API key with: npm run secrets`,
+    'portcullis: warning: JWT_SECRT: not read by the gateway; did you mean JWT_SECRET? Rename it: JWT_SECRET is unset until then'
+  ])
+})
