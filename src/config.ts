@@ -123,7 +123,15 @@ function placeholderProblems (jwtSecret: string | undefined, keys: ReadonlyArray
   }
 }
 
-interface SchemaError { readonly instancePath: string, readonly message?: string }
+/** What each pattern-checked variable must look like, in words (never the raw pattern). */
+const PATTERN_WORDS: Readonly<Record<string, string>> = {
+  JWKS_URL: 'must be an http:// or https:// URL (the identity provider\'s JWKS endpoint)',
+  REDIS_URL: 'must be a redis:// or rediss:// URL (for example redis://redis:6379)',
+  REDIS_KEY_PREFIX: 'must be 1 to 100 letters, digits or :._-',
+  WORKERS: 'must be "auto" (one per core) or a count from 1 to 999'
+}
+
+interface SchemaError { readonly instancePath: string, readonly keyword?: string, readonly message?: string }
 
 /** One problem per offending variable, named as it is set (`LOG_LEVEL: must be one of ...`). */
 function envProblems (err: unknown): string[] {
@@ -134,7 +142,9 @@ function envProblems (err: unknown): string[] {
     const name = e.instancePath.replace(/^\//, '')
     if (byName.has(name)) continue
     const choices = CHOICES[name]
-    byName.set(name, `${name === '' ? 'environment' : name}: ${choices !== undefined ? `must be one of ${choices.join(', ')}` : e.message ?? 'is invalid'}`)
+    const words = PATTERN_WORDS[name]
+    const message = choices !== undefined ? `must be one of ${choices.join(', ')}` : words !== undefined && e.keyword === 'pattern' ? words : e.message ?? 'is invalid'
+    byName.set(name, `${name === '' ? 'environment' : name}: ${message}`)
   }
   return [...byName.values()]
 }
@@ -361,7 +371,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
 
   for (const [name, window] of [['RATE_LIMIT_WINDOW', e.RATE_LIMIT_WINDOW], ['IP_RATE_LIMIT_WINDOW', e.IP_RATE_LIMIT_WINDOW]] as const) {
     const p = windowProblem(name, window)
-    if (p !== undefined) problems.push(`${p} (for example "1 minute", "30s" or "60000")`)
+    if (p !== undefined) problems.push(p.includes('such as') ? p : `${p} (for example "1 minute", "30s" or "60000")`)
   }
   if (e.REDIS_URL !== undefined) {
     const p = redisUrlProblem(e.REDIS_URL)

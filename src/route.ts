@@ -31,6 +31,9 @@ const HttpMethodSchema = Type.Union(
 /** A path prefix: starts with `/`, no dot segments, no empty segments, no trailing slash. */
 const PREFIX_PATTERN = '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._~!$&\'()*+,=:@-]+)+$|^/$'
 const UPSTREAM_PATTERN = '^https?://[^\\s/?#@]+(/[^\\s?#]*)?$'
+/** The patterns above, in words, for messages. */
+const PREFIX_WORDS = 'must be a literal path: start with "/", no trailing "/", no empty ("//"), "." or ".." segments, no ":" or "*", only letters, digits and -._~!$&\'()+,=@ (for example "/api/orders")'
+const UPSTREAM_WORDS = 'must be an http:// or https:// URL with a host and no credentials, query or fragment (for example "http://orders-api:8080")'
 
 const TimeoutSchema = Type.Object({
   connectMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000, description: 'TCP/TLS connect timeout to a target.' })),
@@ -39,7 +42,7 @@ const TimeoutSchema = Type.Object({
 }, { additionalProperties: false })
 
 const HealthCheckSchema = Type.Object({
-  path: Type.String({ pattern: '^/[^\\s]*$', description: 'Path probed on every target with GET; 2xx/3xx is healthy.' }),
+  path: Type.String({ pattern: '^/[^\\s]*$', patternMessage: 'must be a path starting with "/", without spaces', description: 'Path probed on every target with GET; 2xx/3xx is healthy.' }),
   intervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000, description: 'Probe interval (default 5000).' })),
   timeoutMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 60_000, description: 'Probe timeout (default 2000).' })),
   healthyThreshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'Consecutive passes to re-admit a target (default 2).' })),
@@ -52,12 +55,12 @@ const CircuitBreakerSchema = Type.Object({
 }, { additionalProperties: false })
 
 export const RouteOptionsSchema = Type.Object({
-  prefix: Type.String({ pattern: PREFIX_PATTERN, maxLength: 512, description: 'Public path prefix; matches at a segment boundary only.' }),
+  prefix: Type.String({ pattern: PREFIX_PATTERN, patternMessage: PREFIX_WORDS, maxLength: 512, description: 'Public path prefix; matches at a segment boundary only.' }),
   upstream: Type.Union([
-    Type.String({ pattern: UPSTREAM_PATTERN }),
-    Type.Array(Type.String({ pattern: UPSTREAM_PATTERN }), { minItems: 1, maxItems: 64, uniqueItems: true })
+    Type.String({ pattern: UPSTREAM_PATTERN, patternMessage: UPSTREAM_WORDS }),
+    Type.Array(Type.String({ pattern: UPSTREAM_PATTERN, patternMessage: UPSTREAM_WORDS }), { minItems: 1, maxItems: 64, uniqueItems: true })
   ], { description: 'One upstream URL (http/https) or several, load balanced; every target shares one path.' }),
-  rewritePrefix: Type.Optional(Type.String({ pattern: '^(/[^\\s?#]*)?$', description: 'Path prefix sent upstream instead of `prefix` (default: the prefix is stripped).' })),
+  rewritePrefix: Type.Optional(Type.String({ pattern: '^(/[^\\s?#]*)?$', patternMessage: 'must be empty or a path starting with "/", without spaces, "?" or "#"', description: 'Path prefix sent upstream instead of `prefix` (default: the prefix is stripped).' })),
   methods: Type.Optional(Type.Array(HttpMethodSchema, { minItems: 1, uniqueItems: true, description: 'Methods proxied (default: all but CONNECT and TRACE).' })),
   timeout: Type.Optional(Type.Union([
     Type.Integer({ minimum: 1, maximum: 3_600_000, description: 'Connect and response-header timeout in ms.' }),
