@@ -11,12 +11,13 @@ import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, FastifyPluginAsync, FastifyRegisterOptions } from 'fastify'
 import { ConfigError } from './errors.js'
-import { missingUpstreamVariable } from './config.js'
+import { cidrProblem, missingUpstreamVariable } from './config.js'
 import { sourcePosition } from './source-file.js'
 import { AuthRouteConfigSchema } from '../plugins/auth/schema.js'
 import { RateLimitRouteConfigSchema } from '../plugins/rate-limit/schema.js'
 import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
 import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
+import { AllowedContentTypesSchema, IpFilterRouteConfigSchema } from '../plugins/ip-filter/schema.js'
 import { fitsProxyScope, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
 import { errorLines } from '../plugins/rate-limit/validate.js'
 import type { AuthPolicy } from '../plugins/auth/schema.js'
@@ -74,7 +75,9 @@ export const RouteOptionsSchema = Type.Object({
   auth: Type.Optional(AuthRouteConfigSchema),
   rateLimit: Type.Optional(RateLimitRouteConfigSchema),
   inspect: Type.Optional(InspectRouteConfigSchema),
-  cors: Type.Optional(CorsRouteConfigSchema)
+  cors: Type.Optional(CorsRouteConfigSchema),
+  ipFilter: Type.Optional(IpFilterRouteConfigSchema),
+  allowedContentTypes: Type.Optional(AllowedContentTypesSchema)
 }, { additionalProperties: false })
 
 /** Everything the schema accepts (the plugins still reject `keyBy: 'consumer'` on public routes). */
@@ -153,6 +156,12 @@ function crossFieldProblems (o: RouteOptions): string[] {
     problems.push(...corsCrossFieldProblems(o.cors))
     if (o.methods !== undefined && !o.methods.includes('OPTIONS')) problems.push('cors: needs OPTIONS among methods (preflight requests)')
   }
+  for (const list of ['allow', 'deny'] as const) {
+    o.ipFilter?.[list]?.forEach((entry, i) => {
+      const p = cidrProblem(entry)
+      if (p !== undefined) problems.push(`ipFilter.${list}.${i}: ${p} (for example "10.0.0.0/8" or "2001:db8::1")`)
+    })
+  }
   if (o.websocket === true && o.methods !== undefined && !o.methods.includes('GET')) {
     problems.push('websocket: needs GET among methods')
   }
@@ -182,7 +191,10 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
     } catch (err) {
       // Problems found while registering (a prefix already routed, an unconfigured strategy)
       // name the route module they come from.
-      if (err instanceof ConfigError && err.where === undefined) throw new ConfigError(`${file}: ${err.context}`, err.problems, `${file}: ${err.context}`)
+      if (err instanceof ConfigError && err.where === undefined) {
+        const where = `${file} (route ${frozen.prefix})`
+        throw new ConfigError(where, err.problems, where)
+      }
       throw err
     }
   }

@@ -97,9 +97,9 @@ t.test('a problem inside a policy names the exact option and the rule, not "Expe
 
 t.test('a prefix taken twice, or the health endpoints, stops startup with the prefix named', async (t) => {
   const twice = startGateway(t, { listen: false, routes: [defineRoute({ prefix: '/a', upstream: 'http://127.0.0.1:1' }), defineRoute({ prefix: '/a', upstream: 'http://127.0.0.1:2' })] })
-  await t.rejects(twice, { code: 'GW_CONFIG_INVALID', message: /^test\/route\.test\.ts: route \/a: prefix: \w+ \/a is already routed by another route module, or is one of the gateway's own paths \(\/healthz, \/readyz\); choose another prefix$/ })
+  await t.rejects(twice, { code: 'GW_CONFIG_INVALID', message: /^test\/route\.test\.ts \(route \/a\): prefix: \w+ \/a is already routed by another route module, or is one of the gateway's own paths \(\/healthz, \/readyz\); choose another prefix$/ })
   const health = startGateway(t, { listen: false, routes: [defineRoute({ prefix: '/healthz', upstream: 'http://127.0.0.1:1' })] })
-  await t.rejects(health, { code: 'GW_CONFIG_INVALID', message: /^test\/route\.test\.ts: route \/healthz: prefix: GET \/healthz is already routed/ })
+  await t.rejects(health, { code: 'GW_CONFIG_INVALID', message: /^test\/route\.test\.ts \(route \/healthz\): prefix: GET \/healthz is already routed/ })
   const split = await startGateway(t, {
     listen: false,
     routes: [
@@ -114,5 +114,5 @@ t.test('a route asking for a strategy the gateway has no credentials for names i
   const jwtOnly = defineRoute({ prefix: '/jwt', upstream: 'http://127.0.0.1:1', auth: { strategies: ['jwt'] } })
   const err = await startGateway(t, { env: { API_KEYS: 'svc:Kq3vZ8wLr2Tn6YbP0xHd' }, routes: [jwtOnly], listen: false }).then(() => undefined, (e: unknown) => e) as Error & { code?: string, lines?: () => string[] }
   t.equal(err?.code, 'GW_CONFIG_INVALID')
-  t.match(err.lines?.() ?? [], [/^test\/route\.test\.ts: invalid auth policy of route \w+ \/jwt: auth\.strategies: "jwt" is not configured on this gateway; set JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL, or remove "jwt" from the route's auth\.strategies$/])
+  t.match(err.lines?.() ?? [], [/^test\/route\.test\.ts \(route \/jwt\): auth\.strategies: "jwt" is not configured on this gateway; set JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL, or remove "jwt" from the route's auth\.strategies$/])
 })

@@ -222,7 +222,10 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       inspect,
       websocket: route.websocket === true,
       proxy: { prefix: route.prefix, pool },
-      cors: route.cors ?? false
+      cors: route.cors ?? false,
+      // Read by the ip-filter plugin; always present (possibly undefined) for one hidden class.
+      ipFilter: route.ipFilter,
+      allowedContentTypes: route.allowedContentTypes
     }),
     methods: route.methods ?? DEFAULT_METHODS,
     bufferBody,
