@@ -19,16 +19,30 @@ export const PUBLISHED_PLACEHOLDERS: readonly string[] = [
   'change-me-reports-key-0002'
 ]
 
-/** Found anywhere in the value, ignoring case and the separators `-`, `_`, `.` and spaces. */
-const PLACEHOLDER_PHRASES = ['changeme', 'replaceme', 'changethis', 'replacethis', 'yoursecret', 'yourkey', 'yourapikey', 'yourtoken', 'yourpassword', 'placeholder', 'example', 'insert', 'dummy', 'notasecret']
-/** Whole words (between separators) that mark an unfinished value. */
-const PLACEHOLDER_WORDS = new Set(['todo', 'tbd', 'fixme', 'sample'])
+/**
+ * Found anywhere in the value, ignoring case and the separators `-`, `_`, `.` and spaces. Seven
+ * letters or more, so that a random value contains one by chance about once in 10^9.
+ */
+const PLACEHOLDER_PHRASES = ['changeme', 'replaceme', 'changethis', 'replacethis', 'yoursecret', 'yourkey', 'yourapikey', 'yourtoken', 'yourpassword', 'placeholder', 'example', 'notasecret']
+const PHRASE = new RegExp(PLACEHOLDER_PHRASES.join('|'))
+/** A value that starts with one of these words (then a separator) is unfinished. */
+const PLACEHOLDER_WORD = /^(todo|fixme|sample|dummy|insert|TODO|FIXME|SAMPLE|DUMMY|INSERT)(?:$|[-_ :.])/
 /** Values that are nothing but one of these words (possibly with digits after it). */
 const WHOLE_WORD = /^(?:secret|password|passwd|apikey|api-key|api_key|token|key|test|admin|default|demo)\d*$/i
 
 /** Fewest different characters a random value of this length can be expected to have. */
 function minDistinct (length: number): number {
   return Math.min(8, Math.floor(length / 4))
+}
+
+/** How many different characters `value` has (counting stops at 8: enough for the rule). */
+function distinct (value: string): number {
+  const seen: string[] = []
+  for (let i = 0; i < value.length && seen.length < 8; i++) {
+    const c = value[i] as string
+    if (!seen.includes(c)) seen.push(c)
+  }
+  return seen.length
 }
 
 /** Whether `value` is a shorter unit repeated (`abcabcabc`, `1234512345`). */
@@ -41,14 +55,14 @@ function repeatsUnit (value: string): boolean {
   return false
 }
 
-/** Whether at least half the neighbouring characters step by one (`0123456789`, `abcdef`, `98765`). */
+/** Whether three quarters of the neighbouring characters step by one (`0123456789`, `abcdef`, `98765`). */
 function mostlySequential (value: string): boolean {
   let steps = 0
   for (let i = 1; i < value.length; i++) {
     const d = value.charCodeAt(i) - value.charCodeAt(i - 1)
     if (d === 1 || d === -1) steps++
   }
-  return value.length > 1 && steps * 2 >= value.length - 1
+  return value.length > 1 && steps * 4 >= (value.length - 1) * 3
 }
 
 /**
@@ -58,15 +72,14 @@ function mostlySequential (value: string): boolean {
 export function weakSecretReason (value: string, published: ReadonlySet<string>): string | undefined {
   if (published.has(value)) return 'is a published example value'
   const lower = value.toLowerCase()
-  const squashed = lower.replace(/[-_. ]+/g, '')
-  const phrase = PLACEHOLDER_PHRASES.find((p) => squashed.includes(p))
-  if (phrase !== undefined) return `looks like a placeholder (it contains "${phrase}")`
+  const phrase = PHRASE.exec(lower.replace(/[-_. ]+/g, ''))
+  if (phrase !== null) return `looks like a placeholder (it contains "${phrase[0]}")`
   if (WHOLE_WORD.test(value)) return 'is a placeholder word, not a secret'
   if (/<[^<>]*>|\{\{[^{}]*\}\}|\$\{[^{}]*\}/.test(value)) return 'looks like a placeholder (a <...> or {{...}} template left in)'
   if (/x{4,}|\*{3,}/i.test(value) && new Set(lower.replace(/[^a-z0-9]/g, '')).size <= 3) return 'looks like a placeholder (xxxx)'
-  const word = lower.split(/[^a-z0-9]+/).find((w) => PLACEHOLDER_WORDS.has(w))
-  if (word !== undefined) return `looks like a placeholder (the word "${word}")`
-  if (new Set(value).size < minDistinct(value.length)) return 'is not random (too few different characters)'
+  const word = PLACEHOLDER_WORD.exec(value)
+  if (word !== null) return `looks like a placeholder (the word "${(word[1] ?? '').toLowerCase()}")`
+  if (distinct(value) < minDistinct(value.length)) return 'is not random (too few different characters)'
   if (repeatsUnit(value)) return 'is not random (a short pattern repeated)'
   if (mostlySequential(value)) return 'is not random (mostly a run like "abcdef" or "123456")'
   return undefined

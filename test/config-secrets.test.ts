@@ -45,6 +45,8 @@ const PLACEHOLDERS = [
   '{{ JWT_SECRET_FROM_VAULT_GOES_IN_HERE_PLEASE }}',
   'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx',
   'todo: generate this before going live 2026',
+  'TODO-generate-before-going-live-2026-please',
+  'dummy_signing_key_for_local_testing_only_42',
   'insert-your-signing-key-for-production-here',
   'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
   'abcabcabcabcabcabcabcabcabcabcabcabcabcabc',
@@ -86,11 +88,11 @@ t.test('placeholders and non-random values are refused in production, in JWT_SEC
 })
 
 t.test('random secrets of every usual shape load in production', async (t) => {
-  for (let i = 0; i < 300; i++) {
+  for (let i = 0; i < 1000; i++) {
     const bytes = randomBytes(32)
     const shapes = [bytes.toString('base64url'), bytes.toString('base64'), bytes.toString('hex'), bytes.toString('hex').slice(0, 32)]
     for (const secret of shapes) {
-      const key = randomBytes(12).toString(i % 2 === 0 ? 'hex' : 'base64url')
+      const key = i % 2 === 0 ? randomBytes([8, 12, 24][i % 3] as number).toString('hex') : randomBytes([12, 18, 24][i % 3] as number).toString('base64')
       const c = loadConfig({ ...PROD, JWT_SECRET: secret, API_KEYS: `svc:${key}` })
       if (c.auth.jwtSecret !== secret) t.fail(`refused a random secret of ${secret.length} characters`)
     }
