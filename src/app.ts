@@ -23,16 +23,19 @@
  * | routes (ROUTES_DIR)| handler: reply-from in the scope; WebSocket routes: @fastify/http-proxy | - |
  */
 import { readFileSync } from 'node:fs'
+import type { Dirent } from 'node:fs'
 import { readdir } from 'node:fs/promises'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
 import type { GatewayConfig } from './config.js'
-import { gatewayClientErrorHandler, gatewayConnectRefusal, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
+import { ConfigError, gatewayClientErrorHandler, gatewayConnectRefusal, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
 import { acceptProxyProtocol } from './proxy-protocol.js'
 import { answerPlainHttpOnTls } from './tls-plain-http.js'
+import { isRoutePlugin, missingVariableProblems, type RoutePlugin } from './route.js'
+import { describePosition, errorPosition, sourcePosition } from './source-file.js'
 import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
 import { requestGuardPlugin } from '../plugins/request-guard/index.js'
 import { proxyPlugin, proxyScopePlugin } from '../plugins/proxy/index.js'
@@ -59,28 +62,79 @@ const ROUTE_IGNORE = /(?:^[._])|\.d\.ts$|\.map$|\.test\.[cm]?[jt]s$/
 const ROUTE_SCRIPT = /\.(?:[cm]?js|[cm]?ts)$/
 const INDEX_SCRIPT = /^index\.(?:[cm]?js|[cm]?ts)$/
 
-/**
- * Imports the top-level route modules one after another before autoload registers them. Node's
- * ESM loader walks the whole module graph behind every top-level import; autoload starts all
- * imports at once, so with a thousand route modules a thousand walks of the gateway's graph are
- * alive together (hundreds of MB at startup). Imported here one at a time, autoload then finds
- * them loaded. Failures are left for autoload to report with the file name.
- */
-async function preloadRouteModules (dir: string): Promise<void> {
-  let names: string[]
+/** The route module files autoload registers under `dir` (its rules: index files, ignore pattern, subfolders). */
+async function routeModuleFiles (root: string, dir = root): Promise<string[]> {
+  let entries: Dirent[]
   try {
-    names = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name)
+    entries = await readdir(dir, { withFileTypes: true })
   } catch {
-    return
+    return []
   }
-  // A folder with an index module is loaded through its index only (autoload's rule).
-  if (names.some((n) => INDEX_SCRIPT.test(n))) return
-  for (const name of names) {
-    if (ROUTE_IGNORE.test(name) || !ROUTE_SCRIPT.test(name) || name.endsWith('.d.ts')) continue
+  entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
+  const visible = entries.filter((e) => !ROUTE_IGNORE.test(relative(root, join(dir, e.name)).replaceAll('\\', '/')))
+  const index = visible.find((e) => e.isFile() && INDEX_SCRIPT.test(e.name))
+  const files: string[] = []
+  for (const e of visible) {
+    if (e.isDirectory()) files.push(...await routeModuleFiles(root, join(dir, e.name)))
+    // A folder with an index module is loaded through its index only (autoload's rule).
+    else if (e.isFile() && ROUTE_SCRIPT.test(e.name) && (index === undefined || e === index)) files.push(join(dir, e.name))
+  }
+  return files
+}
+
+/** Why an imported module cannot be a route, or undefined when its default export is one. */
+function notARoute (mod: Record<string, unknown>): string | undefined {
+  if (!('default' in mod) || mod.default === undefined) {
+    return 'has no default export; end the file with `export default defineRoute({ prefix, upstream })`'
+  }
+  if (isRoutePlugin(mod.default)) return undefined
+  const kind = mod.default === null ? 'null' : typeof mod.default === 'function' ? 'a plain function' : typeof mod.default === 'object' ? 'a plain object' : `a ${typeof mod.default}`
+  return `its default export is ${kind}, not a route; wrap the options: \`export default defineRoute({ ... })\``
+}
+
+/**
+ * Imports every route module under `dir` one after another and checks each before autoload
+ * registers them; every problem is gathered and thrown at once (GW_CONFIG_INVALID), each line
+ * naming the file (mapped back to its source and line when compiled): a syntax error or a
+ * top-level exception, a missing or wrong default export, and in production the upstream
+ * variables routes need but are unset, and a folder with no routes at all.
+ *
+ * One at a time on purpose: Node's ESM loader walks the whole module graph behind every
+ * top-level import; autoload starts all imports at once, so with a thousand route modules a
+ * thousand walks of the gateway's graph are alive together (hundreds of MB at startup).
+ * Imported here, autoload then finds them loaded.
+ */
+async function loadRouteModules (dir: string, production: boolean): Promise<void> {
+  const problems: string[] = []
+  const files = await routeModuleFiles(dir)
+  let routes = 0
+  for (const file of files) {
+    let mod: Record<string, unknown>
     try {
-      await import(pathToFileURL(join(dir, name)).href)
-    } catch {}
+      mod = await import(pathToFileURL(file).href) as Record<string, unknown>
+    } catch (err) {
+      if (err instanceof ConfigError && err.where !== undefined) {
+        problems.push(...err.lines())
+        continue
+      }
+      const position = describePosition(errorPosition(err, file))
+      const what = err instanceof SyntaxError ? 'syntax error' : 'failed to load'
+      const message = (err instanceof Error ? err.message : String(err)).split('\n')[0]
+      problems.push(`${position}: ${what}: ${message}; fix the module (it runs when the gateway starts)`)
+      continue
+    }
+    const reason = notARoute(mod)
+    if (reason !== undefined) {
+      problems.push(`${sourcePosition(file).file}: ${reason}`)
+      continue
+    }
+    routes++
+    if (production) problems.push(...missingVariableProblems(mod.default as RoutePlugin))
   }
+  if (production && routes === 0 && problems.length === 0) {
+    problems.push(`ROUTES_DIR: no route modules in ${sourcePosition(dir).file}; production needs at least one (a file with \`export default defineRoute({ prefix, upstream })\`)`)
+  }
+  if (problems.length > 0) throw new ConfigError('invalid routes', problems, '')
 }
 
 /** Registers the whole chain and the routes on an existing Fastify instance. */
@@ -121,10 +175,12 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   await fastify.register(proxyScopePlugin)
 
   if (opts.routes !== undefined) {
+    const missing = config.production ? opts.routes.filter(isRoutePlugin).flatMap(missingVariableProblems) : []
+    if (missing.length > 0) throw new ConfigError('invalid routes', missing, '')
     for (const route of opts.routes) await fastify.register(route)
   } else {
     const dir = config.routesDir ?? DEFAULT_ROUTES_DIR
-    await preloadRouteModules(dir)
+    await loadRouteModules(dir, config.production)
     await fastify.register(autoload, {
       dir,
       dirNameRoutePrefix: false,

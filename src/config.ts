@@ -13,8 +13,10 @@ import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
 import { windowProblem } from '../plugins/rate-limit/schema.js'
 import { stripNameProblem } from '../plugins/proxy/client-headers.js'
+import { unknownVariableWarnings } from './env-names.js'
 import { ConfigError } from './errors.js'
 import { readText } from './files.js'
+import { PUBLISHED_PLACEHOLDERS, SECRETS_COMMAND, weakSecretReason } from './secrets.js'
 
 /** Credentials used only when NODE_ENV is not production, so `npm start` works out of the box. */
 export const DEMO_JWT_SECRET = 'portcullis-demo-secret-change-me-0123456789abcdef'
@@ -77,6 +79,17 @@ export const EnvSchema = Type.Object({
 
 export type GatewayEnv = Static<typeof EnvSchema>
 
+/** Every variable the gateway itself reads. */
+export const GATEWAY_VARIABLES: readonly string[] = Object.freeze(Object.keys(EnvSchema.properties))
+
+/**
+ * Warnings about variables in `env` that look like the gateway's but are not read by it (typos);
+ * variables read by route modules through `upstreamFromEnv()` are not warned about.
+ */
+export function environmentWarnings (env: NodeJS.ProcessEnv = process.env): string[] {
+  return unknownVariableWarnings(env, GATEWAY_VARIABLES, routeVariables)
+}
+
 /** The allowed values of each enumerated variable (its schema is a union of literals). */
 const CHOICES: Readonly<Record<string, readonly unknown[]>> = Object.fromEntries(
   Object.entries(EnvSchema.properties).flatMap(([name, schema]) => {
@@ -85,7 +98,46 @@ const CHOICES: Readonly<Record<string, readonly unknown[]>> = Object.fromEntries
   })
 )
 
-interface SchemaError { readonly instancePath: string, readonly message?: string }
+/** Left empty in `.env.example` for `npm run secrets` to fill: an empty value means unset. */
+const EMPTY_MEANS_UNSET: readonly string[] = ['JWT_SECRET', 'API_KEYS']
+
+/** Production refuses these exact values: anyone can read them. */
+const PUBLISHED_SECRETS: ReadonlySet<string> = new Set([DEMO_JWT_SECRET, DEMO_API_KEY, ...PUBLISHED_PLACEHOLDERS])
+
+/** Production: one problem per credential that is a placeholder, published or not random. */
+function placeholderProblems (jwtSecret: string | undefined, keys: ReadonlyArray<readonly [string, ApiKeyEntry]>, redisUrl: string | undefined, problems: string[]): void {
+  const fix = `refused in production; generate real ones with: ${SECRETS_COMMAND}`
+  if (jwtSecret === DEMO_JWT_SECRET) problems.push(`JWT_SECRET: the demo secret is refused in production; generate a real one with: ${SECRETS_COMMAND}`)
+  else if (jwtSecret !== undefined) {
+    const reason = weakSecretReason(jwtSecret, PUBLISHED_SECRETS)
+    if (reason !== undefined) problems.push(`JWT_SECRET: ${reason}, ${fix}`)
+  }
+  for (const [source, k] of keys) {
+    if (k.key === DEMO_API_KEY) problems.push(`${source}: the demo key is refused in production (consumer "${k.consumer}"); generate a real one with: ${SECRETS_COMMAND}`)
+    else {
+      const reason = weakSecretReason(k.key, PUBLISHED_SECRETS)
+      if (reason !== undefined) problems.push(`${source}: the key of consumer "${k.consumer}" ${reason}, ${fix}`)
+    }
+  }
+  if (redisUrl !== undefined) {
+    let password = ''
+    try {
+      password = decodeURIComponent(new URL(redisUrl).password)
+    } catch {}
+    const reason = password === '' ? undefined : weakSecretReason(password, PUBLISHED_SECRETS)
+    if (reason !== undefined) problems.push(`REDIS_URL: its password ${reason}; refused in production (set the Redis server's real password)`)
+  }
+}
+
+/** What each pattern-checked variable must look like, in words (never the raw pattern). */
+const PATTERN_WORDS: Readonly<Record<string, string>> = {
+  JWKS_URL: 'must be an http:// or https:// URL (the identity provider\'s JWKS endpoint)',
+  REDIS_URL: 'must be a redis:// or rediss:// URL (for example redis://redis:6379)',
+  REDIS_KEY_PREFIX: 'must be 1 to 100 letters, digits or :._-',
+  WORKERS: 'must be "auto" (one per core) or a count from 1 to 999'
+}
+
+interface SchemaError { readonly instancePath: string, readonly keyword?: string, readonly message?: string }
 
 /** One problem per offending variable, named as it is set (`LOG_LEVEL: must be one of ...`). */
 function envProblems (err: unknown): string[] {
@@ -96,7 +148,9 @@ function envProblems (err: unknown): string[] {
     const name = e.instancePath.replace(/^\//, '')
     if (byName.has(name)) continue
     const choices = CHOICES[name]
-    byName.set(name, `${name === '' ? 'environment' : name}: ${choices !== undefined ? `must be one of ${choices.join(', ')}` : e.message ?? 'is invalid'}`)
+    const words = PATTERN_WORDS[name]
+    const message = choices !== undefined ? `must be one of ${choices.join(', ')}` : words !== undefined && e.keyword === 'pattern' ? words : e.message ?? 'is invalid'
+    byName.set(name, `${name === '' ? 'environment' : name}: ${message}`)
   }
   return [...byName.values()]
 }
@@ -243,7 +297,7 @@ export function parseApiKeys (text: string, source: string, problems: string[]):
     if (!/^[A-Za-z0-9._@-]{1,128}$/.test(consumer)) {
       problems.push(`${source}: entry ${i + 1} needs a consumer name of letters, digits, '._@-' before ':'`)
     } else if (key.length < 16 || key.length > 512 || !/^[\x21-\x7e]+$/.test(key)) {
-      problems.push(`${source}: the key of consumer "${consumer}" must be 16-512 printable characters`)
+      problems.push(`${source}: the key of consumer "${consumer}" must be 16-512 printable characters without spaces (generate one with: ${SECRETS_COMMAND})`)
     } else {
       out.push({ consumer, key })
     }
@@ -258,9 +312,11 @@ export function parseApiKeys (text: string, source: string, problems: string[]):
 export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   let e: GatewayEnv
   try {
-    e = envSchema<GatewayEnv>({ schema: EnvSchema, data: { ...env }, env: false, dotenv: false })
+    const data = { ...env }
+    for (const name of EMPTY_MEANS_UNSET) if (data[name] === '') delete data[name]
+    e = envSchema<GatewayEnv>({ schema: EnvSchema, data, env: false, dotenv: false })
   } catch (err) {
-    throw new ConfigError('invalid environment', envProblems(err))
+    throw new ConfigError('invalid environment', envProblems(err), '')
   }
   const production = e.NODE_ENV === 'production'
   const problems: string[] = []
@@ -287,10 +343,14 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
 
   let jwtSecret = e.JWT_SECRET
   let apiKeys: ApiKeyEntry[] = []
+  const keySources: Array<readonly [string, ApiKeyEntry]> = []
   if (e.API_KEYS !== undefined) apiKeys = apiKeys.concat(parseApiKeys(e.API_KEYS, 'API_KEYS', problems))
+  for (const k of apiKeys) keySources.push(['API_KEYS', k])
   if (e.API_KEYS_FILE !== undefined) {
     try {
-      apiKeys = apiKeys.concat(parseApiKeys(readText(e.API_KEYS_FILE), 'API_KEYS_FILE', problems))
+      const fromFile = parseApiKeys(readText(e.API_KEYS_FILE), 'API_KEYS_FILE', problems)
+      for (const k of fromFile) keySources.push(['API_KEYS_FILE', k])
+      apiKeys = apiKeys.concat(fromFile)
     } catch {
       problems.push('API_KEYS_FILE: cannot be read')
     }
@@ -314,10 +374,9 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
   if (jwtSources > 1) problems.push('JWT_SECRET, JWT_PUBLIC_KEY and JWKS_URL: set only one key source')
 
   if (production) {
-    if (jwtSecret === DEMO_JWT_SECRET) problems.push('JWT_SECRET: the demo secret is refused in production')
-    if (apiKeys.some((k) => k.key === DEMO_API_KEY)) problems.push('API_KEYS: the demo key is refused in production')
+    placeholderProblems(jwtSecret, keySources, e.REDIS_URL, problems)
     if (jwtSources === 0 && apiKeys.length === 0) {
-      problems.push('JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source')
+      problems.push(`JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source; generate a JWT secret and an API key with: ${SECRETS_COMMAND}`)
     }
   } else if (jwtSources === 0 && apiKeys.length === 0) {
     jwtSecret = DEMO_JWT_SECRET
@@ -332,7 +391,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
 
   for (const [name, window] of [['RATE_LIMIT_WINDOW', e.RATE_LIMIT_WINDOW], ['IP_RATE_LIMIT_WINDOW', e.IP_RATE_LIMIT_WINDOW]] as const) {
     const p = windowProblem(name, window)
-    if (p !== undefined) problems.push(`${p} (for example "1 minute", "30s" or "60000")`)
+    if (p !== undefined) problems.push(p.includes('such as') ? p : `${p} (for example "1 minute", "30s" or "60000")`)
   }
   if (e.REDIS_URL !== undefined) {
     const p = redisUrlProblem(e.REDIS_URL)
@@ -367,7 +426,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     problems.push('WORKERS: more than one worker process needs REDIS_URL in production (rate limits must be shared)')
   }
 
-  if (problems.length > 0) throw new ConfigError('invalid environment', problems)
+  if (problems.length > 0) throw new ConfigError('invalid environment', problems, '')
 
   const config: GatewayConfig = {
     production,
@@ -428,17 +487,46 @@ function deepFreeze<T> (o: T): T {
   return o
 }
 
+/** Variables read by `upstreamFromEnv()` in this process (route settings, not typos of the gateway's). */
+const routeVariables = new Set<string>()
+
+/** The names route modules have read through `upstreamFromEnv()` so far. */
+export function routeVariableNames (): ReadonlySet<string> {
+  return routeVariables
+}
+
+/** Host of the stand-in upstream for a variable missing in production (RFC 6761: never resolves). */
+const MISSING_HOST_SUFFIX = '.missing-upstream.invalid'
+
+/**
+ * The variable behind a stand-in upstream URL returned for a missing variable, or undefined.
+ * `defineRoute()` refuses to register such a route; the route loader reports every one at once.
+ */
+export function missingUpstreamVariable (url: string): string | undefined {
+  let host: string
+  try {
+    host = new URL(url).hostname
+  } catch {
+    return undefined
+  }
+  if (!host.endsWith(MISSING_HOST_SUFFIX)) return undefined
+  return host.slice(0, -MISSING_HOST_SUFFIX.length).toUpperCase().replaceAll('-', '_').replaceAll('.', '-')
+}
+
 /**
  * For route modules: the upstream URL(s) from an environment variable. In development a missing
- * variable falls back to the built-in demo upstream; in production it is a startup error naming it.
+ * variable falls back to the built-in demo upstream. In production it gives a stand-in URL that
+ * never resolves and that `defineRoute()` refuses to register: the gateway then stops at startup
+ * naming every missing variable at once, with the route file that needs it.
  */
 export function upstreamFromEnv (name: string, env: NodeJS.ProcessEnv = process.env): string | string[] {
+  routeVariables.add(name)
   const value = env[name]
   if (value !== undefined && value.trim() !== '') {
     const urls = list(value)
     return urls.length === 1 ? urls[0] as string : urls
   }
-  if (env.NODE_ENV === 'production') throw new ConfigError('invalid environment', [`${name}: required in production (upstream URL of a route)`])
+  if (env.NODE_ENV === 'production') return `http://${name.toLowerCase().replaceAll('-', '.').replaceAll('_', '-')}${MISSING_HOST_SUFFIX}`
   const port = env.DEMO_UPSTREAM_PORT ?? String(DEMO_UPSTREAM_DEFAULT_PORT)
   return `http://127.0.0.1:${port}`
 }

@@ -12,14 +12,27 @@ import type { Duplex } from 'node:stream'
 import createError, { type FastifyError } from '@fastify/error'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
 
-/** Thrown at startup when the environment or a route definition is invalid. */
+/**
+ * Thrown at startup when the environment or a route definition is invalid. `where` is what every
+ * problem is about (a route file); `''` when each problem already names its variable or file.
+ */
 export class ConfigError extends Error {
   readonly code = 'GW_CONFIG_INVALID'
   readonly problems: readonly string[]
-  constructor (context: string, problems: readonly string[]) {
+  readonly context: string
+  readonly where: string | undefined
+  constructor (context: string, problems: readonly string[], where?: string) {
     super(`${context}: ${problems.join('; ')}`)
     this.name = 'ConfigError'
+    this.context = context
     this.problems = problems
+    this.where = where
+  }
+
+  /** One printable line per problem, each naming its variable or file. */
+  lines (): string[] {
+    const subject = this.where ?? this.context
+    return this.problems.map((p) => subject === '' ? p : `${subject}: ${p}`)
   }
 }
 

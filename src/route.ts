@@ -11,10 +11,13 @@ import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, FastifyPluginAsync, FastifyRegisterOptions } from 'fastify'
 import { ConfigError } from './errors.js'
+import { cidrProblem, missingUpstreamVariable } from './config.js'
+import { sourcePosition } from './source-file.js'
 import { AuthRouteConfigSchema } from '../plugins/auth/schema.js'
 import { RateLimitRouteConfigSchema } from '../plugins/rate-limit/schema.js'
 import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
 import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
+import { AllowedContentTypesSchema, IpFilterRouteConfigSchema } from '../plugins/ip-filter/schema.js'
 import { fitsProxyScope, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
 import { errorLines } from '../plugins/rate-limit/validate.js'
 import type { AuthPolicy } from '../plugins/auth/schema.js'
@@ -30,6 +33,9 @@ const HttpMethodSchema = Type.Union(
 const PREFIX_PATTERN = '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._~!$&\'()*+,=:@-]+)+$|^/$'
 const UPSTREAM_PATTERN = '^https?://[^\\s/?#@]+(/[^\\s?#]*)?$'
 const ORIGIN_PATTERN = '^https?://[^\\s/?#@]+$'
+/** The patterns above, in words, for messages. */
+const PREFIX_WORDS = 'must be a literal path: start with "/", no trailing "/", no empty ("//"), "." or ".." segments, no ":" or "*", only letters, digits and -._~!$&\'()+,=@ (for example "/api/orders")'
+const UPSTREAM_WORDS = 'must be an http:// or https:// URL with a host and no credentials, query or fragment (for example "http://orders-api:8080")'
 
 const TimeoutSchema = Type.Object({
   connectMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000, description: 'TCP/TLS connect timeout to a target.' })),
@@ -38,7 +44,7 @@ const TimeoutSchema = Type.Object({
 }, { additionalProperties: false })
 
 const HealthCheckSchema = Type.Object({
-  path: Type.String({ pattern: '^/[^\\s]*$', description: 'Path probed on every target with GET; 2xx/3xx is healthy.' }),
+  path: Type.String({ pattern: '^/[^\\s]*$', patternMessage: 'must be a path starting with "/", without spaces', description: 'Path probed on every target with GET; 2xx/3xx is healthy.' }),
   intervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3_600_000, description: 'Probe interval (default 5000).' })),
   timeoutMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 60_000, description: 'Probe timeout (default 2000).' })),
   healthyThreshold: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'Consecutive passes to re-admit a target (default 2).' })),
@@ -57,12 +63,12 @@ const WebSocketOptionsSchema = Type.Object({
 }, { additionalProperties: false })
 
 export const RouteOptionsSchema = Type.Object({
-  prefix: Type.String({ pattern: PREFIX_PATTERN, maxLength: 512, description: 'Public path prefix; matches at a segment boundary only.' }),
+  prefix: Type.String({ pattern: PREFIX_PATTERN, patternMessage: PREFIX_WORDS, maxLength: 512, description: 'Public path prefix; matches at a segment boundary only.' }),
   upstream: Type.Union([
-    Type.String({ pattern: UPSTREAM_PATTERN }),
-    Type.Array(Type.String({ pattern: UPSTREAM_PATTERN }), { minItems: 1, maxItems: 64, uniqueItems: true })
+    Type.String({ pattern: UPSTREAM_PATTERN, patternMessage: UPSTREAM_WORDS }),
+    Type.Array(Type.String({ pattern: UPSTREAM_PATTERN, patternMessage: UPSTREAM_WORDS }), { minItems: 1, maxItems: 64, uniqueItems: true })
   ], { description: 'One upstream URL (http/https) or several, load balanced; every target shares one path.' }),
-  rewritePrefix: Type.Optional(Type.String({ pattern: '^(/[^\\s?#]*)?$', description: 'Path prefix sent upstream instead of `prefix` (default: the prefix is stripped).' })),
+  rewritePrefix: Type.Optional(Type.String({ pattern: '^(/[^\\s?#]*)?$', patternMessage: 'must be empty or a path starting with "/", without spaces, "?" or "#"', description: 'Path prefix sent upstream instead of `prefix` (default: the prefix is stripped).' })),
   methods: Type.Optional(Type.Array(HttpMethodSchema, { minItems: 1, uniqueItems: true, description: 'Methods proxied (default: all but CONNECT and TRACE).' })),
   timeout: Type.Optional(Type.Union([
     Type.Integer({ minimum: 1, maximum: 3_600_000, description: 'Connect and response-header timeout in ms.' }),
@@ -76,7 +82,9 @@ export const RouteOptionsSchema = Type.Object({
   auth: Type.Optional(AuthRouteConfigSchema),
   rateLimit: Type.Optional(RateLimitRouteConfigSchema),
   inspect: Type.Optional(InspectRouteConfigSchema),
-  cors: Type.Optional(CorsRouteConfigSchema)
+  cors: Type.Optional(CorsRouteConfigSchema),
+  ipFilter: Type.Optional(IpFilterRouteConfigSchema),
+  allowedContentTypes: Type.Optional(AllowedContentTypesSchema)
 }, { additionalProperties: false })
 
 /** Everything the schema accepts (the plugins still reject `keyBy: 'consumer'` on public routes). */
@@ -105,6 +113,23 @@ const checkRouteOptions = TypeCompiler.Compile(RouteOptionsSchema)
 /** Plugin returned by `defineRoute()`; `routeOptions` exposes the validated, frozen definition. */
 export interface RoutePlugin extends FastifyPluginAsync {
   readonly routeOptions: Readonly<RouteOptions>
+  /** The module that defined the route, as shown in messages (`routes/echo.ts`). */
+  readonly routeFile: string
+  /** Upstream variables that were missing in production; the route refuses to register. */
+  readonly missingVariables: readonly string[]
+}
+
+/** Marks what `defineRoute()` returned, across copies of this module (source and compiled). */
+const ROUTE_BRAND = Symbol.for('portcullis.route')
+
+/** Whether `value` is a plugin returned by `defineRoute()`. */
+export function isRoutePlugin (value: unknown): value is RoutePlugin {
+  return typeof value === 'function' && (value as unknown as Record<symbol, unknown>)[ROUTE_BRAND] === true
+}
+
+/** The problem lines for a route's missing upstream variables, each naming the route file. */
+export function missingVariableProblems (route: RoutePlugin): string[] {
+  return route.missingVariables.map((name) => `${name}: required in production, the upstream of ${route.routeFile} (prefix ${route.routeOptions.prefix}); set it to the service URL, or several comma separated`)
 }
 
 function callerFile (): string {
@@ -113,7 +138,7 @@ function callerFile (): string {
     const m = /\((.*?):\d+:\d+\)$|at (\S+?):\d+:\d+$/.exec(line.trim())
     const file = m?.[1] ?? m?.[2]
     if (file !== undefined && !file.includes('/src/route.') && !file.startsWith('node:')) {
-      return file.startsWith('file:') ? fileURLToPath(file) : file
+      return sourcePosition(file.startsWith('file:') ? fileURLToPath(file) : file).file
     }
   }
   return '<unknown route module>'
@@ -138,6 +163,12 @@ function crossFieldProblems (o: RouteOptions): string[] {
     problems.push(...corsCrossFieldProblems(o.cors))
     if (o.methods !== undefined && !o.methods.includes('OPTIONS')) problems.push('cors: needs OPTIONS among methods (preflight requests)')
   }
+  for (const list of ['allow', 'deny'] as const) {
+    o.ipFilter?.[list]?.forEach((entry, i) => {
+      const p = cidrProblem(entry)
+      if (p !== undefined) problems.push(`ipFilter.${list}.${i}: ${p} (for example "10.0.0.0/8" or "2001:db8::1")`)
+    })
+  }
   if (o.websocket !== undefined && o.websocket !== false && o.methods !== undefined && !o.methods.includes('GET')) {
     problems.push('websocket: needs GET among methods')
   }
@@ -159,13 +190,29 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   const file = callerFile()
   const problems = describeProblems(options)
   if (problems.length === 0) problems.push(...crossFieldProblems(options))
-  if (problems.length > 0) throw new ConfigError(`invalid route in ${file}`, problems)
+  if (problems.length > 0) throw new ConfigError(`invalid route in ${file}`, problems, file)
+  const targets = Array.isArray(options.upstream) ? options.upstream : [options.upstream]
+  const missingVariables = Object.freeze(targets.map(missingUpstreamVariable).filter((v) => v !== undefined))
 
   const frozen: Readonly<RouteOptions> = Object.freeze(structuredClone(options))
   // Not encapsulating by itself: the routes join the gateway's shared proxy scope when registered
   // on the instance that opened it; anywhere else they get a context of their own, created here
   // with the register options (a `prefix` there still prepends to the route's prefix).
   const plugin = async function portcullisRoute (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
+    if (missingVariables.length > 0) throw new ConfigError('invalid route', missingVariableProblems(route), '')
+    try {
+      await registerRoute(fastify, opts)
+    } catch (err) {
+      // Problems found while registering (a prefix already routed, an unconfigured strategy)
+      // name the route module they come from.
+      if (err instanceof ConfigError && err.where === undefined) {
+        const where = `${file} (route ${frozen.prefix})`
+        throw new ConfigError(where, err.problems, where)
+      }
+      throw err
+    }
+  }
+  const registerRoute = async function (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     const scope = fastify.hasDecorator('portcullisProxy') ? fastify.portcullisProxy.scope : undefined
     const registerOptions = (opts ?? {}) as { prefix?: string }
     if (scope !== undefined && scope.owner === fastify && (registerOptions.prefix ?? '') === '' && fitsProxyScope(frozen, fastify.portcullisProxy)) {
@@ -178,5 +225,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   }
   Object.defineProperty(plugin, Symbol.for('skip-override'), { value: true })
   Object.defineProperty(plugin, Symbol.for('fastify.display-name'), { value: `portcullis-route ${frozen.prefix}` })
-  return Object.assign(plugin, { routeOptions: frozen })
+  Object.defineProperty(plugin, ROUTE_BRAND, { value: true })
+  const route: RoutePlugin = Object.assign(plugin, { routeOptions: frozen, routeFile: file, missingVariables })
+  return route
 }

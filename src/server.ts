@@ -17,7 +17,7 @@ import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { buildGateway, DEFAULT_ROUTES_DIR, loggerOptions } from './app.js'
 import { isClusterPrimary, runPrimary } from './cluster.js'
-import { DEMO_API_KEY, loadConfig, type GatewayConfig } from './config.js'
+import { DEMO_API_KEY, environmentWarnings, loadConfig, type GatewayConfig } from './config.js'
 import { startDemoUpstream } from './demo-upstream.js'
 import { ConfigError } from './errors.js'
 
@@ -109,6 +109,8 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
       app.log.warn({ err }, 'demo upstream not started (port in use?)')
     }
   }
+  // After the routes loaded: the variables they read are known and not taken for typos.
+  for (const warning of environmentWarnings(env)) app.log.warn(warning)
   await app.listen({ port: config.port, host: config.host })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.port
@@ -143,7 +145,9 @@ async function main (): Promise<void> {
     running = await start(process.env)
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`portcullis: configuration error: ${err.message}\n`)
+      // A misspelt variable is often why a required one is missing.
+      const warnings = environmentWarnings(process.env).map((w) => `portcullis: warning: ${w}\n`)
+      process.stderr.write(err.lines().map((line) => `portcullis: configuration error: ${line}\n`).join('') + warnings.join(''))
     } else {
       process.stderr.write(`portcullis: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
     }

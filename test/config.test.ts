@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { DEMO_API_KEY, DEMO_JWT_SECRET, loadConfig, upstreamFromEnv } from 'portcullis'
+import Fastify from 'fastify'
+import { DEMO_API_KEY, DEMO_JWT_SECRET, defineRoute, loadConfig, upstreamFromEnv } from 'portcullis'
 import { makeCert } from './helpers/certs.js'
 
 t.test('defaults with no environment: development demo credentials, in-memory, 127.0.0.1:8080', async (t) => {
@@ -22,10 +23,13 @@ t.test('production refuses demo defaults and names the variables', async (t) => 
   t.throws(() => loadConfig({ NODE_ENV: 'production' }), { code: 'GW_CONFIG_INVALID', message: /JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS/ })
   t.throws(() => loadConfig({ NODE_ENV: 'production', JWT_SECRET: DEMO_JWT_SECRET }), { message: /JWT_SECRET: the demo secret is refused in production/ })
   t.throws(() => loadConfig({ NODE_ENV: 'production', API_KEYS: `demo:${DEMO_API_KEY}` }), { message: /API_KEYS: the demo key is refused/ })
-  const ok = loadConfig({ NODE_ENV: 'production', API_KEYS: 'billing:0123456789abcdef0123' })
+  const ok = loadConfig({ NODE_ENV: 'production', API_KEYS: 'billing:Kq3vZ8wLr2Tn6YbP0xHd' })
   t.equal(ok.auth.jwtSecret, undefined, 'no demo secret slipped in')
   t.equal(ok.demoUpstreamPort, undefined)
-  t.throws(() => upstreamFromEnv('BILLING_URL', { NODE_ENV: 'production' }), { message: /BILLING_URL: required in production/ })
+  const missing = defineRoute({ prefix: '/billing', upstream: upstreamFromEnv('BILLING_URL', { NODE_ENV: 'production' }) })
+  t.strictSame(missing.missingVariables, ['BILLING_URL'], 'a missing upstream variable in production is recorded, not thrown one at a time')
+  t.match(missing.routeOptions.upstream, /\.invalid$/, 'its stand-in upstream never resolves')
+  await t.rejects(async () => { await Fastify().register(missing).ready() }, { code: 'GW_CONFIG_INVALID', message: /BILLING_URL: required in production, the upstream of test\/config\.test\.ts \(prefix \/billing\); set it to the service URL/ }, 'and the route refuses to register')
   t.equal(upstreamFromEnv('BILLING_URL', { BILLING_URL: 'http://a:1, http://b:2' }).length, 2)
   t.equal(upstreamFromEnv('BILLING_URL', {}), 'http://127.0.0.1:8081')
 })
@@ -76,9 +80,14 @@ t.test('every bad value is refused at load, named as it is set, one problem per 
     [{ IP_RATE_LIMIT_MAX: '1e300' }, 'IP_RATE_LIMIT_MAX: must be <= 9007199254740991'],
     [{ JWT_MAX_LIFETIME_S: '1e21' }, 'JWT_MAX_LIFETIME_S: must be <= 9007199254740991'],
     [{ LOG_BUFFER_BYTES: '65536' }, 'LOG_BUFFER_BYTES: must be <= 16384'],
-    ...['abc', '0', '-5', '1 fortnight', '0s', '2 days', '99999999999999999'].map((w): [Record<string, string>, string] =>
+    ...['0', '0s', '2 days', '99999999999999999'].map((w): [Record<string, string>, string] =>
       [{ RATE_LIMIT_WINDOW: w }, 'RATE_LIMIT_WINDOW: must be between 1 ms and 1 day (for example "1 minute", "30s" or "60000")']),
-    [{ IP_RATE_LIMIT_WINDOW: 'soon' }, 'IP_RATE_LIMIT_WINDOW: must be between 1 ms and 1 day (for example "1 minute", "30s" or "60000")'],
+    ...['banana', 'abc', '-5', '1 fortnight'].map((w): [Record<string, string>, string] =>
+      [{ RATE_LIMIT_WINDOW: w }, 'RATE_LIMIT_WINDOW: must be a duration such as "1 minute", "30s" or 60000 (milliseconds)']),
+    [{ IP_RATE_LIMIT_WINDOW: 'soon' }, 'IP_RATE_LIMIT_WINDOW: must be a duration such as "1 minute", "30s" or 60000 (milliseconds)'],
+    [{ JWKS_URL: 'ftp://idp/jwks' }, 'JWKS_URL: must be an http:// or https:// URL (the identity provider\'s JWKS endpoint)'],
+    [{ WORKERS: 'many' }, 'WORKERS: must be "auto" (one per core) or a count from 1 to 999'],
+    [{ REDIS_KEY_PREFIX: 'a b' }, 'REDIS_KEY_PREFIX: must be 1 to 100 letters, digits or :._-'],
     [{ REDIS_URL: 'redis://' }, 'REDIS_URL: names no host'],
     [{ REDIS_URL: 'redis://:s3cret-pass@127.0.0.1:99999' }, 'REDIS_URL: not a valid URL (redis[s]://[user:password@]host[:port][/db])'],
     [{ REDIS_URL: 'redis://:s3cret-pass@127.0.0.1:6379/cache' }, 'REDIS_URL: its path must be a database number'],

@@ -85,7 +85,14 @@ t.test('a problem inside a policy names the exact option and the rule, not "Expe
     [{ prefix: '/a', upstream: 'http://a', inspect: { mode: 'shadow' } }, 'inspect.mode: Expected one of "block", "detect"'],
     [{ prefix: '/a', upstream: [] }, 'upstream: Expected array length to be greater or equal to 1'],
     [{ prefix: '/api/:tenant', upstream: 'http://a' }, 'prefix: ":" and "*" are not allowed (a prefix is a literal path, not a route pattern)'],
-    [{ prefix: '/api/*', upstream: 'http://a' }, 'prefix: ":" and "*" are not allowed (a prefix is a literal path, not a route pattern)']
+    [{ prefix: '/api/*', upstream: 'http://a' }, 'prefix: ":" and "*" are not allowed (a prefix is a literal path, not a route pattern)'],
+    [{ prefix: 'api', upstream: 'http://a' }, 'prefix: must be a literal path: start with "/", no trailing "/", no empty ("//"), "." or ".." segments, no ":" or "*", only letters, digits and -._~!$&\'()+,=@ (for example "/api/orders")'],
+    [{ prefix: '/a/../b', upstream: 'http://a' }, 'prefix: must be a literal path: start with "/", no trailing "/", no empty ("//"), "." or ".." segments, no ":" or "*", only letters, digits and -._~!$&\'()+,=@ (for example "/api/orders")'],
+    [{ prefix: '/a', upstream: 'ftp://a' }, 'upstream: must be an http:// or https:// URL with a host and no credentials, query or fragment (for example "http://orders-api:8080")'],
+    [{ prefix: '/a', upstream: ['http://a', 'ftp://b'] }, 'upstream.1: must be an http:// or https:// URL with a host and no credentials, query or fragment (for example "http://orders-api:8080")'],
+    [{ prefix: '/a', upstream: 'http://a', rewritePrefix: 'v1' }, 'rewritePrefix: must be empty or a path starting with "/", without spaces, "?" or "#"'],
+    [{ prefix: '/a', upstream: 'http://a', healthCheck: { path: 'health' } }, 'healthCheck.path: must be a path starting with "/", without spaces'],
+    [{ prefix: '/a', upstream: 'http://a', rateLimit: { max: 5, timeWindow: 'banana' } }, 'rateLimit.timeWindow: must be a duration such as "1 minute", "30s" or 60000 (milliseconds)']
   ]
   for (const [options, problem] of cases) {
     const err = t.throws(() => defineRoute(bad(options))) as Error & { problems: string[] }
@@ -96,9 +103,9 @@ t.test('a problem inside a policy names the exact option and the rule, not "Expe
 
 t.test('a prefix taken twice, or the health endpoints, stops startup with the prefix named', async (t) => {
   const twice = startGateway(t, { listen: false, routes: [defineRoute({ prefix: '/a', upstream: 'http://127.0.0.1:1' }), defineRoute({ prefix: '/a', upstream: 'http://127.0.0.1:2' })] })
-  await t.rejects(twice, { code: 'GW_CONFIG_INVALID', message: /^route \/a: prefix: \w+ \/a is already routed \(another route module with this prefix, or the gateway's \/healthz and \/readyz\)$/ })
+  await t.rejects(twice, { code: 'GW_CONFIG_INVALID', message: /^test\/route\.test\.ts \(route \/a\): prefix: \w+ \/a is already routed by another route module, or is one of the gateway's own paths \(\/healthz, \/readyz\); choose another prefix$/ })
   const health = startGateway(t, { listen: false, routes: [defineRoute({ prefix: '/healthz', upstream: 'http://127.0.0.1:1' })] })
-  await t.rejects(health, { code: 'GW_CONFIG_INVALID', message: /^route \/healthz: prefix: GET \/healthz is already routed/ })
+  await t.rejects(health, { code: 'GW_CONFIG_INVALID', message: /^test\/route\.test\.ts \(route \/healthz\): prefix: GET \/healthz is already routed/ })
   const split = await startGateway(t, {
     listen: false,
     routes: [
@@ -107,4 +114,11 @@ t.test('a prefix taken twice, or the health endpoints, stops startup with the pr
     ]
   })
   t.strictSame(split.app.portcullisProxy.routes.map((r) => r.prefix), ['/b', '/b'], 'one prefix split by method across two modules is fine')
+})
+
+t.test('a route asking for a strategy the gateway has no credentials for names its file and the variables to set', async (t) => {
+  const jwtOnly = defineRoute({ prefix: '/jwt', upstream: 'http://127.0.0.1:1', auth: { strategies: ['jwt'] } })
+  const err = await startGateway(t, { env: { API_KEYS: 'svc:Kq3vZ8wLr2Tn6YbP0xHd' }, routes: [jwtOnly], listen: false }).then(() => undefined, (e: unknown) => e) as Error & { code?: string, lines?: () => string[] }
+  t.equal(err?.code, 'GW_CONFIG_INVALID')
+  t.match(err.lines?.() ?? [], [/^test\/route\.test\.ts \(route \/jwt\): auth\.strategies: "jwt" is not configured on this gateway; set JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL, or remove "jwt" from the route's auth\.strategies$/])
 })

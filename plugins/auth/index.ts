@@ -236,14 +236,20 @@ interface CompiledPolicy {
   readonly forbiddenChallenge: string
 }
 
+/** How to configure each strategy (the process entry's variables). */
+const STRATEGY_FIX: Readonly<Record<AuthStrategy, string>> = {
+  jwt: 'set JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL',
+  apiKey: 'set API_KEYS or API_KEYS_FILE'
+}
+
 function compilePolicy (policy: AuthPolicy, configured: ReadonlySet<AuthStrategy>, where: string, route: string): CompiledPolicy {
   const problems: string[] = []
   const strategies = policy.strategies ?? [...configured]
   if (policy.strategies === undefined && strategies.length === 0) {
-    problems.push('auth: the route requires authentication but no strategy is configured (set a JWT key source or API keys)')
+    problems.push('auth: the route requires authentication but no strategy is configured; set JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS, or make the route public with auth: false')
   }
   for (const s of policy.strategies ?? []) {
-    if (!configured.has(s)) problems.push(`auth.strategies: "${s}" is not configured on this gateway`)
+    if (!configured.has(s)) problems.push(`auth.strategies: "${s}" is not configured on this gateway; ${STRATEGY_FIX[s]}, or remove "${s}" from the route's auth.strategies`)
   }
   const scopes = policy.scopes ?? []
   if (scopes.length > 0 && !strategies.includes('jwt')) problems.push('auth.scopes: scopes come from JWTs; add the "jwt" strategy')

@@ -48,7 +48,7 @@ export type IpFilterRouteConfig = Static<typeof IpFilterRouteConfigSchema>
 
 /** A media type as sent in `content-type` (no parameters), compared case-insensitively. */
 export const AllowedContentTypesSchema = Type.Array(
-  Type.String({ minLength: 3, maxLength: 255, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+/[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' }),
+  Type.String({ minLength: 3, maxLength: 255, pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+/[A-Za-z0-9!#$%&\'*+.^_`|~-]+$', patternMessage: 'must be a media type such as "application/json", without parameters' }),
   { minItems: 1, uniqueItems: true, description: 'Media types a request body may have on this route (others: 415).' }
 )
 

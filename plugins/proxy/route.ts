@@ -252,7 +252,10 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       inspect,
       websocket: websocketEnabled(route),
       proxy: { prefix: route.prefix, pool },
-      cors: route.cors ?? false
+      cors: route.cors ?? false,
+      // Read by the ip-filter plugin; always present (possibly undefined) for one hidden class.
+      ipFilter: route.ipFilter,
+      allowedContentTypes: route.allowedContentTypes
     }),
     methods,
     bufferBody,
@@ -279,7 +282,7 @@ function assertPathsFree (fastify: FastifyInstance, route: Readonly<RouteOptions
   for (const url of urls) {
     for (const method of methods) {
       if (fastify.hasRoute({ method: method as never, url })) {
-        throw new ConfigError(`route ${route.prefix}`, [`prefix: ${method} ${url} is already routed (another route module with this prefix, or the gateway's /healthz and /readyz)`])
+        throw new ConfigError(`route ${route.prefix}`, [`prefix: ${method} ${url} is already routed by another route module, or is one of the gateway's own paths (/healthz, /readyz); choose another prefix`])
       }
     }
   }

@@ -5,10 +5,12 @@
 import { Type, type Static } from '@sinclair/typebox'
 
 const WINDOW_PATTERN = '^\\s*\\d+\\s*(ms|s|sec|second|seconds|m|min|minute|minutes|h|hour|hours|d|day|days)?\\s*$'
+/** What a window must look like, in words (used instead of the pattern in messages). */
+const WINDOW_WORDS = 'must be a duration such as "1 minute", "30s" or 60000 (milliseconds)'
 
 export const TimeWindowSchema = Type.Union([
   Type.Integer({ minimum: 1, description: 'Window length in milliseconds.' }),
-  Type.String({ pattern: WINDOW_PATTERN, description: 'Window as text, e.g. `1 minute`, `30s`, `60000` (ms).' })
+  Type.String({ pattern: WINDOW_PATTERN, patternMessage: WINDOW_WORDS, description: 'Window as text, e.g. `1 minute`, `30s`, `60000` (ms).' })
 ], { description: 'Length of the window: milliseconds, or text such as `1 minute`, `30s`; 1 ms to 1 day.' })
 
 export const RateLimitPolicySchema = Type.Object({
@@ -108,6 +110,7 @@ export interface RouteRateLimitPluginOptions {
 
 /** Cross-field rule: a text window must parse to 1 ms .. MAX_WINDOW_MS. */
 export function windowProblem (where: string, window: number | string): string | undefined {
+  if (typeof window === 'string' && !new RegExp(WINDOW_PATTERN).test(window)) return `${where}: ${WINDOW_WORDS}`
   const ms = windowMs(window)
   if (ms < 1 || ms > MAX_WINDOW_MS) return `${where}: must be between 1 ms and 1 day`
   return undefined

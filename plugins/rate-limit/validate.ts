@@ -5,7 +5,7 @@
  */
 import type { FastifyErrorConstructor } from '@fastify/error'
 import type { TSchema } from '@sinclair/typebox'
-import { Value, type ValueError } from '@sinclair/typebox/value'
+import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value'
 
 /** Keys Fastify's `register()` itself understands; they are not plugin options. */
 const REGISTER_KEYS = new Set(['prefix', 'logLevel', 'logSerializers'])
@@ -47,6 +47,18 @@ function mostSpecific (e: ValueError): ValueError {
 }
 
 /**
+ * A pattern mismatch said in the words of the schema's `patternMessage` (what the value must
+ * look like), never as the raw regular expression.
+ */
+function inWords (e: ValueError): ValueError {
+  if (e.type !== ValueErrorType.StringPattern) return e
+  const words = (e.schema as { patternMessage?: unknown, description?: unknown }).patternMessage
+  if (typeof words === 'string') return { ...e, message: words }
+  const description = (e.schema as { description?: unknown }).description
+  return { ...e, message: `has the wrong form${typeof description === 'string' ? ` (${description})` : ''}` }
+}
+
+/**
  * One line per schema problem, at most one per option path, named from `root` (`options` or
  * nothing: the option's own path; anything else: `root.path`).
  */
@@ -54,7 +66,7 @@ export function errorLines (errors: Iterable<ValueError>, root = ''): string[] {
   const lines: string[] = []
   const seen = new Set<string>()
   for (const error of errors) {
-    const e = mostSpecific(error)
+    const e = inWords(mostSpecific(error))
     const key = e.path === '' ? (root === '' ? 'options' : root) : (root === '' || root === 'options' ? '' : `${root}.`) + e.path.slice(1).replaceAll('/', '.')
     if (seen.has(key)) continue
     seen.add(key)

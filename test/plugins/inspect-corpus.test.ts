@@ -1,7 +1,7 @@
 /**
  * Detection and false positives of the inspection ruleset, measured through the plugin's own
  * extraction and engine (the same code path and default limits as the plugin):
- * - attacks: the OWASP CRS regression corpus (../shared/corpus/crs-regression.jsonl, beside the clone);
+ * - attacks: the OWASP CRS regression corpus (test/fixtures/crs/crs-regression.jsonl, Apache-2.0, see its NOTICE);
  * - benign: realistic API traffic (test/fixtures/benign/benign.jsonl, built by generate.mjs there).
  * Targets (issue 5): at least nginx + ModSecurity + CRS 3.3 at PL1 per family and overall, at most
  * 0.9% false positives, and no GraphQL request blocked. Prints the table with `t.comment`.
@@ -15,7 +15,7 @@ import { createEngine, evaluateRequest, InspectLimitError, type InspectEngine } 
 import { InspectOptionsSchema, type InspectOptions } from '../../plugins/inspect/schema.js'
 
 const projectRoot = fileURLToPath(new URL('../..', import.meta.url))
-const CORPUS = resolve(projectRoot, '../shared/corpus/crs-regression.jsonl')
+const CORPUS = resolve(projectRoot, 'test/fixtures/crs/crs-regression.jsonl')
 const BENIGN = resolve(projectRoot, 'test/fixtures/benign/benign.jsonl')
 
 /** nginx + ModSecurity + CRS 3.3, paranoia level 1, on this corpus (issue 5). */

@@ -65,7 +65,7 @@ t.test('allClean agrees with every phase judged alone: corpus attacks hidden amo
   const engine = createEngine()
   t.teardown(() => { engine.dispose() })
   const random = seeded(42)
-  const corpusFile = resolve(projectRoot, '../shared/corpus/crs-regression.jsonl')
+  const corpusFile = resolve(projectRoot, 'test/fixtures/crs/crs-regression.jsonl')
   const benignFile = resolve(projectRoot, 'test/fixtures/benign/benign.jsonl')
   // Whole requests (never only screened values), and single text words that are (the screened
   // engine's inputs): fragments of the corpus and the benign set, and SQL-ish token sequences.

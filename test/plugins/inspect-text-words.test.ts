@@ -97,8 +97,8 @@ t.test('text words are filed apart; bare words and anything else are not', async
 
 t.test('every text word a rule matches reaches it (corpus, benign set, rule keywords joined as phrases)', async (t) => {
   const root = resolve(import.meta.dirname, '../..')
-  const corpus = resolve(root, '../shared/corpus/crs-regression.jsonl')
-  t.ok(existsSync(corpus), 'the attack corpus is beside the clone')
+  const corpus = resolve(root, 'test/fixtures/crs/crs-regression.jsonl')
+  t.ok(existsSync(corpus), 'the attack corpus is vendored in test/fixtures/crs')
   const engine = createEngine()
   t.teardown(() => { engine.dispose() })
   const candidates = new Set<string>()
@@ -188,7 +188,7 @@ t.test('text-word screen: a value it clears is judged the same by the rules it c
   const engine = createEngine()
   t.teardown(() => { engine.dispose() })
   const candidates = new Set<string>(['blue shoes 88888', 'Jane O Brien', '2024-01-05 10:30', 'a.b@example.com', '1 union select 1,2', '1 or 1', 'admin --', 'x  onload', 'WHOAMI', 'cat  etc passwd'])
-  for (const file of [resolve(root, '../shared/corpus/crs-regression.jsonl'), resolve(root, 'test/fixtures/benign/benign.jsonl')]) {
+  for (const file of [resolve(root, 'test/fixtures/crs/crs-regression.jsonl'), resolve(root, 'test/fixtures/benign/benign.jsonl')]) {
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       let text = line.replace(/\+/g, ' ')
       try { text = decodeURIComponent(text) } catch {}

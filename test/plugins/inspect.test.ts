@@ -446,8 +446,8 @@ t.test('bare-word screen: every word a rule matches reaches the engine (corpus, 
     for (const w of text.split(/[^A-Za-z0-9_-]+/)) if (w !== '' && w.length <= 64) words.add(w)
   }
   const root = resolve(import.meta.dirname, '../..')
-  const corpus = resolve(root, '../shared/corpus/crs-regression.jsonl')
-  t.ok(existsSync(corpus), 'the attack corpus is beside the clone')
+  const corpus = resolve(root, 'test/fixtures/crs/crs-regression.jsonl')
+  t.ok(existsSync(corpus), 'the attack corpus is vendored in test/fixtures/crs')
   for (const file of [corpus, resolve(root, 'test/fixtures/benign/benign.jsonl')]) {
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       if (line.trim() === '') continue
