@@ -42,6 +42,20 @@ const HANDLER_CODES = [
     file: 'src/errors.ts'
   },
   {
+    code: 'GW_PROXY_PROTOCOL_INVALID',
+    statusCode: 400,
+    message: 'Bad request',
+    meaning: 'With PROXY_PROTOCOL on, a TRUST_PROXY peer opened a connection without a valid PROXY protocol v1/v2 header (or it came too late); answered before HTTP parsing, then the connection closes.',
+    file: 'src/proxy-protocol.ts'
+  },
+  {
+    code: 'GW_REQUEST_TLS_REQUIRED',
+    statusCode: 400,
+    message: 'This port speaks HTTPS: use https://',
+    meaning: 'Plain HTTP arrived on the TLS listener; answered in clear text, then the connection closes.',
+    file: 'src/tls-plain-http.ts'
+  },
+  {
     code: 'GW_REQUEST_TIMEOUT',
     statusCode: 408,
     message: 'Request timeout',

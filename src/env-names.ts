@@ -33,6 +33,13 @@ export function editDistance (a: string, b: string, max = Infinity): number {
   return prev[b.length] as number
 }
 
+/** Variables of the shell, the OS and common tools: never a misspelling of the gateway's. */
+const OTHER_PROGRAMS: ReadonlySet<string> = new Set([
+  'PATH', 'HOME', 'PWD', 'OLDPWD', 'USER', 'LOGNAME', 'SHELL', 'TERM', 'LANG', 'LANGUAGE', 'HOSTNAME',
+  'TMPDIR', 'TMP', 'TEMP', 'TZ', 'SHLVL', 'MAIL', 'EDITOR', 'PAGER', 'DISPLAY', 'COLUMNS', 'LINES',
+  'NODE_OPTIONS', 'NODE_PATH', 'NODE_EXTRA_CA_CERTS', 'CI', 'DEBUG', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY'
+])
+
 /** The known name `name` is most likely a misspelling of, or undefined. */
 function closest (name: string, known: readonly string[]): string | undefined {
   // Short names get one edit only: HOME is two edits from HOST.
@@ -61,7 +68,7 @@ export function unknownVariableWarnings (env: NodeJS.ProcessEnv, known: readonly
   const knownSet = new Set(known)
   const warnings: string[] = []
   for (const name of Object.keys(env).sort()) {
-    if (knownSet.has(name) || routeVariables.has(name) || name.endsWith('_UPSTREAM_URL')) continue
+    if (knownSet.has(name) || routeVariables.has(name) || OTHER_PROGRAMS.has(name) || name.endsWith('_UPSTREAM_URL')) continue
     const upper = name.toUpperCase()
     if (upper !== name && knownSet.has(upper)) {
       warnings.push(`${name}: not read by the gateway (names are case-sensitive); rename it to ${upper}, which is unset until then`)
