@@ -9,9 +9,13 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyRequest } from 'fastify'
 import { applyTraceHeaders } from '../tracing/propagation.js'
 
-/** Headers never forwarded upstream (hop-by-hop per RFC 9110 7.6.1, proxy credentials, overrides). */
+/**
+ * Headers never forwarded upstream (hop-by-hop per RFC 9110 7.6.1, proxy credentials, overrides).
+ * `expect`: the gateway answers the expectation itself (request-guard/expect.ts), as nginx and
+ * Envoy do; the upstream request carries the whole body (and undici refuses the field).
+ */
 const DROP_REQUEST = [
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect',
   'proxy-authorization', 'x-api-key', 'forwarded', 'x-real-ip',
   'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-prefix',
   'x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url',

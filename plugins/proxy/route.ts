@@ -29,7 +29,7 @@ import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
 import type { InspectRouteConfig } from '../inspect/schema.js'
 import { upstreamError } from '../observability/signals.js'
 import { NonCanonicalPathError } from '../request-guard/errors.js'
-import { BodyLimitStream } from './body-limit.js'
+import { BodyLimitStream, DeferredBodyLimitStream } from './body-limit.js'
 import { BadGatewayError, BodyTooLargeError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
 import { rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
 import { BAD_PATH } from '../request-guard/path.js'
@@ -182,7 +182,8 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       throw new BodyTooLargeError()
     }
     if (declared === undefined && request.headers['transfer-encoding'] === undefined) done(null, payload)
-    else done(null, payload.pipe(new BodyLimitStream(bodyLimit)))
+    else if (request.headers.expect === undefined) done(null, payload.pipe(new BodyLimitStream(bodyLimit)))
+    else done(null, new DeferredBodyLimitStream(bodyLimit, payload))
   }
 
   // Bodies the inspection plugin judges are buffered (bounded by bodyLimit) and forwarded byte

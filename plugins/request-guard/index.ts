@@ -11,15 +11,18 @@
  *   goes upstream as x-forwarded-host, where links and redirects are built from it);
  * - URL length -> 414, header count -> 431 (Node enforces header bytes with 431 itself);
  * - Upgrade requests outside WebSocket routes -> 400.
+ * Server events: checkContinue / checkExpectation (expect.ts): the gateway answers `Expect` itself,
+ * `100 Continue` only once the body is read, 417 for other expectations.
  * Config read: `config.websocket`. Errors: GW_REQUEST_FRAMING, GW_REQUEST_PATH,
  * GW_REQUEST_URI_TOO_LONG, GW_REQUEST_HEADERS_TOO_LARGE, GW_REQUEST_UPGRADE_NOT_ALLOWED,
- * GW_REQUEST_INVALID (Host).
+ * GW_REQUEST_INVALID (Host), GW_REQUEST_EXPECTATION_FAILED (417, answered outside the hooks).
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { UpgradeNotAllowedError } from '../proxy/errors.js'
 import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, NonCanonicalPathError, UriTooLongError } from './errors.js'
 import { BAD_PATH } from './path.js'
+import { ownExpectations } from './expect.js'
 
 export interface RequestGuardOptions {
   /** Longest request target in bytes (default 8192). */
@@ -44,6 +47,7 @@ const HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])?(?::\d{1,5})?$/
 async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardOptions): Promise<void> {
   const maxUrlLength = opts.maxUrlLength ?? 8192
   const maxHeaderFields = (opts.maxHeaders ?? 100) * 2
+  ownExpectations(fastify.server, fastify.log)
 
   fastify.addHook('onRequest', function requestGuard (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
     const raw = request.raw
