@@ -161,6 +161,11 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       reply.send(inner)
       return
     }
+    // The upstream request failed before it read the whole request body, which now waits in the
+    // connection: the connection cannot serve another request, so it closes after the answer (as
+    // reply-from does for an upstream answer that comes early), and never holds up a drain.
+    const raw = reply.request.raw
+    if (!raw.complete && raw.httpVersionMajor === 1) reply.header('connection', 'close')
     if (inner.code === 'GW_UPSTREAM_UNAVAILABLE' || error.code === 'FST_REPLY_FROM_SERVICE_UNAVAILABLE') {
       reply.header('retry-after', String(pool.retryAfterSeconds()))
       reply.send(new UpstreamUnavailableError({ cause: inner }))

@@ -244,6 +244,22 @@ t.test('a drain does not wait for connections answered without reading their bod
   t.equal(up.requests.length, 0)
 })
 
+t.test('a drain does not wait for an upload answered 502 before its body was read', async (t) => {
+  const gw = await startGateway(t, {
+    logLevel: 'warn',
+    env: { BODY_LIMIT: String(LIMIT) },
+    routes: [defineRoute({ prefix: '/down', upstream: `http://127.0.0.1:${await closedPort()}`, auth: false, retries: 0 })]
+  })
+  const big = payload('down.bin', 2 * 1024 * 1024)
+  for (const expect of ['expect:', 'expect: 100-continue']) {
+    const res = await curl(['-H', expect, '--data-binary', `@${big.file}`, `${gw.url}/down/x`])
+    t.equal(res.status, 502, expect)
+    t.match(res.verbose, /^< connection: close/im, `${expect}: the connection is closed`)
+  }
+  await gw.app.close()
+  t.pass('closed')
+})
+
 t.test('HTTP/2: the same expectation handling on streams', async (t) => {
   const cert = makeCert()
   const { gw, up } = await setup(t, { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' })
