@@ -22,6 +22,7 @@ import type {
   onRequestAbortHookHandler, onResponseHookHandler, preHandlerHookHandler, preParsingHookHandler, RequestPayload
 } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
+import { constants as http2Constants, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2'
 import { ConfigError } from '../../src/errors.js'
 import type { RouteOptions } from '../../src/route.js'
 import type { AuthRouteConfig } from '../auth/schema.js'
@@ -72,6 +73,12 @@ function describePolicy (route: RouteOptions, rateLimit: RateLimitRouteConfig, i
 }
 
 function noRetry (): null { return null }
+
+function resetUnreadStream (this: ServerHttp2Stream): void {
+  this.close(http2Constants.NGHTTP2_NO_ERROR)
+  // The unread rest of the body keeps a closed stream alive (and its session open): release it.
+  this.destroy()
+}
 
 type ResponseHeaders = Record<string, string | string[] | undefined>
 
@@ -155,28 +162,34 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   }
 
   function proxyOnError (reply: FastifyReply, { error }: { error: Error & { cause?: unknown, code?: string } }): void {
+    // An upstream request that failed before it took the whole request body (always so past
+    // BODY_LIMIT) leaves the rest unread. Over HTTP/1.1 the connection closes after the answer (as
+    // reply-from does for an upstream answer that comes early); over HTTP/2 the stream is reset
+    // with NO_ERROR once the answer is out (RFC 9113 8.1), which Node does by itself only for
+    // bodies never read. Either way the client stops sending, and a drain never waits for it.
+    const raw = reply.request.raw
+    if (!raw.complete) {
+      if (raw.httpVersionMajor === 1) reply.header('connection', 'close')
+      else (raw as unknown as Http2ServerRequest).stream.once('finish', resetUnreadStream)
+    }
+    reply.send(upstreamFailure(reply, error))
+  }
+
+  function upstreamFailure (reply: FastifyReply, error: Error & { cause?: unknown, code?: string }): Error {
     const inner = (error.cause instanceof Error ? error.cause : error) as Error & { code?: string }
     if (inner instanceof BodyTooLargeError) {
-      reply.header('connection', 'close')
-      reply.send(inner)
-      return
+      if (reply.request.raw.httpVersionMajor === 1) reply.header('connection', 'close')
+      return inner
     }
-    // The upstream request failed before it read the whole request body, which now waits in the
-    // connection: the connection cannot serve another request, so it closes after the answer (as
-    // reply-from does for an upstream answer that comes early), and never holds up a drain.
-    const raw = reply.request.raw
-    if (!raw.complete && raw.httpVersionMajor === 1) reply.header('connection', 'close')
     if (inner.code === 'GW_UPSTREAM_UNAVAILABLE' || error.code === 'FST_REPLY_FROM_SERVICE_UNAVAILABLE') {
       reply.header('retry-after', String(pool.retryAfterSeconds()))
-      reply.send(new UpstreamUnavailableError({ cause: inner }))
-      return
+      return new UpstreamUnavailableError({ cause: inner })
     }
     const kind = errorKind(inner)
     if (kind === 'timeout' || error.code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT' || error.code === 'UND_ERR_CONNECT_TIMEOUT') {
-      reply.send(new UpstreamTimeoutError({ cause: inner }))
-      return
+      return new UpstreamTimeoutError({ cause: inner })
     }
-    reply.send(new BadGatewayError({ cause: inner }))
+    return new BadGatewayError({ cause: inner })
   }
 
   // Streamed bodies: Fastify's bodyLimit does not see them, so enforce BODY_LIMIT here.
@@ -187,8 +200,23 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       throw new BodyTooLargeError()
     }
     if (declared === undefined && request.headers['transfer-encoding'] === undefined) done(null, payload)
-    else if (request.headers.expect === undefined) done(null, payload.pipe(new BodyLimitStream(bodyLimit)))
+    else limitBody(request, payload, done)
+  }
+
+  function limitBody (request: FastifyRequest, payload: RequestPayload, done: (err: Error | null, payload?: RequestPayload) => void): void {
+    if (request.headers.expect === undefined) done(null, payload.pipe(new BodyLimitStream(bodyLimit, payload)))
     else done(null, new DeferredBodyLimitStream(bodyLimit, payload))
+  }
+
+  // HTTP/2 frames a body without Content-Length or Transfer-Encoding: a stream that its HEADERS
+  // frame did not end carries content (RFC 9113 8.1), which BODY_LIMIT must count as well.
+  function proxyBodyLimitH2 (request: FastifyRequest, reply: FastifyReply, payload: RequestPayload, done: (err: Error | null, payload?: RequestPayload) => void): void {
+    const raw = request.raw
+    if (raw.httpVersionMajor === 2 && request.headers['content-length'] === undefined && !(raw as unknown as Http2ServerRequest).stream.endAfterHeaders) {
+      limitBody(request, payload, done)
+    } else {
+      proxyBodyLimit(request, reply, payload, done)
+    }
   }
 
   // Bodies the inspection plugin judges are buffered (bounded by bodyLimit) and forwarded byte
@@ -238,7 +266,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     rewriteWsHeaders: proxyWsHeaders,
     onError: proxyOnError,
     onResponse: responseSender(proxyOnError),
-    preParsing: bufferBody ? [] : [proxyBodyLimit as preParsingHookHandler],
+    preParsing: bufferBody ? [] : [(fastify.initialConfig.http2 === true ? proxyBodyLimitH2 : proxyBodyLimit) as preParsingHookHandler],
     preHandler: [...(bufferBody ? [proxyReplayBody as preHandlerHookHandler] : []), ...(capped ? [proxyAdmit as preHandlerHookHandler] : [])],
     release: capped ? [proxyRelease as onResponseHookHandler & onRequestAbortHookHandler] : []
   }
