@@ -13,7 +13,7 @@
  * | overload           | onRequest: 503 under event-loop/heap pressure                    | overload |
  * | ip-filter          | onRequest: gateway and route IP allow/deny, content types        | ipFilter, allowedContentTypes |
  * | ip rate limit      | onRequest: per client IP (IPv6 /64), before auth, counts 404s    | - |
- * | request-guard      | onRequest: framing, path, sizes, upgrades                        | websocket |
+ * | request-guard      | onRequest: framing, path, sizes, upgrades; server: Expect (100 Continue) | websocket |
  * | cors               | onRequest: preflights answered here; route onSend                | cors |
  * | auth               | route onRequest (first): JWT / API key -> request.consumer       | auth |
  * | route rate limit   | route onRequest (after auth): per consumer, or IP when public    | rateLimit |

@@ -53,7 +53,9 @@ export const FORWARDING_HEADERS = ['forwarded', 'x-forwarded-for', 'x-forwarded-
 /** Names dropped exactly (lower case, dashes). */
 export const EXACT_NAMES: readonly string[] = Object.freeze([
   // hop-by-hop (RFC 9110 7.6.1) and httpoxy (`Proxy` becomes HTTP_PROXY in CGI environments)
-  'connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy',
+  // `expect`: the gateway answers the expectation itself (request-guard/expect.ts), as nginx
+  // does; the upstream request carries the whole body (and undici refuses the field).
+  'connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'proxy',
   // credentials and ids the gateway owns
   'x-api-key', 'x-request-id',
   // forwarding (written by the gateway) and their older spellings

@@ -23,6 +23,7 @@ import type {
   onRequestAbortHookHandler, onResponseHookHandler, preHandlerHookHandler, preParsingHookHandler, RequestPayload
 } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
+import { constants as http2Constants, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2'
 import { ConfigError } from '../../src/errors.js'
 import type { RouteOptions } from '../../src/route.js'
 import type { AuthRouteConfig } from '../auth/schema.js'
@@ -76,6 +77,12 @@ function describePolicy (route: RouteOptions, rateLimit: RateLimitRouteConfig, i
 
 function noRetry (): null { return null }
 function noop (): void {}
+
+function resetUnreadStream (this: ServerHttp2Stream): void {
+  this.close(http2Constants.NGHTTP2_NO_ERROR)
+  // The unread rest of the body keeps a closed stream alive (and its session open): release it.
+  this.destroy()
+}
 
 type ResponseHeaders = Record<string, string | string[] | undefined>
 
@@ -181,23 +188,34 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   }
 
   function proxyOnError (reply: FastifyReply, { error }: { error: Error & { cause?: unknown, code?: string } }): void {
+    // An upstream request that failed before it took the whole request body (always so past
+    // BODY_LIMIT) leaves the rest unread. Over HTTP/1.1 the connection closes after the answer (as
+    // reply-from does for an upstream answer that comes early); over HTTP/2 the stream is reset
+    // with NO_ERROR once the answer is out (RFC 9113 8.1), which Node does by itself only for
+    // bodies never read. Either way the client stops sending, and a drain never waits for it.
+    const raw = reply.request.raw
+    if (!raw.complete) {
+      if (raw.httpVersionMajor === 1) reply.header('connection', 'close')
+      else (raw as unknown as Http2ServerRequest).stream.once('finish', resetUnreadStream)
+    }
+    reply.send(upstreamFailure(reply, error))
+  }
+
+  function upstreamFailure (reply: FastifyReply, error: Error & { cause?: unknown, code?: string }): Error {
     const inner = (error.cause instanceof Error ? error.cause : error) as Error & { code?: string }
     if (inner instanceof BodyTooLargeError) {
-      reply.header('connection', 'close')
-      reply.send(inner)
-      return
+      if (reply.request.raw.httpVersionMajor === 1) reply.header('connection', 'close')
+      return inner
     }
     if (inner.code === 'GW_UPSTREAM_UNAVAILABLE' || error.code === 'FST_REPLY_FROM_SERVICE_UNAVAILABLE') {
       reply.header('retry-after', String(pool.retryAfterSeconds()))
-      reply.send(new UpstreamUnavailableError({ cause: inner }))
-      return
+      return new UpstreamUnavailableError({ cause: inner })
     }
     const kind = errorKind(inner)
     if (kind === 'timeout' || error.code === 'FST_REPLY_FROM_GATEWAY_TIMEOUT' || error.code === 'UND_ERR_CONNECT_TIMEOUT') {
-      reply.send(new UpstreamTimeoutError({ cause: inner }))
-      return
+      return new UpstreamTimeoutError({ cause: inner })
     }
-    reply.send(new BadGatewayError({ cause: inner }))
+    return new BadGatewayError({ cause: inner })
   }
 
   // Streamed bodies: Fastify's bodyLimit does not see them, so enforce BODY_LIMIT here.
@@ -209,8 +227,10 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     }
     // The client reset its HTTP/2 stream before the handler ran: nothing is forwarded.
     if ((payload as RequestPayload & { aborted?: boolean }).aborted === true) throw new ClientGoneError()
-    if (declared === undefined && request.headers['transfer-encoding'] === undefined) done(null, payload)
-    else done(null, limitedBody(payload, bodyLimit))
+    // HTTP/2 frames a body without Content-Length or Transfer-Encoding: a stream that its HEADERS
+    // frame did not end carries content (RFC 9113 8.1), which BODY_LIMIT must count as well.
+    if (declared === undefined && request.headers['transfer-encoding'] === undefined && !(request.raw.httpVersionMajor === 2 && !(request.raw as unknown as Http2ServerRequest).stream.endAfterHeaders)) done(null, payload)
+    else done(null, limitedBody(payload as unknown as Readable, bodyLimit, request.headers.expect !== undefined))
   }
 
   // Bodies the inspection plugin judges are buffered (bounded by bodyLimit) and forwarded byte

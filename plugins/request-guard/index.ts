@@ -18,11 +18,13 @@
  * - Upgrade requests outside WebSocket routes -> 400;
  * - HTTP/2 requests with a body but no Content-Length are marked `transfer-encoding: chunked`
  *   so Fastify reads the body (the proxy streams it upstream, ending it only on END_STREAM).
+ * Server events: checkContinue / checkExpectation (expect.ts): the gateway answers `Expect` itself,
+ * `100 Continue` only once the body is read, 417 for other expectations.
  * Malformed HTTP/2 fields (RFC 9113 8.2) are refused or dropped by Node's HTTP/2 layer before
  * this hook runs.
  * Config read: `config.websocket`. Errors: GW_REQUEST_FRAMING, GW_REQUEST_PATH,
  * GW_REQUEST_URI_TOO_LONG, GW_REQUEST_HEADERS_TOO_LARGE, GW_REQUEST_UPGRADE_NOT_ALLOWED,
- * GW_REQUEST_INVALID (Host); at startup GW_CONFIG_INVALID (route paths that read alike, options).
+ * GW_REQUEST_INVALID (Host), GW_REQUEST_EXPECTATION_FAILED (417, answered outside the hooks); at startup GW_CONFIG_INVALID (route paths that read alike, options).
  */
 import fp from 'fastify-plugin'
 import type { Http2ServerRequest } from 'node:http2'
@@ -32,6 +34,7 @@ import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, NonCano
 import { BAD_PATH } from './path.js'
 import { RouteTable } from './route-table.js'
 import { ConfigError } from '../../src/errors.js'
+import { ownExpectations } from './expect.js'
 
 export interface RequestGuardOptions {
   /** Longest request target in bytes (default 8192). */
@@ -70,6 +73,7 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
       routes.add(route.method, route.url)
     })
   }
+  ownExpectations(fastify.server, fastify.log)
 
   fastify.addHook('onRequest', function requestGuard (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
     const raw = request.raw

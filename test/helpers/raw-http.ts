@@ -2,7 +2,7 @@
  * Raw HTTP over a TCP socket, for protocol-level attacks (framing, smuggling, odd paths) that
  * well-behaved clients refuse to send.
  */
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
 
 export interface RawResponse {
   readonly status: number
@@ -86,5 +86,65 @@ export async function pipelinedRequests (port: number, requests: string[], timeo
     })
     socket.on('error', (err) => { clearTimeout(timer); reject(err) })
     socket.on('connect', () => { socket.write(requests.join('')) })
+  })
+}
+
+export interface ExpectResponse extends RawResponse {
+  /** Status codes of the interim (1xx) responses that came before the final one. */
+  readonly interim: number[]
+  /** Whether the body was sent (only after a `100 Continue`). */
+  readonly bodySent: boolean
+  /** The client's socket, left open (the test destroys it, or waits for `ended`). */
+  readonly socket: Socket
+  /** Resolves when the server ends the connection. */
+  readonly ended: Promise<void>
+}
+
+/**
+ * A client that honours `Expect: 100-continue`: sends `head` (request line and header section),
+ * then waits; the body goes out only after a `100 Continue`. Resolves with the final response
+ * (framed by its Content-Length) and leaves the connection open.
+ */
+export async function expectContinueRequest (port: number, head: string, body: Buffer = Buffer.alloc(0)): Promise<ExpectResponse> {
+  const socket = connect(port, '127.0.0.1')
+  const ended = new Promise<void>((resolve) => { socket.once('end', resolve); socket.once('close', resolve) })
+  return await new Promise((resolve, reject) => {
+    const interim: number[] = []
+    let bodySent = false
+    let data = ''
+    socket.on('error', reject)
+    socket.on('close', () => { reject(new Error(`connection closed before a final response (interim: ${interim.join(',')})`)) })
+    socket.on('data', (d) => {
+      data += d.toString('latin1')
+      for (;;) {
+        const idx = data.indexOf('\r\n\r\n')
+        if (idx === -1) return
+        const headText = data.slice(0, idx)
+        const lines = headText.split('\r\n')
+        const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? 0)
+        if (status >= 100 && status < 200) {
+          interim.push(status)
+          data = data.slice(idx + 4)
+          if (status === 100 && !bodySent) {
+            bodySent = true
+            socket.write(body)
+          }
+          continue
+        }
+        const headers: Record<string, string> = {}
+        for (const l of lines.slice(1)) {
+          const c = l.indexOf(':')
+          if (c > 0) headers[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim()
+        }
+        const length = Number(headers['content-length'] ?? 0)
+        if (data.length < idx + 4 + length) return
+        socket.removeAllListeners('data')
+        socket.removeAllListeners('close')
+        socket.on('error', () => {})
+        resolve({ status, headers, body: data.slice(idx + 4, idx + 4 + length), raw: data, interim, bodySent, socket, ended })
+        return
+      }
+    })
+    socket.on('connect', () => { socket.write(head) })
   })
 }
