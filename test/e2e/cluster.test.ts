@@ -13,6 +13,7 @@ import { request } from 'undici'
 import { runGateway, type GatewayProcess } from '../helpers/process.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { REDIS_URL, requireRedis } from '../helpers/redis.js'
+import { waitFor } from '../helpers/wait-for.js'
 
 const routesDir = fileURLToPath(new URL('../fixtures/routes-cluster', import.meta.url))
 
@@ -58,7 +59,7 @@ t.test('two workers share the port and one Redis-backed limit; SIGTERM drains bo
   t.equal(up.requests.length, 20, 'the upstream saw only the admitted requests')
   t.ok((await redis.keys()).length > 0, 'the budget lives in the shared Redis')
 
-  await new Promise((resolve) => setTimeout(resolve, 400)) // access lines reach stdout
+  await waitFor(() => lines(p).filter((l) => l.msg === 'request completed' && l.url?.startsWith('/limited/') === true).length === statuses.length, { message: 'an access line per request on stdout' })
   const served = new Set(lines(p).filter((l) => l.msg === 'request completed' && l.url?.startsWith('/limited/') === true).map((l) => l.pid))
   t.equal(served.size, 2, 'both workers served requests')
 

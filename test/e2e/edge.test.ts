@@ -5,6 +5,7 @@ import type { FastifyPluginAsync, RouteOptions as FastifyRouteOptions } from 'fa
 import { defineRoute, loadConfig, RouteOptionsSchema, type GatewayConfig, type RouteOptions } from 'portcullis'
 import { closedPort, startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
+import { waitFor } from '../helpers/wait-for.js'
 import { rewriteUpstreamRequestHeaders } from '../../plugins/proxy/headers.js'
 import { authPlugin } from '../../plugins/auth/index.js'
 import { securityHeadersPlugin } from '../../plugins/security-headers/index.js'
@@ -171,10 +172,14 @@ t.test('metrics on the admin listener only: proxied traffic, upstream errors, au
   t.equal(publicMetrics.statusCode, 404, 'GET /metrics on the public port is 404')
   await publicMetrics.body.text()
   t.equal(up.requests.filter((r) => r.url.startsWith('/metrics')).length, 0, 'and not proxied')
-  await new Promise((resolve) => setTimeout(resolve, 50))
-  const scrape = await request(`${admin}/metrics`)
+  // The metrics of a request are recorded once its response has gone out.
+  const scrape = await waitFor(async () => {
+    const res = await request(`${admin}/metrics`)
+    const text = await res.body.text()
+    return text.includes('portcullis_http_requests_in_flight 0') && text.includes('route="(unrouted)",method="GET",status="404"} 2') ? { statusCode: res.statusCode, text } : undefined
+  }, { message: 'the metrics of every request' })
   t.equal(scrape.statusCode, 200)
-  const text = await scrape.body.text()
+  const text = scrape.text
   t.match(text, /portcullis_http_requests_total\{route="\/svc",method="GET",status="200"\} 2/)
   t.match(text, /portcullis_http_requests_total\{route="\/dead",method="GET",status="502"\} 1/)
   t.match(text, /portcullis_http_requests_total\{route="\/private",method="GET",status="401"\} 1/)

@@ -3,13 +3,14 @@ import { request } from 'undici'
 import { defineRoute } from 'portcullis'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
+import { waitFor } from '../helpers/wait-for.js'
 
 t.test('one access line per request with method, route, status, upstream, duration and request id', async (t) => {
   const up = await startUpstream(t)
   const gw = await startGateway(t, { logLevel: 'info', routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false })] })
   const res = await request(`${gw.url}/svc/items/7?page=2`, { headers: { 'x-request-id': 'trace-0001-abcd' } })
   await res.body.text()
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  await waitFor(() => gw.logs.some((l) => l.msg === 'request completed'), { message: 'the access line' })
   const lines = gw.logs.filter((l) => l.msg === 'request completed')
   t.equal(lines.length, 1)
   const line = lines[0] as Record<string, unknown>
@@ -74,7 +75,7 @@ t.test('secrets never reach a log line, on success and failure paths, even at de
     await r.body.text()
   }
   t.strictSame(statuses, [200, 502, 404, 413])
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await waitFor(() => gw.logs.filter((l) => l.msg === 'request completed').length === calls.length, { message: 'an access line per call' })
   const text = gw.logText()
   t.ok(text.length > 0)
   for (const [name, value] of Object.entries(canaries)) {

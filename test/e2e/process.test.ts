@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
 import { runGateway, type GatewayProcess } from '../helpers/process.js'
 import { closedPort, startUpstream } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait-for.js'
 
 const routesJs = fileURLToPath(new URL('../fixtures/routes-js', import.meta.url))
 const routesTry = fileURLToPath(new URL('../fixtures/routes-try', import.meta.url))
@@ -20,7 +21,7 @@ t.test('npm start defaults: example routes, demo upstream, one line per route an
   const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: String(await closedPort()) })
   t.teardown(() => { p.child.kill('SIGKILL') })
   const url = await listening(p)
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await waitFor(() => p.out().includes('try: curl'), { message: 'the curl hint' })
   t.match(p.out(), /route \/echo -> http:\/\/127\.0\.0\.1:\d+/)
   t.match(p.out(), /route \/public -> /)
   t.match(p.out(), /try: curl -i -H 'x-api-key: [^']+' http:\/\/127\.0\.0\.1:\d+\/echo\/hello/)
@@ -60,7 +61,7 @@ t.test('production: the printed curl names the credential the first protected ro
     const p = runGateway({ NODE_ENV: 'production', PORT: '0', ROUTES_DIR: routesTry, SVC_STRATEGY: strategy, SVC_UPSTREAM_URL: up.url, API_KEYS: secret, JWT_SECRET: 'a-production-jwt-secret-0123456789abcdef' })
     t.teardown(() => { p.child.kill('SIGKILL') })
     const url = await listening(p)
-    for (let i = 0; i < 100 && !p.out().includes('try: curl'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    await waitFor(() => p.out().includes('try: curl'), { message: 'the curl hint' })
     t.ok(p.out().includes(`try: curl -i ${header} ${url}/svc/hello`), `${strategy}: ${header}`)
     t.notOk(p.out().includes('a-real-production-key'), 'the configured key is never printed')
     p.child.kill('SIGTERM')
@@ -69,12 +70,13 @@ t.test('production: the printed curl names the credential the first protected ro
 })
 
 t.test('SIGTERM drains: in-flight requests finish, then the process exits', async (t) => {
+  // The upstream takes its time so that the requests are still in flight at SIGTERM.
   const up = await startUpstream(t, (_req, res) => { setTimeout(() => { res.end('finished') }, 700) })
   const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: routesJs, SLOW_UPSTREAM_URL: up.url, DRAIN_TIMEOUT_MS: '5000' })
   t.teardown(() => { p.child.kill('SIGKILL') })
   const url = await listening(p)
   const inflight = [request(`${url}/slow/a`), request(`${url}/slow/b`), request(`${url}/slow/c`)]
-  await new Promise((resolve) => setTimeout(resolve, 200))
+  await waitFor(() => up.requests.length === 3, { message: 'three requests at the upstream' })
   t.equal(up.requests.length, 3, 'three requests in flight')
   p.child.kill('SIGTERM')
   const results = await Promise.all(inflight)
@@ -96,13 +98,9 @@ t.test('access lines are written in batches: within a second, and all of them on
   t.equal(r.statusCode, 200)
   await r.body.text()
   t.equal(lines(), 0, 'one short line stays in the 4 KiB buffer at first')
-  let waited = 0
-  while (lines() === 0 && waited < 3000) {
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    waited += 50
-  }
+  // No more traffic and no exit: only the periodic flush can write it.
+  await waitFor(() => lines() > 0, { message: 'the periodic flush' })
   t.equal(lines(), 1, 'the periodic flush writes it')
-  t.ok(waited <= 1500, `within about a second (${waited} ms)`)
   for (let i = 0; i < 5; i++) {
     const more = await request(`${url}/slow/batch?i=${i}`)
     await more.body.text()
@@ -119,7 +117,7 @@ t.test('LOG_BUFFER_BYTES=0 writes every access line at once', async (t) => {
   const url = await listening(p)
   const r = await request(`${url}/slow/direct`)
   await r.body.text()
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await waitFor(() => /"url":"\/slow\/direct".*"request completed"/.test(p.out()), { message: 'the access line' })
   t.match(p.out(), /"url":"\/slow\/direct".*"request completed"/)
   p.child.kill('SIGTERM')
   t.equal(await p.exited, 0)
@@ -137,7 +135,7 @@ t.test('LOG_BUFFER_BYTES at its maximum starts, fills its buffer, and writes eve
     const r = await request(`${url}/slow/full?i=${i}&pad=${'p'.repeat(100)}`)
     await r.body.text()
   }))
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  await waitFor(() => lines() > 0, { message: 'the full buffer written' })
   t.ok(lines() > 0 && lines() < 60, `a full buffer is written at once (${lines()} of 60 lines out)`)
   p.child.kill('SIGTERM')
   t.equal(await p.exited, 0)

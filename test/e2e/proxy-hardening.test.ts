@@ -52,6 +52,7 @@ t.test('request smuggling shapes are refused with 400 and never reach an upstrea
     t.ok(res.status === 400 || res.status === 0 || res.status === 404, `${name}: refused (${res.status})`)
     t.not(res.status, 200, name)
   }
+  // Proving a negative: nothing to await, only a moment for a forwarded request to arrive.
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.equal(svc.requests.length, 0, 'upstream never received any of them')
 })
@@ -102,16 +103,16 @@ t.test('BODY_LIMIT on streamed bodies: declared length refused unread; chunked c
   const svc = await startUpstream(t, (_req, res, rec) => { res.end(String(rec.body.length)) })
   const gw = await startGateway(t, { env: { BODY_LIMIT: '1000' }, routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
 
-  const started = Date.now()
-  const declared = await rawRequest(gw.port, 'POST /svc/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 5000\r\n\r\n', { timeoutMs: 3000 })
+  // The body is never sent: a gateway waiting for it would not answer at all (status 0).
+  const declared = await rawRequest(gw.port, 'POST /svc/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 5000\r\n\r\n', { timeoutMs: 15_000 })
   t.equal(declared.status, 413, 'declared length over the limit -> 413 without sending the body')
-  t.ok(Date.now() - started < 1500, 'answered without waiting for the body')
   t.match(declared.body, /GW_REQUEST_BODY_TOO_LARGE/)
 
   const chunk = 'a'.repeat(400)
   const chunks = Array.from({ length: 5 }, () => `${(400).toString(16)}\r\n${chunk}\r\n`).join('')
   const chunked = await rawRequest(gw.port, `POST /svc/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}0\r\n\r\n`)
   t.equal(chunked.status, 413, 'chunked body cut at the limit')
+  // Proving a negative: nothing to await, only a moment for a forwarded body to arrive.
   await new Promise((resolve) => setTimeout(resolve, 200))
   for (const r of svc.requests) {
     t.ok(!r.complete || r.body.length <= 1000, 'the upstream never received a complete over-limit body')
@@ -197,7 +198,7 @@ t.test('Host: one valid host[:port] or nothing; more than one or a malformed one
   t.strictSame(svc.requests.map((r) => r.headers['x-forwarded-host'] ?? ''), accepted, 'and reaches the upstream as x-forwarded-host')
 })
 
-t.test('slowloris: headers trickled past HEADERS_TIMEOUT_MS get 408 within a second of the deadline', async (t) => {
+t.test('slowloris: headers trickled past HEADERS_TIMEOUT_MS get 408 at the deadline, not at Node\'s 30 s check', async (t) => {
   const { port, svc } = await twoRoutes(t, { HEADERS_TIMEOUT_MS: '1000' })
   const started = Date.now()
   const socket = connect(port, '127.0.0.1')
@@ -210,7 +211,7 @@ t.test('slowloris: headers trickled past HEADERS_TIMEOUT_MS get 408 within a sec
   await once(socket, 'close')
   clearInterval(trickle)
   const elapsed = Date.now() - started
-  t.ok(elapsed >= 900 && elapsed < 2500, `closed after ${elapsed} ms (deadline 1000 ms; Node's own check runs every 30 s)`)
+  t.ok(elapsed >= 900 && elapsed < 15_000, `closed after ${elapsed} ms (deadline 1000 ms), not at Node's own check every 30 s`)
   const body = data.slice(data.indexOf('\r\n\r\n') + 4)
   t.match(data, /^HTTP\/1\.1 408 /)
   t.strictSame(JSON.parse(body), { statusCode: 408, code: 'GW_REQUEST_TIMEOUT', error: 'Request Timeout', message: 'Request timeout' })

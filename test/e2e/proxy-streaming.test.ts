@@ -11,6 +11,7 @@ import type { ServerResponse } from 'node:http'
 import { defineRoute } from 'portcullis'
 import { startUpstream, type UpstreamHandler } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
+import { waitFor } from '../helpers/wait-for.js'
 
 async function gatewayFor (t: Test, handler: UpstreamHandler, route: Record<string, unknown>): Promise<{ url: string, port: number, requests: () => number }> {
   const up = await startUpstream(t, handler)
@@ -51,7 +52,9 @@ for (const where of ['shared proxy scope', 'route with its own proxy context (bo
     await new Promise<void>((resolve) => socket.once('connect', resolve))
     socket.pause()
     socket.write('GET /svc/big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')
-    await sleep(800)
+    await waitFor(() => state.blocked, { message: 'the upstream write to block' })
+    // Then time for a gateway that ignored backpressure to go on reading: nothing to await.
+    await sleep(500)
     // Socket buffers on both hops and the gateway's stream buffer hold a few MiB at most.
     t.ok(state.blocked, 'the upstream write blocked')
     t.ok(state.written < 24 * MiB, `upstream wrote ${(state.written / MiB).toFixed(1)} MiB of 64 while the client read nothing`)
@@ -65,7 +68,6 @@ for (const where of ['shared proxy scope', 'route with its own proxy context (bo
   })
 
   t.test(`${where}: a client that leaves mid-stream aborts the upstream request`, async (t) => {
-    let closedAfter = -1
     let upstreamClosed: () => void = () => {}
     const closed = new Promise<void>((resolve) => { upstreamClosed = resolve })
     let writes = 0
@@ -86,10 +88,10 @@ for (const where of ['shared proxy scope', 'route with its own proxy context (bo
     t.match(String(first.value), /tick/)
     // Leaving the body: the client's stream and its connection are destroyed.
     await iterator.return?.()
-    const before = Date.now()
-    await Promise.race([closed.then(() => { closedAfter = Date.now() - before }), sleep(3000)])
-    t.ok(closedAfter >= 0 && closedAfter < 2000, `the upstream response was closed promptly (${closedAfter} ms)`)
+    await closed
+    t.pass('the upstream response was closed')
     const at = writes
+    // Showing that no write follows: nothing to await.
     await sleep(100)
     t.equal(writes, at, 'the upstream stopped writing')
     const next = await request(`${gw.url}/svc/done`)

@@ -6,6 +6,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { defineRoute, loadConfig, type GatewayConfig } from 'portcullis'
 import { rawUpstream, startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
+import { waitFor } from '../helpers/wait-for.js'
 import { authPlugin } from '../../plugins/auth/index.js'
 import { routeRateLimitPlugin } from '../../plugins/rate-limit/index.js'
 import { securityHeadersPlugin } from '../../plugins/security-headers/index.js'
@@ -96,7 +97,7 @@ t.test('canary secrets never reach a log line at trace level, on success and on 
     await res.body.text()
     t.equal(res.statusCode, c.status, c.name)
   }
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  await waitFor(() => gw.logs.filter((l) => l.msg === 'request completed').length === calls.length, { message: 'an access line per call' })
   t.strictSame(up.requests.map((r) => r.url.split('?')[0]), ['/ok', '/ok', '/a', '/reset'], 'rejected calls never reached the upstream')
 
   const text = gw.logText()

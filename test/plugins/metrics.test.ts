@@ -4,6 +4,7 @@ import { request } from 'undici'
 import { gatewayErrorHandler, gatewayNotFoundHandler } from 'portcullis'
 import { metricsPlugin, type MetricsPluginOptions } from '../../plugins/metrics/index.js'
 import { authFailure, inspectMatch, rateLimited, storeState, upstreamError } from '../../plugins/observability/signals.js'
+import { waitFor } from '../helpers/wait-for.js'
 
 async function build (t: Test, opts: Partial<MetricsPluginOptions> = {}): Promise<{ app: FastifyInstance, release: () => void }> {
   const app = Fastify()
@@ -57,7 +58,7 @@ t.test('requests by route template, method and status; 404s as (unrouted); laten
 t.test('in-flight gauge rises during a request and falls after it', async (t) => {
   const { app, release } = await build(t)
   const pending = app.inject('/slow')
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  await waitFor(async () => sample(await scrape(app), 'portcullis_http_requests_in_flight', {}) === 1, { message: 'the request in flight' })
   t.equal(sample(await scrape(app), 'portcullis_http_requests_in_flight', {}), 1)
   release()
   t.equal((await pending).statusCode, 200)
