@@ -54,6 +54,11 @@ interface RoutePolicy {
   readonly exclude: ReadonlySet<string> | undefined
   /** Decode coded bodies for inspection (else refuse them with 415). */
   readonly decode: boolean
+  /**
+   * Bodies are inspected: a declared uncoded length past what inspection parses is refused (or,
+   * in detect mode, passed) from the headers, before `100 Continue` and before any body byte.
+   */
+  readonly maxDeclaredBody: number | undefined
 }
 
 type Phase = 'request' | 'body'
@@ -304,11 +309,20 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
         proceed(judge, request, policy, evaluate(engine, c), phase, done)
       }
     }
-    function inspectOnRequest (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    function inspectOnRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
       const c = new Collected(limits.maxInspectBytes, cache, engine.wordScreen)
       try {
         collectUrl(c, request.url)
         collectHeaders(c, request.headers)
+        const max = policy.maxDeclaredBody
+        if (max !== undefined) {
+          const declared = request.headers['content-length']
+          // Past BODY_LIMIT too, the body limit answers with its own code.
+          if (declared !== undefined && request.headers['content-encoding'] === undefined && Number(declared) > max && !(Number(declared) > request.routeOptions.bodyLimit)) {
+            if (policy.block) reply.header('connection', 'close')
+            throw new InspectLimitError('size')
+          }
+        }
       } catch (err) {
         proceed(refuse, request, policy, err, 'request', done)
         return
@@ -373,7 +387,8 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
       block: mode === 'block',
       mode,
       exclude: policy.exclude !== undefined && policy.exclude.length > 0 ? new Set(policy.exclude) : undefined,
-      decode: policy.contentEncoding !== 'refuse'
+      decode: policy.contentEncoding !== 'refuse',
+      maxDeclaredBody: policy.body === true ? rawBodyLimit(limits) : undefined
     })
     const hooks = makeHooks(compiled, engine, cache)
     routeOptions.onRequest = appendHook(routeOptions.onRequest, hooks.onRequest)

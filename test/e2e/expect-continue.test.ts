@@ -161,6 +161,9 @@ t.test('a client that waits: 100 Continue only once every policy before the body
     await refused(t, await expectContinueRequest(port, head(port, `POST /${route}/x${attack} HTTP/1.1\nx-api-key: ${KEY}\n${expect}`), bytes), 403, 'GW_INSPECT_BLOCKED')
     await refused(t, await expectContinueRequest(port, head(port, `POST /${route}/x HTTP/1.1\nx-api-key: ${KEY}\nExpect: 100-continue\nContent-Length: ${LIMIT + 1}`)), 413, 'GW_REQUEST_BODY_TOO_LARGE')
   }
+  // Within BODY_LIMIT but past what a blocking inspection route parses (4 x 32 KiB): refused from
+  // the declared length, before 100 Continue.
+  await refused(t, await expectContinueRequest(port, head(port, `POST /forms/x HTTP/1.1\nx-api-key: ${KEY}\nExpect: 100-continue\nContent-Type: application/json\nContent-Length: ${128 * 1024 + 1}`)), 413, 'GW_INSPECT_TOO_LARGE')
 
   const first = await expectContinueRequest(port, head(port, `POST /once/a HTTP/1.1\n${expect}`), bytes)
   t.strictSame([first.status, first.interim], [200, [100]], 'within the rate limit')
