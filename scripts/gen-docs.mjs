@@ -56,6 +56,13 @@ const HANDLER_CODES = [
     file: 'src/tls-plain-http.ts'
   },
   {
+    code: 'GW_REQUEST_EXPECTATION_FAILED',
+    statusCode: 417,
+    message: 'Expectation not supported',
+    meaning: 'An `Expect` field other than `100-continue`; answered before the request reaches the gateway\'s hooks (no request id), and an HTTP/1.1 connection closes.',
+    file: 'plugins/request-guard/expect.ts'
+  },
+  {
     code: 'GW_REQUEST_TIMEOUT',
     statusCode: 408,
     message: 'Request timeout',

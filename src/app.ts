@@ -159,7 +159,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
     failureMode: config.rateLimit.failureMode,
     keyPrefix: config.rateLimit.redisKeyPrefix
   })
-  await fastify.register(inspectPlugin, { mode: config.inspect.mode, verdictCacheSize: config.inspect.verdictCacheSize, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
+  await fastify.register(inspectPlugin, { mode: config.inspect.mode, verdictCacheSize: config.inspect.verdictCacheSize, timeoutMs: config.inspect.timeoutMs, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
   await fastify.register(proxyPlugin, {
     bodyLimit: config.bodyLimit,
     responseBufferBytes: config.responseBufferBytes,

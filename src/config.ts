@@ -63,6 +63,7 @@ export const EnvSchema = Type.Object({
   PATH_CHECK: Type.Union([Type.Literal('strict'), Type.Literal('literal')], { default: 'strict', description: '`strict` refuses paths that case-folding or path-normalising backends (IIS, Tomcat, Spring, Express) read as another route; `literal` routes the literal path only.' }),
   INSPECT_RULES_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one.' })),
   INSPECT_MODE: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Default inspection mode for routes that do not set one.' }),
+  INSPECT_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 10_000, default: 50, description: 'Engine time budget per inspection; a request whose inspection runs past it is refused in block mode (fail closed) and logged in detect mode.' }),
   INSPECT_CACHE_SIZE: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000, description: 'Clean values remembered per generation so repeated benign values skip the engine (0 = off).' }),
   IP_ALLOW: Type.Optional(Type.String({ description: 'Gateway-wide allow list of IPs/CIDRs (others get 403).' })),
   IP_DENY: Type.Optional(Type.String({ description: 'Gateway-wide deny list of IPs/CIDRs.' })),
@@ -255,6 +256,8 @@ export interface GatewayConfig {
     readonly rulesFile: string | undefined
     readonly mode: 'block' | 'detect'
     readonly verdictCacheSize: number
+    /** Engine time budget per inspection, ms (INSPECT_TIMEOUT_MS). */
+    readonly timeoutMs: number
     readonly ipAllow: readonly string[]
     readonly ipDeny: readonly string[]
   }
@@ -467,7 +470,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
       redisKeyPrefix: e.REDIS_KEY_PREFIX
     },
     pathCheck: e.PATH_CHECK,
-    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, verdictCacheSize: e.INSPECT_CACHE_SIZE, ipAllow, ipDeny },
+    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, verdictCacheSize: e.INSPECT_CACHE_SIZE, timeoutMs: e.INSPECT_TIMEOUT_MS, ipAllow, ipDeny },
     admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST },
     workers,
     tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined

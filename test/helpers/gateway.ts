@@ -30,7 +30,9 @@ export interface StartGatewayOptions {
 
 /** Starts a gateway with the given env and routes; closed on teardown. */
 export async function startGateway (t: Teardown, opts: StartGatewayOptions = {}): Promise<TestGateway> {
-  const env: Record<string, string> = { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: opts.logLevel ?? 'debug', ...opts.env }
+  // A generous engine budget: on a busy test machine one evaluation can pass the 50 ms default,
+  // and a timeout blocks (fail closed); tests of the budget set INSPECT_TIMEOUT_MS themselves.
+  const env: Record<string, string> = { PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: opts.logLevel ?? 'debug', INSPECT_TIMEOUT_MS: '10000', ...opts.env }
   const config = loadConfig(env)
   const logs: Array<Record<string, unknown>> = []
   let text = ''

@@ -50,7 +50,8 @@ async function build (t: Test, options: InspectPluginOptions, routes: RouteSpec[
   const app = Fastify({ logger: { level: 'info', stream }, logController: new LogController({ disableRequestLogging: true }) })
   app.setErrorHandler(gatewayErrorHandler)
   app.setNotFoundHandler(gatewayNotFoundHandler)
-  await app.register(inspectPlugin, options)
+  // A generous budget unless the test sets one: a timeout blocks, and a busy machine can pass 50 ms.
+  await app.register(inspectPlugin, { timeoutMs: 10_000, ...options })
   let hits = 0
   const bodies: unknown[] = []
   for (const r of routes) {
