@@ -51,7 +51,8 @@ export function judgeInProcess (engine: InspectEngine, r: CorpusRequest): { bloc
 
 async function judgeHttp (base: string, r: CorpusRequest): Promise<boolean> {
   try {
-    const res = await request(base + r.uri, { method: r.method as 'GET', headers: r.headers, body: r.body === '' ? undefined : r.body, headersTimeout: 5000, bodyTimeout: 5000 })
+    // A host name, as real clients send: CRS scores a numeric Host (920350), which would add to every request.
+    const res = await request(base + r.uri, { method: r.method as 'GET', headers: { ...r.headers, host: 'api.example.com' }, body: r.body === '' ? undefined : r.body, headersTimeout: 5000, bodyTimeout: 5000 })
     await res.body.dump()
     return res.statusCode === 403
   } catch {

@@ -36,9 +36,9 @@ function rule (id, family, why, op, inputs, params, transformers = DEC) {
 const re = (id, family, why, inputs, regex, transformers = DEC) => rule(id, family, why, 'match_regex', inputs, { regex, options: { case_sensitive: true } }, transformers)
 
 // ---------- SQL injection
-rule('pc-sqli-001', 'sqli', 'libinjection recognises the token sequence of an SQL injection', 'is_sqli', ARGSP, {}, ['urlDecodeUni', 'htmlEntityDecode', 'removeNulls'])
+rule('pc-sqli-001', 'sqli', 'libinjection recognises the token sequence of an SQL injection', 'is_sqli', ARGSPH, {}, ['urlDecodeUni', 'htmlEntityDecode', 'removeNulls'])
 const SEP = '(?:\\s|/\\*.*?\\*/|\\+|\\(|`)+'
-re('pc-sqli-002', 'sqli', 'UNION [ALL|DISTINCT] SELECT joins attacker rows to a query', ARGSPH, `\\bunion${SEP}(?:all${SEP}|distinct${SEP})?\\(?\\s*select\\b`)
+re('pc-sqli-002', 'sqli', 'UNION [ALL|DISTINCT] SELECT joins attacker rows to a query', ARGSPH, `(?:\\b|[\\d.])union${SEP}(?:all${SEP}|distinct${SEP})?\\(?\\s*select\\b`)
 re('pc-sqli-003', 'sqli', 'a closing quote followed by a boolean comparison (tautology)', ARGS, '[\'"`)]\\s*(?:or|and|xor|\\|\\||&&|div|like)\\s*\\(?\\s*(?:\'[^\']{0,40}\'|"[^"]{0,40}"|[\\w.@]+|\\d+)\\s*(?:=|<>|!=|<=?|>=?|\\blike\\b|\\bis\\b|\\bin\\s*\\(|\\bbetween\\b|\\bregexp\\b|\\brlike\\b)')
 re('pc-sqli-004', 'sqli', 'time-based blind SQL (sleep, benchmark, waitfor delay)', ARGSPH, '\\b(?:sleep|benchmark|pg_sleep|randomblob|dbms_lock\\.sleep|dbms_pipe\\.receive_message|sys\\.dbms_\\w+)\\s*\\(|\\bwaitfor\\s+(?:delay|time)\\s+[\'"]')
 re('pc-sqli-005', 'sqli', 'database catalog and dangerous stored procedure names', ARGSPH, '\\b(?:information_schema|pg_catalog|pg_shadow|pg_user|mysql\\.(?:user|db)|sysobjects|syscolumns|sysusers|sys\\.(?:tables|objects|columns|databases|sql_logins)|sqlite_master|sqlite_temp_master|all_tables|all_users|user_tables|dba_users|msysobjects|msysaccessobjects|xp_cmdshell|xp_regread|xp_dirtree|sp_executesql|sp_oacreate|sp_configure|sp_password|utl_http|utl_inaddr|dbms_xmlgen|openrowset|opendatasource)\\b')
@@ -46,12 +46,15 @@ re('pc-sqli-006', 'sqli', 'a stacked statement after a semicolon (DDL/DML/exec)'
 re('pc-sqli-007', 'sqli', 'a quote closing a literal then a comment that swallows the rest of the query', ARGS, '[\'"`)]\\s*;?\\s*(?:--[\\s-]*$|/\\*|#\\s*$|;\\s*--)')
 re('pc-sqli-008', 'sqli', 'functions used to exfiltrate data through errors and files', ARGSPH, '\\b(?:load_file|extractvalue|updatexml|group_concat|name_const|make_set|concat_ws|unhex|json_keys|xmltype|dbms_xmlquery|ctxsys\\.\\w+|exp\\s*\\(\\s*~)\\s*\\(|@@(?:version|datadir|hostname|basedir|tmpdir|servername)\\b')
 re('pc-sqli-009', 'sqli', 'SELECT ... INTO OUTFILE/DUMPFILE writes files on the database host', ARGSPH, '\\binto\\s+(?:out|dump)file\\b')
-re('pc-sqli-010', 'sqli', 'a SELECT of everything or of database functions from a table', ARGSPH, '\\bselect\\s+(?:\\*|count\\s*\\(\\s*\\*|top\\s+\\d|(?:user|version|database|current_user|system_user|schema)\\s*\\(|@@|null\\s*,|0x[0-9a-f]+|\\d+\\s*,)[^;]{0,120}?\\bfrom\\s+[\\w.\\x60"\\[\\]]+\\s*(?:where\\b|limit\\b|order\\b|group\\b|union\\b|;|--|#|\\)|$)')
+re('pc-sqli-010', 'sqli', 'a SELECT of everything or of database functions from a table', ARGSPH, '\\bselect\\s+(?:\\*|count\\s*\\(\\s*\\*|top\\s+\\d|(?:user|version|database|current_user|system_user|schema)\\s*\\(|@@|null\\s*,|0x[0-9a-f]+|\\d+\\s*,)[^;]{0,120}?\\bfrom\\s+[\\w.$\\x60"\\[\\]]+\\s*(?:where\\b|limit\\b|order\\b|group\\b|union\\b|as\\s+\\w+\\s*,|;|--|#|\\)|$)')
 re('pc-sqli-011', 'sqli', 'MySQL versioned comment /*!...*/ used to hide keywords', ARGSPH, '/\\*!\\d*')
 re('pc-sqli-012', 'sqli', 'JSON path and operator tricks that slip SQL past keyword filters', ARGS, '(?:->>?|#>>?|@>|<@)\\s*\'|\'\\$(?:\\.|\\[)|\\bjson_(?:extract|contains|search|unquote)\\s*\\(')
 re('pc-sqli-013', 'sqli', 'a quote or parenthesis followed by an SQL keyword that continues the query', ARGS, '^[\\w.@-]*[\'"`)]+\\s*(?:\\|\\||&&|;)?\\s*\\(?\\s*(?:(?:select|union|having|order\\s+by|group\\s+by|insert|update|delete|exec|procedure\\s+analyse|limit\\s+\\d|where)\\b[^a-z]|(?:and|or|xor)\\s+(?:\\d|\'|"|\\(|not\\b|true\\b|false\\b|null\\b|[a-z_]\\w*\\s*(?:=|<|>|!|\\blike\\b|\\bis\\b|\\bin\\b|\\bbetween\\b|\\bregexp\\b)))')
-re('pc-sqli-014', 'sqli', 'boolean or arithmetic probe with a numeric comparison', ARGS, '\\b(?:and|or|xor|&&|\\|\\|)\\s+\\(?\\s*(?:\\d+|\'\\d+\'|"\\d+")\\s*(?:=|<>|!=)\\s*\\(?\\s*(?:\\d+|\'\\d+\'|"\\d+"|\\(\\s*select)')
+re('pc-sqli-014', 'sqli', 'boolean or arithmetic probe with a numeric comparison', ARGS, '\\b(?:and|or|xor|&&|\\|\\|)\\s+\\(?\\s*(?:[-+]?\\d+|\'\\d+\'|"\\d+")\\s*(?:=|<>|!=)\\s*\\(?\\s*(?:\\d+|\'\\d+\'|"\\d+"|\\(\\s*select)')
 re('pc-sqli-015', 'sqli', 'conditional expressions used for blind SQL injection', ARGSPH, '\\b(?:if|iif|case\\s+when|elt|nullif|ifnull|coalesce|decode)\\s*\\(\\s*(?:\\(?\\s*select\\b|[\\w@()]+\\s*(?:=|<|>)\\s*[\\w@()\'"]+\\s*,)|\\bcase\\s+when\\b[^;]{1,80}\\bthen\\b')
+
+// A quoted operator between two quotes: the value closes the app's string, applies an operator, and opens a new one.
+re('pc-sqli-016', 'sqli', 'a quote, an SQL operator and a quote (\' = \', a\' ^ \'b, \' regexp \')', ARGS, '^[\\w.@-]*\'\\s*(?:<=>|<>|!=|<=|>=|<<|>>|[=&^/<>*+%|~-])\\s*\'\\s*[\\w.@-]*$|^[\\w.@-]*([\'"])\\s+(?:div|mod|regexp|rlike|not\\s+like|not\\s+rlike|sounds\\s+like|like|xor)\\s+[\'"]\\s*[\\w.@-]*$')
 
 // ---------- XSS
 rule('pc-xss-001', 'xss', 'libinjection recognises HTML/JS that runs script', 'is_xss', ALL, {}, ['urlDecodeUni', 'htmlEntityDecode', 'jsDecode', 'removeNulls'])
