@@ -17,10 +17,10 @@ import { buildAttacks, buildBenign } from '../fixtures/generalization/build.mjs'
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
 /** Detection per family (all positions), in %, measured on this corpus; a test fails below it minus MARGIN. */
-const MEASURED: Record<string, number> = { crlf: 98.3, ldap: 86.2, lfi: 98.8, nosql: 80.8, rce: 90.3, rfi: 58.3, sqli: 90.0, ssi: 100, ssti: 72.2, xss: 99.2 }
+const MEASURED: Record<string, number> = { crlf: 98.3, ldap: 86.2, lfi: 98.8, nosql: 80.8, rce: 98.6, rfi: 58.3, sqli: 90.0, ssi: 100, ssti: 72.2, xss: 99.2 }
 /** Detection per position (all families), in %. */
 const MEASURED_POSITION: Record<string, number> = {
-  query: 94.6, json: 94.5, form: 94.6, multipart: 94.5, filename: 90.1, path: 83.2, 'user-agent': 91.8, referer: 86.5, 'x-forwarded-for': 91.8, 'custom-header': 91.8, cookie: 94.6, xml: 94.4
+  query: 95.5, json: 95.4, form: 95.5, multipart: 95.4, filename: 90.9, path: 84.0, 'user-agent': 92.7, referer: 87.4, 'x-forwarded-for': 92.7, 'custom-header': 92.7, cookie: 95.5, xml: 95.3
 }
 const MARGIN = 2
 
