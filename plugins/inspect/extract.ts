@@ -476,11 +476,15 @@ export function decode (s: string, plus: boolean): string {
 }
 
 /**
- * OAuth 2.0 / OpenID Connect parameters that name where the browser is sent back to. A native app
+ * OAuth 2.0 / OpenID Connect (and sign-in library) parameters that name where the browser is sent back to. A native app
  * listens on a loopback address (RFC 8252 7.3), so `http://localhost:3000/callback` there is an
  * ordinary value, not a request for the backend to fetch an internal URL.
  */
-const REDIRECT_KEYS: ReadonlySet<string> = new Set(['redirect_uri', 'redirect_uris', 'post_logout_redirect_uri', 'oauth_callback'])
+const REDIRECT_KEYS: ReadonlySet<string> = new Set([
+  'redirect_uri', 'redirect_uris', 'post_logout_redirect_uri', 'oauth_callback',
+  // sign-in libraries' own callback parameters (NextAuth.js `callbackUrl`, Rails/Devise `return_to`)
+  'callbackUrl', 'callback_url', 'returnTo', 'return_to', 'redirect_url', 'redirectUrl'
+])
 /** A loopback redirect URI with a plain path (no query, no dot segments, no escapes): nothing a rule could match. */
 const LOOPBACK_REDIRECT = /^https?:\/\/(?:localhost|127\.0\.0\.1|\[::1\])(?::\d{1,5})?(?:\/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,63})?){0,16}$/
 
