@@ -4,8 +4,9 @@
  * - `ipRateLimitPlugin` (`gateway-ip-rate-limit`): a cheap per-client-IP limit (IPv6 per /64,
  *   IPv4-mapped as IPv4) in a global `onRequest` hook (@fastify/rate-limit's handler). Register it BEFORE
  *   authentication: it throttles every request, unrouted ones (404, spelling variants) included,
- *   so invalid credentials cannot mint fresh buckets. Counters stay in this process's memory (LRU
- *   bounded), so it keeps protecting auth while Redis is down. Options: IP_RATE_LIMIT_MAX/_WINDOW.
+ *   so invalid credentials cannot mint fresh buckets. Counters live in memory (LRU bounded), or
+ *   with REDIS_URL in Redis under `<keyPrefix>ip|`, shared by every instance, with the same
+ *   failure mode as the route tier. Options: IP_RATE_LIMIT_MAX/_WINDOW.
  * - `routeRateLimitPlugin` (`gateway-route-rate-limit`): the per-route limit from each route's
  *   `config.rateLimit` (`{ max, timeWindow, keyBy }`; `false` or absent: no per-route limit),
  *   keyed by `request.consumer.id`, or by client IP on public routes or with `keyBy: 'ip'`.
@@ -15,8 +16,9 @@
  *   instance-level `onRequest` hook, and after the route-level hooks of plugins registered earlier,
  *   so registering this plugin AFTER auth guarantees `request.consumer` is set; routes without a
  *   policy pay nothing. Counters live in memory, or in Redis (REDIS_URL) for every instance.
- *   A Redis failure applies REDIS_FAILURE_MODE within REDIS_TIMEOUT_MS: `closed` answers 503
- *   GW_RATE_LIMIT_STORE_UNAVAILABLE with Retry-After, `open` admits.
+ *   A Redis failure applies REDIS_FAILURE_MODE within REDIS_TIMEOUT_MS of the request asking:
+ *   `closed` answers 503 GW_RATE_LIMIT_STORE_UNAVAILABLE with Retry-After, `open` admits. The
+ *   outage is logged once per interval with a count (store.ts), not per request.
  *
  * Both answer 429 GW_RATE_LIMITED with `Retry-After` and the draft RateLimit headers
  * (`ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset`), publish `rateLimited`, and the
@@ -41,6 +43,7 @@ import {
   type RouteRateLimitOptions,
   type RouteRateLimitPluginOptions
 } from './schema.js'
+import { DeadlineQueue, redisFixedWindowStore } from './redis-store.js'
 import { closeRedis, createRedisClient, StoreMonitor, waitReadyOnDatabase } from './store.js'
 import { compileOptions, schemaProblems } from './validate.js'
 
@@ -99,11 +102,75 @@ const HEADERS = {
   addHeaders: { 'ratelimit-limit': true, 'ratelimit-remaining': true, 'ratelimit-reset': true, 'retry-after': true }
 } as const
 
+interface StoreOptions {
+  readonly redisTimeoutMs: number
+  readonly failureMode: 'open' | 'closed'
+  readonly failureLogIntervalMs: number
+  readonly unavailableRetryAfterS: number
+}
+
+interface SharedStore {
+  readonly redis: Redis
+  readonly monitor: StoreMonitor
+  readonly deadlines: DeadlineQueue
+}
+
+/**
+ * Connects to Redis for one tier (closed in onClose). Starts serving either way: with Redis down
+ * the failure mode applies until it is back. A server that answers but refuses the URL's
+ * database is a configuration error.
+ */
+async function openStore (fastify: FastifyInstance, redisUrl: string, options: StoreOptions, tier: 'ip' | 'route'): Promise<SharedStore> {
+  const redis = await createRedisClient(redisUrl, options.redisTimeoutMs)
+  const monitor = new StoreMonitor(fastify.log, options.failureLogIntervalMs, options.failureMode, tier)
+  monitor.watch(redis)
+  const deadlines = new DeadlineQueue(options.redisTimeoutMs)
+  fastify.addHook('onClose', async function rateLimitCloseRedis () {
+    monitor.close()
+    deadlines.close()
+    await closeRedis(redis)
+  })
+  let ready: boolean
+  try {
+    ready = await waitReadyOnDatabase(redis, Math.max(options.redisTimeoutMs * 5, 1000))
+  } catch (err) {
+    monitor.close()
+    await closeRedis(redis)
+    throw new RateLimitConfigError(`redisUrl: the server refused the database it names (${(err as Error).message})`, { cause: err })
+  }
+  if (!ready) {
+    fastify.log.warn({ tier, failureMode: options.failureMode }, 'rate-limit store (redis) not reachable at startup')
+  }
+  return { redis, monitor, deadlines }
+}
+
+/**
+ * Runs `limiter` and applies the failure mode to anything but a 429: `closed` answers 503 with
+ * Retry-After, `open` admits. Store failures are counted by the monitor, not logged per request.
+ */
+function guarded (limiter: LimiterHandler, monitor: StoreMonitor, options: StoreOptions): LimiterHandler {
+  const failClosed = options.failureMode === 'closed'
+  const retryAfter = String(options.unavailableRetryAfterS)
+  return async function rateLimitGuarded (request, reply) {
+    try {
+      await limiter(request, reply)
+    } catch (err) {
+      if (err instanceof RateLimitedError) throw err
+      monitor.failure(err)
+      if (failClosed) {
+        reply.header('retry-after', retryAfter)
+        throw new RateLimitStoreUnavailableError({ cause: err })
+      }
+    }
+  }
+}
+
 async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateLimitPluginOptions): Promise<void> {
   const options = compileOptions<IpRateLimitOptions>(IpRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError, (o, problems) => {
     const p = windowProblem('timeWindow', o.timeWindow)
     if (p !== undefined) problems.push(p)
   })
+  const shared = options.redisUrl === undefined ? undefined : await openStore(fastify, options.redisUrl, options, 'ip')
   decorateClientKey(fastify)
   const limiter = await buildLimiter(fastify, {
     ...HEADERS,
@@ -112,6 +179,9 @@ async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateL
     max: options.max,
     timeWindow: windowMs(options.timeWindow),
     cache: options.cacheSize,
+    // Route keys start with the route template (`/...`): `ip|` cannot collide with them.
+    ...(shared === undefined ? {} : { store: redisFixedWindowStore(shared.redis, `${options.keyPrefix}ip|`, shared.deadlines) }),
+    skipOnError: false,
     keyGenerator: clientKey,
     errorResponseBuilder: (request) => {
       request.log.debug({ ip: request.ip }, 'per-IP rate limit exceeded')
@@ -119,8 +189,9 @@ async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateL
       return new RateLimitedError()
     }
   })
-  // @fastify/rate-limit's handler is itself the hook: no wrapper promise per request.
-  fastify.addHook('onRequest', limiter as unknown as onRequestAsyncHookHandler)
+  // In memory mode @fastify/rate-limit's handler is itself the hook: no wrapper promise per request.
+  const hook = shared === undefined ? limiter : guarded(limiter, shared.monitor, options)
+  fastify.addHook('onRequest', hook as unknown as onRequestAsyncHookHandler)
 }
 
 /**
@@ -141,37 +212,14 @@ function routeName (routeOptions: RouteOptions): string {
 async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: RouteRateLimitPluginOptions): Promise<void> {
   const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError)
 
-  let redis: Redis | undefined
-  let monitor: StoreMonitor | undefined
-  if (options.redisUrl !== undefined) {
-    redis = await createRedisClient(options.redisUrl, options.redisTimeoutMs)
-    monitor = new StoreMonitor(fastify.log, options.failureLogIntervalMs, options.failureMode)
-    monitor.watch(redis)
-    const client = redis
-    fastify.addHook('onClose', async function rateLimitCloseRedis () {
-      await closeRedis(client)
-    })
-    // Start serving either way: with Redis down the failure mode applies until it is back.
-    // A server that answers but refuses the URL's database is a configuration error.
-    let ready: boolean
-    try {
-      ready = await waitReadyOnDatabase(redis, Math.max(options.redisTimeoutMs * 5, 1000))
-    } catch (err) {
-      await closeRedis(client)
-      throw new RateLimitConfigError(`redisUrl: the server refused the database it names (${(err as Error).message})`, { cause: err })
-    }
-    if (!ready) {
-      fastify.log.warn({ failureMode: options.failureMode }, 'rate-limit store (redis) not reachable at startup')
-    }
-  }
+  const shared = options.redisUrl === undefined ? undefined : await openStore(fastify, options.redisUrl, options, 'route')
 
   fastify.decorateRequest(kBucket, null)
   decorateClientKey(fastify)
   const limiter = await buildLimiter(fastify, {
     ...HEADERS,
     cache: options.cacheSize,
-    redis,
-    nameSpace: options.keyPrefix,
+    ...(shared === undefined ? {} : { store: redisFixedWindowStore(shared.redis, options.keyPrefix, shared.deadlines) }),
     skipOnError: false,
     max: (request) => bucketOf(request).max,
     timeWindow: (request) => bucketOf(request).windowMs,
@@ -188,23 +236,12 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
     }
   })
 
-  const failClosed = options.failureMode === 'closed'
-  const retryAfter = String(options.unavailableRetryAfterS)
+  const check = shared === undefined ? limiter : guarded(limiter, shared.monitor, options)
 
   function hookFor (bucket: Bucket): onRequestAsyncHookHandler {
     return async function rateLimitRouteOnRequest (request, reply) {
       (request as unknown as Record<symbol, Bucket>)[kBucket] = bucket
-      try {
-        await limiter(request, reply)
-      } catch (err) {
-        // Anything but our 429 is a store failure (memory mode never fails: rethrow as a bug).
-        if (err instanceof RateLimitedError || monitor === undefined) throw err
-        monitor.failure(err, request.log)
-        if (failClosed) {
-          reply.header('retry-after', retryAfter)
-          throw new RateLimitStoreUnavailableError({ cause: err })
-        }
-      }
+      await check(request, reply)
     }
   }
 

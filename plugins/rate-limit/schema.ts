@@ -56,10 +56,21 @@ export function windowMs (window: number | string): number {
 /** Largest window: a day (a longer one is almost certainly a unit mistake). */
 export const MAX_WINDOW_MS = 86_400_000
 
+/** Options of the Redis store, the same for both tiers. */
+const StoreOptionProperties = {
+  redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for counters shared by every gateway instance; unset = in memory. From REDIS_URL.' })),
+  redisTimeoutMs: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one request\'s wait for Redis; a slower answer is a store failure. From REDIS_TIMEOUT_MS.' }),
+  failureMode: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis failing: `closed` answers 503, `open` admits. From REDIS_FAILURE_MODE.' }),
+  keyPrefix: Type.String({ pattern: '^[A-Za-z0-9:._-]{1,100}$', default: 'portcullis:rl:', description: 'Prefix of every Redis key (the per-IP tier adds `ip|`, route keys start with `/`).' }),
+  failureLogIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'Store failures are logged once per interval, with their count.' }),
+  unavailableRetryAfterS: Type.Integer({ minimum: 1, maximum: 3600, default: 5, description: '`Retry-After` of the fail-closed 503.' })
+}
+
 export const IpRateLimitOptionsSchema = Type.Object({
   max: Type.Integer({ minimum: 1, default: 1000, description: 'Requests admitted per client IP (IPv6: per /64) and window, before authentication. From IP_RATE_LIMIT_MAX.' }),
   timeWindow: Type.Union(TimeWindowSchema.anyOf, { default: '1 minute', description: 'Window of the per-IP limit. From IP_RATE_LIMIT_WINDOW.' }),
-  cacheSize: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 100_000, description: 'Most client IPs tracked at once (LRU); bounds memory.' })
+  cacheSize: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 100_000, description: 'Most client IPs tracked at once in memory mode (LRU); bounds memory.' }),
+  ...StoreOptionProperties
 }, { additionalProperties: false })
 
 /** Validated options of the per-IP tier (`gateway-ip-rate-limit`). */
@@ -71,18 +82,25 @@ export interface IpRateLimitPluginOptions {
   readonly max?: number
   /** Window, ms or text (IP_RATE_LIMIT_WINDOW). Default `1 minute`. */
   readonly timeWindow?: number | string
-  /** Most client IPs tracked at once (LRU). Default 100,000. */
+  /** Most client IPs tracked at once (LRU, memory mode). Default 100,000. */
   readonly cacheSize?: number
+  /** REDIS_URL: the per-IP counters are shared through it too; unset = in memory. */
+  readonly redisUrl?: string | undefined
+  /** REDIS_TIMEOUT_MS. Default 200. */
+  readonly redisTimeoutMs?: number
+  /** REDIS_FAILURE_MODE. Default `closed`. */
+  readonly failureMode?: 'closed' | 'open'
+  /** Prefix of every Redis key (this tier's keys are `<prefix>ip|<client>`). Default `portcullis:rl:`. */
+  readonly keyPrefix?: string
+  /** Store failures are logged once per interval with their count. Default 30,000 ms. */
+  readonly failureLogIntervalMs?: number
+  /** Retry-After (s) of the fail-closed 503. Default 5. */
+  readonly unavailableRetryAfterS?: number
 }
 
 export const RouteRateLimitOptionsSchema = Type.Object({
-  redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for counters shared by every gateway instance; unset = in memory. From REDIS_URL.' })),
-  redisTimeoutMs: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one Redis command; a slower answer is a store failure. From REDIS_TIMEOUT_MS.' }),
-  failureMode: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis failing: `closed` answers 503, `open` admits. From REDIS_FAILURE_MODE.' }),
-  keyPrefix: Type.String({ pattern: '^[A-Za-z0-9:._-]{1,100}$', default: 'portcullis:rl:', description: 'Prefix of every Redis key.' }),
   cacheSize: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 100_000, description: 'Most (route, client) counters kept in memory mode (LRU); bounds memory.' }),
-  failureLogIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'At most one store-failure log line per interval.' }),
-  unavailableRetryAfterS: Type.Integer({ minimum: 1, maximum: 3600, default: 5, description: '`Retry-After` of the fail-closed 503.' })
+  ...StoreOptionProperties
 }, { additionalProperties: false })
 
 /** Validated options of the per-route tier (`gateway-route-rate-limit`). */
@@ -100,7 +118,7 @@ export interface RouteRateLimitPluginOptions {
   readonly keyPrefix?: string
   /** LRU size in memory mode. Default 100,000. */
   readonly cacheSize?: number
-  /** At most one store-failure log line per interval. Default 30,000 ms. */
+  /** Store failures are logged once per interval with their count. Default 30,000 ms. */
   readonly failureLogIntervalMs?: number
   /** Retry-After (s) of the fail-closed 503. Default 5. */
   readonly unavailableRetryAfterS?: number
