@@ -8,9 +8,8 @@ import { kReported } from '../../src/errors.js'
 /** A limit (per IP or per route) is exhausted: 429 with Retry-After and RateLimit headers. */
 export const RateLimitedError = createError('GW_RATE_LIMITED', 'Rate limit exceeded', 429)
 /**
- * The shared store (Redis) failed or is unreachable and the failure mode is `closed`. The store
- * monitor logs the outage once per interval with a count, so the error handler does not log each
- * 503 (`kReported`).
+ * The shared store (Redis) failed or is unreachable and the failure mode is `closed`. The outage
+ * is logged once per interval with a count, not once per 503.
  */
 export const RateLimitStoreUnavailableError = createError('GW_RATE_LIMIT_STORE_UNAVAILABLE', 'Service unavailable', 503)
 Object.defineProperty(RateLimitStoreUnavailableError.prototype, kReported, { value: true })

@@ -5,8 +5,10 @@
  *   IPv4-mapped as IPv4) in a global `onRequest` hook (@fastify/rate-limit's handler). Register it BEFORE
  *   authentication: it throttles every request, unrouted ones (404, spelling variants) included,
  *   so invalid credentials cannot mint fresh buckets. Counters live in memory (LRU bounded), or
- *   with REDIS_URL in Redis under `<keyPrefix>ip|`, shared by every instance, with the same
- *   failure mode as the route tier. Options: IP_RATE_LIMIT_MAX/_WINDOW.
+ *   with REDIS_URL in Redis under `<keyPrefix>ip|`, shared by every instance. While Redis fails,
+ *   each instance counts in its own memory instead (whatever REDIS_FAILURE_MODE says): this tier
+ *   runs on every request, health probes included, so `closed` would answer 503 to all of them
+ *   and `open` would drop the flood guard in front of auth. Options: IP_RATE_LIMIT_MAX/_WINDOW.
  * - `routeRateLimitPlugin` (`gateway-route-rate-limit`): the per-route limit from each route's
  *   `config.rateLimit` (`{ max, timeWindow, keyBy }`; `false` or absent: no per-route limit),
  *   keyed by `request.consumer.id`, or by client IP on public routes or with `keyBy: 'ip'`.
@@ -122,7 +124,8 @@ interface SharedStore {
  */
 async function openStore (fastify: FastifyInstance, redisUrl: string, options: StoreOptions, tier: 'ip' | 'route'): Promise<SharedStore> {
   const redis = await createRedisClient(redisUrl, options.redisTimeoutMs)
-  const monitor = new StoreMonitor(fastify.log, options.failureLogIntervalMs, options.failureMode, tier)
+  // The per-IP tier falls back to this instance's memory, whatever the failure mode.
+  const monitor = new StoreMonitor(fastify.log, options.failureLogIntervalMs, tier === 'ip' ? 'local' : options.failureMode, tier)
   monitor.watch(redis)
   const deadlines = new DeadlineQueue(options.redisTimeoutMs)
   fastify.addHook('onClose', async function rateLimitCloseRedis () {
@@ -139,7 +142,7 @@ async function openStore (fastify: FastifyInstance, redisUrl: string, options: S
     throw new RateLimitConfigError(`redisUrl: the server refused the database it names (${(err as Error).message})`, { cause: err })
   }
   if (!ready) {
-    fastify.log.warn({ tier, failureMode: options.failureMode }, 'rate-limit store (redis) not reachable at startup')
+    fastify.log.warn({ tier, failureMode: tier === 'ip' ? 'local' : options.failureMode }, 'rate-limit store (redis) not reachable at startup')
   }
   return { redis, monitor, deadlines }
 }
@@ -172,15 +175,13 @@ async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateL
   })
   const shared = options.redisUrl === undefined ? undefined : await openStore(fastify, options.redisUrl, options, 'ip')
   decorateClientKey(fastify)
-  const limiter = await buildLimiter(fastify, {
+  const settings: RateLimitPluginOptions = {
     ...HEADERS,
     // On admitted requests the route tier's headers are the useful ones; this tier adds none.
     addHeadersOnExceeding: { 'ratelimit-limit': false, 'ratelimit-remaining': false, 'ratelimit-reset': false },
     max: options.max,
     timeWindow: windowMs(options.timeWindow),
     cache: options.cacheSize,
-    // Route keys start with the route template (`/...`): `ip|` cannot collide with them.
-    ...(shared === undefined ? {} : { store: redisFixedWindowStore(shared.redis, `${options.keyPrefix}ip|`, shared.deadlines) }),
     skipOnError: false,
     keyGenerator: clientKey,
     errorResponseBuilder: (request) => {
@@ -188,10 +189,25 @@ async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateL
       publishLimited(request, 'ip')
       return new RateLimitedError()
     }
+  }
+  const local = await buildLimiter(fastify, settings)
+  if (shared === undefined) {
+    // In memory mode @fastify/rate-limit's handler is itself the hook: no wrapper promise per request.
+    fastify.addHook('onRequest', local as unknown as onRequestAsyncHookHandler)
+    return
+  }
+  // Route keys start with the route template (`/...`): `ip|` cannot collide with them.
+  const remote = await buildLimiter(fastify, { ...settings, store: redisFixedWindowStore(shared.redis, `${options.keyPrefix}ip|`, shared.deadlines) })
+  const monitor = shared.monitor
+  fastify.addHook('onRequest', async function ipRateLimitOnRequest (request, reply) {
+    try {
+      await remote(request, reply)
+    } catch (err) {
+      if (err instanceof RateLimitedError) throw err
+      monitor.failure(err)
+      await local(request, reply)
+    }
   })
-  // In memory mode @fastify/rate-limit's handler is itself the hook: no wrapper promise per request.
-  const hook = shared === undefined ? limiter : guarded(limiter, shared.monitor, options)
-  fastify.addHook('onRequest', hook as unknown as onRequestAsyncHookHandler)
 }
 
 /**

@@ -60,7 +60,7 @@ export const MAX_WINDOW_MS = 86_400_000
 const StoreOptionProperties = {
   redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for counters shared by every gateway instance; unset = in memory. From REDIS_URL.' })),
   redisTimeoutMs: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one request\'s wait for Redis; a slower answer is a store failure. From REDIS_TIMEOUT_MS.' }),
-  failureMode: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis failing: `closed` answers 503, `open` admits. From REDIS_FAILURE_MODE.' }),
+  failureMode: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis failing, the per-route tier: `closed` answers 503, `open` admits (the per-IP tier counts in memory instead). From REDIS_FAILURE_MODE.' }),
   keyPrefix: Type.String({ pattern: '^[A-Za-z0-9:._-]{1,100}$', default: 'portcullis:rl:', description: 'Prefix of every Redis key (the per-IP tier adds `ip|`, route keys start with `/`).' }),
   failureLogIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'Store failures are logged once per interval, with their count.' }),
   unavailableRetryAfterS: Type.Integer({ minimum: 1, maximum: 3600, default: 5, description: '`Retry-After` of the fail-closed 503.' })
@@ -88,7 +88,7 @@ export interface IpRateLimitPluginOptions {
   readonly redisUrl?: string | undefined
   /** REDIS_TIMEOUT_MS. Default 200. */
   readonly redisTimeoutMs?: number
-  /** REDIS_FAILURE_MODE. Default `closed`. */
+  /** Accepted for symmetry with the route tier; while Redis fails this tier counts in memory. */
   readonly failureMode?: 'closed' | 'open'
   /** Prefix of every Redis key (this tier's keys are `<prefix>ip|<client>`). Default `portcullis:rl:`. */
   readonly keyPrefix?: string

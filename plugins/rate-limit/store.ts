@@ -63,7 +63,8 @@ export class StoreMonitor {
   constructor (
     private readonly log: FastifyBaseLogger,
     private readonly intervalMs: number,
-    private readonly mode: 'open' | 'closed',
+    /** What applies while the store fails: `open`, `closed`, or `local` (per-instance memory, the per-IP tier). */
+    private readonly mode: 'open' | 'closed' | 'local',
     private readonly tier: 'ip' | 'route' = 'route'
   ) {}
 
