@@ -8,7 +8,8 @@
  * so ioredis's own `commandTimeout` (armed on send) would let them wait twice as long. Pending
  * calls sit in one FIFO (their deadlines are in arrival order) swept by a single timer armed for
  * the oldest deadline: no timer per request. A call past its deadline fails with
- * `RateLimitStoreTimeoutError`; its late reply, if any, is ignored.
+ * `RateLimitStoreTimeoutError` (after the event loop has read the sockets once more, so a reply
+ * that already arrived is not refused); its late reply, if any, is ignored.
  *
  * The fixed window is one Lua script (INCR, PEXPIRE on the first hit, PTTL otherwise), atomic for
  * every gateway instance sharing the Redis.
@@ -57,7 +58,10 @@ export class DeadlineQueue {
   private queue: Pending[] = []
   private head = 0
   private timer: NodeJS.Timeout | null = null
-  private readonly sweepBound = (): void => this.sweep()
+  // The timer only schedules the sweep for the check phase: after a stalled event loop, timers
+  // run before socket reads, and replies already received must win over their deadline.
+  private readonly sweepBound = (): void => { setImmediate(this.sweepNow) }
+  private readonly sweepNow = (): void => this.sweep()
 
   constructor (readonly timeoutMs: number, private readonly now: () => number = Date.now) {}
 
