@@ -10,7 +10,8 @@
  *   runs on every request, health probes included, so `closed` would answer 503 to all of them
  *   and `open` would drop the flood guard in front of auth. Options: IP_RATE_LIMIT_MAX/_WINDOW.
  * - `routeRateLimitPlugin` (`gateway-route-rate-limit`): the per-route limit from each route's
- *   `config.rateLimit` (`{ max, timeWindow, keyBy }`; `false` or absent: no per-route limit),
+ *   `config.rateLimit` (`{ max, timeWindow, keyBy, algorithm, burst }`; `false` or absent: no
+ *   per-route limit; `algorithm`: `fixed` windows (default) or `gcra`, gcra.ts),
  *   keyed by `request.consumer.id`, or by client IP on public routes or with `keyBy: 'ip'`.
  *   Routes of one template sharing one policy object share one budget (a route and its HEAD twin,
  *   `/api`, `/api/` and `/api/*` of one `defineRoute` prefix). The check is a route-level `onRequest` hook
@@ -37,6 +38,7 @@ import {
   IpRateLimitOptionsSchema,
   RateLimitRouteConfigSchema,
   RouteRateLimitOptionsSchema,
+  burstProblem,
   windowMs,
   windowProblem,
   type IpRateLimitOptions,
@@ -45,6 +47,7 @@ import {
   type RouteRateLimitOptions,
   type RouteRateLimitPluginOptions
 } from './schema.js'
+import { memoryGcraStore, redisGcraStore } from './gcra.js'
 import { DeadlineQueue, redisFixedWindowStore } from './redis-store.js'
 import { closeRedis, createRedisClient, StoreMonitor, waitReadyOnDatabase } from './store.js'
 import { compileOptions, schemaProblems } from './validate.js'
@@ -53,12 +56,16 @@ export type { IpRateLimitPluginOptions, RateLimitPolicy, RateLimitRouteConfig, R
 export { RateLimitRouteConfigSchema } from './schema.js'
 
 declare module '@fastify/rate-limit' {
-  // The gateway's route policy adds `keyBy` to the route-level `config.rateLimit` object that
+  // The gateway's route policy adds `keyBy`, `algorithm` and `burst` to the route-level `config.rateLimit` object that
   // @fastify/rate-limit declares on FastifyContextConfig (validated by RateLimitRouteConfigSchema).
   namespace fastifyRateLimit {
     interface RateLimitOptions {
       /** Count per authenticated consumer (default; by IP on public routes) or per client IP. */
       keyBy?: 'consumer' | 'ip'
+      /** `fixed` windows (default) or `gcra` (no window-length span admits more than max + burst). */
+      algorithm?: 'fixed' | 'gcra'
+      /** With `gcra`: requests admitted ahead of the steady pace. Default 0. */
+      burst?: number
     }
   }
 }
@@ -71,6 +78,8 @@ interface Bucket {
   readonly max: number
   readonly windowMs: number
   readonly keyByIp: boolean
+  /** GCRA only: `<burst>;`, the head of the store key that tells the store the burst. */
+  readonly gcraHead: string | undefined
 }
 
 const kBucket = Symbol('portcullis.rateLimit.bucket')
@@ -254,10 +263,34 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
 
   const check = shared === undefined ? limiter : guarded(limiter, shared.monitor, options)
 
+  // GCRA budgets (`algorithm: 'gcra'`): the same handler over a GCRA store, keys under `g|`.
+  const gcraLimiter = await buildLimiter(fastify, {
+    ...HEADERS,
+    store: shared === undefined
+      ? memoryGcraStore(options.cacheSize)
+      : redisGcraStore(shared.redis, `${options.keyPrefix}g|`, shared.deadlines),
+    skipOnError: false,
+    max: (request) => bucketOf(request).max,
+    timeWindow: (request) => bucketOf(request).windowMs,
+    keyGenerator: (request) => {
+      const bucket = bucketOf(request)
+      const consumer = request.consumer
+      if (!bucket.keyByIp && consumer != null) return `${bucket.gcraHead ?? ''}${bucket.prefix}c:${consumer.id}`
+      return `${bucket.gcraHead ?? ''}${bucket.prefix}ip:${clientKey(request)}`
+    },
+    errorResponseBuilder: (request) => {
+      request.log.debug({ consumer: request.consumer?.id, ip: request.ip }, 'route rate limit exceeded')
+      publishLimited(request, 'route')
+      return new RateLimitedError()
+    }
+  })
+  const gcraCheck = shared === undefined ? gcraLimiter : guarded(gcraLimiter, shared.monitor, options)
+
   function hookFor (bucket: Bucket): onRequestAsyncHookHandler {
+    const run = bucket.gcraHead === undefined ? check : gcraCheck
     return async function rateLimitRouteOnRequest (request, reply) {
       (request as unknown as Record<symbol, Bucket>)[kBucket] = bucket
-      await check(request, reply)
+      await run(request, reply)
     }
   }
 
@@ -276,6 +309,8 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
       if (problems.length === 0) {
         const p = windowProblem('config.rateLimit.timeWindow', (policy as RateLimitPolicy).timeWindow)
         if (p !== undefined) problems.push(p)
+        const b = burstProblem('config.rateLimit', policy as RateLimitPolicy)
+        if (b !== undefined) problems.push(b)
       }
       if (problems.length > 0) throw new RateLimitConfigError(`${where}: ${problems.join('; ')}`)
       const valid = policy as RateLimitPolicy
@@ -286,7 +321,8 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
         prefix,
         max: valid.max,
         windowMs: windowMs(valid.timeWindow),
-        keyByIp: valid.keyBy === 'ip'
+        keyByIp: valid.keyBy === 'ip',
+        gcraHead: valid.algorithm === 'gcra' ? `${valid.burst ?? 0};` : undefined
       })
       hook = hookFor(bucket)
       siblings.push({ policy: valid, hook })

@@ -16,6 +16,14 @@ export const RateLimitPolicySchema = Type.Object({
   timeWindow: TimeWindowSchema,
   keyBy: Type.Optional(Type.Union([Type.Literal('consumer'), Type.Literal('ip')], {
     description: 'Count per authenticated consumer (default; by IP on public routes) or per client IP.'
+  })),
+  algorithm: Type.Optional(Type.Union([Type.Literal('fixed'), Type.Literal('gcra')], {
+    description: '`fixed` (default): a counter per fixed window, so up to twice `max` can pass across a window boundary. `gcra`: a token bucket that admits one request per `timeWindow / max` plus `burst` ahead of that pace, so no span of one window admits more than `max + burst`.'
+  })),
+  burst: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: 1_000_000,
+    description: 'With `algorithm: \'gcra\'` only: requests admitted ahead of the steady pace (a fresh client may send `burst + 1` at once). Default 0.'
   }))
 }, { additionalProperties: false })
 export type RateLimitPolicy = Static<typeof RateLimitPolicySchema>
@@ -122,6 +130,12 @@ export interface RouteRateLimitPluginOptions {
   readonly failureLogIntervalMs?: number
   /** Retry-After (s) of the fail-closed 503. Default 5. */
   readonly unavailableRetryAfterS?: number
+}
+
+/** Cross-field rule of a route policy: `burst` belongs to `gcra`. */
+export function burstProblem (where: string, policy: RateLimitPolicy): string | undefined {
+  if (policy.burst !== undefined && policy.algorithm !== 'gcra') return `${where}.burst: only with algorithm 'gcra'`
+  return undefined
 }
 
 /** Cross-field rule: a text window must parse to 1 ms .. MAX_WINDOW_MS. */
