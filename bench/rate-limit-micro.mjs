@@ -7,7 +7,8 @@
 //  2. cost: the server's CPU time per request (user+sys) and throughput for the same route
 //     without rate limiting (bare, and with two empty async onRequest hooks: the baseline the
 //     deltas are against), with both tiers in memory, and with the route tier on Redis
-//     (REDIS_URL, default redis://127.0.0.1:6379); 50 concurrent requests, interleaved rounds,
+//     (REDIS_URL, default redis://127.0.0.1:6379), and with both tiers on Redis (`redis-ip`, what
+//     a gateway with REDIS_URL does); 50 concurrent requests, interleaved rounds,
 //     medians. Throughput and CPU share 2 cores with the client: expect noise of 10-20%;
 //  3. hook cost: the two hooks alone (per-IP and per-route, memory store) called directly in a
 //     loop with a request-like object: the limiter's own CPU cost, free of HTTP noise.
@@ -37,10 +38,14 @@ async function serve (mode) {
   const { default: fp } = await import('fastify-plugin')
   const { ipRateLimitPlugin, routeRateLimitPlugin } = await import(pathToFileURL(join(dist, 'plugins/rate-limit/index.js')).href)
   const app = Fastify({ logger: false, trustProxy: ['127.0.0.1'] })
-  if (mode !== 'none') await app.register(ipRateLimitPlugin, { max: 1_000_000_000, timeWindow: '1 minute', cacheSize: CLIENTS })
+  if (mode !== 'none') {
+    await app.register(ipRateLimitPlugin, mode === 'redis-ip'
+      ? { max: 1_000_000_000, timeWindow: '1 minute', redisUrl: REDIS_URL, keyPrefix: `portcullis-bench:${process.pid}:` }
+      : { max: 1_000_000_000, timeWindow: '1 minute', cacheSize: CLIENTS })
+  }
   await app.register(fp(async (f) => { f.decorateRequest('consumer', null) }, { name: 'consumer-stub' }))
   if (mode !== 'none') {
-    await app.register(routeRateLimitPlugin, mode === 'redis'
+    await app.register(routeRateLimitPlugin, mode === 'redis' || mode === 'redis-ip'
       ? { redisUrl: REDIS_URL, keyPrefix: `portcullis-bench:${process.pid}:` }
       : { cacheSize: CLIENTS })
   }
@@ -165,7 +170,7 @@ if (args.serve !== undefined) {
   await m.stop()
 
   const servers = []
-  for (const mode of ['none', 'hooks', 'memory', 'redis']) {
+  for (const mode of ['none', 'hooks', 'memory', 'redis', 'redis-ip']) {
     const s = await start(mode)
     await s.run(3000, '192.0.2.1')
     servers.push(s)

@@ -12,7 +12,7 @@
  * | security-headers   | onSend: gateway security headers win over the upstream's         | - |
  * | overload           | onRequest: 503 under event-loop/heap pressure                    | overload |
  * | ip-filter          | onRequest: gateway and route IP allow/deny, content types        | ipFilter, allowedContentTypes |
- * | ip rate limit      | onRequest: per client IP (IPv6 /64), before auth, counts 404s    | - |
+ * | ip rate limit      | onRequest: per client IP (IPv6 /64), before auth, counts 404s; Redis when set | - |
  * | request-guard      | onRequest: framing, path, sizes, upgrades; server: Expect (100 Continue) | websocket |
  * | cors               | onRequest: preflights answered here; route onSend                | cors |
  * | auth               | route onRequest (first): JWT / API key -> request.consumer       | auth |
@@ -144,21 +144,22 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   fastify.setNotFoundHandler(gatewayNotFoundHandler)
 
   await fastify.register(observabilityPlugin)
-  if (config.admin.port !== undefined) await fastify.register(metricsPlugin, { port: config.admin.port, host: config.admin.host })
+  if (config.admin.port !== undefined) await fastify.register(metricsPlugin, { port: config.admin.port, host: config.admin.host, ...(config.admin.instance !== undefined ? { instance: config.admin.instance } : {}) })
   await fastify.register(tracingPlugin, { otel: config.otel })
   await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
   await fastify.register(overloadPlugin, {})
   await fastify.register(ipFilterPlugin, { allow: [...config.inspect.ipAllow], deny: [...config.inspect.ipDeny] })
-  await fastify.register(ipRateLimitPlugin, { max: config.rateLimit.ipMax, timeWindow: config.rateLimit.ipTimeWindow })
-  await fastify.register(requestGuardPlugin, { pathCheck: config.pathCheck })
-  await fastify.register(corsPlugin)
-  await fastify.register(authPlugin, config.auth)
-  await fastify.register(routeRateLimitPlugin, {
+  const rateLimitStore = {
     ...(config.rateLimit.redisUrl !== undefined ? { redisUrl: config.rateLimit.redisUrl } : {}),
     redisTimeoutMs: config.rateLimit.redisTimeoutMs,
     failureMode: config.rateLimit.failureMode,
     keyPrefix: config.rateLimit.redisKeyPrefix
-  })
+  }
+  await fastify.register(ipRateLimitPlugin, { max: config.rateLimit.ipMax, timeWindow: config.rateLimit.ipTimeWindow, ...rateLimitStore })
+  await fastify.register(requestGuardPlugin, { pathCheck: config.pathCheck })
+  await fastify.register(corsPlugin)
+  await fastify.register(authPlugin, config.auth)
+  await fastify.register(routeRateLimitPlugin, rateLimitStore)
   await fastify.register(inspectPlugin, { mode: config.inspect.mode, verdictCacheSize: config.inspect.verdictCacheSize, timeoutMs: config.inspect.timeoutMs, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
   await fastify.register(proxyPlugin, {
     bodyLimit: config.bodyLimit,

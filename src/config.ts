@@ -69,6 +69,7 @@ export const EnvSchema = Type.Object({
   IP_DENY: Type.Optional(Type.String({ description: 'Gateway-wide deny list of IPs/CIDRs.' })),
   ADMIN_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, description: 'Admin listener (metrics); unset = off.' })),
   ADMIN_HOST: Type.String({ minLength: 1, default: '127.0.0.1', description: 'Admin listen address.' }),
+  INSTANCE_ID: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,128}$', description: 'The `instance` label on every metric; unset = `<hostname>-<pid>` of each process.' })),
   TLS_CERT_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM certificate chain: serve HTTPS.' })),
   TLS_KEY_FILE: Type.Optional(Type.String({ minLength: 1, description: 'PEM private key for TLS_CERT_FILE.' })),
   HTTP2: Type.Boolean({ default: false, description: 'Serve HTTP/2 (with HTTP/1.1 fallback) when TLS is on.' }),
@@ -261,7 +262,7 @@ export interface GatewayConfig {
     readonly ipAllow: readonly string[]
     readonly ipDeny: readonly string[]
   }
-  readonly admin: { readonly port: number | undefined, readonly host: string }
+  readonly admin: { readonly port: number | undefined, readonly host: string, readonly instance: string | undefined }
   /** Worker processes (WORKERS); 1 = no cluster. */
   readonly workers: number
   readonly tls: { readonly certFile: string, readonly keyFile: string, readonly http2: boolean } | undefined
@@ -471,7 +472,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     },
     pathCheck: e.PATH_CHECK,
     inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, verdictCacheSize: e.INSPECT_CACHE_SIZE, timeoutMs: e.INSPECT_TIMEOUT_MS, ipAllow, ipDeny },
-    admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST },
+    admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST, instance: e.INSTANCE_ID },
     workers,
     tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined
       ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, http2: e.HTTP2 }

@@ -41,6 +41,13 @@ export const RouteNotFoundError = createError('GW_ROUTE_NOT_FOUND', 'Route not f
 /** A failure inside the gateway itself (a bug); the cause is logged at error. */
 export const InternalError = createError('GW_INTERNAL', 'Internal error', 500)
 
+/**
+ * Marks an error whose condition the throwing plugin already logs, rate-limited (e.g. a store
+ * outage, once per interval with a count): the handler logs each occurrence at debug only, so an
+ * outage does not become a log flood. Set on the error class's prototype.
+ */
+export const kReported = Symbol('portcullis.error.reported')
+
 /** Statuses whose client message is always the generic reason phrase. */
 const GENERIC_MESSAGE_MIN_STATUS = 500
 
@@ -84,6 +91,7 @@ export function gatewayErrorHandler (this: unknown, err: FastifyError, request: 
   if (statusCode >= GENERIC_MESSAGE_MIN_STATUS) {
     message = ownCode ? err.message : error
     if (statusCode === 500 && !ownCode) request.log.error({ err }, 'unhandled gateway error')
+    else if ((err as unknown as Record<symbol, unknown>)[kReported] === true) request.log.debug({ code }, 'request failed (condition logged by its plugin)')
     else request.log.warn({ err, code }, 'request failed')
   } else {
     // Our own 4xx messages are written for clients; third-party 4xx text is replaced.

@@ -10,7 +10,8 @@
  * Admin listener: node:http on `host:port`, GET/HEAD /metrics only (404 otherwise), started in
  * onReady and closed in onClose; its address is `fastify.portcullisAdmin.url`.
  * Labels are bounded: route templates (never raw paths; `(unrouted)` for 404s), fixed tokens for
- * kinds/reasons/rules, and `(other)` past a cap. Each app has its own prom-client Registry.
+ * kinds/reasons/rules, and `(other)` past a cap. Each app has its own prom-client Registry, and
+ * every series carries `instance` (INSTANCE_ID, default `<hostname>-<pid>`).
  * Errors: GW_CONFIG_INVALID at registration; listen errors fail `ready()`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -24,7 +25,7 @@ import {
 } from '../observability/signals.js'
 import { HistogramCell, RequestCells, RouteHistogram } from './cells.js'
 import { BoundedLabel, UNROUTED, methodLabel } from './labels.js'
-import { resolveMetricsOptions, type MetricsPluginOptions } from './schema.js'
+import { defaultInstance, resolveMetricsOptions, type MetricsPluginOptions } from './schema.js'
 import '../proxy/route.js'
 import { routeConfigWith } from '../../src/route-config.js'
 
@@ -61,6 +62,9 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
   // prom-client is loaded with the plugin: a gateway without ADMIN_PORT never loads it.
   const { Counter, Gauge, Registry: PromRegistry, collectDefaultMetrics } = await import('prom-client')
   const registry = new PromRegistry()
+  // One constant label on every series (prom-client adds it at exposition, no hot-path cost):
+  // several processes behind one scrape target, or one dashboard over many, never merge series.
+  registry.setDefaultLabels({ instance: options.instance ?? defaultInstance() })
   let inFlight = 0
 
   const series = new Map<string, RouteSeries>()

@@ -4,10 +4,14 @@
  * - `ipRateLimitPlugin` (`gateway-ip-rate-limit`): a cheap per-client-IP limit (IPv6 per /64,
  *   IPv4-mapped as IPv4) in a global `onRequest` hook (@fastify/rate-limit's handler). Register it BEFORE
  *   authentication: it throttles every request, unrouted ones (404, spelling variants) included,
- *   so invalid credentials cannot mint fresh buckets. Counters stay in this process's memory (LRU
- *   bounded), so it keeps protecting auth while Redis is down. Options: IP_RATE_LIMIT_MAX/_WINDOW.
+ *   so invalid credentials cannot mint fresh buckets. Counters live in memory (LRU bounded), or
+ *   with REDIS_URL in Redis under `<keyPrefix>ip|`, shared by every instance. While Redis fails,
+ *   each instance counts in its own memory instead (whatever REDIS_FAILURE_MODE says): this tier
+ *   runs on every request, health probes included, so `closed` would answer 503 to all of them
+ *   and `open` would drop the flood guard in front of auth. Options: IP_RATE_LIMIT_MAX/_WINDOW.
  * - `routeRateLimitPlugin` (`gateway-route-rate-limit`): the per-route limit from each route's
- *   `config.rateLimit` (`{ max, timeWindow, keyBy }`; `false` or absent: no per-route limit),
+ *   `config.rateLimit` (`{ max, timeWindow, keyBy, algorithm, burst }`; `false` or absent: no
+ *   per-route limit; `algorithm`: `fixed` windows (default) or `gcra`, gcra.ts),
  *   keyed by `request.consumer.id`, or by client IP on public routes or with `keyBy: 'ip'`.
  *   Routes of one template sharing one policy object share one budget (a route and its HEAD twin,
  *   `/api`, `/api/` and `/api/*` of one `defineRoute` prefix). The check is a route-level `onRequest` hook
@@ -15,8 +19,9 @@
  *   instance-level `onRequest` hook, and after the route-level hooks of plugins registered earlier,
  *   so registering this plugin AFTER auth guarantees `request.consumer` is set; routes without a
  *   policy pay nothing. Counters live in memory, or in Redis (REDIS_URL) for every instance.
- *   A Redis failure applies REDIS_FAILURE_MODE within REDIS_TIMEOUT_MS: `closed` answers 503
- *   GW_RATE_LIMIT_STORE_UNAVAILABLE with Retry-After, `open` admits.
+ *   A Redis failure applies REDIS_FAILURE_MODE within REDIS_TIMEOUT_MS of the request asking:
+ *   `closed` answers 503 GW_RATE_LIMIT_STORE_UNAVAILABLE with Retry-After, `open` admits. The
+ *   outage is logged once per interval with a count (store.ts), not per request.
  *
  * Both answer 429 GW_RATE_LIMITED with `Retry-After` and the draft RateLimit headers
  * (`ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset`), publish `rateLimited`, and the
@@ -33,6 +38,7 @@ import {
   IpRateLimitOptionsSchema,
   RateLimitRouteConfigSchema,
   RouteRateLimitOptionsSchema,
+  burstProblem,
   windowMs,
   windowProblem,
   type IpRateLimitOptions,
@@ -41,6 +47,8 @@ import {
   type RouteRateLimitOptions,
   type RouteRateLimitPluginOptions
 } from './schema.js'
+import { memoryGcraStore, redisGcraStore } from './gcra.js'
+import { DeadlineQueue, redisFixedWindowStore } from './redis-store.js'
 import { closeRedis, createRedisClient, StoreMonitor, waitReadyOnDatabase } from './store.js'
 import { compileOptions, schemaProblems } from './validate.js'
 
@@ -48,12 +56,16 @@ export type { IpRateLimitPluginOptions, RateLimitPolicy, RateLimitRouteConfig, R
 export { RateLimitRouteConfigSchema } from './schema.js'
 
 declare module '@fastify/rate-limit' {
-  // The gateway's route policy adds `keyBy` to the route-level `config.rateLimit` object that
+  // The gateway's route policy adds `keyBy`, `algorithm` and `burst` to the route-level `config.rateLimit` object that
   // @fastify/rate-limit declares on FastifyContextConfig (validated by RateLimitRouteConfigSchema).
   namespace fastifyRateLimit {
     interface RateLimitOptions {
       /** Count per authenticated consumer (default; by IP on public routes) or per client IP. */
       keyBy?: 'consumer' | 'ip'
+      /** `fixed` windows (default) or `gcra` (no window-length span admits more than max + burst). */
+      algorithm?: 'fixed' | 'gcra'
+      /** With `gcra`: requests admitted ahead of the steady pace. Default 0. */
+      burst?: number
     }
   }
 }
@@ -66,6 +78,8 @@ interface Bucket {
   readonly max: number
   readonly windowMs: number
   readonly keyByIp: boolean
+  /** GCRA only: `<burst>;`, the head of the store key that tells the store the burst. */
+  readonly gcraHead: string | undefined
 }
 
 const kBucket = Symbol('portcullis.rateLimit.bucket')
@@ -99,28 +113,110 @@ const HEADERS = {
   addHeaders: { 'ratelimit-limit': true, 'ratelimit-remaining': true, 'ratelimit-reset': true, 'retry-after': true }
 } as const
 
+interface StoreOptions {
+  readonly redisTimeoutMs: number
+  readonly failureMode: 'open' | 'closed'
+  readonly failureLogIntervalMs: number
+  readonly unavailableRetryAfterS: number
+}
+
+interface SharedStore {
+  readonly redis: Redis
+  readonly monitor: StoreMonitor
+  readonly deadlines: DeadlineQueue
+}
+
+/**
+ * Connects to Redis for one tier (closed in onClose). Starts serving either way: with Redis down
+ * the failure mode applies until it is back. A server that answers but refuses the URL's
+ * database is a configuration error.
+ */
+async function openStore (fastify: FastifyInstance, redisUrl: string, options: StoreOptions, tier: 'ip' | 'route'): Promise<SharedStore> {
+  const redis = await createRedisClient(redisUrl, options.redisTimeoutMs)
+  // The per-IP tier falls back to this instance's memory, whatever the failure mode.
+  const monitor = new StoreMonitor(fastify.log, options.failureLogIntervalMs, tier === 'ip' ? 'local' : options.failureMode, tier)
+  monitor.watch(redis)
+  const deadlines = new DeadlineQueue(options.redisTimeoutMs)
+  fastify.addHook('onClose', async function rateLimitCloseRedis () {
+    monitor.close()
+    deadlines.close()
+    await closeRedis(redis)
+  })
+  let ready: boolean
+  try {
+    ready = await waitReadyOnDatabase(redis, Math.max(options.redisTimeoutMs * 5, 1000))
+  } catch (err) {
+    monitor.close()
+    await closeRedis(redis)
+    throw new RateLimitConfigError(`redisUrl: the server refused the database it names (${(err as Error).message})`, { cause: err })
+  }
+  if (!ready) {
+    fastify.log.warn({ tier, failureMode: tier === 'ip' ? 'local' : options.failureMode }, 'rate-limit store (redis) not reachable at startup')
+  }
+  return { redis, monitor, deadlines }
+}
+
+/**
+ * Runs `limiter` and applies the failure mode to anything but a 429: `closed` answers 503 with
+ * Retry-After, `open` admits. Store failures are counted by the monitor, not logged per request.
+ */
+function guarded (limiter: LimiterHandler, monitor: StoreMonitor, options: StoreOptions): LimiterHandler {
+  const failClosed = options.failureMode === 'closed'
+  const retryAfter = String(options.unavailableRetryAfterS)
+  return async function rateLimitGuarded (request, reply) {
+    try {
+      await limiter(request, reply)
+    } catch (err) {
+      if (err instanceof RateLimitedError) throw err
+      monitor.failure(err)
+      if (failClosed) {
+        reply.header('retry-after', retryAfter)
+        throw new RateLimitStoreUnavailableError({ cause: err })
+      }
+    }
+  }
+}
+
 async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateLimitPluginOptions): Promise<void> {
   const options = compileOptions<IpRateLimitOptions>(IpRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError, (o, problems) => {
     const p = windowProblem('timeWindow', o.timeWindow)
     if (p !== undefined) problems.push(p)
   })
+  const shared = options.redisUrl === undefined ? undefined : await openStore(fastify, options.redisUrl, options, 'ip')
   decorateClientKey(fastify)
-  const limiter = await buildLimiter(fastify, {
+  const settings: RateLimitPluginOptions = {
     ...HEADERS,
     // On admitted requests the route tier's headers are the useful ones; this tier adds none.
     addHeadersOnExceeding: { 'ratelimit-limit': false, 'ratelimit-remaining': false, 'ratelimit-reset': false },
     max: options.max,
     timeWindow: windowMs(options.timeWindow),
     cache: options.cacheSize,
+    skipOnError: false,
     keyGenerator: clientKey,
     errorResponseBuilder: (request) => {
       request.log.debug({ ip: request.ip }, 'per-IP rate limit exceeded')
       publishLimited(request, 'ip')
       return new RateLimitedError()
     }
+  }
+  const local = await buildLimiter(fastify, settings)
+  if (shared === undefined) {
+    // In memory mode @fastify/rate-limit's handler is itself the hook: no wrapper promise per request.
+    fastify.addHook('onRequest', local as unknown as onRequestAsyncHookHandler)
+    return
+  }
+  // Route keys start with the route template (`/...`): `ip|` cannot collide with them.
+  const remote = await buildLimiter(fastify, { ...settings, store: redisFixedWindowStore(shared.redis, `${options.keyPrefix}ip|`, shared.deadlines) })
+  const monitor = shared.monitor
+  fastify.addHook('onRequest', async function ipRateLimitOnRequest (request, reply) {
+    try {
+      await remote(request, reply)
+    } catch (err) {
+      if (err instanceof RateLimitedError) throw err
+      monitor.failure(err)
+      await local(request, reply)
+    }
   })
-  // @fastify/rate-limit's handler is itself the hook: no wrapper promise per request.
-  fastify.addHook('onRequest', limiter as unknown as onRequestAsyncHookHandler)
 }
 
 /**
@@ -141,37 +237,14 @@ function routeName (routeOptions: RouteOptions): string {
 async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: RouteRateLimitPluginOptions): Promise<void> {
   const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError)
 
-  let redis: Redis | undefined
-  let monitor: StoreMonitor | undefined
-  if (options.redisUrl !== undefined) {
-    redis = await createRedisClient(options.redisUrl, options.redisTimeoutMs)
-    monitor = new StoreMonitor(fastify.log, options.failureLogIntervalMs, options.failureMode)
-    monitor.watch(redis)
-    const client = redis
-    fastify.addHook('onClose', async function rateLimitCloseRedis () {
-      await closeRedis(client)
-    })
-    // Start serving either way: with Redis down the failure mode applies until it is back.
-    // A server that answers but refuses the URL's database is a configuration error.
-    let ready: boolean
-    try {
-      ready = await waitReadyOnDatabase(redis, Math.max(options.redisTimeoutMs * 5, 1000))
-    } catch (err) {
-      await closeRedis(client)
-      throw new RateLimitConfigError(`redisUrl: the server refused the database it names (${(err as Error).message})`, { cause: err })
-    }
-    if (!ready) {
-      fastify.log.warn({ failureMode: options.failureMode }, 'rate-limit store (redis) not reachable at startup')
-    }
-  }
+  const shared = options.redisUrl === undefined ? undefined : await openStore(fastify, options.redisUrl, options, 'route')
 
   fastify.decorateRequest(kBucket, null)
   decorateClientKey(fastify)
   const limiter = await buildLimiter(fastify, {
     ...HEADERS,
     cache: options.cacheSize,
-    redis,
-    nameSpace: options.keyPrefix,
+    ...(shared === undefined ? {} : { store: redisFixedWindowStore(shared.redis, options.keyPrefix, shared.deadlines) }),
     skipOnError: false,
     max: (request) => bucketOf(request).max,
     timeWindow: (request) => bucketOf(request).windowMs,
@@ -188,23 +261,36 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
     }
   })
 
-  const failClosed = options.failureMode === 'closed'
-  const retryAfter = String(options.unavailableRetryAfterS)
+  const check = shared === undefined ? limiter : guarded(limiter, shared.monitor, options)
+
+  // GCRA budgets (`algorithm: 'gcra'`): the same handler over a GCRA store, keys under `g|`.
+  const gcraLimiter = await buildLimiter(fastify, {
+    ...HEADERS,
+    store: shared === undefined
+      ? memoryGcraStore(options.cacheSize)
+      : redisGcraStore(shared.redis, `${options.keyPrefix}g|`, shared.deadlines),
+    skipOnError: false,
+    max: (request) => bucketOf(request).max,
+    timeWindow: (request) => bucketOf(request).windowMs,
+    keyGenerator: (request) => {
+      const bucket = bucketOf(request)
+      const consumer = request.consumer
+      if (!bucket.keyByIp && consumer != null) return `${bucket.gcraHead ?? ''}${bucket.prefix}c:${consumer.id}`
+      return `${bucket.gcraHead ?? ''}${bucket.prefix}ip:${clientKey(request)}`
+    },
+    errorResponseBuilder: (request) => {
+      request.log.debug({ consumer: request.consumer?.id, ip: request.ip }, 'route rate limit exceeded')
+      publishLimited(request, 'route')
+      return new RateLimitedError()
+    }
+  })
+  const gcraCheck = shared === undefined ? gcraLimiter : guarded(gcraLimiter, shared.monitor, options)
 
   function hookFor (bucket: Bucket): onRequestAsyncHookHandler {
+    const run = bucket.gcraHead === undefined ? check : gcraCheck
     return async function rateLimitRouteOnRequest (request, reply) {
       (request as unknown as Record<symbol, Bucket>)[kBucket] = bucket
-      try {
-        await limiter(request, reply)
-      } catch (err) {
-        // Anything but our 429 is a store failure (memory mode never fails: rethrow as a bug).
-        if (err instanceof RateLimitedError || monitor === undefined) throw err
-        monitor.failure(err, request.log)
-        if (failClosed) {
-          reply.header('retry-after', retryAfter)
-          throw new RateLimitStoreUnavailableError({ cause: err })
-        }
-      }
+      await run(request, reply)
     }
   }
 
@@ -223,6 +309,8 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
       if (problems.length === 0) {
         const p = windowProblem('config.rateLimit.timeWindow', (policy as RateLimitPolicy).timeWindow)
         if (p !== undefined) problems.push(p)
+        const b = burstProblem('config.rateLimit', policy as RateLimitPolicy)
+        if (b !== undefined) problems.push(b)
       }
       if (problems.length > 0) throw new RateLimitConfigError(`${where}: ${problems.join('; ')}`)
       const valid = policy as RateLimitPolicy
@@ -233,7 +321,8 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
         prefix,
         max: valid.max,
         windowMs: windowMs(valid.timeWindow),
-        keyByIp: valid.keyBy === 'ip'
+        keyByIp: valid.keyBy === 'ip',
+        gcraHead: valid.algorithm === 'gcra' ? `${valid.burst ?? 0};` : undefined
       })
       hook = hookFor(bucket)
       siblings.push({ policy: valid, hook })

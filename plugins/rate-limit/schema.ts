@@ -18,6 +18,14 @@ export const RateLimitPolicySchema = Type.Object({
   timeWindow: TimeWindowSchema,
   keyBy: Type.Optional(Type.Union([Type.Literal('consumer'), Type.Literal('ip')], {
     description: 'Count per authenticated consumer (default; by IP on public routes) or per client IP.'
+  })),
+  algorithm: Type.Optional(Type.Union([Type.Literal('fixed'), Type.Literal('gcra')], {
+    description: '`fixed` (default): a counter per fixed window, so up to twice `max` can pass across a window boundary. `gcra`: a token bucket that admits one request per `timeWindow / max` plus `burst` ahead of that pace, so no span of one window admits more than `max + burst`.'
+  })),
+  burst: Type.Optional(Type.Integer({
+    minimum: 0,
+    maximum: 1_000_000,
+    description: 'With `algorithm: \'gcra\'` only: requests admitted ahead of the steady pace (a fresh client may send `burst + 1` at once). Default 0.'
   }))
 }, { additionalProperties: false })
 export type RateLimitPolicy = Static<typeof RateLimitPolicySchema>
@@ -58,10 +66,21 @@ export function windowMs (window: number | string): number {
 /** Largest window: a day (a longer one is almost certainly a unit mistake). */
 export const MAX_WINDOW_MS = 86_400_000
 
+/** Options of the Redis store, the same for both tiers. */
+const StoreOptionProperties = {
+  redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for counters shared by every gateway instance; unset = in memory. From REDIS_URL.' })),
+  redisTimeoutMs: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one request\'s wait for Redis; a slower answer is a store failure. From REDIS_TIMEOUT_MS.' }),
+  failureMode: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis failing, the per-route tier: `closed` answers 503, `open` admits (the per-IP tier counts in memory instead). From REDIS_FAILURE_MODE.' }),
+  keyPrefix: Type.String({ pattern: '^[A-Za-z0-9:._-]{1,100}$', default: 'portcullis:rl:', description: 'Prefix of every Redis key (the per-IP tier adds `ip|`, route keys start with `/`).' }),
+  failureLogIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'Store failures are logged once per interval, with their count.' }),
+  unavailableRetryAfterS: Type.Integer({ minimum: 1, maximum: 3600, default: 5, description: '`Retry-After` of the fail-closed 503.' })
+}
+
 export const IpRateLimitOptionsSchema = Type.Object({
   max: Type.Integer({ minimum: 1, default: 1000, description: 'Requests admitted per client IP (IPv6: per /64) and window, before authentication. From IP_RATE_LIMIT_MAX.' }),
   timeWindow: Type.Union(TimeWindowSchema.anyOf, { default: '1 minute', description: 'Window of the per-IP limit. From IP_RATE_LIMIT_WINDOW.' }),
-  cacheSize: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 100_000, description: 'Most client IPs tracked at once (LRU); bounds memory.' })
+  cacheSize: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 100_000, description: 'Most client IPs tracked at once in memory mode (LRU); bounds memory.' }),
+  ...StoreOptionProperties
 }, { additionalProperties: false })
 
 /** Validated options of the per-IP tier (`gateway-ip-rate-limit`). */
@@ -73,18 +92,25 @@ export interface IpRateLimitPluginOptions {
   readonly max?: number
   /** Window, ms or text (IP_RATE_LIMIT_WINDOW). Default `1 minute`. */
   readonly timeWindow?: number | string
-  /** Most client IPs tracked at once (LRU). Default 100,000. */
+  /** Most client IPs tracked at once (LRU, memory mode). Default 100,000. */
   readonly cacheSize?: number
+  /** REDIS_URL: the per-IP counters are shared through it too; unset = in memory. */
+  readonly redisUrl?: string | undefined
+  /** REDIS_TIMEOUT_MS. Default 200. */
+  readonly redisTimeoutMs?: number
+  /** Accepted for symmetry with the route tier; while Redis fails this tier counts in memory. */
+  readonly failureMode?: 'closed' | 'open'
+  /** Prefix of every Redis key (this tier's keys are `<prefix>ip|<client>`). Default `portcullis:rl:`. */
+  readonly keyPrefix?: string
+  /** Store failures are logged once per interval with their count. Default 30,000 ms. */
+  readonly failureLogIntervalMs?: number
+  /** Retry-After (s) of the fail-closed 503. Default 5. */
+  readonly unavailableRetryAfterS?: number
 }
 
 export const RouteRateLimitOptionsSchema = Type.Object({
-  redisUrl: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for counters shared by every gateway instance; unset = in memory. From REDIS_URL.' })),
-  redisTimeoutMs: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one Redis command; a slower answer is a store failure. From REDIS_TIMEOUT_MS.' }),
-  failureMode: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis failing: `closed` answers 503, `open` admits. From REDIS_FAILURE_MODE.' }),
-  keyPrefix: Type.String({ pattern: '^[A-Za-z0-9:._-]{1,100}$', default: 'portcullis:rl:', description: 'Prefix of every Redis key.' }),
   cacheSize: Type.Integer({ minimum: 100, maximum: 10_000_000, default: 100_000, description: 'Most (route, client) counters kept in memory mode (LRU); bounds memory.' }),
-  failureLogIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'At most one store-failure log line per interval.' }),
-  unavailableRetryAfterS: Type.Integer({ minimum: 1, maximum: 3600, default: 5, description: '`Retry-After` of the fail-closed 503.' })
+  ...StoreOptionProperties
 }, { additionalProperties: false })
 
 /** Validated options of the per-route tier (`gateway-route-rate-limit`). */
@@ -102,10 +128,16 @@ export interface RouteRateLimitPluginOptions {
   readonly keyPrefix?: string
   /** LRU size in memory mode. Default 100,000. */
   readonly cacheSize?: number
-  /** At most one store-failure log line per interval. Default 30,000 ms. */
+  /** Store failures are logged once per interval with their count. Default 30,000 ms. */
   readonly failureLogIntervalMs?: number
   /** Retry-After (s) of the fail-closed 503. Default 5. */
   readonly unavailableRetryAfterS?: number
+}
+
+/** Cross-field rule of a route policy: `burst` belongs to `gcra`. */
+export function burstProblem (where: string, policy: RateLimitPolicy): string | undefined {
+  if (policy.burst !== undefined && policy.algorithm !== 'gcra') return `${where}.burst: only with algorithm 'gcra'`
+  return undefined
 }
 
 /** Cross-field rule: a text window must parse to 1 ms .. MAX_WINDOW_MS. */

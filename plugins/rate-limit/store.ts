@@ -1,10 +1,11 @@
 /**
  * The shared counter store (Redis through ioredis) and the failure policy applied when it fails.
  *
- * Every Redis wait is bounded: commands time out after `redisTimeoutMs`, there is no offline
- * queue (a command while disconnected fails at once), a stalled socket is dropped, and reconnects
- * back off up to one second, so limits apply again within about a second of Redis returning.
- * Failures are logged at most once per interval and published on the `storeState` channel.
+ * Every Redis wait is bounded: each request's store call settles within `redisTimeoutMs`
+ * (redis-store.ts), there is no offline queue (a command while disconnected fails at once), a
+ * stalled socket is dropped, and reconnects back off up to one second, so limits apply again
+ * within about a second of Redis returning. Failures are published on the `storeState` channel
+ * and logged once per interval with their count, never once per request.
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
@@ -21,6 +22,10 @@ export async function createRedisClient (url: string, timeoutMs: number): Promis
   const { Redis: RedisClient } = await import('ioredis')
   return new RedisClient(url, {
     connectTimeout: Math.min(Math.max(timeoutMs * 5, 500), 5000),
+    // Armed on send, so a command queued behind a timing-out auto-pipeline could wait twice as
+    // long; the store's DeadlineQueue bounds each request's wait. This one still ends every
+    // pipeline: a command lost with its connection is never answered otherwise, and ioredis
+    // sends no later pipeline while one is running.
     commandTimeout: timeoutMs,
     // A stalled connection (no reply at all) is replaced instead of timing out forever.
     socketTimeout: Math.max(timeoutMs * 5, 1000),
@@ -35,16 +40,32 @@ export async function createRedisClient (url: string, timeoutMs: number): Promis
   })
 }
 
-/** Tracks the store's state, rate-limits the failure log and publishes `storeState`. */
+/** The error fields worth a log line: code and message (no stack, no URL: ioredis never puts the password in them). */
+function errorSummary (err: unknown): { code?: string, message: string } {
+  if (err instanceof Error) {
+    const code = (err as Error & { code?: unknown }).code
+    return typeof code === 'string' ? { code, message: err.message } : { message: err.message }
+  }
+  return { message: String(err) }
+}
+
+/**
+ * Tracks the store's state, publishes `storeState`, and logs failures: the first failure after a
+ * quiet interval at once, then one line per interval with the count of failures in it while they
+ * go on (`failures`), and nothing once an interval passes without any.
+ */
 export class StoreMonitor {
   private up = false
-  private lastLogAt = Number.NEGATIVE_INFINITY
-  private suppressed = 0
+  private failures = 0
+  private lastErr: unknown
+  private timer: NodeJS.Timeout | null = null
 
   constructor (
     private readonly log: FastifyBaseLogger,
     private readonly intervalMs: number,
-    private readonly mode: 'open' | 'closed'
+    /** What applies while the store fails: `open`, `closed`, or `local` (per-instance memory, the per-IP tier). */
+    private readonly mode: 'open' | 'closed' | 'local',
+    private readonly tier: 'ip' | 'route' = 'route'
   ) {}
 
   /** Watches the client's connection events. */
@@ -52,7 +73,7 @@ export class StoreMonitor {
     client.on('ready', () => this.setUp(true))
     client.on('close', () => this.setUp(false))
     // Without a listener an 'error' event would crash the process; the log is interval-limited.
-    client.on('error', (err: Error) => this.failure(err, this.log, false))
+    client.on('error', (err: Error) => this.failure(err, false))
   }
 
   get isUp (): boolean {
@@ -62,25 +83,45 @@ export class StoreMonitor {
   private setUp (up: boolean): void {
     if (up === this.up) return
     this.up = up
-    if (up) this.log.info('rate-limit store (redis) connected; shared limits apply')
-    else this.log.warn({ failureMode: this.mode }, 'rate-limit store (redis) disconnected; failure mode applies')
+    if (up) this.log.info({ tier: this.tier }, 'rate-limit store (redis) connected; shared limits apply')
+    else this.log.warn({ tier: this.tier, failureMode: this.mode }, 'rate-limit store (redis) disconnected; failure mode applies')
     if (storeState.hasSubscribers) storeState.publish({ store: 'redis', state: up ? 'up' : 'down' })
   }
 
   /**
-   * One failed store operation (published as `error`, so metrics count it) or connection error
-   * (`count` false); logged at most once per interval with the number of suppressed ones.
+   * One failed store operation (published as `error` for metrics, and counted in the next line)
+   * or a connection error (`count` false: logged, not counted). Costs a counter increment while
+   * an interval is open.
    */
-  failure (err: unknown, log: FastifyBaseLogger = this.log, count = true): void {
+  failure (err: unknown, count = true): void {
     if (count && storeState.hasSubscribers) storeState.publish({ store: 'redis', state: 'error' })
-    const now = Date.now()
-    if (now - this.lastLogAt < this.intervalMs) {
-      this.suppressed++
+    if (this.timer !== null) {
+      if (count) {
+        this.failures++
+        this.lastErr = err
+      }
       return
     }
-    log.warn({ err, failureMode: this.mode, suppressed: this.suppressed }, 'rate-limit store (redis) failed; failure mode applied')
-    this.lastLogAt = now
-    this.suppressed = 0
+    this.log.warn({ tier: this.tier, failureMode: this.mode, error: errorSummary(err) }, 'rate-limit store (redis) failed; failure mode applied')
+    this.failures = 0
+    this.timer = setInterval(() => this.flush(), this.intervalMs)
+    this.timer.unref()
+  }
+
+  private flush (): void {
+    if (this.failures === 0) {
+      this.close()
+      return
+    }
+    this.log.warn({ tier: this.tier, failureMode: this.mode, failures: this.failures, intervalMs: this.intervalMs, error: errorSummary(this.lastErr) }, 'rate-limit store (redis) still failing; failure mode applied')
+    this.failures = 0
+  }
+
+  /** Stops the interval (onClose). */
+  close (): void {
+    if (this.timer !== null) clearInterval(this.timer)
+    this.timer = null
+    this.failures = 0
   }
 }
 

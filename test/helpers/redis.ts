@@ -65,3 +65,73 @@ export async function requireRedis (t: Teardown, name: string): Promise<TestRedi
     }
   }
 }
+
+/** A redis-server of the test's own (outage tests stop, hang and kill it; never the shared one). */
+export interface OwnRedis {
+  readonly port: number
+  readonly url: string
+  /** SIGSTOP: the process hangs; connections stay open, nothing is answered. */
+  hang: () => void
+  /** SIGCONT after `hang`. */
+  wake: () => void
+  /** SIGKILL, and wait for the exit. */
+  kill: () => Promise<void>
+  /** Starts a fresh server on the same port (after `kill`). */
+  restart: () => Promise<void>
+}
+
+async function freePort (): Promise<number> {
+  const { createServer } = await import('node:net')
+  return await new Promise((resolve, reject) => {
+    const s = createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address()
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/** Starts `redis-server` on a free port, without persistence; killed on teardown. */
+export async function startOwnRedis (t: Teardown): Promise<OwnRedis> {
+  const { spawn } = await import('node:child_process')
+  const port = await freePort()
+  let child: import('node:child_process').ChildProcess | undefined
+  const start = async (): Promise<void> => {
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' })
+    child = proc
+    const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, connectTimeout: 500, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false })
+    probe.on('error', () => {})
+    const until = Date.now() + 10_000
+    for (;;) {
+      try {
+        await probe.connect()
+        await probe.ping()
+        probe.disconnect()
+        return
+      } catch (err) {
+        probe.disconnect()
+        if (proc.exitCode !== null || Date.now() > until) throw new Error(`redis-server on port ${port} did not start (${(err as Error).message})`)
+        await new Promise((resolve) => { setImmediate(resolve) })
+      }
+    }
+  }
+  const kill = async (): Promise<void> => {
+    const proc = child
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return
+    const exited = new Promise((resolve) => { proc.once('exit', resolve) })
+    proc.kill('SIGKILL')
+    await exited
+  }
+  await start()
+  t.teardown(kill)
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    hang: () => { child?.kill('SIGSTOP') },
+    wake: () => { child?.kill('SIGCONT') },
+    kill,
+    restart: start
+  }
+}

@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import { hostname } from 'node:os'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { request } from 'undici'
 import { gatewayErrorHandler, gatewayNotFoundHandler } from 'portcullis'
@@ -31,7 +32,8 @@ function sample (text: string, name: string, labels: Record<string, string>): nu
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue
     const open = line.indexOf('{')
     const close = line.lastIndexOf('}')
-    const got = open === -1 ? [] : line.slice(open + 1, close).split(',')
+    // Every series carries the constant `instance` label (checked in its own test).
+    const got = open === -1 ? [] : line.slice(open + 1, close).split(',').filter((l) => 'instance' in labels || !l.startsWith('instance="'))
     if (want.length === got.length && want.every((w) => got.includes(w))) return Number(line.slice(line.lastIndexOf(' ') + 1))
   }
   return undefined
@@ -138,13 +140,31 @@ t.test('two gateways in one process keep separate registries; close frees the ad
   await t.rejects(request(`${url}/metrics`), { code: 'ECONNREFUSED' })
 })
 
+t.test('every series carries a constant instance label: <hostname>-<pid> by default, or the one given', async (t) => {
+  const series = (text: string): string[] => text.split('\n').filter((l) => l.startsWith('portcullis_'))
+  const own = await build(t, { processMetrics: true })
+  await own.app.inject('/users/1')
+  storeState.publish({ store: 'redis', state: 'error' })
+  const lines = series(await scrape(own.app))
+  t.ok(lines.length > 20, `${lines.length} series`)
+  const expected = `instance="${hostname()}-${process.pid}"`
+  t.strictSame(lines.filter((l) => !l.includes(expected)), [], `every series has ${expected}`)
+  for (const name of ['portcullis_http_requests_total', 'portcullis_http_request_duration_seconds_bucket', 'portcullis_store_errors_total', 'portcullis_process_resident_memory_bytes']) {
+    t.ok(lines.some((l) => l.startsWith(name) && l.includes(expected)), `${name} has it`)
+  }
+  const named = await build(t, { instance: 'gw-a.7' })
+  await named.app.inject('/users/1')
+  t.equal(sample(await scrape(named.app), 'portcullis_http_requests_total', { route: '/users/:id', method: 'GET', status: '200', instance: 'gw-a.7' }), 1)
+  t.strictSame(series(await scrape(named.app)).filter((l) => !l.includes('instance="gw-a.7"')), [])
+})
+
 t.test('process metrics are exported unless switched off', async (t) => {
   const { app } = await build(t, { processMetrics: true })
   t.match(await scrape(app), /portcullis_process_cpu_user_seconds_total/)
 })
 
 t.test('invalid options stop ready() with GW_CONFIG_INVALID; a busy port fails ready()', async (t) => {
-  for (const opts of [{ port: -1 }, { port: 70000 }, { port: 0, host: '' }, { port: 0, extra: 1 }, {}]) {
+  for (const opts of [{ port: -1 }, { port: 70000 }, { port: 0, host: '' }, { port: 0, extra: 1 }, { port: 0, instance: 'a b' }, { port: 0, instance: '' }, {}]) {
     const app = Fastify()
     app.register(metricsPlugin, opts as MetricsPluginOptions)
     await t.rejects(async () => { await app.ready() }, { code: 'GW_CONFIG_INVALID' }, JSON.stringify(opts))
