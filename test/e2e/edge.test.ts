@@ -176,7 +176,7 @@ t.test('metrics on the admin listener only: proxied traffic, upstream errors, au
   const scrape = await waitFor(async () => {
     const res = await request(`${admin}/metrics`)
     const text = await res.body.text()
-    return text.includes('portcullis_http_requests_in_flight 0') && text.includes('route="(unrouted)",method="GET",status="404"} 2') ? { statusCode: res.statusCode, text } : undefined
+    return /portcullis_http_requests_in_flight\{instance="[^"]+"\} 0/.test(text) && /route="\(unrouted\)",method="GET",status="404",instance="[^"]+"\} 2/.test(text) ? { statusCode: res.statusCode, text } : undefined
   }, { message: 'the metrics of every request' })
   t.equal(scrape.statusCode, 200)
   const text = scrape.text
