@@ -5,7 +5,8 @@
  * - framing: Content-Length with Transfer-Encoding, Transfer-Encoding other than exactly
  *   `chunked`, repeated or non-numeric Content-Length -> 400 (request smuggling shapes);
  * - path: dot segments (plain, encoded, `..;`), encoded `/` `\` NUL and controls, `//`, `\`,
- *   encoded unreserved characters, overlong/fullwidth encodings of `.` `/` `\` -> 400, so routing,
+ *   encoded unreserved characters, overlong/fullwidth encodings of `.` `/` `\`, raw non-ASCII
+ *   (HTTP/2 :path; also in its query) -> 400, so routing,
  *   policy and the path sent upstream are one canonical path;
  * - path readings (`pathCheck: 'strict'`, the default): a path that a lenient backend reads as
  *   the path of another route (letter case, `;` parameters, trailing dots or spaces, Unicode
@@ -28,7 +29,7 @@ import fp from 'fastify-plugin'
 import type { Http2ServerRequest } from 'node:http2'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { UpgradeNotAllowedError } from '../proxy/errors.js'
-import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, NonCanonicalPathError, UriTooLongError } from './errors.js'
+import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, InvalidRequestTargetError, NonCanonicalPathError, UriTooLongError } from './errors.js'
 import { BAD_PATH } from './path.js'
 import { RouteTable } from './route-table.js'
 import { ConfigError } from '../../src/errors.js'
@@ -56,6 +57,7 @@ function countHeader (raw: string[], lower: string): number {
 }
 
 const DIGITS = /^\d{1,15}$/
+const NON_ASCII = /[\x80-\uffff]/
 /** `uri-host [":" port]`: a DNS name or IPv4 address, or an IPv6 literal; empty is allowed (RFC 9112 3.2). */
 const HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])?(?::\d{1,5})?$/
 
@@ -79,6 +81,9 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
     if (path.charCodeAt(0) !== 47 || BAD_PATH.test(path)) throw new NonCanonicalPathError()
+    // HTTP/2 carries :path octets the HTTP/1 parser would refuse (RFC 3986 2: a URI is ASCII);
+    // the query must not reach the upstream re-encoded, unseen as what it is.
+    if (q !== -1 && raw.httpVersionMajor === 2 && NON_ASCII.test(url)) throw new InvalidRequestTargetError()
     if (routes !== undefined && routes.needsReading(path)) {
       const literal = request.is404 ? null : routes.idOf(request.routeOptions.url ?? '')
       if (literal !== undefined && routes.readsAsOtherRoute(raw.method ?? 'GET', path, literal)) {

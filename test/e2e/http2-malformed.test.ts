@@ -188,3 +188,38 @@ t.test('fields Node drops before the gateway sees them (RFC 9113 8.2.1) never re
     t.notOk(r.rawHeaders.some((v) => /[\r\n\0]/.test(v)), 'no CR, LF or NUL in anything forwarded')
   }
 })
+
+t.test('raw non-ASCII in :path or its query is refused like HTTP/1 refuses it, never re-encoded upstream', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true', API_KEYS: `alice:${'k'.repeat(32)}` },
+    routes: [
+      defineRoute({ prefix: '/', upstream: up.url, auth: false, rateLimit: false }),
+      defineRoute({ prefix: '/admin', upstream: up.url, auth: { strategies: ['apiKey'] }, rateLimit: false })
+    ]
+  })
+  const client = await RawH2Client.connect(gw.port, cert.cert)
+  t.teardown(() => { client.close() })
+  const at = (path: string): Field[] => [[':method', 'GET'], [':scheme', 'https'], [':path', path], [':authority', 'localhost']]
+  // One octet per character (h2-frames writes latin1). Forwarded, `ª` (0xAA) would reach the
+  // upstream as `/%C2%AAdmin/x`, which a backend folding compatibility forms (NFKC) reads as
+  // `/admin/x`: the protected route, through the public one, without the API key.
+  const cases: Array<[string, string, string]> = [
+    ['/\xaadmin/x', 'GW_REQUEST_PATH', 'ª for a'],
+    ['/admin\xa5x', 'GW_REQUEST_PATH', '¥ (a backslash in cp932)'],
+    ['/x\xa0', 'GW_REQUEST_PATH', 'trailing no-break space'],
+    ['/\xc0\xaf', 'GW_REQUEST_PATH', 'overlong `/` as raw octets'],
+    ['/x?q=\xaa', 'GW_REQUEST_INVALID', 'in the query']
+  ]
+  for (const [path, code, name] of cases) {
+    const res = await client.request(at(path))
+    t.equal(res.status, 400, name)
+    t.equal((JSON.parse(res.body) as { code: string }).code, code, name)
+  }
+  // The encoded spelling was already refused: both spellings now get the same answer.
+  const encoded = await client.request(at('/%C2%AAdmin/x'))
+  t.equal(encoded.status, 400)
+  const ok = await client.request([...at('/x?q=a'), ['x-marker', 'last']])
+  t.equal(ok.status, 200)
+  t.strictSame(up.requests.map((r) => r.url), ['/x?q=a'], 'the upstream received only the ASCII request')
+})
