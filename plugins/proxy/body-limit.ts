@@ -50,8 +50,14 @@ export class BodyLimitStream extends Transform {
 /** `payload` (the client's request) through a BodyLimitStream that errors if the client aborts. */
 export function limitedBody (payload: NodeJS.ReadableStream, limit: number): BodyLimitStream {
   const out = new BodyLimitStream(limit, payload)
+  // The upstream request listens for this stream's errors while it sends the body. An error after
+  // it stopped (or when nothing ever read the body) must not become an uncaught exception, which
+  // stops the process: one client's oversized or reset body would take the gateway down.
+  out.on('error', ignoreError)
   function clientAborted (): void { out.destroy(new ClientGoneError()) }
   payload.once('aborted', clientAborted)
   out.once('close', () => { payload.removeListener('aborted', clientAborted) })
   return payload.pipe(out)
 }
+
+function ignoreError (): void {}

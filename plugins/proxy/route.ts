@@ -209,7 +209,10 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     }
     // The client reset its HTTP/2 stream before the handler ran: nothing is forwarded.
     if ((payload as RequestPayload & { aborted?: boolean }).aborted === true) throw new ClientGoneError()
-    if (declared === undefined && request.headers['transfer-encoding'] === undefined) done(null, payload)
+    // GET and HEAD content is never forwarded (reply-from drops it; RFC 9110 9.3.1 gives it no
+    // meaning): left unread here, Node discards it once the answer is sent. Counted through a
+    // stream nobody reads, its limit or a client reset would be an error with no listener.
+    if ((declared === undefined && request.headers['transfer-encoding'] === undefined) || request.method === 'GET' || request.method === 'HEAD') done(null, payload)
     else done(null, limitedBody(payload, bodyLimit))
   }
 

@@ -223,3 +223,30 @@ t.test('raw non-ASCII in :path or its query is refused like HTTP/1 refuses it, n
   t.equal(ok.status, 200)
   t.strictSame(up.requests.map((r) => r.url), ['/x?q=a'], 'the upstream received only the ASCII request')
 })
+
+t.test('an HTTP/2 GET or HEAD with a body: answered, the body never forwarded, the gateway unharmed', async (t) => {
+  // The body, counted through a stream nothing read, was judged cut short once the stream had
+  // closed: an error with no listener, an uncaught exception that stops the process.
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' },
+    routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false })]
+  })
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
+  t.teardown(() => { session.destroy() })
+  /** The body is sent once the whole answer has arrived (the gateway answers a GET without it). */
+  async function send (method: string, path: string, headers: Record<string, string>, body?: string): Promise<number> {
+    const stream = session.request({ ':method': method, ':path': path, ...headers }, { endStream: body === undefined })
+    const [response] = await once(stream, 'response') as [Record<string, string>]
+    stream.resume()
+    await once(stream, 'end')
+    if (body !== undefined) stream.end(body)
+    await once(stream, 'close')
+    return Number(response[':status'])
+  }
+  t.equal(await send('GET', '/svc/a', {}, 'hello'), 200)
+  t.equal(await send('GET', '/svc/b', { 'content-length': '5' }, 'hello'), 200)
+  t.equal(await send('HEAD', '/svc/c', {}, 'hello'), 200)
+  t.equal(await send('GET', '/svc/after', {}), 200)
+  t.strictSame(up.requests.map((r) => [r.method, r.url, r.body.length]), [['GET', '/a', 0], ['GET', '/b', 0], ['HEAD', '/c', 0], ['GET', '/after', 0]])
+})

@@ -5,7 +5,7 @@ import { request } from 'undici'
 import { defineRoute } from 'portcullis'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
-import { rawRequest, type RawResponse } from '../helpers/raw-http.js'
+import { pipelinedRequests, rawRequest, type RawResponse } from '../helpers/raw-http.js'
 
 async function twoRoutes (t: Test, env: Record<string, string> = {}): Promise<{ port: number, url: string, svc: Awaited<ReturnType<typeof startUpstream>>, admin: Awaited<ReturnType<typeof startUpstream>> }> {
   const svc = await startUpstream(t)
@@ -120,6 +120,33 @@ t.test('BODY_LIMIT on streamed bodies: declared length refused unread; chunked c
   const small = await request(`${gw.url}/svc/x`, { method: 'POST', body: 'x'.repeat(999), headers: { 'content-type': 'text/plain' } })
   t.equal(small.statusCode, 200)
   t.equal(await small.body.text(), '999')
+})
+
+t.test('a GET or HEAD body is never forwarded and, however large, cannot stop the gateway', async (t) => {
+  // Counted through a stream nothing read, an over-limit GET body raised an error with no
+  // listener: an uncaught exception, on which the process entry shuts the gateway down.
+  const svc = await startUpstream(t)
+  const gw = await startGateway(t, { env: { BODY_LIMIT: '100' }, routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+  const big = 'a'.repeat(300)
+  const chunked = `Transfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`
+  const [get, after] = await pipelinedRequests(gw.port, [
+    `GET /svc/get HTTP/1.1\r\nHost: x\r\n${chunked}`,
+    'GET /svc/after HTTP/1.1\r\nHost: x\r\n\r\n'
+  ])
+  t.equal(get?.status, 200)
+  t.equal(after?.status, 200, 'the same connection goes on after the discarded body')
+  // A HEAD answer has a Content-Length but no body: `Connection: close` ends the exchange.
+  const head = await rawRequest(gw.port, `HEAD /svc/head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${chunked}`)
+  t.equal(head.status, 200)
+  const again = await request(`${gw.url}/svc/again`)
+  t.equal(again.statusCode, 200)
+  await again.body.text()
+  t.strictSame(svc.requests.map((r) => [r.method, r.url, r.body.length, r.headers['content-length'], r.headers['transfer-encoding']]), [
+    ['GET', '/get', 0, undefined, undefined],
+    ['GET', '/after', 0, undefined, undefined],
+    ['HEAD', '/head', 0, undefined, undefined],
+    ['GET', '/again', 0, undefined, undefined]
+  ], 'the upstream received no GET or HEAD body')
 })
 
 t.test('Upgrade requests outside a WebSocket route are refused, not forwarded', async (t) => {
