@@ -149,6 +149,20 @@ t.test('a GET or HEAD body is never forwarded and, however large, cannot stop th
   ], 'the upstream received no GET or HEAD body')
 })
 
+t.test('a body the gateway answers without reading (OPTIONS with Max-Forwards 0) cannot stop it when over the limit', async (t) => {
+  // Answered before the proxy, the body's limit was reached in a stream no upstream request
+  // listened to: an uncaught exception.
+  const svc = await startUpstream(t)
+  const gw = await startGateway(t, { env: { BODY_LIMIT: '100' }, routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+  const big = 'a'.repeat(300)
+  const answered = await rawRequest(gw.port, `OPTIONS /svc/x HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`)
+  t.equal(answered.status, 200)
+  const after = await request(`${gw.url}/svc/after`)
+  t.equal(after.statusCode, 200, 'the gateway still serves')
+  await after.body.text()
+  t.strictSame(svc.requests.map((r) => r.url), ['/after'], 'the OPTIONS request never reached the upstream')
+})
+
 t.test('Upgrade requests outside a WebSocket route are refused, not forwarded', async (t) => {
   const { port, svc } = await twoRoutes(t)
   for (const up of ['websocket', 'h2c']) {
