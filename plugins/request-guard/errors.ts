@@ -9,7 +9,7 @@ export const NonCanonicalPathError = createError('GW_REQUEST_PATH', 'Bad request
 export const UriTooLongError = createError('GW_REQUEST_URI_TOO_LONG', 'URI too long', 414)
 /** More header fields than the guard's limit (100). */
 export const HeadersTooLargeError = createError('GW_REQUEST_HEADERS_TOO_LARGE', 'Request header fields too large', 431)
-/** More than one Host, a Host that is not `host[:port]`, or an HTTP/2 `:authority` that is not one or disagrees with Host. */
+/** More than one Host, a Host that is not `host[:port]`, or an HTTP/2 `:authority` that is not one or disagrees with Host; with PUBLIC_HOSTS, a proxied request naming a host not listed. */
 export const InvalidHostError = createError('GW_REQUEST_INVALID', 'Bad request', 400)
 /** An HTTP/2 request target whose query holds raw non-ASCII characters (HTTP/1 parsing refuses them too). */
 export const InvalidRequestTargetError = createError('GW_REQUEST_INVALID', 'Bad request', 400)

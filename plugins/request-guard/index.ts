@@ -14,7 +14,8 @@
  *   route paths that read as one another stop startup (GW_CONFIG_INVALID). The routes are
  *   collected in onRoute, so register this plugin before the routes it guards;
  * - Host: more than one, or a value that is not `host[:port]` -> 400 (RFC 9112 3.2; the value
- *   goes upstream as x-forwarded-host, where links and redirects are built from it);
+ *   goes upstream as x-forwarded-host, where links and redirects are built from it); with
+ *   `publicHosts`, a proxied request naming a host not listed -> 400;
  * - URL length -> 414, header count -> 431 (Node enforces header bytes with 431 itself);
  * - Upgrade requests outside WebSocket routes -> 400;
  * - HTTP/2 requests with a body but no Content-Length are marked `transfer-encoding: chunked`
@@ -45,6 +46,28 @@ export interface RequestGuardOptions {
    * `literal`: route the literal path only; safe only when every backend matches paths literally.
    */
   pathCheck?: 'strict' | 'literal'
+  /**
+   * Host names clients may address on proxied routes (lower case; `*.example.com` = any subdomain;
+   * ports ignored). Another Host or :authority -> 400 before it can become x-forwarded-host.
+   * Default: any well-formed host.
+   */
+  publicHosts?: readonly string[]
+}
+
+/** Whether `value` (`host[:port]`, already well-formed) names one of `exact` or a subdomain of one of `suffixes`. */
+function isPublicHost (value: string, exact: ReadonlySet<string>, suffixes: readonly string[]): boolean {
+  let end = value.length
+  if (value.charCodeAt(0) === 91) end = value.indexOf(']') + 1
+  else {
+    const colon = value.lastIndexOf(':')
+    if (colon !== -1) end = colon
+  }
+  // `example.com.` is the same DNS name as `example.com`.
+  if (value.charCodeAt(end - 1) === 46) end--
+  const name = value.slice(0, end).toLowerCase()
+  if (exact.has(name)) return true
+  for (const suffix of suffixes) if (name.length > suffix.length && name.endsWith(suffix)) return true
+  return false
 }
 
 function countHeader (raw: string[], lower: string): number {
@@ -67,6 +90,8 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
   const pathCheck = opts.pathCheck ?? 'strict'
   if (pathCheck !== 'strict' && pathCheck !== 'literal') throw new ConfigError('gateway-request-guard', ['pathCheck: must be strict or literal'])
   const routes = pathCheck === 'strict' ? new RouteTable() : undefined
+  const publicHosts = opts.publicHosts === undefined ? undefined : new Set(opts.publicHosts.filter((h) => !h.startsWith('*.')))
+  const publicSuffixes = (opts.publicHosts ?? []).filter((h) => h.startsWith('*.')).map((h) => h.slice(1))
   if (routes !== undefined) {
     fastify.addHook('onRoute', function requestGuardRoutes (route) {
       routes.add(route.method, route.url)
@@ -99,6 +124,12 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
       // HTTP/2: :authority is the host; a Host field beside it must name the same (RFC 9113 8.3.1).
       const authority = headers[':authority']
       if (typeof authority === 'string' && (!HOST.test(authority) || (host !== undefined && host !== authority))) throw new InvalidHostError()
+    }
+    if (publicHosts !== undefined && request.routeOptions.config.proxy !== undefined) {
+      // The host goes upstream as x-forwarded-host, which backends build links and password-reset
+      // URLs from: only the names the gateway serves (Django's ALLOWED_HOSTS, also a 400).
+      const named = host ?? headers[':authority']
+      if (typeof named === 'string' && !isPublicHost(named, publicHosts, publicSuffixes)) throw new InvalidHostError()
     }
     const te = headers['transfer-encoding']
     const cl = headers['content-length']

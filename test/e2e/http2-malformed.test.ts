@@ -250,3 +250,19 @@ t.test('an HTTP/2 GET or HEAD with a body: answered, the body never forwarded, t
   t.equal(await send('GET', '/svc/after', {}), 200)
   t.strictSame(up.requests.map((r) => [r.method, r.url, r.body.length]), [['GET', '/a', 0], ['GET', '/b', 0], ['HEAD', '/c', 0], ['GET', '/after', 0]])
 })
+
+t.test('PUBLIC_HOSTS applies to :authority: another host is refused and never forwarded', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true', PUBLIC_HOSTS: 'localhost' },
+    routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false })]
+  })
+  const client = await RawH2Client.connect(gw.port, cert.cert)
+  t.teardown(() => { client.close() })
+  const refused = await client.request([[':method', 'GET'], [':scheme', 'https'], [':path', '/svc/x'], [':authority', 'evil.example']])
+  t.equal(refused.status, 400)
+  t.equal((JSON.parse(refused.body) as { code: string }).code, 'GW_REQUEST_INVALID')
+  const served = await client.request([[':method', 'GET'], [':scheme', 'https'], [':path', '/svc/x'], [':authority', `localhost:${gw.port}`]])
+  t.equal(served.status, 200)
+  t.strictSame(up.requests.map((r) => r.headers['x-forwarded-host']), [`localhost:${gw.port}`])
+})

@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { defineRoute } from 'portcullis'
+import { defineRoute, loadConfig } from 'portcullis'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 import { pipelinedRequests, rawRequest, type RawResponse } from '../helpers/raw-http.js'
@@ -236,6 +236,33 @@ t.test('Host: one valid host[:port] or nothing; more than one or a malformed one
     t.equal(res.status, 200, `Host "${host}" is served`)
   }
   t.strictSame(svc.requests.map((r) => r.headers['x-forwarded-host'] ?? ''), accepted, 'and reaches the upstream as x-forwarded-host')
+})
+
+t.test('PUBLIC_HOSTS: a Host the gateway does not serve never becomes the upstream\'s x-forwarded-host', async (t) => {
+  // A client cannot send x-forwarded-host itself (dropped unless from TRUST_PROXY), but every
+  // Host goes upstream as x-forwarded-host: with Host: evil.example, a backend that builds
+  // password-reset links from it would mail links to evil.example.
+  const svc = await startUpstream(t)
+  const gw = await startGateway(t, { env: { PUBLIC_HOSTS: 'api.example.com, *.apps.example.com' }, routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+  const get = async (host: string, path = '/svc/x'): Promise<RawResponse> => await rawRequest(gw.port, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
+  for (const host of ['evil.example', 'apps.example.com', 'evilapi.example.com', 'api.example.com.evil.example', 'api.example.co', `127.0.0.1:${gw.port}`, '[::1]:80', 'x.apps.example.com.evil.example']) {
+    assertGatewayError(t, await get(host), 400, 'GW_REQUEST_INVALID', host)
+  }
+  t.equal(svc.requests.length, 0, 'none of them reached the upstream')
+  for (const host of ['api.example.com', 'API.Example.COM:8443', 'api.example.com.', 'a.apps.example.com', 'a.b.apps.example.com:443']) {
+    t.equal((await get(host)).status, 200, host)
+  }
+  t.strictSame(svc.requests.map((r) => r.headers['x-forwarded-host']), ['api.example.com', 'API.Example.COM:8443', 'api.example.com.', 'a.apps.example.com', 'a.b.apps.example.com:443'])
+  // The gateway's own routes are not proxied: a balancer probing by IP address still gets an answer.
+  t.equal((await get('10.0.0.5:8080', '/healthz')).status, 200)
+
+  // Unset: any well-formed host, as before.
+  const open = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+  t.equal((await rawRequest(open.port, 'GET /svc/x HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n')).status, 200)
+  t.equal(svc.requests.at(-1)?.headers['x-forwarded-host'], 'evil.example')
+  t.throws(() => loadConfig({ PUBLIC_HOSTS: 'https://api.example.com' }), { code: 'GW_CONFIG_INVALID', message: /PUBLIC_HOSTS: "https:\/\/api\.example\.com" is not a host name/ })
+  t.throws(() => loadConfig({ PUBLIC_HOSTS: 'api.example.com:443' }), { code: 'GW_CONFIG_INVALID', message: /PUBLIC_HOSTS/ })
+  t.throws(() => loadConfig({ PUBLIC_HOSTS: ' , ' }), { code: 'GW_CONFIG_INVALID', message: /PUBLIC_HOSTS: lists no host name/ })
 })
 
 t.test('slowloris: headers trickled past HEADERS_TIMEOUT_MS get 408 within a second of the deadline', async (t) => {
