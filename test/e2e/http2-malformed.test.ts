@@ -8,6 +8,7 @@
 import t, { type Test } from 'tap'
 import { once } from 'node:events'
 import type { IncomingMessage } from 'node:http'
+import { createServer, type AddressInfo } from 'node:net'
 import { connect as http2Connect, constants as h2 } from 'node:http2'
 import { defineRoute } from 'portcullis'
 import { startGateway } from '../helpers/gateway.js'
@@ -265,4 +266,42 @@ t.test('PUBLIC_HOSTS applies to :authority: another host is refused and never fo
   const served = await client.request([[':method', 'GET'], [':scheme', 'https'], [':path', '/svc/x'], [':authority', `localhost:${gw.port}`]])
   t.equal(served.status, 200)
   t.strictSame(up.requests.map((r) => r.headers['x-forwarded-host']), [`localhost:${gw.port}`])
+})
+
+t.test('an upstream body cut short reaches an HTTP/2 client as a reset stream, never as a complete response', async (t) => {
+  // Headers and part of the body, then the upstream closes its connection.
+  const cut = createServer((socket) => {
+    socket.on('error', () => {})
+    socket.once('data', (d: Buffer) => {
+      const chunked = d.toString('latin1').startsWith('GET /chunked')
+      socket.end(chunked
+        ? 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n'
+        : 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\nhello')
+    })
+  })
+  await new Promise<void>((resolve) => cut.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { cut.close() })
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' },
+    routes: [defineRoute({ prefix: '/svc', upstream: `http://127.0.0.1:${(cut.address() as AddressInfo).port}`, auth: false, rateLimit: false, retries: 0 })]
+  })
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
+  t.teardown(() => { session.destroy() })
+  for (const path of ['/svc/chunked', '/svc/length']) {
+    const stream = session.request({ ':path': path })
+    stream.on('error', () => {})
+    let status: unknown
+    let body = ''
+    let ended = false
+    stream.on('response', (headers) => { status = headers[':status'] })
+    stream.on('data', (c: Buffer) => { body += c.toString() })
+    stream.on('end', () => { ended = true })
+    // Not events.once: it rejects on the stream's 'error', which the reset is.
+    await new Promise((resolve) => { stream.on('close', resolve) })
+    // The reset may overtake the 200 and the bytes already relayed; it never reads as success.
+    t.ok(status === undefined || status === 200, `${path}: the upstream's status, if any`)
+    t.ok('hello'.startsWith(body), `${path}: only what the upstream sent`)
+    t.equal(ended, false, `${path}: no END_STREAM`)
+    t.equal(stream.rstCode, h2.NGHTTP2_INTERNAL_ERROR, `${path}: RST_STREAM INTERNAL_ERROR`)
+  }
 })
