@@ -109,6 +109,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   await fastify.register(proxyPlugin, {
     bodyLimit: config.bodyLimit,
     responseBufferBytes: config.responseBufferBytes,
+    sendTimeoutMs: config.sendTimeoutMs,
     tls: config.tls !== undefined,
     upstreamRejectUnauthorized: !config.upstreamTls.insecure,
     ...(config.upstreamTls.ca !== undefined ? { upstreamCa: config.upstreamTls.ca } : {}),

@@ -37,6 +37,7 @@ export const EnvSchema = Type.Object({
   DRAIN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 0, description: 'On SIGTERM, keep accepting this long while /readyz answers 503, so balancers that poll it stop sending first.' }),
   STRIP_REQUEST_HEADERS: Type.String({ default: '', description: 'Comma-separated client request headers never forwarded upstream, besides the built-in identity/IP list (names, or prefixes ending in `*`).' }),
   DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000, description: 'Longest wait for in-flight requests on SIGTERM.' }),
+  SEND_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 60_000, description: 'A client that reads nothing of a streamed response for this long loses it (the upstream request ends; nginx send_timeout).' }),
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 60_000, description: 'Whole client request (headers and body) deadline.' }),
   HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Deadline for the client to send all request headers (slowloris).' }),
   KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Idle keep-alive connection lifetime.' }),
@@ -166,6 +167,8 @@ export interface GatewayConfig {
   readonly bodyLimit: number
   /** Upstream responses up to this declared size are buffered and sent in one write (0 = stream all). */
   readonly responseBufferBytes: number
+  /** SEND_TIMEOUT_MS: how long a client may hold a streamed response back without reading. */
+  readonly sendTimeoutMs: number
   readonly trustProxy: readonly string[]
   /** Connections from trustProxy peers carry a PROXY protocol header (PROXY_PROTOCOL). */
   readonly proxyProtocol: boolean
@@ -388,6 +391,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     logBufferBytes: e.LOG_BUFFER_BYTES,
     bodyLimit: e.BODY_LIMIT,
     responseBufferBytes: e.RESPONSE_BUFFER_BYTES,
+    sendTimeoutMs: e.SEND_TIMEOUT_MS,
     trustProxy,
     proxyProtocol: e.PROXY_PROTOCOL,
     drainDelayMs: e.DRAIN_DELAY_MS,

@@ -121,6 +121,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     agent: runtime.agentFor(connectMs),
     headersTimeoutMs: headersMs,
     bodyIdleTimeoutMs: bodyIdleMs,
+    sendTimeoutMs: runtime.options.sendTimeoutMs,
     retries: route.retries ?? 1,
     circuit: route.circuitBreaker === false
       ? false

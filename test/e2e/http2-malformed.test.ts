@@ -305,3 +305,37 @@ t.test('an upstream body cut short reaches an HTTP/2 client as a reset stream, n
     t.equal(stream.rstCode, h2.NGHTTP2_INTERNAL_ERROR, `${path}: RST_STREAM INTERNAL_ERROR`)
   }
 })
+
+t.test('an HTTP/2 client that reads nothing (zero window, kept alive by PINGs) loses the response after SEND_TIMEOUT_MS', async (t) => {
+  // Without a bound the stalled stream held its upstream request open for as long as the client
+  // kept the connection alive: a slow-read exhaustion of upstream connections and workers.
+  let upstreamEnded: () => void = () => {}
+  const upstreamClosed = new Promise<void>((resolve) => { upstreamEnded = resolve })
+  const up = await startUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    const chunk = Buffer.alloc(64 * 1024, 0x61)
+    const fill = (): void => { while (!res.destroyed && res.write(chunk)) { /* until the gateway pushes back */ } }
+    res.on('drain', fill)
+    res.on('close', () => { upstreamEnded() })
+    fill()
+  })
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true', SEND_TIMEOUT_MS: '1000' },
+    routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false })]
+  })
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert, settings: { initialWindowSize: 0 } })
+  t.teardown(() => { session.destroy() })
+  const keepAlive = setInterval(() => { if (!session.destroyed) session.ping(() => {}) }, 100)
+  t.teardown(() => { clearInterval(keepAlive) })
+  const stream = session.request({ ':path': '/svc/big' })
+  stream.on('error', () => {})
+  let status: unknown
+  stream.on('response', (headers) => { status = headers[':status'] })
+  await new Promise((resolve) => { stream.on('close', resolve) })
+  clearInterval(keepAlive)
+  t.equal(status, 200)
+  t.equal(stream.rstCode, h2.NGHTTP2_INTERNAL_ERROR, 'the stream is reset, not ended')
+  t.equal(session.destroyed, false, 'the connection itself stays')
+  await upstreamClosed
+  t.equal(up.requests.length, 1, 'the upstream request was ended (its response closed)')
+})
