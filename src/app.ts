@@ -96,7 +96,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   await fastify.register(overloadPlugin, {})
   await fastify.register(ipFilterPlugin, { allow: [...config.inspect.ipAllow], deny: [...config.inspect.ipDeny] })
   await fastify.register(ipRateLimitPlugin, { max: config.rateLimit.ipMax, timeWindow: config.rateLimit.ipTimeWindow })
-  await fastify.register(requestGuardPlugin, { pathCheck: config.pathCheck, ...(config.publicHosts !== undefined ? { publicHosts: config.publicHosts } : {}) })
+  await fastify.register(requestGuardPlugin, { pathCheck: config.pathCheck, http2RequestTimeoutMs: config.requestTimeoutMs, ...(config.publicHosts !== undefined ? { publicHosts: config.publicHosts } : {}) })
   await fastify.register(corsPlugin)
   await fastify.register(authPlugin, config.auth)
   await fastify.register(routeRateLimitPlugin, {

@@ -27,7 +27,7 @@
  * GW_REQUEST_INVALID (Host); at startup GW_CONFIG_INVALID (route paths that read alike, options).
  */
 import fp from 'fastify-plugin'
-import type { Http2ServerRequest } from 'node:http2'
+import { constants as h2constants, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { UpgradeNotAllowedError } from '../proxy/errors.js'
 import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, InvalidRequestTargetError, NonCanonicalPathError, UriTooLongError } from './errors.js'
@@ -52,6 +52,23 @@ export interface RequestGuardOptions {
    * Default: any well-formed host.
    */
   publicHosts?: readonly string[]
+  /**
+   * HTTP/2 only: milliseconds from the request headers until the client has sent the whole body;
+   * past it the stream is reset (CANCEL). Node enforces its `requestTimeout` on HTTP/1.1 only.
+   * Default 0 (none); the gateway passes REQUEST_TIMEOUT_MS.
+   */
+  http2RequestTimeoutMs?: number
+}
+
+/** A body still arriving when the deadline passes: the stream is reset (the upstream request with it). */
+function cutSlowHttp2Request (stream: ServerHttp2Stream): void {
+  if (!stream.destroyed && stream.state.remoteClose !== 1) stream.close(h2constants.NGHTTP2_CANCEL)
+}
+
+function armHttp2RequestDeadline (stream: ServerHttp2Stream, ms: number): void {
+  const timer = setTimeout(cutSlowHttp2Request, ms, stream)
+  timer.unref()
+  stream.once('close', () => { clearTimeout(timer) })
 }
 
 /** Whether `value` (`host[:port]`, already well-formed) names one of `exact` or a subdomain of one of `suffixes`. */
@@ -92,6 +109,7 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
   const routes = pathCheck === 'strict' ? new RouteTable() : undefined
   const publicHosts = opts.publicHosts === undefined ? undefined : new Set(opts.publicHosts.filter((h) => !h.startsWith('*.')))
   const publicSuffixes = (opts.publicHosts ?? []).filter((h) => h.startsWith('*.')).map((h) => h.slice(1))
+  const http2RequestTimeoutMs = opts.http2RequestTimeoutMs ?? 0
   if (routes !== undefined) {
     fastify.addHook('onRoute', function requestGuardRoutes (route) {
       routes.add(route.method, route.url)
@@ -121,6 +139,11 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     const host = headers.host
     if (host !== undefined && (!HOST.test(host) || countHeader(raw.rawHeaders, 'host') !== 1)) throw new InvalidHostError()
     if (raw.httpVersionMajor === 2) {
+      // A body trickled in (slow POST) would hold the upstream request open for as long as the
+      // client keeps the connection alive with PINGs: the whole request gets REQUEST_TIMEOUT_MS,
+      // as on HTTP/1.1 (RFC 9113 8.1 lets a server reset a stream it will not complete).
+      const stream = (raw as unknown as Http2ServerRequest).stream
+      if (http2RequestTimeoutMs > 0 && stream.endAfterHeaders === false) armHttp2RequestDeadline(stream, http2RequestTimeoutMs)
       // HTTP/2: :authority is the host; a Host field beside it must name the same (RFC 9113 8.3.1).
       const authority = headers[':authority']
       if (typeof authority === 'string' && (!HOST.test(authority) || (host !== undefined && host !== authority))) throw new InvalidHostError()

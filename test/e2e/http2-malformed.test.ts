@@ -339,3 +339,28 @@ t.test('an HTTP/2 client that reads nothing (zero window, kept alive by PINGs) l
   await upstreamClosed
   t.equal(up.requests.length, 1, 'the upstream request was ended (its response closed)')
 })
+
+t.test('an HTTP/2 body trickled past REQUEST_TIMEOUT_MS is cut: the stream is reset, the upstream request ended', async (t) => {
+  // Node enforces requestTimeout on HTTP/1.1 only: a slow POST over HTTP/2 held its upstream
+  // request (and a worker behind it) open for as long as the client went on trickling.
+  let upstreamRequestClosed: () => void = () => {}
+  const closed = new Promise<void>((resolve) => { upstreamRequestClosed = resolve })
+  const up = await startUpstream(t)
+  up.server.on('request', (req: IncomingMessage) => { req.on('close', () => { upstreamRequestClosed() }) })
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true', REQUEST_TIMEOUT_MS: '1000' },
+    routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false })]
+  })
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
+  t.teardown(() => { session.destroy() })
+  const stream = session.request({ ':method': 'POST', ':path': '/svc/upload', 'content-type': 'text/plain' }, { endStream: false })
+  stream.on('error', () => {})
+  const trickle = setInterval(() => { if (!stream.closed) stream.write('a') }, 100)
+  t.teardown(() => { clearInterval(trickle) })
+  await new Promise((resolve) => { stream.on('close', resolve) })
+  clearInterval(trickle)
+  t.equal(stream.rstCode, h2.NGHTTP2_CANCEL, 'the stream is reset')
+  await closed
+  t.equal(up.requests.length, 1)
+  t.equal(up.requests[0]?.complete, false, 'the upstream never received the body as complete')
+})
