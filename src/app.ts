@@ -196,11 +196,13 @@ export function serverOptions (config: GatewayConfig): FastifyServerOptions {
     frameworkErrors: gatewayFrameworkErrors
   }
   if (config.tls !== undefined) {
-    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS }
+    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS, requireHostHeader: false }
     if (config.tls.http2) return { ...base, http2: true, https: { ...https, allowHTTP1: true } } as FastifyServerOptions
     return { ...base, https } as FastifyServerOptions
   }
-  return { ...base, http: { connectionsCheckingInterval: DEADLINE_CHECK_MS } } as FastifyServerOptions
+  // requireHostHeader: Node would answer a missing Host with its own bare 400; the request guard
+  // refuses it with the gateway's body instead.
+  return { ...base, http: { connectionsCheckingInterval: DEADLINE_CHECK_MS, requireHostHeader: false } } as FastifyServerOptions
 }
 
 /** Creates the gateway (not listening). */

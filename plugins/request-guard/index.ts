@@ -138,6 +138,8 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     const headers = raw.headers
     const host = headers.host
     if (host !== undefined && (!HOST.test(host) || countHeader(raw.rawHeaders, 'host') !== 1)) throw new InvalidHostError()
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is answered 400.
+    if (host === undefined && raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1) throw new InvalidHostError()
     if (raw.httpVersionMajor === 2) {
       // A body trickled in (slow POST) would hold the upstream request open for as long as the
       // client keeps the connection alive with PINGs: the whole request gets REQUEST_TIMEOUT_MS,

@@ -238,6 +238,15 @@ t.test('Host: one valid host[:port] or nothing; more than one or a malformed one
   t.strictSame(svc.requests.map((r) => r.headers['x-forwarded-host'] ?? ''), accepted, 'and reaches the upstream as x-forwarded-host')
 })
 
+t.test('HTTP/1.1 without Host: 400 in the gateway body (RFC 9112 3.2), never forwarded; HTTP/1.0 may omit it', async (t) => {
+  const svc = await startUpstream(t)
+  const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+  assertGatewayError(t, await rawRequest(gw.port, 'GET /svc/x HTTP/1.1\r\nConnection: close\r\n\r\n'), 400, 'GW_REQUEST_INVALID', 'no Host')
+  t.equal(svc.requests.length, 0)
+  t.equal((await rawRequest(gw.port, 'GET /svc/x HTTP/1.0\r\n\r\n')).status, 200)
+  t.equal(svc.requests.length, 1)
+})
+
 t.test('PUBLIC_HOSTS: a Host the gateway does not serve never becomes the upstream\'s x-forwarded-host', async (t) => {
   // A client cannot send x-forwarded-host itself (dropped unless from TRUST_PROXY), but every
   // Host goes upstream as x-forwarded-host: with Host: evil.example, a backend that builds
