@@ -156,7 +156,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
     keyPrefix: config.rateLimit.redisKeyPrefix
   }
   await fastify.register(ipRateLimitPlugin, { max: config.rateLimit.ipMax, timeWindow: config.rateLimit.ipTimeWindow, ...rateLimitStore })
-  await fastify.register(requestGuardPlugin, { pathCheck: config.pathCheck })
+  await fastify.register(requestGuardPlugin, { pathCheck: config.pathCheck, http2RequestTimeoutMs: config.requestTimeoutMs, ...(config.publicHosts !== undefined ? { publicHosts: config.publicHosts } : {}) })
   await fastify.register(corsPlugin)
   await fastify.register(authPlugin, config.auth)
   await fastify.register(routeRateLimitPlugin, rateLimitStore)
@@ -164,6 +164,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   await fastify.register(proxyPlugin, {
     bodyLimit: config.bodyLimit,
     responseBufferBytes: config.responseBufferBytes,
+    sendTimeoutMs: config.sendTimeoutMs,
     tls: config.tls !== undefined,
     upstreamRejectUnauthorized: !config.upstreamTls.insecure,
     ...(config.upstreamTls.ca !== undefined ? { upstreamCa: config.upstreamTls.ca } : {}),
@@ -252,11 +253,13 @@ export function serverOptions (config: GatewayConfig): FastifyServerOptions {
     frameworkErrors: gatewayFrameworkErrors
   }
   if (config.tls !== undefined) {
-    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS }
+    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS, requireHostHeader: false }
     if (config.tls.http2) return { ...base, http2: true, https: { ...https, allowHTTP1: true } } as FastifyServerOptions
     return { ...base, https } as FastifyServerOptions
   }
-  return { ...base, http: { connectionsCheckingInterval: DEADLINE_CHECK_MS } } as FastifyServerOptions
+  // requireHostHeader: Node would answer a missing Host with its own bare 400; the request guard
+  // refuses it with the gateway's body instead.
+  return { ...base, http: { connectionsCheckingInterval: DEADLINE_CHECK_MS, requireHostHeader: false } } as FastifyServerOptions
 }
 
 /** Creates the gateway (not listening). */

@@ -39,6 +39,7 @@ export const EnvSchema = Type.Object({
   DRAIN_DELAY_MS: Type.Integer({ minimum: 0, maximum: 60_000, default: 0, description: 'On SIGTERM, keep accepting this long while /readyz answers 503, so balancers that poll it stop sending first.' }),
   STRIP_REQUEST_HEADERS: Type.String({ default: '', description: 'Comma-separated client request headers never forwarded upstream, besides the built-in identity/IP list (names, or prefixes ending in `*`).' }),
   DRAIN_TIMEOUT_MS: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000, description: 'Longest wait for in-flight requests on SIGTERM.' }),
+  SEND_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 60_000, description: 'A client that reads nothing of a streamed response for this long loses it (the upstream request ends; nginx send_timeout).' }),
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 60_000, description: 'Whole client request (headers and body) deadline.' }),
   HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Deadline for the client to send all request headers (slowloris).' }),
   KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Idle keep-alive connection lifetime.' }),
@@ -60,6 +61,7 @@ export const EnvSchema = Type.Object({
   REDIS_FAILURE_MODE: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis unreachable: `closed` answers 503, `open` admits.' }),
   REDIS_KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9:._-]{1,100}$', default: 'portcullis:rl:', description: 'Prefix of every rate-limit key in Redis (gateway groups sharing one Redis use different prefixes).' }),
   REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one Redis command.' }),
+  PUBLIC_HOSTS: Type.Optional(Type.String({ description: 'Host names clients may address, comma separated (`api.example.com`, `*.example.com` for its subdomains; any port). A proxied request naming another `Host` or `:authority` gets 400 and is not forwarded. Unset = any well-formed host, which goes upstream as `x-forwarded-host`.' })),
   PATH_CHECK: Type.Union([Type.Literal('strict'), Type.Literal('literal')], { default: 'strict', description: '`strict` refuses paths that case-folding or path-normalising backends (IIS, Tomcat, Spring, Express) read as another route; `literal` routes the literal path only.' }),
   INSPECT_RULES_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one.' })),
   INSPECT_MODE: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Default inspection mode for routes that do not set one.' }),
@@ -170,6 +172,8 @@ function redisUrlProblem (value: string): string | undefined {
   return undefined
 }
 
+/** A PUBLIC_HOSTS entry: a DNS name or IPv4 address, `*.` and a name, or a bracketed IPv6 address. */
+const PUBLIC_HOST = /^(?:\*\.)?[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$|^\[[0-9a-f:.]+\]$/
 const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '::', '[::]'])
 
 /** Whether two listen hosts can collide on one port (equal, or either is a wildcard address). */
@@ -219,6 +223,8 @@ export interface GatewayConfig {
   readonly bodyLimit: number
   /** Upstream responses up to this declared size are buffered and sent in one write (0 = stream all). */
   readonly responseBufferBytes: number
+  /** SEND_TIMEOUT_MS: how long a client may hold a streamed response back without reading. */
+  readonly sendTimeoutMs: number
   readonly trustProxy: readonly string[]
   /** Connections from trustProxy peers carry a PROXY protocol header (PROXY_PROTOCOL). */
   readonly proxyProtocol: boolean
@@ -253,6 +259,8 @@ export interface GatewayConfig {
   }
   /** PATH_CHECK: how the request guard treats paths that backends read as another route. */
   readonly pathCheck: 'strict' | 'literal'
+  /** PUBLIC_HOSTS: the host names clients may address (lower case; `*.` = subdomains); undefined = any. */
+  readonly publicHosts: readonly string[] | undefined
   readonly inspect: {
     readonly rulesFile: string | undefined
     readonly mode: 'block' | 'detect'
@@ -335,6 +343,11 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
   for (const name of stripRequestHeaders) {
     const p = stripNameProblem(name)
     if (p !== undefined) problems.push(`STRIP_REQUEST_HEADERS: ${p}`)
+  }
+  const publicHosts = e.PUBLIC_HOSTS === undefined ? undefined : list(e.PUBLIC_HOSTS).map((h) => h.toLowerCase())
+  if (publicHosts !== undefined) {
+    if (publicHosts.length === 0) problems.push('PUBLIC_HOSTS: lists no host name')
+    for (const h of publicHosts) if (!PUBLIC_HOST.test(h)) problems.push(`PUBLIC_HOSTS: "${h}" is not a host name, *.name or [IPv6] (no scheme, port or path)`)
   }
   const ipAllow = list(e.IP_ALLOW)
   const ipDeny = list(e.IP_DENY)
@@ -441,6 +454,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     logBufferBytes: e.LOG_BUFFER_BYTES,
     bodyLimit: e.BODY_LIMIT,
     responseBufferBytes: e.RESPONSE_BUFFER_BYTES,
+    sendTimeoutMs: e.SEND_TIMEOUT_MS,
     trustProxy,
     proxyProtocol: e.PROXY_PROTOCOL,
     drainDelayMs: e.DRAIN_DELAY_MS,
@@ -471,6 +485,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
       redisKeyPrefix: e.REDIS_KEY_PREFIX
     },
     pathCheck: e.PATH_CHECK,
+    publicHosts,
     inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, verdictCacheSize: e.INSPECT_CACHE_SIZE, timeoutMs: e.INSPECT_TIMEOUT_MS, ipAllow, ipDeny },
     admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST, instance: e.INSTANCE_ID },
     workers,

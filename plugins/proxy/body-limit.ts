@@ -73,6 +73,8 @@ export function limitedBody (payload: Readable, limit: number, deferred: boolean
  * unhandled and end the process. The client's request ends instead, and its connection with it.
  * With a reader (the upstream request), the reader handles the error: the client gets a 413.
  */
+// Always listening, it also keeps an error after the upstream request stopped reading (or a
+// client reset) from becoming an uncaught exception that would stop the process.
 function endUnreadBody (this: BodyLimitStream): void {
   if (this.listenerCount('error') === 1) this.client.destroy()
 }
@@ -100,3 +102,4 @@ export class DeferredBodyLimitStream extends BodyLimitStream {
     super._read(size)
   }
 }
+

@@ -20,10 +20,11 @@
  * - Before any response header: connection errors are counted against the target (passive
  *   health) and, when the request is safe to repeat, retried once per spare target.
  * - Timeouts: from the moment the request is on an upstream connection until its response
- *   headers (`headersTimeout`), then between two body chunks (`bodyTimeout`; not while the client
- *   holds the body back), as deadlines in the shared sweep of deadlines.ts. An expired exchange
- *   aborts its upstream request with undici's HeadersTimeoutError / BodyTimeoutError, exactly
- *   as undici's own timeouts (which the pool turns off) would.
+ *   headers (`headersTimeout`), then between two body chunks (`bodyTimeout`; while the client
+ *   holds the body back, `sendTimeout` instead: nginx's `send_timeout`), as deadlines in
+ *   the shared sweep of deadlines.ts. An expired exchange aborts its upstream request with
+ *   undici's HeadersTimeoutError / BodyTimeoutError, exactly as undici's own timeouts (which the
+ *   pool turns off) would; a streamed response cut this way is reset, never ended as complete.
  * - A client that leaves before the response headers: the same sweep ends the upstream request
  *   (within one tick), as nginx does by default, with ClientGoneError. That is not the target's
  *   fault: no passive-health failure, no retry, and nothing is sent (reply-from is not called
@@ -61,6 +62,8 @@ export interface ExchangeOwner {
   readonly headersTimeout: number
   /** Milliseconds between two response body chunks (0 = none). */
   readonly bodyTimeout: number
+  /** Milliseconds a client may hold a streamed response back without reading (0 = none). */
+  readonly sendTimeout: number
   /** Accounts an answer from the target (502/503/504 count as failures). */
   answered: (exchange: UpstreamExchange, statusCode: number) => void
   /** The client left before an answer and the upstream request was ended (not a failure of the target). */
@@ -188,12 +191,17 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     }
     if (this.phase === STREAMING) {
       // A full body buffer pauses the upstream: the client, not the upstream, is idle then, so
-      // the deadline waits until the client reads again (resume()).
+      // the body deadline waits until the client reads again (resume()). The client gets its own
+      // bound (nginx's send_timeout): one that reads nothing for sendTimeout loses the response.
+      // Without it, an HTTP/2 client with a zero flow-control window, kept alive by PINGs, held
+      // the upstream request open for as long as it liked.
       if ((this.body as UpstreamBody).push(chunk)) {
         if (this.armed) this.deadline = Date.now() + this.owner.bodyTimeout
         return true
       }
-      upstreamDeadlines.disarm(this)
+      const ms = this.owner.sendTimeout
+      if (ms > 0) upstreamDeadlines.arm(this, Date.now() + ms)
+      else upstreamDeadlines.disarm(this)
       return false
     }
     return true
@@ -261,9 +269,9 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     this.abortUpstream?.(new undiciErrors.RequestAbortedError())
   }
 
-  /** UpstreamBody: the client reads again. */
+  /** UpstreamBody: the client reads again (the body deadline replaces a send deadline). */
   resume (): void {
-    if (this.phase === STREAMING && !this.armed) this.bodyDeadline()
+    if (this.phase === STREAMING) this.bodyDeadline()
     this.resumeUpstream?.()
   }
 

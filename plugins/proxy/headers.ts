@@ -153,6 +153,8 @@ type ResponseHeaders = Record<string, string | string[] | undefined>
 
 const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '[::1]', '0.0.0.0']
 const ABSOLUTE = /^(?:[a-z][a-z0-9+.-]*:|\/\/)/i
+/** A path whose start a browser reads as `//` (an authority): `/` then `/`, `\\`, tab or newline. */
+const LEADING_SLASHES = /^\/[/\\\t\n\r][/\\\t\n\r]*/
 const REFRESH = /^(\s*[0-9.]*\s*[;,]\s*url\s*=\s*)(['"]?)(.*?)\2(\s*)$/is
 
 /** Where a route's upstream lives, and where the client reaches it. */
@@ -198,7 +200,12 @@ export function redirectRewriter (m: RedirectMapping): (headers: ResponseHeaders
     // At a segment boundary: end, '/', '?' or '#'.
     if (path.length !== up.length && next !== 47 && next !== 63 && next !== 35) return undefined
     const mapped = pub + path.slice(up.length)
-    return mapped === '' || mapped.charCodeAt(0) !== 47 ? '/' + mapped : mapped
+    if (mapped === '' || mapped.charCodeAt(0) !== 47) return '/' + mapped
+    // `/api//evil.example` under a `/` prefix maps to `//evil.example`: a reference to another
+    // host (RFC 3986 4.2), and so is `/\evil.example` or `/<TAB>/evil.example` to a browser
+    // (WHATWG URL reads `\` as `/` and removes tabs and newlines). The upstream named a path on
+    // its own host; the rewrite must not name another host, so the leading run is one `/`.
+    return LEADING_SLASHES.test(mapped) ? mapped.replace(LEADING_SLASHES, '/') : mapped
   }
 
   function map (value: string): string {

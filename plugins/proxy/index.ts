@@ -29,6 +29,7 @@ export const ProxyPluginOptionsSchema = Type.Object({
     default: DEFAULT_RESPONSE_BUFFER_BYTES,
     description: 'Upstream responses declaring at most this many bytes (and a Content-Type) are read whole and sent in one write; larger ones stream. 0 = stream every response.'
   }),
+  sendTimeoutMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000, description: 'A client that reads nothing of a streamed response for this long loses it: the upstream request ends and the client connection (HTTP/2: the stream) is reset (nginx send_timeout). 0 = never.' }),
   tls: Type.Boolean({ default: false, description: 'Whether clients reach the gateway over TLS (x-forwarded-proto).' }),
   upstreamKeepAliveTimeoutMs: Type.Integer({ minimum: 1, default: 30_000, description: 'Idle time before an upstream connection is closed.' }),
   upstreamConnectionsPerOrigin: Type.Optional(Type.Integer({ minimum: 1, description: 'Cap on connections per upstream origin (default unlimited).' })),
@@ -93,6 +94,7 @@ function resolveOptions (opts: ProxyPluginOptions): ResolvedProxyOptions {
   const withDefaults = {
     bodyLimit: 1024 * 1024,
     responseBufferBytes: DEFAULT_RESPONSE_BUFFER_BYTES,
+    sendTimeoutMs: 60_000,
     tls: false,
     upstreamKeepAliveTimeoutMs: 30_000,
     upstreamPipelining: 1,

@@ -128,6 +128,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     agent: runtime.agentFor(connectMs),
     headersTimeoutMs: headersMs,
     bodyIdleTimeoutMs: bodyIdleMs,
+    sendTimeoutMs: runtime.options.sendTimeoutMs,
     retries: route.retries ?? 1,
     circuit: route.circuitBreaker === false
       ? false
@@ -227,9 +228,13 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     }
     // The client reset its HTTP/2 stream before the handler ran: nothing is forwarded.
     if ((payload as RequestPayload & { aborted?: boolean }).aborted === true) throw new ClientGoneError()
+    // GET and HEAD content is never forwarded (reply-from drops it; RFC 9110 9.3.1 gives it no
+    // meaning): left unread here, Node discards it once the answer is sent. Counted through a
+    // stream nobody reads, its limit or a client reset would be an error with no listener.
     // HTTP/2 frames a body without Content-Length or Transfer-Encoding: a stream that its HEADERS
     // frame did not end carries content (RFC 9113 8.1), which BODY_LIMIT must count as well.
-    if (declared === undefined && request.headers['transfer-encoding'] === undefined && !(request.raw.httpVersionMajor === 2 && !(request.raw as unknown as Http2ServerRequest).stream.endAfterHeaders)) done(null, payload)
+    const method = request.method
+    if (method === 'GET' || method === 'HEAD' || (declared === undefined && request.headers['transfer-encoding'] === undefined && !(request.raw.httpVersionMajor === 2 && !(request.raw as unknown as Http2ServerRequest).stream.endAfterHeaders))) done(null, payload)
     else done(null, limitedBody(payload as unknown as Readable, bodyLimit, request.headers.expect !== undefined))
   }
 

@@ -57,6 +57,8 @@ export interface PoolOptions {
   readonly agent: Dispatcher
   readonly headersTimeoutMs: number
   readonly bodyIdleTimeoutMs: number
+  /** A client that reads nothing of a streamed response for this long loses it (0 = never). */
+  readonly sendTimeoutMs: number
   readonly retries: number
   readonly circuit: CircuitOptions | false
   readonly healthCheck: HealthCheckOptions | false
@@ -83,6 +85,7 @@ export class UpstreamPool implements ExchangeOwner {
   /** The exchanges' response-header and body-idle timeouts (ms; deadlines.ts). */
   readonly headersTimeout: number
   readonly bodyTimeout: number
+  readonly sendTimeout: number
   inFlight = 0
   private next = 0
   private readonly agent: Dispatcher
@@ -98,6 +101,8 @@ export class UpstreamPool implements ExchangeOwner {
     this.agent = o.agent
     this.headersTimeout = o.headersTimeoutMs
     this.bodyTimeout = o.bodyIdleTimeoutMs
+    this.sendTimeout = o.sendTimeoutMs
+    upstreamDeadlines.register(o.sendTimeoutMs)
     upstreamDeadlines.register(o.headersTimeoutMs)
     upstreamDeadlines.register(o.bodyIdleTimeoutMs)
     this.retries = o.retries

@@ -84,7 +84,10 @@ function offeredProtocols (header: string | undefined): string[] | null {
 /** RFC 6455 4.2.1: GET, Upgrade: websocket, a 16-byte base64 key, version 13. */
 function validHandshake (request: FastifyRequest): boolean {
   const h = request.headers
-  return request.method === 'GET' &&
+  // RFC 6455 4.1 / 4.2.1: an HTTP/1.1 GET, with no content. Node hands every byte after the header
+  // block to the upgrade as WebSocket data, whatever Content-Length or Transfer-Encoding said.
+  return request.method === 'GET' && request.raw.httpVersion === '1.1' &&
+    h['transfer-encoding'] === undefined && (h['content-length'] === undefined || h['content-length'] === '0') &&
     typeof h.upgrade === 'string' && h.upgrade.toLowerCase() === 'websocket' &&
     typeof h['sec-websocket-key'] === 'string' && KEY.test(h['sec-websocket-key']) &&
     h['sec-websocket-version'] === '13'

@@ -5,7 +5,8 @@
  * - framing: Content-Length with Transfer-Encoding, Transfer-Encoding other than exactly
  *   `chunked`, repeated or non-numeric Content-Length -> 400 (request smuggling shapes);
  * - path: dot segments (plain, encoded, `..;`), encoded `/` `\` NUL and controls, `//`, `\`,
- *   encoded unreserved characters, overlong/fullwidth encodings of `.` `/` `\` -> 400, so routing,
+ *   encoded unreserved characters, overlong/fullwidth encodings of `.` `/` `\`, raw non-ASCII
+ *   (HTTP/2 :path; also in its query) -> 400, so routing,
  *   policy and the path sent upstream are one canonical path;
  * - path readings (`pathCheck: 'strict'`, the default): a path that a lenient backend reads as
  *   the path of another route (letter case, `;` parameters, trailing dots or spaces, Unicode
@@ -13,7 +14,8 @@
  *   route paths that read as one another stop startup (GW_CONFIG_INVALID). The routes are
  *   collected in onRoute, so register this plugin before the routes it guards;
  * - Host: more than one, or a value that is not `host[:port]` -> 400 (RFC 9112 3.2; the value
- *   goes upstream as x-forwarded-host, where links and redirects are built from it);
+ *   goes upstream as x-forwarded-host, where links and redirects are built from it); with
+ *   `publicHosts`, a proxied request naming a host not listed -> 400;
  * - URL length -> 414, header count -> 431 (Node enforces header bytes with 431 itself);
  * - Upgrade requests outside WebSocket routes -> 400;
  * - HTTP/2 requests with a body but no Content-Length are marked `transfer-encoding: chunked`
@@ -27,10 +29,10 @@
  * GW_REQUEST_INVALID (Host), GW_REQUEST_EXPECTATION_FAILED (417, answered outside the hooks); at startup GW_CONFIG_INVALID (route paths that read alike, options).
  */
 import fp from 'fastify-plugin'
-import type { Http2ServerRequest } from 'node:http2'
+import { constants as h2constants, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { UpgradeNotAllowedError } from '../proxy/errors.js'
-import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, NonCanonicalPathError, UriTooLongError } from './errors.js'
+import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, InvalidRequestTargetError, NonCanonicalPathError, UriTooLongError } from './errors.js'
 import { BAD_PATH } from './path.js'
 import { RouteTable } from './route-table.js'
 import { ConfigError } from '../../src/errors.js'
@@ -47,6 +49,45 @@ export interface RequestGuardOptions {
    * `literal`: route the literal path only; safe only when every backend matches paths literally.
    */
   pathCheck?: 'strict' | 'literal'
+  /**
+   * Host names clients may address on proxied routes (lower case; `*.example.com` = any subdomain;
+   * ports ignored). Another Host or :authority -> 400 before it can become x-forwarded-host.
+   * Default: any well-formed host.
+   */
+  publicHosts?: readonly string[]
+  /**
+   * HTTP/2 only: milliseconds from the request headers until the client has sent the whole body;
+   * past it the stream is reset (CANCEL). Node enforces its `requestTimeout` on HTTP/1.1 only.
+   * Default 0 (none); the gateway passes REQUEST_TIMEOUT_MS.
+   */
+  http2RequestTimeoutMs?: number
+}
+
+/** A body still arriving when the deadline passes: the stream is reset (the upstream request with it). */
+function cutSlowHttp2Request (stream: ServerHttp2Stream): void {
+  if (!stream.destroyed && stream.state.remoteClose !== 1) stream.close(h2constants.NGHTTP2_CANCEL)
+}
+
+function armHttp2RequestDeadline (stream: ServerHttp2Stream, ms: number): void {
+  const timer = setTimeout(cutSlowHttp2Request, ms, stream)
+  timer.unref()
+  stream.once('close', () => { clearTimeout(timer) })
+}
+
+/** Whether `value` (`host[:port]`, already well-formed) names one of `exact` or a subdomain of one of `suffixes`. */
+function isPublicHost (value: string, exact: ReadonlySet<string>, suffixes: readonly string[]): boolean {
+  let end = value.length
+  if (value.charCodeAt(0) === 91) end = value.indexOf(']') + 1
+  else {
+    const colon = value.lastIndexOf(':')
+    if (colon !== -1) end = colon
+  }
+  // `example.com.` is the same DNS name as `example.com`.
+  if (value.charCodeAt(end - 1) === 46) end--
+  const name = value.slice(0, end).toLowerCase()
+  if (exact.has(name)) return true
+  for (const suffix of suffixes) if (name.length > suffix.length && name.endsWith(suffix)) return true
+  return false
 }
 
 function countHeader (raw: string[], lower: string): number {
@@ -59,6 +100,7 @@ function countHeader (raw: string[], lower: string): number {
 }
 
 const DIGITS = /^\d{1,15}$/
+const NON_ASCII = /[\x80-\uffff]/
 /** `uri-host [":" port]`: a DNS name or IPv4 address, or an IPv6 literal; empty is allowed (RFC 9112 3.2). */
 const HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])?(?::\d{1,5})?$/
 
@@ -68,6 +110,9 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
   const pathCheck = opts.pathCheck ?? 'strict'
   if (pathCheck !== 'strict' && pathCheck !== 'literal') throw new ConfigError('gateway-request-guard', ['pathCheck: must be strict or literal'])
   const routes = pathCheck === 'strict' ? new RouteTable() : undefined
+  const publicHosts = opts.publicHosts === undefined ? undefined : new Set(opts.publicHosts.filter((h) => !h.startsWith('*.')))
+  const publicSuffixes = (opts.publicHosts ?? []).filter((h) => h.startsWith('*.')).map((h) => h.slice(1))
+  const http2RequestTimeoutMs = opts.http2RequestTimeoutMs ?? 0
   if (routes !== undefined) {
     fastify.addHook('onRoute', function requestGuardRoutes (route) {
       routes.add(route.method, route.url)
@@ -83,6 +128,9 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
     if (path.charCodeAt(0) !== 47 || BAD_PATH.test(path)) throw new NonCanonicalPathError()
+    // HTTP/2 carries :path octets the HTTP/1 parser would refuse (RFC 3986 2: a URI is ASCII);
+    // the query must not reach the upstream re-encoded, unseen as what it is.
+    if (q !== -1 && raw.httpVersionMajor === 2 && NON_ASCII.test(url)) throw new InvalidRequestTargetError()
     if (routes !== undefined && routes.needsReading(path)) {
       const literal = request.is404 ? null : routes.idOf(request.routeOptions.url ?? '')
       if (literal !== undefined && routes.readsAsOtherRoute(raw.method ?? 'GET', path, literal)) {
@@ -94,10 +142,23 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     const headers = raw.headers
     const host = headers.host
     if (host !== undefined && (!HOST.test(host) || countHeader(raw.rawHeaders, 'host') !== 1)) throw new InvalidHostError()
+    // RFC 9112 3.2: an HTTP/1.1 request without Host is answered 400.
+    if (host === undefined && raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1) throw new InvalidHostError()
     if (raw.httpVersionMajor === 2) {
+      // A body trickled in (slow POST) would hold the upstream request open for as long as the
+      // client keeps the connection alive with PINGs: the whole request gets REQUEST_TIMEOUT_MS,
+      // as on HTTP/1.1 (RFC 9113 8.1 lets a server reset a stream it will not complete).
+      const stream = (raw as unknown as Http2ServerRequest).stream
+      if (http2RequestTimeoutMs > 0 && stream.endAfterHeaders === false) armHttp2RequestDeadline(stream, http2RequestTimeoutMs)
       // HTTP/2: :authority is the host; a Host field beside it must name the same (RFC 9113 8.3.1).
       const authority = headers[':authority']
       if (typeof authority === 'string' && (!HOST.test(authority) || (host !== undefined && host !== authority))) throw new InvalidHostError()
+    }
+    if (publicHosts !== undefined && request.routeOptions.config.proxy !== undefined) {
+      // The host goes upstream as x-forwarded-host, which backends build links and password-reset
+      // URLs from: only the names the gateway serves (Django's ALLOWED_HOSTS, also a 400).
+      const named = host ?? headers[':authority']
+      if (typeof named === 'string' && !isPublicHost(named, publicHosts, publicSuffixes)) throw new InvalidHostError()
     }
     const te = headers['transfer-encoding']
     const cl = headers['content-length']

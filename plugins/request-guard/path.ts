@@ -14,5 +14,9 @@ export const BAD_PATH = new RegExp([
   '%[cC][01]', // overlong UTF-8 lead bytes (%c0%ae = `.`)
   '%[eE][fF]%[bB][cC]%(?:8[eEfF]|[bB][cC])', // fullwidth . / \
   '%[eE]2%88%95', // division slash
-  '[\\x00-\\x20\\x7f#]' // raw controls, spaces and `#` (a fragment is never sent, RFC 9112 3.2)
+  '[\\x00-\\x20\\x7f#]', // raw controls, spaces and `#` (a fragment is never sent, RFC 9112 3.2)
+  // Raw non-ASCII (RFC 3986 2: a URI is ASCII). Node's HTTP/1 parser refuses it; HTTP/2 passes it
+  // on (one character per byte), and the upstream gets it percent-encoded as UTF-8: `ª` would
+  // arrive as `%C2%AA`, the encoded look-alike the path readings refuse.
+  '[\\x80-\\uffff]'
 ].join('|'))

@@ -8,6 +8,7 @@
 import t, { type Test } from 'tap'
 import { once } from 'node:events'
 import type { IncomingMessage } from 'node:http'
+import { createServer, type AddressInfo } from 'node:net'
 import { connect as http2Connect, constants as h2 } from 'node:http2'
 import { defineRoute } from 'portcullis'
 import { startGateway } from '../helpers/gateway.js'
@@ -187,4 +188,179 @@ t.test('fields Node drops before the gateway sees them (RFC 9113 8.2.1) never re
     t.notOk(names.some((n) => n.startsWith('x-bad') || n === 'x bad' || n === 'x-injected'), 'the malformed field was not forwarded')
     t.notOk(r.rawHeaders.some((v) => /[\r\n\0]/.test(v)), 'no CR, LF or NUL in anything forwarded')
   }
+})
+
+t.test('raw non-ASCII in :path or its query is refused like HTTP/1 refuses it, never re-encoded upstream', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true', API_KEYS: `alice:${'k'.repeat(32)}` },
+    routes: [
+      defineRoute({ prefix: '/', upstream: up.url, auth: false, rateLimit: false }),
+      defineRoute({ prefix: '/admin', upstream: up.url, auth: { strategies: ['apiKey'] }, rateLimit: false })
+    ]
+  })
+  const client = await RawH2Client.connect(gw.port, cert.cert)
+  t.teardown(() => { client.close() })
+  const at = (path: string): Field[] => [[':method', 'GET'], [':scheme', 'https'], [':path', path], [':authority', 'localhost']]
+  // One octet per character (h2-frames writes latin1). Forwarded, `ª` (0xAA) would reach the
+  // upstream as `/%C2%AAdmin/x`, which a backend folding compatibility forms (NFKC) reads as
+  // `/admin/x`: the protected route, through the public one, without the API key.
+  const cases: Array<[string, string, string]> = [
+    ['/\xaadmin/x', 'GW_REQUEST_PATH', 'ª for a'],
+    ['/admin\xa5x', 'GW_REQUEST_PATH', '¥ (a backslash in cp932)'],
+    ['/x\xa0', 'GW_REQUEST_PATH', 'trailing no-break space'],
+    ['/\xc0\xaf', 'GW_REQUEST_PATH', 'overlong `/` as raw octets'],
+    ['/x?q=\xaa', 'GW_REQUEST_INVALID', 'in the query']
+  ]
+  for (const [path, code, name] of cases) {
+    const res = await client.request(at(path))
+    t.equal(res.status, 400, name)
+    t.equal((JSON.parse(res.body) as { code: string }).code, code, name)
+  }
+  // The encoded spelling was already refused: both spellings now get the same answer.
+  const encoded = await client.request(at('/%C2%AAdmin/x'))
+  t.equal(encoded.status, 400)
+  const ok = await client.request([...at('/x?q=a'), ['x-marker', 'last']])
+  t.equal(ok.status, 200)
+  t.strictSame(up.requests.map((r) => r.url), ['/x?q=a'], 'the upstream received only the ASCII request')
+})
+
+t.test('an HTTP/2 GET or HEAD with a body: answered, the body never forwarded, the gateway unharmed', async (t) => {
+  // The body, counted through a stream nothing read, was judged cut short once the stream had
+  // closed: an error with no listener, an uncaught exception that stops the process.
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' },
+    routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false })]
+  })
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
+  t.teardown(() => { session.destroy() })
+  /** The body is sent once the whole answer has arrived (the gateway answers a GET without it). */
+  async function send (method: string, path: string, headers: Record<string, string>, body?: string): Promise<number> {
+    const stream = session.request({ ':method': method, ':path': path, ...headers }, { endStream: body === undefined })
+    const [response] = await once(stream, 'response') as [Record<string, string>]
+    stream.resume()
+    await once(stream, 'end')
+    if (body !== undefined) stream.end(body)
+    await once(stream, 'close')
+    return Number(response[':status'])
+  }
+  t.equal(await send('GET', '/svc/a', {}, 'hello'), 200)
+  t.equal(await send('GET', '/svc/b', { 'content-length': '5' }, 'hello'), 200)
+  t.equal(await send('HEAD', '/svc/c', {}, 'hello'), 200)
+  t.equal(await send('GET', '/svc/after', {}), 200)
+  t.strictSame(up.requests.map((r) => [r.method, r.url, r.body.length]), [['GET', '/a', 0], ['GET', '/b', 0], ['HEAD', '/c', 0], ['GET', '/after', 0]])
+})
+
+t.test('PUBLIC_HOSTS applies to :authority: another host is refused and never forwarded', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true', PUBLIC_HOSTS: 'localhost' },
+    routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false })]
+  })
+  const client = await RawH2Client.connect(gw.port, cert.cert)
+  t.teardown(() => { client.close() })
+  const refused = await client.request([[':method', 'GET'], [':scheme', 'https'], [':path', '/svc/x'], [':authority', 'evil.example']])
+  t.equal(refused.status, 400)
+  t.equal((JSON.parse(refused.body) as { code: string }).code, 'GW_REQUEST_INVALID')
+  const served = await client.request([[':method', 'GET'], [':scheme', 'https'], [':path', '/svc/x'], [':authority', `localhost:${gw.port}`]])
+  t.equal(served.status, 200)
+  t.strictSame(up.requests.map((r) => r.headers['x-forwarded-host']), [`localhost:${gw.port}`])
+})
+
+t.test('an upstream body cut short reaches an HTTP/2 client as a reset stream, never as a complete response', async (t) => {
+  // Headers and part of the body, then the upstream closes its connection.
+  const cut = createServer((socket) => {
+    socket.on('error', () => {})
+    socket.once('data', (d: Buffer) => {
+      const chunked = d.toString('latin1').startsWith('GET /chunked')
+      socket.end(chunked
+        ? 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n'
+        : 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\nhello')
+    })
+  })
+  await new Promise<void>((resolve) => cut.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { cut.close() })
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true' },
+    routes: [defineRoute({ prefix: '/svc', upstream: `http://127.0.0.1:${(cut.address() as AddressInfo).port}`, auth: false, rateLimit: false, retries: 0 })]
+  })
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
+  t.teardown(() => { session.destroy() })
+  for (const path of ['/svc/chunked', '/svc/length']) {
+    const stream = session.request({ ':path': path })
+    stream.on('error', () => {})
+    let status: unknown
+    let body = ''
+    let ended = false
+    stream.on('response', (headers) => { status = headers[':status'] })
+    stream.on('data', (c: Buffer) => { body += c.toString() })
+    stream.on('end', () => { ended = true })
+    // Not events.once: it rejects on the stream's 'error', which the reset is.
+    await new Promise((resolve) => { stream.on('close', resolve) })
+    // The reset may overtake the 200 and the bytes already relayed; it never reads as success.
+    t.ok(status === undefined || status === 200, `${path}: the upstream's status, if any`)
+    t.ok('hello'.startsWith(body), `${path}: only what the upstream sent`)
+    t.equal(ended, false, `${path}: no END_STREAM`)
+    t.equal(stream.rstCode, h2.NGHTTP2_INTERNAL_ERROR, `${path}: RST_STREAM INTERNAL_ERROR`)
+  }
+})
+
+t.test('an HTTP/2 client that reads nothing (zero window, kept alive by PINGs) loses the response after SEND_TIMEOUT_MS', async (t) => {
+  // Without a bound the stalled stream held its upstream request open for as long as the client
+  // kept the connection alive: a slow-read exhaustion of upstream connections and workers.
+  let upstreamEnded: () => void = () => {}
+  const upstreamClosed = new Promise<void>((resolve) => { upstreamEnded = resolve })
+  const up = await startUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' })
+    const chunk = Buffer.alloc(64 * 1024, 0x61)
+    const fill = (): void => { while (!res.destroyed && res.write(chunk)) { /* until the gateway pushes back */ } }
+    res.on('drain', fill)
+    res.on('close', () => { upstreamEnded() })
+    fill()
+  })
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true', SEND_TIMEOUT_MS: '1000' },
+    routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false })]
+  })
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert, settings: { initialWindowSize: 0 } })
+  t.teardown(() => { session.destroy() })
+  const keepAlive = setInterval(() => { if (!session.destroyed) session.ping(() => {}) }, 100)
+  t.teardown(() => { clearInterval(keepAlive) })
+  const stream = session.request({ ':path': '/svc/big' })
+  stream.on('error', () => {})
+  let status: unknown
+  stream.on('response', (headers) => { status = headers[':status'] })
+  await new Promise((resolve) => { stream.on('close', resolve) })
+  clearInterval(keepAlive)
+  t.equal(status, 200)
+  t.equal(stream.rstCode, h2.NGHTTP2_INTERNAL_ERROR, 'the stream is reset, not ended')
+  t.equal(session.destroyed, false, 'the connection itself stays')
+  await upstreamClosed
+  t.equal(up.requests.length, 1, 'the upstream request was ended (its response closed)')
+})
+
+t.test('an HTTP/2 body trickled past REQUEST_TIMEOUT_MS is cut: the stream is reset, the upstream request ended', async (t) => {
+  // Node enforces requestTimeout on HTTP/1.1 only: a slow POST over HTTP/2 held its upstream
+  // request (and a worker behind it) open for as long as the client went on trickling.
+  let upstreamRequestClosed: () => void = () => {}
+  const closed = new Promise<void>((resolve) => { upstreamRequestClosed = resolve })
+  const up = await startUpstream(t)
+  up.server.on('request', (req: IncomingMessage) => { req.on('close', () => { upstreamRequestClosed() }) })
+  const gw = await startGateway(t, {
+    env: { TLS_CERT_FILE: cert.certFile, TLS_KEY_FILE: cert.keyFile, HTTP2: 'true', REQUEST_TIMEOUT_MS: '1000' },
+    routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: false })]
+  })
+  const session = http2Connect(`https://localhost:${gw.port}`, { ca: cert.cert })
+  t.teardown(() => { session.destroy() })
+  const stream = session.request({ ':method': 'POST', ':path': '/svc/upload', 'content-type': 'text/plain' }, { endStream: false })
+  stream.on('error', () => {})
+  const trickle = setInterval(() => { if (!stream.closed) stream.write('a') }, 100)
+  t.teardown(() => { clearInterval(trickle) })
+  await new Promise((resolve) => { stream.on('close', resolve) })
+  clearInterval(trickle)
+  t.equal(stream.rstCode, h2.NGHTTP2_CANCEL, 'the stream is reset')
+  await closed
+  t.equal(up.requests.length, 1)
+  t.equal(up.requests[0]?.complete, false, 'the upstream never received the body as complete')
 })

@@ -2,10 +2,10 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { defineRoute } from 'portcullis'
+import { defineRoute, loadConfig } from 'portcullis'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
-import { rawRequest, type RawResponse } from '../helpers/raw-http.js'
+import { pipelinedRequests, rawRequest, type RawResponse } from '../helpers/raw-http.js'
 
 async function twoRoutes (t: Test, env: Record<string, string> = {}): Promise<{ port: number, url: string, svc: Awaited<ReturnType<typeof startUpstream>>, admin: Awaited<ReturnType<typeof startUpstream>> }> {
   const svc = await startUpstream(t)
@@ -123,6 +123,47 @@ t.test('BODY_LIMIT on streamed bodies: declared length refused unread; chunked c
   t.equal(await small.body.text(), '999')
 })
 
+t.test('a GET or HEAD body is never forwarded and, however large, cannot stop the gateway', async (t) => {
+  // Counted through a stream nothing read, an over-limit GET body raised an error with no
+  // listener: an uncaught exception, on which the process entry shuts the gateway down.
+  const svc = await startUpstream(t)
+  const gw = await startGateway(t, { env: { BODY_LIMIT: '100' }, routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+  const big = 'a'.repeat(300)
+  const chunked = `Transfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`
+  const [get, after] = await pipelinedRequests(gw.port, [
+    `GET /svc/get HTTP/1.1\r\nHost: x\r\n${chunked}`,
+    'GET /svc/after HTTP/1.1\r\nHost: x\r\n\r\n'
+  ])
+  t.equal(get?.status, 200)
+  t.equal(after?.status, 200, 'the same connection goes on after the discarded body')
+  // A HEAD answer has a Content-Length but no body: `Connection: close` ends the exchange.
+  const head = await rawRequest(gw.port, `HEAD /svc/head HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${chunked}`)
+  t.equal(head.status, 200)
+  const again = await request(`${gw.url}/svc/again`)
+  t.equal(again.statusCode, 200)
+  await again.body.text()
+  t.strictSame(svc.requests.map((r) => [r.method, r.url, r.body.length, r.headers['content-length'], r.headers['transfer-encoding']]), [
+    ['GET', '/get', 0, undefined, undefined],
+    ['GET', '/after', 0, undefined, undefined],
+    ['HEAD', '/head', 0, undefined, undefined],
+    ['GET', '/again', 0, undefined, undefined]
+  ], 'the upstream received no GET or HEAD body')
+})
+
+t.test('a body the gateway answers without reading (OPTIONS with Max-Forwards 0) cannot stop it when over the limit', async (t) => {
+  // Answered before the proxy, the body's limit was reached in a stream no upstream request
+  // listened to: an uncaught exception.
+  const svc = await startUpstream(t)
+  const gw = await startGateway(t, { env: { BODY_LIMIT: '100' }, routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+  const big = 'a'.repeat(300)
+  const answered = await rawRequest(gw.port, `OPTIONS /svc/x HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n${big.length.toString(16)}\r\n${big}\r\n0\r\n\r\n`)
+  t.equal(answered.status, 200)
+  const after = await request(`${gw.url}/svc/after`)
+  t.equal(after.statusCode, 200, 'the gateway still serves')
+  await after.body.text()
+  t.strictSame(svc.requests.map((r) => r.url), ['/after'], 'the OPTIONS request never reached the upstream')
+})
+
 t.test('Upgrade requests outside a WebSocket route are refused, not forwarded', async (t) => {
   const { port, svc } = await twoRoutes(t)
   for (const up of ['websocket', 'h2c']) {
@@ -196,6 +237,42 @@ t.test('Host: one valid host[:port] or nothing; more than one or a malformed one
     t.equal(res.status, 200, `Host "${host}" is served`)
   }
   t.strictSame(svc.requests.map((r) => r.headers['x-forwarded-host'] ?? ''), accepted, 'and reaches the upstream as x-forwarded-host')
+})
+
+t.test('HTTP/1.1 without Host: 400 in the gateway body (RFC 9112 3.2), never forwarded; HTTP/1.0 may omit it', async (t) => {
+  const svc = await startUpstream(t)
+  const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+  assertGatewayError(t, await rawRequest(gw.port, 'GET /svc/x HTTP/1.1\r\nConnection: close\r\n\r\n'), 400, 'GW_REQUEST_INVALID', 'no Host')
+  t.equal(svc.requests.length, 0)
+  t.equal((await rawRequest(gw.port, 'GET /svc/x HTTP/1.0\r\n\r\n')).status, 200)
+  t.equal(svc.requests.length, 1)
+})
+
+t.test('PUBLIC_HOSTS: a Host the gateway does not serve never becomes the upstream\'s x-forwarded-host', async (t) => {
+  // A client cannot send x-forwarded-host itself (dropped unless from TRUST_PROXY), but every
+  // Host goes upstream as x-forwarded-host: with Host: evil.example, a backend that builds
+  // password-reset links from it would mail links to evil.example.
+  const svc = await startUpstream(t)
+  const gw = await startGateway(t, { env: { PUBLIC_HOSTS: 'api.example.com, *.apps.example.com' }, routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+  const get = async (host: string, path = '/svc/x'): Promise<RawResponse> => await rawRequest(gw.port, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
+  for (const host of ['evil.example', 'apps.example.com', 'evilapi.example.com', 'api.example.com.evil.example', 'api.example.co', `127.0.0.1:${gw.port}`, '[::1]:80', 'x.apps.example.com.evil.example']) {
+    assertGatewayError(t, await get(host), 400, 'GW_REQUEST_INVALID', host)
+  }
+  t.equal(svc.requests.length, 0, 'none of them reached the upstream')
+  for (const host of ['api.example.com', 'API.Example.COM:8443', 'api.example.com.', 'a.apps.example.com', 'a.b.apps.example.com:443']) {
+    t.equal((await get(host)).status, 200, host)
+  }
+  t.strictSame(svc.requests.map((r) => r.headers['x-forwarded-host']), ['api.example.com', 'API.Example.COM:8443', 'api.example.com.', 'a.apps.example.com', 'a.b.apps.example.com:443'])
+  // The gateway's own routes are not proxied: a balancer probing by IP address still gets an answer.
+  t.equal((await get('10.0.0.5:8080', '/healthz')).status, 200)
+
+  // Unset: any well-formed host, as before.
+  const open = await startGateway(t, { routes: [defineRoute({ prefix: '/svc', upstream: svc.url, auth: false })] })
+  t.equal((await rawRequest(open.port, 'GET /svc/x HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n')).status, 200)
+  t.equal(svc.requests.at(-1)?.headers['x-forwarded-host'], 'evil.example')
+  t.throws(() => loadConfig({ PUBLIC_HOSTS: 'https://api.example.com' }), { code: 'GW_CONFIG_INVALID', message: /PUBLIC_HOSTS: "https:\/\/api\.example\.com" is not a host name/ })
+  t.throws(() => loadConfig({ PUBLIC_HOSTS: 'api.example.com:443' }), { code: 'GW_CONFIG_INVALID', message: /PUBLIC_HOSTS/ })
+  t.throws(() => loadConfig({ PUBLIC_HOSTS: ' , ' }), { code: 'GW_CONFIG_INVALID', message: /PUBLIC_HOSTS: lists no host name/ })
 })
 
 t.test('slowloris: headers trickled past HEADERS_TIMEOUT_MS get 408 at the deadline, not at Node\'s 30 s check', async (t) => {

@@ -136,6 +136,32 @@ t.test('redirects into the upstream\'s origin come back on the public prefix; ot
   }
 })
 
+t.test('a rewritten redirect never names another host: `//`, `/\\` and `/<TAB>/` at the start become one `/`', async (t) => {
+  const up = await scriptedUpstream(t)
+  // The `/` prefix maps the upstream prefix to the empty public prefix: `/base/v1//evil.example`
+  // would become `//evil.example`, a redirect to another site that the upstream never sent.
+  const gw = await startGateway(t, { routes: [defineRoute({ prefix: '/', upstream: `${up.url}/base`, rewritePrefix: '/v1', auth: false, retries: 0 })] })
+  const p = up.port
+  const cases: Array<[string, string]> = [
+    ['/base/v1//evil.example/x', '/evil.example/x'],
+    ['/base/v1/\\evil.example/x', '/evil.example/x'],
+    ['/base/v1/\t/evil.example', '/evil.example'],
+    ['/base/v1/\\/\\evil.example?a=1', '/evil.example?a=1'],
+    [`http://127.0.0.1:${p}/base/v1//evil.example/x`, '/evil.example/x'],
+    [`http://127.0.0.1:${p}/base/v1/\\evil.example`, '/evil.example'],
+    ['/base/v1/next//kept', '/next//kept'],
+    ['/base/v1', '/']
+  ]
+  for (const [location, want] of cases) {
+    const res = await request(`${gw.url}/redir/${script(302, { location, refresh: `0; url=${location}` })}`)
+    t.equal(res.statusCode, 302)
+    await res.body.text()
+    t.equal(res.headers.location, want, `Location ${JSON.stringify(location)}`)
+    t.equal(res.headers.refresh, `0; url=${want}`, `Refresh ${JSON.stringify(location)}`)
+  }
+  t.equal(up.requests.length, cases.length, 'every redirect came from the upstream')
+})
+
 t.test('Max-Forwards: OPTIONS with 0 is answered by the gateway; otherwise decremented on OPTIONS only', async (t) => {
   const up = await scriptedUpstream(t)
   const gw = await gatewayFor(t, [up])

@@ -232,6 +232,18 @@ t.test('an invalid handshake is refused with 400 before the upstream is contacte
     t.match(res, /^HTTP\/1\.1 400 /, headers)
     t.match(res, /"code":"GW_WEBSOCKET_HANDSHAKE"/)
   }
+  // RFC 6455 4.1: an HTTP/1.1 GET without content. The bytes of a body would be taken for frames.
+  const valid = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n'
+  const smuggled = 'GET /chat/smuggled HTTP/1.1\r\nHost: x\r\n\r\n'
+  for (const [name, request] of [
+    ['HTTP/1.0', `GET /chat/x HTTP/1.0\r\nHost: x\r\n${valid}\r\n`],
+    ['Content-Length body', `GET /chat/x HTTP/1.1\r\nHost: x\r\n${valid}Content-Length: ${smuggled.length}\r\n\r\n${smuggled}`],
+    ['chunked body', `GET /chat/x HTTP/1.1\r\nHost: x\r\n${valid}Transfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`]
+  ]) {
+    const res = await rawExchange(gw.port, request)
+    t.match(res, /^HTTP\/1\.1 400 /, name)
+    t.match(res, /"code":"GW_WEBSOCKET_HANDSHAKE"/, name)
+  }
   t.equal(up.handshakes.length, 0)
 })
 
