@@ -102,4 +102,3 @@ export class DeferredBodyLimitStream extends BodyLimitStream {
     super._read(size)
   }
 }
-
