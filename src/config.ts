@@ -527,6 +527,19 @@ export function upstreamFromEnv (name: string, env: NodeJS.ProcessEnv = process.
     return urls.length === 1 ? urls[0] as string : urls
   }
   if (env.NODE_ENV === 'production') return `http://${name.toLowerCase().replaceAll('-', '.').replaceAll('_', '-')}${MISSING_HOST_SUFFIX}`
+  if (demoUpstreamUrl !== undefined) return demoUpstreamUrl
   const port = env.DEMO_UPSTREAM_PORT ?? String(DEMO_UPSTREAM_DEFAULT_PORT)
   return `http://127.0.0.1:${port}`
+}
+
+let demoUpstreamUrl: string | undefined
+
+/**
+ * The address the built-in demo upstream really listens on, set by the process entry before the
+ * route modules load (undefined: the DEMO_UPSTREAM_PORT address). When that port is taken by
+ * another program the demo upstream moves to a free port, and the routes follow it instead of
+ * sending requests to the other program.
+ */
+export function setDemoUpstreamUrl (url: string | undefined): void {
+  demoUpstreamUrl = url
 }

@@ -17,8 +17,8 @@ import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { buildGateway, DEFAULT_ROUTES_DIR, loggerOptions } from './app.js'
 import { isClusterPrimary, runPrimary } from './cluster.js'
-import { DEMO_API_KEY, environmentWarnings, loadConfig, type GatewayConfig } from './config.js'
-import { startDemoUpstream } from './demo-upstream.js'
+import { DEMO_API_KEY, environmentWarnings, loadConfig, setDemoUpstreamUrl, type GatewayConfig } from './config.js'
+import { startDemoUpstreamSomewhere } from './demo-upstream.js'
 import { ConfigError } from './errors.js'
 
 export interface RunningGateway {
@@ -93,21 +93,36 @@ function logDestination (bytes: number): SonicBoom | undefined {
   return destination
 }
 
+async function closeServer (server: Server | undefined): Promise<void> {
+  if (server === undefined) return
+  await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+}
+
 /** Starts the gateway from an environment; used by the process entry and by tests. */
 export async function start (env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
   const config = loadConfig(env)
   const noRoutes = routesProblem(config)
   if (noRoutes !== undefined) throw noRoutes
-  let demo: Server | undefined
-  const destination = logDestination(config.logBufferBytes)
-  const app = await buildGateway(config, destination === undefined ? {} : { logger: { ...loggerOptions(config) as object, stream: destination } })
+  // Before the route modules load: upstreamFromEnv() points them at the port really held.
+  let demo: Awaited<ReturnType<typeof startDemoUpstreamSomewhere>> | undefined
   if (config.demoUpstreamPort !== undefined) {
-    try {
-      demo = await startDemoUpstream(config.demoUpstreamPort)
-      app.log.info(`demo upstream on http://127.0.0.1:${config.demoUpstreamPort} (development only)`)
-    } catch (err) {
-      app.log.warn({ err }, 'demo upstream not started (port in use?)')
-    }
+    demo = await startDemoUpstreamSomewhere(config.demoUpstreamPort)
+    setDemoUpstreamUrl(demo.url)
+  }
+  const destination = logDestination(config.logBufferBytes)
+  let app: FastifyInstance
+  try {
+    app = await buildGateway(config, destination === undefined ? {} : { logger: { ...loggerOptions(config) as object, stream: destination } })
+  } catch (err) {
+    await closeServer(demo?.server)
+    throw err
+  } finally {
+    setDemoUpstreamUrl(undefined)
+  }
+  if (demo?.moved === true) {
+    app.log.warn(`demo upstream on ${demo.url} (development only): DEMO_UPSTREAM_PORT ${String(config.demoUpstreamPort)} is taken by another program`)
+  } else if (demo !== undefined) {
+    app.log.info(`demo upstream on ${demo.url} (development only)`)
   }
   // After the routes loaded: the variables they read are known and not taken for typos.
   for (const warning of environmentWarnings(env)) app.log.warn(warning)
@@ -126,7 +141,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
       app.portcullisState.draining = true
       if (config.drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.drainDelayMs))
       await app.close()
-      if (demo !== undefined) await new Promise<void>((resolve) => { demo?.close(() => { resolve() }) })
+      await closeServer(demo?.server)
       if (destination !== undefined) {
         destination.flushSync()
         buffered.delete(destination)
