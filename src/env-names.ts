@@ -86,12 +86,16 @@ export function unknownVariableWarnings (env: NodeJS.ProcessEnv, known: readonly
     if (knownSet.has(name) || routeVariables.has(name) || OTHER_PROGRAMS.has(name) || name.endsWith('_UPSTREAM_URL') || isServiceLink(name, env[name])) continue
     const upper = name.toUpperCase()
     if (upper !== name && knownSet.has(upper)) {
-      warnings.push(`${name}: not read by the gateway (names are case-sensitive); rename it to ${upper}, which is unset until then`)
+      warnings.push(env[upper] === undefined
+        ? `${name}: not read by the gateway (names are case-sensitive); rename it to ${upper}, which is unset until then`
+        : `${name}: not read by the gateway (names are case-sensitive); ${upper} is set and applies, remove ${name}`)
       continue
     }
     const likely = closest(upper, known)
     if (likely !== undefined) {
-      warnings.push(`${name}: not read by the gateway; did you mean ${likely}? Rename it: ${likely} is unset until then`)
+      warnings.push(env[likely] === undefined
+        ? `${name}: not read by the gateway; did you mean ${likely}? Rename it: ${likely} is unset until then`
+        : `${name}: not read by the gateway; did you mean ${likely}? ${likely} is set and applies, remove ${name}`)
     } else if (GATEWAY_PREFIXES.some((p) => upper.startsWith(p))) {
       const family = known.filter((k) => GATEWAY_PREFIXES.some((p) => upper.startsWith(p) && k.startsWith(p)))
       warnings.push(`${name}: not read by the gateway; remove it, or use one it reads with this prefix: ${family.join(', ')}`)

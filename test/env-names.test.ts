@@ -65,3 +65,8 @@ t.test('Kubernetes service variables are not warned about; the same names withou
   t.strictSame(environmentWarnings(links), [])
   t.strictSame(environmentWarnings({ REDIS_PORT: '6379' }), ['REDIS_PORT: not read by the gateway; remove it, or use one it reads with this prefix: REDIS_URL, REDIS_FAILURE_MODE, REDIS_KEY_PREFIX, REDIS_TIMEOUT_MS'], 'a bare port is a setting someone meant for the gateway')
 })
+
+t.test('a typo beside the variable it resembles: the warning says the real one is set and applies', async (t) => {
+  t.strictSame(environmentWarnings({ JWT_SECRET: 'a-secret-never-printed', JWT_SECRT: 'x' }), ['JWT_SECRT: not read by the gateway; did you mean JWT_SECRET? JWT_SECRET is set and applies, remove JWT_SECRT'])
+  t.strictSame(environmentWarnings({ RATE_LIMIT_MAX: '5', rate_limit_max: '6' }), ['rate_limit_max: not read by the gateway (names are case-sensitive); RATE_LIMIT_MAX is set and applies, remove rate_limit_max'])
+})
