@@ -60,7 +60,9 @@ t.test('npm pack ships dist, the ruleset and no tests', async (t) => {
   t.strictSame(pkg.bin, { portcullis: 'dist/src/server.js' })
   t.ok(pkg.engines?.node !== undefined)
   t.match(readFileSync(join(root, 'dist/src/server.js'), 'utf8'), /^#!\/usr\/bin\/env node\n/, 'the bin starts with a shebang')
-  t.match(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), new RegExp(`^## ${(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version.replaceAll('.', '\\.')}\\b`, 'm'), 'a changelog entry for this version')
+  // Keep a Changelog: `## [0.1.0] - date` once released, `## [Unreleased]` naming the version before.
+  const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version.replaceAll('.', '\\.')
+  t.match(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), new RegExp(`^## (?:\\[?${version}\\]?\\b|\\[Unreleased\\]\\n+[^#]*\\bversion ${version}\\b)`, 'm'), 'a changelog entry for this version')
 })
 
 t.test('host app installs from the tarball and compiles in strict mode', async (t) => {
