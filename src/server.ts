@@ -150,6 +150,19 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   }
 }
 
+/** Why the process could not start, in the operator's terms where Node's are cryptic. */
+function startFailure (err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
+  if (e.code === 'EADDRINUSE' && e.port !== undefined) {
+    const variable = process.env.ADMIN_PORT !== undefined && Number(process.env.ADMIN_PORT) === e.port ? 'ADMIN_PORT' : 'PORT'
+    return `${e.address ?? ''}:${e.port} is already in use by another program (another gateway still running?); stop it, or set ${variable} to a free port`
+  }
+  if (e.code === 'EACCES' && e.port !== undefined) {
+    return `no permission to listen on port ${e.port} (ports below 1024 need privileges); set PORT to 1024 or above`
+  }
+  return err instanceof Error ? err.message : String(err)
+}
+
 async function main (): Promise<void> {
   let running: RunningGateway
   try {
@@ -164,7 +177,7 @@ async function main (): Promise<void> {
       const warnings = environmentWarnings(process.env).map((w) => `portcullis: warning: ${w}\n`)
       process.stderr.write(err.lines().map((line) => `portcullis: configuration error: ${line}\n`).join('') + warnings.join(''))
     } else {
-      process.stderr.write(`portcullis: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
+      process.stderr.write(`portcullis: failed to start: ${startFailure(err)}\n`)
     }
     process.exit(1)
   }
