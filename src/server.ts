@@ -16,7 +16,7 @@ import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { buildGateway, DEFAULT_ROUTES_DIR, loggerOptions } from './app.js'
-import { isClusterPrimary, runPrimary } from './cluster.js'
+import { isClusterPrimary, runPrimary, WORKER_SERVING } from './cluster.js'
 import { DEMO_API_KEY, environmentWarnings, loadConfig, setDemoUpstreamUrl, type GatewayConfig } from './config.js'
 import { startDemoUpstreamSomewhere } from './demo-upstream.js'
 import { ConfigError } from './errors.js'
@@ -131,6 +131,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   const port = typeof address === 'object' && address !== null ? address.port : config.port
   const scheme = config.tls === undefined ? 'http' : 'https'
   const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+  if (cluster.isWorker) process.send?.(WORKER_SERVING)
   if (printsStartupHints()) printRoutes(app, config, url)
   destination?.flushSync()
   return {
