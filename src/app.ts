@@ -22,10 +22,10 @@
  * | proxy scope        | one context for every HTTP route: @fastify/reply-from, body parser | proxy |
  * | routes (ROUTES_DIR)| handler: reply-from in the scope; WebSocket routes: @fastify/http-proxy | - |
  */
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import type { Dirent } from 'node:fs'
 import { readdir } from 'node:fs/promises'
-import { join, relative } from 'node:path'
+import { dirname, join, relative } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
@@ -92,6 +92,19 @@ function notARoute (mod: Record<string, unknown>): string | undefined {
   return `its default export is ${kind}, not a route; wrap the options: \`export default defineRoute({ ... })\``
 }
 
+/** Node's error for `import ... from 'portcullis'` in a module outside the package and its node_modules. */
+function cannotFindPortcullis (err: unknown): boolean {
+  const message = (err as { message?: unknown } | null)?.message
+  return typeof message === 'string' && message.startsWith("Cannot find package 'portcullis' imported from ")
+}
+
+/** The gateway's own folder: the nearest package.json above this file (src/ or dist/src/). */
+function packageRoot (): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir)
+  return dir
+}
+
 /**
  * Imports every route module under `dir` one after another and checks each before autoload
  * registers them; every problem is gathered and thrown at once (GW_CONFIG_INVALID), each line
@@ -118,6 +131,10 @@ async function loadRouteModules (dir: string, production: boolean): Promise<void
         continue
       }
       const position = describePosition(errorPosition(err, file))
+      if (cannotFindPortcullis(err)) {
+        problems.push(`${position}: cannot import 'portcullis' from ${sourcePosition(dir).file}: a route module resolves it only inside the gateway's folder (${packageRoot()}; /app in the image) or with portcullis installed in a node_modules above it; move the folder there`)
+        continue
+      }
       const what = err instanceof SyntaxError ? 'syntax error' : 'failed to load'
       const message = (err instanceof Error ? err.message : String(err)).split('\n')[0]
       problems.push(`${position}: ${what}: ${message}; fix the module (it runs when the gateway starts)`)

@@ -5,7 +5,9 @@
  * - Worker i (1-based) gets ADMIN_PORT + i - 1 when ADMIN_PORT is set, so each worker's metrics
  *   can be scraped on its own port (ADMIN_PORT=0 stays 0: a free port each).
  * - A worker that dies unexpectedly after it was serving is replaced, at most once per second
- *   per slot; a worker that fails before it listens stops the whole group with status 1.
+ *   per slot; a worker that fails before it serves (its `serving` message, sent once the public
+ *   port listens: other listeners, such as the demo upstream, come earlier) stops the whole group
+ *   with status 1.
  * - SIGTERM/SIGINT go to every worker, which drain as a single process does; the primary exits
  *   when all have exited (SIGKILL for any still running DRAIN_DELAY_MS + DRAIN_TIMEOUT_MS + 5 s later), with
  *   status 0 when every worker exited cleanly.
@@ -15,6 +17,9 @@ import type { GatewayConfig } from './config.js'
 
 const RESTART_MIN_INTERVAL_MS = 1000
 
+/** What a worker sends its primary once its public port listens. */
+export const WORKER_SERVING = 'portcullis:serving'
+
 function log (msg: string): void {
   process.stderr.write(`${JSON.stringify({ level: 40, time: Date.now(), pid: process.pid, msg })}\n`)
 }
@@ -23,7 +28,7 @@ function log (msg: string): void {
 export async function runPrimary (config: GatewayConfig, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const slots = new Map<Worker, number>()
   const lastStart = new Map<number, number>()
-  const listening = new Set<Worker>()
+  const serving = new Set<Worker>()
   let stopping = false
   let failed = false
 
@@ -36,10 +41,10 @@ export async function runPrimary (config: GatewayConfig, env: NodeJS.ProcessEnv 
   }
 
   return await new Promise<number>((resolve) => {
-    cluster.on('listening', (worker) => { listening.add(worker) })
+    cluster.on('message', (worker, message) => { if (message === WORKER_SERVING) serving.add(worker) })
     cluster.on('exit', (worker, code, signal) => {
       const slot = slots.get(worker)
-      const started = listening.delete(worker)
+      const started = serving.delete(worker)
       slots.delete(worker)
       if (slot === undefined) return
       if (!started && !stopping) {

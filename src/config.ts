@@ -43,7 +43,7 @@ export const EnvSchema = Type.Object({
   REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 3_600_000, default: 60_000, description: 'Whole client request (headers and body) deadline.' }),
   HEADERS_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Deadline for the client to send all request headers (slowloris).' }),
   KEEP_ALIVE_TIMEOUT_MS: Type.Integer({ minimum: 1000, maximum: 600_000, default: 10_000, description: 'Idle keep-alive connection lifetime.' }),
-  DEMO_UPSTREAM_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: DEMO_UPSTREAM_DEFAULT_PORT, description: 'Port of the built-in demo upstream (development only).' }),
+  DEMO_UPSTREAM_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: DEMO_UPSTREAM_DEFAULT_PORT, description: 'Port of the built-in demo upstream (development only); when another program holds it, the demo upstream and the routes pointing at it move to a free port.' }),
   JWT_SECRET: Type.Optional(Type.String({ minLength: 1, description: 'HMAC secret for HS256/384/512 tokens (32+ bytes).' })),
   JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1, description: 'PEM public key (RS/PS/ES/EdDSA), or a path to one.' })),
   JWKS_URL: Type.Optional(Type.String({ pattern: '^https?://', description: 'Remote JWKS endpoint.' })),
@@ -546,6 +546,19 @@ export function upstreamFromEnv (name: string, env: NodeJS.ProcessEnv = process.
     return urls.length === 1 ? urls[0] as string : urls
   }
   if (env.NODE_ENV === 'production') return `http://${name.toLowerCase().replaceAll('-', '.').replaceAll('_', '-')}${MISSING_HOST_SUFFIX}`
+  if (demoUpstreamUrl !== undefined) return demoUpstreamUrl
   const port = env.DEMO_UPSTREAM_PORT ?? String(DEMO_UPSTREAM_DEFAULT_PORT)
   return `http://127.0.0.1:${port}`
+}
+
+let demoUpstreamUrl: string | undefined
+
+/**
+ * The address the built-in demo upstream really listens on, set by the process entry before the
+ * route modules load (undefined: the DEMO_UPSTREAM_PORT address). When that port is taken by
+ * another program the demo upstream moves to a free port, and the routes follow it instead of
+ * sending requests to the other program.
+ */
+export function setDemoUpstreamUrl (url: string | undefined): void {
+  demoUpstreamUrl = url
 }

@@ -33,12 +33,27 @@ export function editDistance (a: string, b: string, max = Infinity): number {
   return prev[b.length] as number
 }
 
-/** Variables of the shell, the OS and common tools: never a misspelling of the gateway's. */
+/**
+ * Variables of the shell, the OS and common tools: never a misspelling of the gateway's. `NODE`
+ * is set by `npm start` itself (the path of node); `SSL_CERT_FILE`/`SSL_CERT_DIR` are OpenSSL's.
+ */
 const OTHER_PROGRAMS: ReadonlySet<string> = new Set([
   'PATH', 'HOME', 'PWD', 'OLDPWD', 'USER', 'LOGNAME', 'SHELL', 'TERM', 'LANG', 'LANGUAGE', 'HOSTNAME',
   'TMPDIR', 'TMP', 'TEMP', 'TZ', 'SHLVL', 'MAIL', 'EDITOR', 'PAGER', 'DISPLAY', 'COLUMNS', 'LINES',
-  'NODE_OPTIONS', 'NODE_PATH', 'NODE_EXTRA_CA_CERTS', 'CI', 'DEBUG', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY'
+  'NODE', 'NODE_OPTIONS', 'NODE_PATH', 'NODE_EXTRA_CA_CERTS', 'CI', 'DEBUG', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY',
+  'SSL_CERT_FILE', 'SSL_CERT_DIR'
 ])
+
+/**
+ * The variables Kubernetes sets for every service in the namespace (a service named `redis`
+ * gives REDIS_SERVICE_HOST, REDIS_SERVICE_PORT, REDIS_PORT=tcp://..., REDIS_PORT_6379_TCP...).
+ * https://kubernetes.io/docs/concepts/services-networking/service/#environment-variables
+ */
+function isServiceLink (name: string, value: string | undefined): boolean {
+  if (/_SERVICE_(?:HOST|PORT)(?:_[A-Z0-9_]+)?$/.test(name)) return true
+  if (/_PORT_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?$/.test(name)) return true
+  return /_PORT$/.test(name) && /^(?:tcp|udp|sctp):\/\//.test(value ?? '')
+}
 
 /** The known name `name` is most likely a misspelling of, or undefined. */
 function closest (name: string, known: readonly string[]): string | undefined {
@@ -68,15 +83,19 @@ export function unknownVariableWarnings (env: NodeJS.ProcessEnv, known: readonly
   const knownSet = new Set(known)
   const warnings: string[] = []
   for (const name of Object.keys(env).sort()) {
-    if (knownSet.has(name) || routeVariables.has(name) || OTHER_PROGRAMS.has(name) || name.endsWith('_UPSTREAM_URL')) continue
+    if (knownSet.has(name) || routeVariables.has(name) || OTHER_PROGRAMS.has(name) || name.endsWith('_UPSTREAM_URL') || isServiceLink(name, env[name])) continue
     const upper = name.toUpperCase()
     if (upper !== name && knownSet.has(upper)) {
-      warnings.push(`${name}: not read by the gateway (names are case-sensitive); rename it to ${upper}, which is unset until then`)
+      warnings.push(env[upper] === undefined
+        ? `${name}: not read by the gateway (names are case-sensitive); rename it to ${upper}, which is unset until then`
+        : `${name}: not read by the gateway (names are case-sensitive); ${upper} is set and applies, remove ${name}`)
       continue
     }
     const likely = closest(upper, known)
     if (likely !== undefined) {
-      warnings.push(`${name}: not read by the gateway; did you mean ${likely}? Rename it: ${likely} is unset until then`)
+      warnings.push(env[likely] === undefined
+        ? `${name}: not read by the gateway; did you mean ${likely}? Rename it: ${likely} is unset until then`
+        : `${name}: not read by the gateway; did you mean ${likely}? ${likely} is set and applies, remove ${name}`)
     } else if (GATEWAY_PREFIXES.some((p) => upper.startsWith(p))) {
       const family = known.filter((k) => GATEWAY_PREFIXES.some((p) => upper.startsWith(p) && k.startsWith(p)))
       warnings.push(`${name}: not read by the gateway; remove it, or use one it reads with this prefix: ${family.join(', ')}`)

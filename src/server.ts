@@ -16,9 +16,9 @@ import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import pino from 'pino'
 import { buildGateway, DEFAULT_ROUTES_DIR, loggerOptions } from './app.js'
-import { isClusterPrimary, runPrimary } from './cluster.js'
-import { DEMO_API_KEY, environmentWarnings, loadConfig, type GatewayConfig } from './config.js'
-import { startDemoUpstream } from './demo-upstream.js'
+import { isClusterPrimary, runPrimary, WORKER_SERVING } from './cluster.js'
+import { DEMO_API_KEY, environmentWarnings, loadConfig, setDemoUpstreamUrl, type GatewayConfig } from './config.js'
+import { startDemoUpstreamSomewhere } from './demo-upstream.js'
 import { ConfigError } from './errors.js'
 
 export interface RunningGateway {
@@ -93,21 +93,36 @@ function logDestination (bytes: number): SonicBoom | undefined {
   return destination
 }
 
+async function closeServer (server: Server | undefined): Promise<void> {
+  if (server === undefined) return
+  await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+}
+
 /** Starts the gateway from an environment; used by the process entry and by tests. */
 export async function start (env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
   const config = loadConfig(env)
   const noRoutes = routesProblem(config)
   if (noRoutes !== undefined) throw noRoutes
-  let demo: Server | undefined
-  const destination = logDestination(config.logBufferBytes)
-  const app = await buildGateway(config, destination === undefined ? {} : { logger: { ...loggerOptions(config) as object, stream: destination } })
+  // Before the route modules load: upstreamFromEnv() points them at the port really held.
+  let demo: Awaited<ReturnType<typeof startDemoUpstreamSomewhere>> | undefined
   if (config.demoUpstreamPort !== undefined) {
-    try {
-      demo = await startDemoUpstream(config.demoUpstreamPort)
-      app.log.info(`demo upstream on http://127.0.0.1:${config.demoUpstreamPort} (development only)`)
-    } catch (err) {
-      app.log.warn({ err }, 'demo upstream not started (port in use?)')
-    }
+    demo = await startDemoUpstreamSomewhere(config.demoUpstreamPort)
+    setDemoUpstreamUrl(demo.url)
+  }
+  const destination = logDestination(config.logBufferBytes)
+  let app: FastifyInstance
+  try {
+    app = await buildGateway(config, destination === undefined ? {} : { logger: { ...loggerOptions(config) as object, stream: destination } })
+  } catch (err) {
+    await closeServer(demo?.server)
+    throw err
+  } finally {
+    setDemoUpstreamUrl(undefined)
+  }
+  if (demo?.moved === true) {
+    app.log.warn(`demo upstream on ${demo.url} (development only): DEMO_UPSTREAM_PORT ${String(config.demoUpstreamPort)} is taken by another program`)
+  } else if (demo !== undefined) {
+    app.log.info(`demo upstream on ${demo.url} (development only)`)
   }
   // After the routes loaded: the variables they read are known and not taken for typos.
   for (const warning of environmentWarnings(env)) app.log.warn(warning)
@@ -116,6 +131,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   const port = typeof address === 'object' && address !== null ? address.port : config.port
   const scheme = config.tls === undefined ? 'http' : 'https'
   const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+  if (cluster.isWorker) process.send?.(WORKER_SERVING)
   if (printsStartupHints()) printRoutes(app, config, url)
   destination?.flushSync()
   return {
@@ -126,13 +142,26 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
       app.portcullisState.draining = true
       if (config.drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.drainDelayMs))
       await app.close()
-      if (demo !== undefined) await new Promise<void>((resolve) => { demo?.close(() => { resolve() }) })
+      await closeServer(demo?.server)
       if (destination !== undefined) {
         destination.flushSync()
         buffered.delete(destination)
       }
     }
   }
+}
+
+/** Why the process could not start, in the operator's terms where Node's are cryptic. */
+function startFailure (err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { address?: string, port?: number }
+  if (e.code === 'EADDRINUSE' && e.port !== undefined) {
+    const variable = process.env.ADMIN_PORT !== undefined && Number(process.env.ADMIN_PORT) === e.port ? 'ADMIN_PORT' : 'PORT'
+    return `${e.address ?? ''}:${e.port} is already in use by another program (another gateway still running?); stop it, or set ${variable} to a free port`
+  }
+  if (e.code === 'EACCES' && e.port !== undefined) {
+    return `no permission to listen on port ${e.port} (ports below 1024 need privileges); set PORT to 1024 or above`
+  }
+  return err instanceof Error ? err.message : String(err)
 }
 
 async function main (): Promise<void> {
@@ -149,7 +178,7 @@ async function main (): Promise<void> {
       const warnings = environmentWarnings(process.env).map((w) => `portcullis: warning: ${w}\n`)
       process.stderr.write(err.lines().map((line) => `portcullis: configuration error: ${line}\n`).join('') + warnings.join(''))
     } else {
-      process.stderr.write(`portcullis: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
+      process.stderr.write(`portcullis: failed to start: ${startFailure(err)}\n`)
     }
     process.exit(1)
   }

@@ -89,6 +89,13 @@ t.test('.env.example documents every variable the gateway reads', async (t) => {
   for (const n of names) t.match(reference, new RegExp(`\`${n}\``), `${n} in docs/reference/environment.md`)
 })
 
+t.test('.env (the generated secrets) is kept out of git and out of the image', async (t) => {
+  for (const file of ['.gitignore', '.dockerignore']) {
+    const lines = read(file).split(/\r?\n/).map((l) => l.trim())
+    t.ok(lines.includes('.env') || lines.includes('/.env'), `${file} lists .env`)
+  }
+})
+
 t.test('Dockerfile: multi-stage, production dependencies only, non-root, healthcheck, SIGTERM', async (t) => {
   const d = read('Dockerfile')
   t.ok((d.match(/^FROM /gm) ?? []).length >= 2, 'multi-stage')

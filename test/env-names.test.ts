@@ -41,11 +41,32 @@ t.test('typos, swaps, wrong case, a unit left off and unknown gateway-prefixed n
 
 t.test('the gateway\'s own variables, other programs\' and route upstream variables are not warned about', async (t) => {
   const env: Record<string, string> = {
-    HOME: '/root', PATH: '/bin', PWD: '/', OLDPWD: '/', TERM: 'xterm', HOSTNAME: 'h', SHELL: '/bin/sh', USER: 'u', LOGNAME: 'u', LANG: 'C', TZ: 'UTC', SHLVL: '1', NODE_OPTIONS: '', NODE_EXTRA_CA_CERTS: '/x', HTTP_PROXY: 'http://p', NO_PROXY: '*', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://o', CI: 'true', INIT_CWD: '/', npm_lifecycle_event: 'start', npm_config_cache: '/c', PORT: '8080', HOST: '0.0.0.0', JWT_SECRET: 's', RATE_LIMIT_MAX: '1', REDIS_URL: 'redis://r', WORKERS: '1', NODE_ENV: 'production', ECHO_UPSTREAM_URL: 'http://e'
+    HOME: '/root', PATH: '/bin', PWD: '/', OLDPWD: '/', TERM: 'xterm', HOSTNAME: 'h', SHELL: '/bin/sh', USER: 'u', LOGNAME: 'u', LANG: 'C', TZ: 'UTC', SHLVL: '1', NODE_OPTIONS: '', NODE_EXTRA_CA_CERTS: '/x', HTTP_PROXY: 'http://p', NO_PROXY: '*', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://o', CI: 'true', INIT_CWD: '/', NODE: '/usr/bin/node', SSL_CERT_FILE: '/etc/ssl/cert.pem', SSL_CERT_DIR: '/etc/ssl/certs', npm_lifecycle_event: 'start', npm_config_cache: '/c', PORT: '8080', HOST: '0.0.0.0', JWT_SECRET: 's', RATE_LIMIT_MAX: '1', REDIS_URL: 'redis://r', WORKERS: '1', NODE_ENV: 'production', ECHO_UPSTREAM_URL: 'http://e'
   }
   t.strictSame(environmentWarnings(env), [], 'nothing to warn about')
   const routeEnv = { ...env, UPSTREAM_REPORTS: 'http://r' }
   t.strictSame(environmentWarnings(routeEnv), ['UPSTREAM_REPORTS: not read by the gateway; remove it, or use one it reads with this prefix: UPSTREAM_CA_FILE, UPSTREAM_TLS_INSECURE'], 'a gateway-prefixed name nobody reads is warned about')
   upstreamFromEnv('UPSTREAM_REPORTS', routeEnv)
   t.strictSame(environmentWarnings(routeEnv), [], 'once a route module reads it, it is a route setting')
+})
+
+t.test('Kubernetes service variables are not warned about; the same names without the service-link shape are', async (t) => {
+  const links = {
+    REDIS_SERVICE_HOST: '10.0.0.7',
+    REDIS_SERVICE_PORT: '6379',
+    REDIS_SERVICE_PORT_REDIS: '6379',
+    REDIS_PORT: 'tcp://10.0.0.7:6379',
+    REDIS_PORT_6379_TCP: 'tcp://10.0.0.7:6379',
+    REDIS_PORT_6379_TCP_PROTO: 'tcp',
+    REDIS_PORT_6379_TCP_PORT: '6379',
+    REDIS_PORT_6379_TCP_ADDR: '10.0.0.7',
+    JWKS_SERVICE_HOST: '10.0.0.8'
+  }
+  t.strictSame(environmentWarnings(links), [])
+  t.strictSame(environmentWarnings({ REDIS_PORT: '6379' }), ['REDIS_PORT: not read by the gateway; remove it, or use one it reads with this prefix: REDIS_URL, REDIS_FAILURE_MODE, REDIS_KEY_PREFIX, REDIS_TIMEOUT_MS'], 'a bare port is a setting someone meant for the gateway')
+})
+
+t.test('a typo beside the variable it resembles: the warning says the real one is set and applies', async (t) => {
+  t.strictSame(environmentWarnings({ JWT_SECRET: 'a-secret-never-printed', JWT_SECRT: 'x' }), ['JWT_SECRT: not read by the gateway; did you mean JWT_SECRET? JWT_SECRET is set and applies, remove JWT_SECRT'])
+  t.strictSame(environmentWarnings({ RATE_LIMIT_MAX: '5', rate_limit_max: '6' }), ['rate_limit_max: not read by the gateway (names are case-sensitive); RATE_LIMIT_MAX is set and applies, remove rate_limit_max'])
 })

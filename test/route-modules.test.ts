@@ -44,6 +44,15 @@ t.test('a top-level exception names the file and the line it was thrown at', asy
   t.match(lines[0], /Cannot read properties of undefined/)
 })
 
+t.test('a folder outside the gateway that imports portcullis: says where route modules can resolve it', async (t) => {
+  const dir = routesDir(t, { 'a.mjs': "import { defineRoute } from 'portcullis'\nexport default defineRoute({ prefix: '/a', upstream: 'http://127.0.0.1:1' })\n" })
+  const lines = await startupProblems(t, dir)
+  t.equal(lines.length, 1)
+  t.match(lines[0], `${join(dir, 'a.mjs')}`)
+  t.match(lines[0], `cannot import 'portcullis' from ${dir}: a route module resolves it only inside the gateway's folder (`)
+  t.match(lines[0], /\/app in the image/)
+})
+
 t.test('no default export, or a plain object or function as default: refused, naming the file and how to fix it', async (t) => {
   const dir = routesDir(t, {
     'a-none.mjs': 'export const route = 1\n',

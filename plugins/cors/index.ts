@@ -47,6 +47,9 @@ interface CompiledCors {
   readonly maxAge: string
 }
 
+/** The gateway's credential headers (JWT and API key) and JSON bodies: what a browser app sends by default. */
+const DEFAULT_ALLOW_HEADERS: readonly string[] = ['authorization', 'content-type', 'x-api-key']
+
 const kCors = Symbol('portcullis.cors.policy')
 const kCorsOrigin = Symbol('portcullis.cors.origin')
 const kCorsPreflight = Symbol('portcullis.cors.preflight')
@@ -61,7 +64,7 @@ function compile (policy: CorsPolicy): CompiledCors {
     origins: new Set(policy.origins),
     credentials: policy.credentials === true,
     allowMethods: (policy.methods ?? ['GET', 'HEAD', 'POST']).join(', '),
-    allowHeaders: (policy.headers ?? ['authorization', 'content-type']).join(', '),
+    allowHeaders: (policy.headers ?? DEFAULT_ALLOW_HEADERS).join(', '),
     exposeHeaders: policy.exposeHeaders !== undefined && policy.exposeHeaders.length > 0 ? policy.exposeHeaders.join(', ') : undefined,
     maxAge: String(policy.maxAgeS ?? 600)
   })

@@ -30,7 +30,7 @@ export const CorsPolicySchema = Type.Object({
   headers: Type.Optional(Type.Array(Type.String({ pattern: TOKEN_PATTERN, maxLength: 128 }), {
     uniqueItems: true,
     maxItems: 64,
-    description: 'Request headers a preflight allows (default authorization, content-type).'
+    description: 'Request headers a preflight allows (default authorization, content-type, x-api-key).'
   })),
   exposeHeaders: Type.Optional(Type.Array(Type.String({ pattern: TOKEN_PATTERN, maxLength: 128 }), {
     uniqueItems: true,

@@ -108,5 +108,6 @@ t.test('a worker that cannot start stops the group with status 1 instead of rest
   t.teardown(() => { p.child.kill('SIGKILL') })
   const code = await Promise.race([p.exited, new Promise((resolve) => setTimeout(() => { resolve('timeout') }, 15_000))])
   t.equal(code, 1)
-  t.match(p.err(), /broken\.mjs \(line 1\): failed to load: broken route module/)
+  t.match(p.err(), /portcullis: configuration error: .*broken\.mjs \(line 1\): failed to load: broken route module /)
+  t.match(p.err(), /worker \d failed to start \(code 1\); stopping/)
 })

@@ -60,7 +60,9 @@ t.test('npm pack ships dist, the ruleset and no tests', async (t) => {
   t.strictSame(pkg.bin, { portcullis: 'dist/src/server.js' })
   t.ok(pkg.engines?.node !== undefined)
   t.match(readFileSync(join(root, 'dist/src/server.js'), 'utf8'), /^#!\/usr\/bin\/env node\n/, 'the bin starts with a shebang')
-  t.match(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), new RegExp(`^## ${(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version.replaceAll('.', '\\.')}\\b`, 'm'), 'a changelog entry for this version')
+  // Keep a Changelog: `## [0.1.0] - date` once released, `## [Unreleased]` naming the version before.
+  const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version.replaceAll('.', '\\.')
+  t.match(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), new RegExp(`^## (?:\\[?${version}\\]?\\b|\\[Unreleased\\]\\n+[^#]*\\bversion ${version}\\b)`, 'm'), 'a changelog entry for this version')
 })
 
 t.test('host app installs from the tarball and compiles in strict mode', async (t) => {
@@ -112,11 +114,11 @@ t.test('the built host app: own route untouched, policies on /me, proxied prefix
 
   const noKey = await fetch(`${base}/me`)
   t.equal(noKey.status, 401)
-  t.equal(((await noKey.json()) as { code: string }).code, 'GW_AUTH_UNAUTHORIZED')
+  t.strictSame(await noKey.json(), { statusCode: 401, code: 'GW_AUTH_UNAUTHORIZED', error: 'Unauthorized', message: 'Unauthorized' }, 'the host handler names the status, not the error class')
 
   const attack = await fetch(`${base}/me?q=${encodeURIComponent('<script>alert(1)</script>')}`, { headers: { 'x-api-key': BOB } })
   t.equal(attack.status, 403)
-  t.equal(((await attack.json()) as { code: string }).code, 'GW_INSPECT_BLOCKED')
+  t.match(await attack.json(), { statusCode: 403, code: 'GW_INSPECT_BLOCKED', error: 'Forbidden' })
 
   for (let i = 1; i <= 3; i++) {
     const ok = await fetch(`${base}/me`, { headers: { 'x-api-key': ALICE } })
@@ -125,7 +127,7 @@ t.test('the built host app: own route untouched, policies on /me, proxied prefix
   }
   const limited = await fetch(`${base}/me`, { headers: { 'x-api-key': ALICE } })
   t.equal(limited.status, 429)
-  t.equal(((await limited.json()) as { code: string }).code, 'GW_RATE_LIMITED')
+  t.match(await limited.json(), { statusCode: 429, code: 'GW_RATE_LIMITED', error: 'Too Many Requests' })
 
   const denied = await fetch(`${base}/upstream/x`)
   t.equal(denied.status, 401)

@@ -39,6 +39,26 @@ t.test('npm start defaults: example routes, demo upstream, one line per route an
   t.equal(await p.exited, 0)
 })
 
+t.test('npm start with the demo upstream port taken: the demo moves to a free port, the other program gets nothing', async (t) => {
+  const other = await startUpstream(t, (_req, res) => { res.end('another program') })
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: String(other.port) })
+  t.teardown(() => { p.child.kill('SIGKILL') })
+  await listening(p)
+  for (let i = 0; i < 100 && !p.out().includes('try: curl'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
+  const moved = /demo upstream on (http:\/\/127\.0\.0\.1:(\d+)) \(development only\): DEMO_UPSTREAM_PORT (\d+) is taken by another program/.exec(p.out())
+  t.ok(moved, 'the move is logged with the port that was taken')
+  t.equal(moved?.[3], String(other.port))
+  t.not(moved?.[2], String(other.port))
+  t.ok(p.out().includes(`route /echo -> ${moved?.[1] ?? 'none'} `), 'the demo routes follow the demo upstream')
+  const curl = /try: curl -i -H '([^:]+): ([^']+)' (http:\/\/\S+)/.exec(p.out())
+  const tried = await request(curl?.[3] ?? '', { headers: { [curl?.[1] ?? '']: curl?.[2] ?? '' } })
+  t.equal(tried.statusCode, 200, 'the printed curl works')
+  t.match(await tried.body.text(), /demo-upstream/)
+  t.equal(other.requests.length, 0, 'the program on the demo port received nothing')
+  p.child.kill('SIGTERM')
+  t.equal(await p.exited, 0)
+})
+
 t.test('production without configuration refuses to start and names the variables', async (t) => {
   const p = runGateway({ NODE_ENV: 'production', PORT: '0' })
   t.equal(await p.exited, 1)

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { runGateway } from '../helpers/process.js'
+import { startUpstream } from '../helpers/upstream.js'
 
 const PREFIX = 'portcullis: configuration error: '
 const realKey = (): string => `svc:${randomBytes(24).toString('base64url')}`
@@ -77,4 +78,12 @@ t.test('a misspelt variable is warned about beside the error it causes, without 
     `${PREFIX}JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source; generate a JWT secret and an API key with: npm run secrets`,
     'portcullis: warning: JWT_SECRT: not read by the gateway; did you mean JWT_SECRET? Rename it: JWT_SECRET is unset until then'
   ])
+})
+
+t.test('the port taken by another program: the address and the variable to change, not a bare EADDRINUSE', async (t) => {
+  const other = await startUpstream(t)
+  const p = runGateway({ PORT: String(other.port), DEMO_UPSTREAM_PORT: '0' })
+  t.equal(await p.exited, 1)
+  t.equal(p.err(), `portcullis: failed to start: 127.0.0.1:${other.port} is already in use by another program (another gateway still running?); stop it, or set PORT to a free port\n`)
+  t.equal(other.requests.length, 0)
 })

@@ -118,7 +118,7 @@ t.test('origins ["*"]: any origin, no Vary', async (t) => {
   t.equal(pre.headers['access-control-allow-credentials'], undefined)
   t.equal(pre.headers.vary, undefined)
   t.equal(pre.headers['access-control-allow-methods'], 'GET, HEAD, POST', 'default methods')
-  t.equal(pre.headers['access-control-allow-headers'], 'authorization, content-type', 'default headers')
+  t.equal(pre.headers['access-control-allow-headers'], 'authorization, content-type, x-api-key', 'default headers: the gateway\'s credential headers and JSON')
   t.equal(pre.headers['access-control-max-age'], '600', 'default max age')
 })
 

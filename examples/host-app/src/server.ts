@@ -6,6 +6,7 @@
  * Env: PORT (default 3000, 0 = any free port), HOST_APP_API_KEYS (`consumer:key`, comma
  * separated), HOST_APP_UPSTREAM (URL proxied under /upstream), LOG_LEVEL (default info).
  */
+import { STATUS_CODES } from 'node:http'
 import Fastify, { type FastifyError } from 'fastify'
 import {
   observabilityPlugin,
@@ -40,7 +41,7 @@ app.setErrorHandler(async (err: FastifyError, request, reply) => {
   return await reply.code(statusCode).send({
     statusCode,
     code: err.code ?? 'HOST_ERROR',
-    error: statusCode >= 500 ? 'Internal Server Error' : err.name,
+    error: STATUS_CODES[statusCode] ?? 'Error',
     message: statusCode >= 500 ? 'Internal error' : err.message
   })
 })
