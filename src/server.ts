@@ -68,6 +68,17 @@ function routesProblem (config: GatewayConfig): ConfigError | undefined {
 
 type SonicBoom = ReturnType<typeof pino.destination>
 
+/**
+ * Writes out the buffered log lines. A stdout nobody reads any more (the log collector died: EPIPE)
+ * must not stop a drain: the lines are dropped (sonic-boom 5 throws there instead of retrying
+ * forever with the event loop blocked, which held SIGTERM past DRAIN_TIMEOUT_MS).
+ */
+function flushLog (destination: SonicBoom): void {
+  try {
+    destination.flushSync()
+  } catch {}
+}
+
 const buffered = new Set<SonicBoom>()
 let exitHookInstalled = false
 
@@ -86,7 +97,7 @@ function logDestination (bytes: number): SonicBoom | undefined {
     exitHookInstalled = true
     process.once('exit', () => {
       for (const d of buffered) {
-        try { d.flushSync() } catch {}
+        flushLog(d)
       }
     })
   }
@@ -133,7 +144,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   const url = `${scheme}://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
   if (cluster.isWorker) process.send?.(WORKER_SERVING)
   if (printsStartupHints()) printRoutes(app, config, url)
-  destination?.flushSync()
+  if (destination !== undefined) flushLog(destination)
   return {
     app,
     config,
@@ -144,7 +155,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
       await app.close()
       await closeServer(demo?.server)
       if (destination !== undefined) {
-        destination.flushSync()
+        flushLog(destination)
         buffered.delete(destination)
       }
     }

@@ -108,6 +108,20 @@ t.test('SIGTERM drains: in-flight requests finish, then the process exits', asyn
   await t.rejects(request(`${url}/healthz`), 'no longer accepting')
 })
 
+t.test('SIGTERM with a stdout nobody reads any more (the log collector died) still drains and exits', async (t) => {
+  const up = await startUpstream(t, (_req, res) => { res.end('ok') })
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: routesJs, SLOW_UPSTREAM_URL: up.url, DRAIN_TIMEOUT_MS: '5000' })
+  t.teardown(() => { p.child.kill('SIGKILL') })
+  const url = await listening(p)
+  p.child.stdout?.destroy()
+  // An access line now waits in the log buffer for a pipe with no reader (EPIPE on flush).
+  const r = await request(`${url}/slow/after`)
+  t.equal(r.statusCode, 200)
+  await r.body.text()
+  p.child.kill('SIGTERM')
+  t.equal(await p.exited, 0, 'exited cleanly; the unwritable lines are dropped')
+})
+
 t.test('access lines are written in batches: within a second, and all of them on exit', async (t) => {
   const up = await startUpstream(t, (_req, res) => { res.end('ok') })
   const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: routesJs, SLOW_UPSTREAM_URL: up.url })
