@@ -241,49 +241,41 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
 
   fastify.decorateRequest(kBucket, null)
   decorateClientKey(fastify)
-  const limiter = await buildLimiter(fastify, {
-    ...HEADERS,
-    cache: options.cacheSize,
-    ...(shared === undefined ? {} : { store: redisFixedWindowStore(shared.redis, options.keyPrefix, shared.deadlines) }),
-    skipOnError: false,
-    max: (request) => bucketOf(request).max,
-    timeWindow: (request) => bucketOf(request).windowMs,
-    keyGenerator: (request) => {
-      const bucket = bucketOf(request)
-      const consumer = request.consumer
-      if (!bucket.keyByIp && consumer != null) return bucket.prefix + 'c:' + consumer.id
-      return bucket.prefix + 'ip:' + clientKey(request)
-    },
-    errorResponseBuilder: (request) => {
-      request.log.debug({ consumer: request.consumer?.id, ip: request.ip }, 'route rate limit exceeded')
-      publishLimited(request, 'route')
-      return new RateLimitedError()
-    }
-  })
+  /**
+   * One limiter per algorithm over its store: the fixed window (@fastify/rate-limit's own memory
+   * store, or Redis) and GCRA (`algorithm: 'gcra'`, keys headed by the burst, under `g|` in Redis).
+   */
+  async function routeLimiter (store: Pick<RateLimitPluginOptions, 'cache' | 'store'>, gcra: boolean): Promise<LimiterHandler> {
+    return await buildLimiter(fastify, {
+      ...HEADERS,
+      ...store,
+      skipOnError: false,
+      max: (request) => bucketOf(request).max,
+      timeWindow: (request) => bucketOf(request).windowMs,
+      keyGenerator: (request) => {
+        const bucket = bucketOf(request)
+        const head = gcra ? bucket.gcraHead ?? '' : ''
+        const consumer = request.consumer
+        if (!bucket.keyByIp && consumer != null) return head + bucket.prefix + 'c:' + consumer.id
+        return head + bucket.prefix + 'ip:' + clientKey(request)
+      },
+      errorResponseBuilder: (request) => {
+        request.log.debug({ consumer: request.consumer?.id, ip: request.ip }, 'route rate limit exceeded')
+        publishLimited(request, 'route')
+        return new RateLimitedError()
+      }
+    })
+  }
 
+  const limiter = await routeLimiter(shared === undefined
+    ? { cache: options.cacheSize }
+    : { cache: options.cacheSize, store: redisFixedWindowStore(shared.redis, options.keyPrefix, shared.deadlines) }, false)
   const check = shared === undefined ? limiter : guarded(limiter, shared.monitor, options)
-
-  // GCRA budgets (`algorithm: 'gcra'`): the same handler over a GCRA store, keys under `g|`.
-  const gcraLimiter = await buildLimiter(fastify, {
-    ...HEADERS,
+  const gcraLimiter = await routeLimiter({
     store: shared === undefined
       ? memoryGcraStore(options.cacheSize)
-      : redisGcraStore(shared.redis, `${options.keyPrefix}g|`, shared.deadlines),
-    skipOnError: false,
-    max: (request) => bucketOf(request).max,
-    timeWindow: (request) => bucketOf(request).windowMs,
-    keyGenerator: (request) => {
-      const bucket = bucketOf(request)
-      const consumer = request.consumer
-      if (!bucket.keyByIp && consumer != null) return `${bucket.gcraHead ?? ''}${bucket.prefix}c:${consumer.id}`
-      return `${bucket.gcraHead ?? ''}${bucket.prefix}ip:${clientKey(request)}`
-    },
-    errorResponseBuilder: (request) => {
-      request.log.debug({ consumer: request.consumer?.id, ip: request.ip }, 'route rate limit exceeded')
-      publishLimited(request, 'route')
-      return new RateLimitedError()
-    }
-  })
+      : redisGcraStore(shared.redis, `${options.keyPrefix}g|`, shared.deadlines)
+  }, true)
   const gcraCheck = shared === undefined ? gcraLimiter : guarded(gcraLimiter, shared.monitor, options)
 
   function hookFor (bucket: Bucket): onRequestAsyncHookHandler {
