@@ -15,7 +15,7 @@
  *     routes (Content-Encoding undone within the inspection bound, decoded per its charset, parsed
  *     by content type: JSON, urlencoded, multipart, XML, else raw text) or whatever a host app's
  *     parser produced. The upstream receives the original bytes.
- * Config key: `config.inspect` (`false` | `{ mode?, body?, contentEncoding?, exclude? }`). A route
+ * Config key: `config.inspect` (`false` | `{ mode?, body?, contentEncoding?, exclude?, detect? }`). A route
  * without it is untouched (no hook, no cost); `defineRoute()` routes always carry one (default block).
  * Errors: GW_INSPECT_BLOCKED (403, carries `requestId`), GW_INSPECT_BODY_INVALID (400: JSON
  * prototype poisoning, duplicate keys, depth, key count, undecodable coded body),
@@ -165,6 +165,11 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
       engine = createEngine(options.rulesFile)
     } catch (err) {
       throw new InspectConfigError(`ruleset: ${err instanceof Error ? err.message : 'cannot be loaded'}`, { cause: err })
+    }
+    const unknown = tuningProblems({ detect: options.detectRules }, engine.ruleIds, '').map((p) => `detectRules${p.slice('.detect'.length)}`)
+    if (unknown.length > 0) {
+      engine.dispose()
+      throw new InspectConfigError(`${unknown.join('; ')} (INSPECT_DETECT_RULES)`)
     }
     const cache = engine.cacheable && options.verdictCacheSize > 0 ? new VerdictCache(options.verdictCacheSize) : undefined
     fastify.log.debug({ verdictCache: cache === undefined ? 'off' : options.verdictCacheSize }, 'inspection engine loaded')
@@ -483,7 +488,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     const compiled: RoutePolicy = Object.freeze({
       block: mode === 'block',
       mode,
-      tuning: compileTuning(policy, engine, where),
+      tuning: compileTuning(policy, options.detectRules, engine, where),
       decode: policy.contentEncoding !== 'refuse',
       maxDeclaredBody: policy.body === true ? rawBodyLimit(limits) : undefined
     })
@@ -494,9 +499,9 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
 }
 
 /** A route's exclusions and detect-mode rules, compiled (undefined when it has none). */
-function compileTuning (policy: Exclude<InspectRouteConfig, false>, engine: InspectEngine, where: string): Tuning | undefined {
+function compileTuning (policy: Exclude<InspectRouteConfig, false>, detectRules: readonly string[], engine: InspectEngine, where: string): Tuning | undefined {
   const exclude = policy.exclude ?? []
-  const detectIds = policy.detect ?? []
+  const detectIds = [...new Set([...(policy.detect ?? []), ...detectRules])]
   if (exclude.length === 0 && detectIds.length === 0) return undefined
   const problems = tuningProblems(policy, engine.ruleIds)
   if (problems.length > 0) throw Object.assign(new InspectConfigError(`${where}: ${problems.join('; ')}`), { problems })

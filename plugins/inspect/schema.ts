@@ -45,6 +45,11 @@ export const InspectOptionsSchema = Type.Object({
     minLength: 1,
     description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one (INSPECT_RULES_FILE).'
   })),
+  detectRules: Type.Array(Type.String({ minLength: 1 }), {
+    default: [],
+    uniqueItems: true,
+    description: 'Rule ids in detect mode on every inspected route, beside each route\'s `detect` (INSPECT_DETECT_RULES).'
+  }),
   maxInspectBytes: Type.Integer({
     minimum: 1024,
     maximum: 16 * 1024 * 1024,

@@ -10,6 +10,7 @@ import Fastify, { LogController, type FastifyInstance, type InjectOptions } from
 import { gatewayErrorHandler, gatewayNotFoundHandler } from '../../src/errors.js'
 import { inspectPlugin, createEngine, evaluateRequest, parseField, type InspectPluginOptions, type InspectRouteConfig } from '../../plugins/inspect/index.js'
 import type { InspectMatchSignal } from '../../plugins/observability/signals.js'
+import { loadConfig } from '../../src/config.js'
 import { rulesetFile } from '../helpers/rulesets.js'
 
 const LIMITS = { maxInspectBytes: 32768, maxBodyDepth: 32, maxBodyKeys: 2000 }
@@ -244,4 +245,18 @@ t.test('exclusions and detect rules in configuration errors', async (t) => {
     t.equal(err?.code, 'GW_INSPECT_CONFIG_INVALID', name)
     t.ok(err?.message.includes(message), `${name}: ${err?.message ?? ''}`)
   }
+})
+
+t.test('detect-mode rules on every route (INSPECT_DETECT_RULES)', async (t) => {
+  t.same(loadConfig({ INSPECT_DETECT_RULES: ' pc-xss-001, pc-xss-002,,pc-xss-001' }).inspect.detectRules, ['pc-xss-001', 'pc-xss-002'], 'comma separated, trimmed, once each')
+  t.same(loadConfig({}).inspect.detectRules, [])
+  const h = await build(t, { detectRules: xssRules }, [{ url: '/a', inspect: { mode: 'block' } }, { url: '/b', inspect: { mode: 'block', detect: sqlRules } }])
+  t.equal(await status(h, { url: `/a?q=${q(XSS)}` }), 200, 'in detect mode on every route')
+  t.equal(await status(h, { url: `/b?q=${q(XSS)}&s=${q(SQL)}` }), 200, 'beside a route\'s own')
+  t.equal(await status(h, { url: `/a?s=${q(SQL)}` }), 403, 'other rules block')
+  const app = Fastify()
+  t.teardown(() => app.close())
+  app.register(inspectPlugin, { detectRules: ['pc-xss-0001'] })
+  app.register(async (scope) => { scope.get('/x', { config: { inspect: { mode: 'block' } } }, async () => 'ok') })
+  await t.rejects(async () => { await app.ready() }, { code: 'GW_INSPECT_CONFIG_INVALID', message: /detectRules\.0: unknown rule id "pc-xss-0001" \(close: pc-xss-001.*\(INSPECT_DETECT_RULES\)/ })
 })
