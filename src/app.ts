@@ -25,13 +25,12 @@
 import { readFileSync } from 'node:fs'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import autoload from '@fastify/autoload'
 import type { GatewayConfig } from './config.js'
 import { ConfigError, gatewayClientErrorHandler, gatewayConnectRefusal, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
 import { acceptProxyProtocol } from './proxy-protocol.js'
 import { answerPlainHttpOnTls } from './tls-plain-http.js'
 import { isRoutePlugin, missingVariableProblems } from './route.js'
-import { DEFAULT_ROUTES_DIR, loadRouteModules, ROUTE_IGNORE } from './route-loader.js'
+import { DEFAULT_ROUTES_DIR, loadRouteModules } from './route-loader.js'
 import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
 import { requestGuardPlugin } from '../plugins/request-guard/index.js'
 import { proxyPlugin, proxyScopePlugin } from '../plugins/proxy/index.js'
@@ -97,15 +96,8 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
     if (missing.length > 0) throw new ConfigError('invalid routes', missing, '')
     for (const route of opts.routes) await fastify.register(route)
   } else {
-    const dir = config.routesDir ?? DEFAULT_ROUTES_DIR
-    await loadRouteModules(dir, config.production)
-    await fastify.register(autoload, {
-      dir,
-      dirNameRoutePrefix: false,
-      encapsulate: true,
-      forceESM: true,
-      ignorePattern: ROUTE_IGNORE
-    })
+    const routes = await loadRouteModules(config.routesDir ?? DEFAULT_ROUTES_DIR, config.production)
+    for (const route of routes) await fastify.register(route)
   }
 }
 

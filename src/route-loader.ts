@@ -1,11 +1,11 @@
 /**
- * Finds and imports the route modules of a folder the way the gateway serves them (autoload's
- * rules), checking each: used by the gateway at startup and by the `portcullis` command-line tool,
+ * Finds and imports the route modules of a folder (the rules of @fastify/autoload: index files,
+ * ignored names, subfolders; symbolic links followed), checking each: used by the gateway at startup and by the `portcullis` command-line tool,
  * so both read a configuration the same way.
  */
 import { existsSync } from 'node:fs'
 import type { Dirent } from 'node:fs'
-import { readdir } from 'node:fs/promises'
+import { readdir, stat } from 'node:fs/promises'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { ConfigError } from './errors.js'
@@ -15,12 +15,12 @@ import { describePosition, errorPosition, sourcePosition } from './source-file.j
 /** The bundled route modules (routes/ next to src/, also after compilation to dist/). */
 export const DEFAULT_ROUTES_DIR = fileURLToPath(new URL('../routes', import.meta.url))
 
-/** Files autoload skips in a routes folder. */
+/** Files skipped in a routes folder. */
 export const ROUTE_IGNORE = /(?:^[._])|\.d\.ts$|\.map$|\.test\.[cm]?[jt]s$/
 const ROUTE_SCRIPT = /\.(?:[cm]?js|[cm]?ts)$/
 const INDEX_SCRIPT = /^index\.(?:[cm]?js|[cm]?ts)$/
 
-/** The route module files autoload registers under `dir` (its rules: index files, ignore pattern, subfolders). */
+/** The route module files under `dir`, in name order (index files, ignore pattern, subfolders). */
 async function routeModuleFiles (root: string, dir = root): Promise<string[]> {
   let entries: Dirent[]
   try {
@@ -29,13 +29,20 @@ async function routeModuleFiles (root: string, dir = root): Promise<string[]> {
     return []
   }
   entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
-  const visible = entries.filter((e) => !ROUTE_IGNORE.test(relative(root, join(dir, e.name)).replaceAll('\\', '/')))
-  const index = visible.find((e) => e.isFile() && INDEX_SCRIPT.test(e.name))
+  const visible: Array<{ name: string, file: boolean, directory: boolean }> = []
+  for (const e of entries) {
+    if (ROUTE_IGNORE.test(relative(root, join(dir, e.name)).replaceAll('\\', '/'))) continue
+    // A symbolic link counts as what it points to: a Kubernetes ConfigMap mounted as a folder
+    // presents every key as a link (orders.mjs -> ..data/orders.mjs).
+    const target = e.isSymbolicLink() ? await stat(join(dir, e.name)).catch(() => undefined) : e
+    if (target !== undefined) visible.push({ name: e.name, file: target.isFile(), directory: target.isDirectory() })
+  }
+  const index = visible.find((e) => e.file && INDEX_SCRIPT.test(e.name))
   const files: string[] = []
   for (const e of visible) {
-    if (e.isDirectory()) files.push(...await routeModuleFiles(root, join(dir, e.name)))
+    if (e.directory) files.push(...await routeModuleFiles(root, join(dir, e.name)))
     // A folder with an index module is loaded through its index only (autoload's rule).
-    else if (e.isFile() && ROUTE_SCRIPT.test(e.name) && (index === undefined || e === index)) files.push(join(dir, e.name))
+    else if (e.file && ROUTE_SCRIPT.test(e.name) && (index === undefined || e === index)) files.push(join(dir, e.name))
   }
   return files
 }
@@ -64,16 +71,15 @@ function packageRoot (): string {
 }
 
 /**
- * Imports every route module under `dir` one after another and checks each before autoload
- * registers them; every problem is gathered and thrown at once (GW_CONFIG_INVALID), each line
+ * Imports every route module under `dir` one after another and checks each; returns the routes
+ * in name order for the gateway to register. Every problem is gathered and thrown at once (GW_CONFIG_INVALID), each line
  * naming the file (mapped back to its source and line when compiled): a syntax error or a
  * top-level exception, a missing or wrong default export, and in production the upstream
  * variables routes need but are unset, and a folder with no routes at all.
  *
  * One at a time on purpose: Node's ESM loader walks the whole module graph behind every
- * top-level import; autoload starts all imports at once, so with a thousand route modules a
- * thousand walks of the gateway's graph are alive together (hundreds of MB at startup).
- * Imported here, autoload then finds them loaded.
+ * top-level import; starting all imports at once (as @fastify/autoload does) keeps a thousand
+ * walks of the gateway's graph alive together with a thousand route modules (hundreds of MB).
  */
 export async function loadRouteModules (dir: string, production: boolean): Promise<RoutePlugin[]> {
   const problems: string[] = []

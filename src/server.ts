@@ -139,9 +139,9 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   }
   // After the routes loaded: the variables they read are known and not taken for typos.
   for (const warning of environmentWarnings(env)) app.log.warn(warning)
-  // The same warnings as `portcullis check`; in development the demo setup has some by design.
+  // The warnings of `portcullis check`; in development only at debug (the demo setup has some by design).
   for (const risk of riskWarnings(config, registeredRoutes(app))) {
-    app.log[config.production ? 'warn' : 'info']({ risk: risk.id }, `configuration warning: ${risk.source}: ${risk.message}; ${risk.fix}`)
+    app.log[config.production ? 'warn' : 'debug']({ risk: risk.id }, `configuration warning: ${risk.source}: ${risk.message}; ${risk.fix}`)
   }
   await app.listen({ port: config.port, host: config.host })
   const address = app.server.address()
