@@ -510,7 +510,10 @@ t.test('helm template (defaults): valid objects that pass the gateway checks', a
   const objects = render([])
   t.strictSame(objects.map((o) => o.kind).sort(), ['ConfigMap', 'ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'Service'])
   for (const o of objects) t.equal(schemaErrors(o), '', `${o.kind} ${o.metadata.name}`)
-  checkGateway(t, gatewayParts(objects))
+  const parts = gatewayParts(objects)
+  const annotations = parts.deployment.spec.template.metadata.annotations ?? {}
+  for (const a of ['checksum/env', 'checksum/routes', 'checksum/secrets']) t.match(annotations[a], /^[0-9a-f]{64}$/, `${a}: a change rolls the pods (all are read at startup)`)
+  checkGateway(t, parts)
 })
 
 t.test('helm template (every option on): TLS, Redis from a Secret, ServiceMonitor, existing Secret, longer drain', async (t) => {
@@ -523,6 +526,7 @@ t.test('helm template (every option on): TLS, Redis from a Secret, ServiceMonito
   ])
   for (const o of objects) t.equal(schemaErrors(o), '', `${o.kind} ${o.metadata.name}`)
   t.notOk(objects.some((o) => o.kind === 'Secret'), 'an existing Secret is used, none created')
+  t.equal(gatewayParts(objects).deployment.spec.template.metadata.annotations?.['checksum/secrets'], undefined)
   const parts = gatewayParts(objects)
   const pod = parts.deployment.spec.template.spec
   t.equal(pod.terminationGracePeriodSeconds, 5 + 49 + 5, 'preStop 5 s + 48.5 s drain rounded up + 5 s')
