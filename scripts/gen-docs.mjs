@@ -3,6 +3,7 @@
  *   docs/reference/environment.md   <- EnvSchema (src/config.ts)
  *   docs/reference/route-options.md <- RouteOptionsSchema (src/route.ts and the plugins' route schemas)
  *   docs/reference/errors.md        <- the coded errors of src/errors.ts and plugins/<name>/errors.ts
+ *   docs/reference/chain.md         <- GATEWAY_CHAIN (src/chain.ts), the plugin chain in order
  * and checks that `.env.example` names every variable of EnvSchema.
  *
  *   node scripts/gen-docs.mjs           write the files (npm run docs, which builds dist/ first)
@@ -350,6 +351,62 @@ export function errorsDoc (errors, allCodes, problems) {
   return HEADER + lines.join('\n') + '\n'
 }
 
+const kPluginMeta = Symbol.for('plugin-meta')
+
+/**
+ * docs/reference/chain.md. `chain` is GATEWAY_CHAIN; `api` the package's exports (src/index.ts),
+ * where each plugin's public name is looked up.
+ */
+export function chainDoc (chain, api, problems) {
+  const exportName = new Map(Object.entries(api).filter(([, v]) => typeof v === 'function').map(([k, v]) => [v, k]))
+  const seen = new Set()
+  const rows = []
+  chain.forEach((entry, i) => {
+    const meta = entry.plugin[kPluginMeta] ?? {}
+    if (meta.name !== entry.name) problems.push(`src/chain.ts: ${entry.name} is registered as ${meta.name ?? '(no fastify-plugin name)'}`)
+    const needs = meta.dependencies ?? []
+    for (const dep of needs) if (!seen.has(dep)) problems.push(`src/chain.ts: ${entry.name} needs ${dep}, which is not before it`)
+    seen.add(entry.name)
+    const exported = exportName.get(entry.plugin)
+    if (exported === undefined) problems.push(`src/chain.ts: ${entry.name} is not exported from src/index.ts`)
+    if (entry.description === '') problems.push(`src/chain.ts: ${entry.name} has no description`)
+    rows.push(row([
+      String(i + 1),
+      exported === undefined ? '' : code(exported),
+      code(entry.name),
+      entry.phases.length === 0 ? '-' : entry.phases.join(', '),
+      entry.configKeys.length === 0 ? '-' : entry.configKeys.map(code).join(', '),
+      needs.length === 0 ? '-' : needs.map(code).join(', '),
+      entry.description
+    ]))
+  })
+  const lines = [
+    '# Plugin chain',
+    '',
+    'The plugins the gateway registers, in registration order, from `GATEWAY_CHAIN` in `src/chain.ts`',
+    '(`gatewayApp()` registers them by walking it; `test/chain.test.ts` fails when the order drifts).',
+    'The routes (`ROUTES_DIR`, or the `routes` given to `buildGateway()`) come after the last one.',
+    '',
+    'Hooks of one phase run in registration order. Plain phases are instance-level hooks: they run',
+    'for every request, unrouted ones included, and all of them before any route-level hook. `route`',
+    'phases are hooks attached in `onRoute` to the routes whose `config` carries the plugin\'s key;',
+    'authentication puts its hook first on a route, the rate limit and inspection append theirs. So',
+    'a request refused by the request guard, an IP list or a rate limit costs no authentication and',
+    'no inspection. Every plugin that reads a route `config` key does so in `onRoute`: it must be',
+    'registered before the routes.',
+    '',
+    'A host app registers any of these plugins on its own Fastify instance, in this order',
+    '([embedding guide](../guides/embedding.md)); each one is optional. "Needs" lists the plugins',
+    'one declares as dependencies (fastify-plugin `dependencies`): Fastify refuses to start when one',
+    'of them is not registered before it.',
+    '',
+    row(['#', 'Export', 'Plugin name', 'Phases', 'Route `config` keys', 'Needs', 'What it does']),
+    '| ---: | --- | --- | --- | --- | --- | --- |',
+    ...rows
+  ]
+  return HEADER.replace('the schemas and error classes', 'src/chain.ts') + lines.join('\n') + '\n'
+}
+
 /** Variables of EnvSchema that `.env.example` does not name (as `NAME=` or `# NAME=`). */
 export function missingFromEnvExample (envSchema, envExample) {
   const named = new Set([...envExample.matchAll(/^#?\s*([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]))
@@ -390,11 +447,14 @@ export async function generate (load, root = ROOT) {
   const { RouteOptionsSchema } = await load('src/route.ts')
   const modules = []
   for (const file of errorModuleFiles(root)) modules.push([file, await load(file)])
+  const { GATEWAY_CHAIN } = await load('src/chain.ts')
+  const api = await load('src/index.ts')
   const readSource = (file) => readFileSync(join(root, file), 'utf8')
   const files = new Map([
     ['docs/reference/environment.md', environmentDoc(EnvSchema, exampleError, problems)],
     ['docs/reference/route-options.md', routeOptionsDoc(RouteOptionsSchema, problems)],
-    ['docs/reference/errors.md', errorsDoc(collectErrors(modules, readSource, problems), codesInSources(root), problems)]
+    ['docs/reference/errors.md', errorsDoc(collectErrors(modules, readSource, problems), codesInSources(root), problems)],
+    ['docs/reference/chain.md', chainDoc(GATEWAY_CHAIN, api, problems)]
   ])
   const missing = missingFromEnvExample(EnvSchema, readSource('.env.example'))
   for (const name of missing) problems.push(`.env.example: ${name} is not listed (add a "# ${name}=" line)`)
