@@ -67,7 +67,7 @@ export interface ChainLink {
   readonly name: string
   readonly phases: readonly ChainPhase[]
   readonly configKeys: readonly ChainConfigKey[]
-  readonly options: (config: GatewayConfig) => FastifyPluginOptions | undefined
+  readonly options: (config: GatewayConfig) => object | undefined
   readonly description: string
   /** Registers the plugin on `fastify` with the options `config` gives; false when it leaves it out. */
   readonly register: (fastify: FastifyInstance, config: GatewayConfig) => Promise<boolean>
