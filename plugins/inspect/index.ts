@@ -1,5 +1,5 @@
 /**
- * gateway-inspect: request inspection (a WAF) with libddwaf and Portcullis's own ruleset.
+ * portcullis-inspect: request inspection (a WAF) with libddwaf and Portcullis's own ruleset.
  *
  * Purpose: block (or, in detect mode, log and count) SQL injection, XSS, path traversal / file
  * inclusion, command injection, PHP/Java/Node code injection and friends before they reach the
@@ -10,7 +10,9 @@
  * and one by one only when that run matches or times out (`flushPending`).
  * Hooks (route-level, attached in `onRoute` only to routes that carry `config.inspect`):
  *   onRequest `inspectOnRequest`: decoded path, query, headers (all but credentials and framing),
- *     cookies; runs after the gateway's global onRequest hooks (auth, rate limits).
+ *     cookies; runs after every instance-level onRequest hook and after the route-level hooks
+ *     of plugins registered before it: register authentication and the route rate limit first, so
+ *     a refused or limited request costs no inspection.
  *   preValidation `inspectBody` (routes with `inspect.body: true`): the body, a Buffer on proxied
  *     routes (Content-Encoding undone within the inspection bound, decoded per its charset, parsed
  *     by content type: JSON, urlencoded, multipart, XML, else raw text) or whatever a host app's
@@ -44,7 +46,7 @@ export { parseField, tuningProblems, type FieldRef } from './fields.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The route's inspection policy (gateway-inspect); absent = not inspected. */
+    /** The route's inspection policy (portcullis-inspect); absent = not inspected. */
     inspect?: InspectRouteConfig
   }
 }
@@ -552,11 +554,12 @@ function compileTuning (policy: Exclude<InspectRouteConfig, false>, detectRules:
 
 /**
  * Request inspection. Register before any route (its `onRoute` hook must see them), after
- * authentication and rate limiting: `app.register(inspectPlugin, { mode: config.inspect.mode,
- * rulesFile: config.inspect.rulesFile })`.
+ * authentication and the route rate limit when they are used: `app.register(inspectPlugin,
+ * { mode: config.inspect.mode, rulesFile: config.inspect.rulesFile })`. Needs no other plugin.
  */
 export const inspectPlugin = fp(gatewayInspect, {
-  name: 'gateway-inspect',
-  fastify: '5.x'
+  name: 'portcullis-inspect',
+  fastify: '5.x',
+  dependencies: []
 })
 export default inspectPlugin

@@ -396,7 +396,7 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
   // No trailing slash: the rest of the path brings its own (as @fastify/http-proxy does it).
   const rewritePrefix = (r.basePath + (route.rewritePrefix ?? '')).replace(/\/+$/, '')
   // With the request guard in front, every path that gets here is already canonical.
-  const checkPath = !scope.hasPlugin('gateway-request-guard')
+  const checkPath = !scope.hasPlugin('portcullis-request-guard')
   const upstreamOrigin = r.upstreamOrigin
   const answerMaxForwards = r.answerMaxForwards
 
