@@ -166,8 +166,10 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
   await fastify.register(overloadPlugin, {})
   await fastify.register(ipFilterPlugin, { allow: [...config.inspect.ipAllow], deny: [...config.inspect.ipDeny] })
+  const { redisUrl, redisSentinels, redisSentinelName, redisSentinelPassword, redisClusterNodes, redisPassword } = config.rateLimit
   const rateLimitStore = {
-    ...(config.rateLimit.redisUrl !== undefined ? { redisUrl: config.rateLimit.redisUrl } : {}),
+    // Unset settings are left out: the plugins' options name only what is configured.
+    ...Object.fromEntries(Object.entries({ redisUrl, redisSentinels, redisSentinelName, redisSentinelPassword, redisClusterNodes, redisPassword }).filter(([, v]) => v !== undefined)),
     redisTimeoutMs: config.rateLimit.redisTimeoutMs,
     failureMode: config.rateLimit.failureMode,
     keyPrefix: config.rateLimit.redisKeyPrefix
