@@ -44,6 +44,9 @@ export function redisTargetOf (o: RedisConnectionOptions): RedisTarget | undefin
   return undefined
 }
 
+/** The error of a write sent to a replica (a primary demoted by a failover). */
+const READONLY = /^READONLY /
+
 /** Longest pause between reconnect attempts. */
 const MAX_RECONNECT_DELAY_MS = 1000
 
@@ -57,9 +60,9 @@ function reconnectDelay (times: number): number {
  *
  * - Sentinel: the client asks the sentinels for the group's primary and connects to it (and
  *   checks its role). When the primary dies, commands fail at once (no offline queue) while the
- *   client asks again, with back-off, until the sentinels have promoted a replica; it also
- *   subscribes to the sentinels' `+switch-master` so a failover of a live primary (manual, or
- *   after a partition) moves it too.
+ *   client asks again, with back-off, until the sentinels have promoted a replica. A primary
+ *   demoted while alive (a manual failover, or after a partition) refuses the scripts with
+ *   READONLY, which sends the client back to the sentinels.
  * - Cluster: commands go to the node serving their key's slot; every rate-limit script touches
  *   the keys of one limit only, hash-tagged to one slot (redis-store.ts).
  */
@@ -95,8 +98,12 @@ export async function createRedisClient (target: RedisTarget, timeoutMs: number)
       // A sentinel that accepts and never answers does not hold the reconnect up.
       sentinelCommandTimeout: connectTimeout,
       sentinelRetryStrategy: reconnectDelay,
-      sentinelReconnectStrategy: reconnectDelay,
-      failoverDetector: true
+      // Not ioredis's failover detector: a `+switch-master` arriving while the client is
+      // reconnecting ends the client for good (its connect is aborted, and an aborted connect is
+      // not retried). A primary demoted while alive answers writes with READONLY instead, and
+      // that reconnects through the sentinels (without replaying the refused command).
+      failoverDetector: false,
+      reconnectOnError: (err: Error) => READONLY.test(err.message) ? 1 : false
     })
   }
   return new ClusterConstructor(target.nodes.map((n) => ({ host: n.host, port: n.port })), {

@@ -192,3 +192,29 @@ t.test('Sentinel: the primary killed mid-traffic; the failure mode applies, neve
   t.equal(up.requests.length - before, 3, 'the upstream received only the admitted requests')
   t.equal(await ask(ha.replica.port, 'GET', `${PREFIX}{/tight|ip:127.0.0.1}`), '10', 'counted on the promoted replica')
 })
+
+t.test('Sentinel: a primary demoted while alive (SENTINEL FAILOVER); the gateway follows the sentinels to the new primary', async (t) => {
+  const ha = await startRedisSentinels(t, { downAfterMs: 1000, failoverTimeoutMs: 3000 })
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    logLevel: 'info',
+    env: { REDIS_SENTINELS: ha.sentinels.join(','), REDIS_SENTINEL_NAME: ha.name, REDIS_TIMEOUT_MS: '500', REDIS_KEY_PREFIX: PREFIX, IP_RATE_LIMIT_MAX: '1000000000' },
+    routes: [defineRoute({ prefix: '/svc', upstream: up.url, auth: false, rateLimit: { max: 1_000_000_000, timeWindow: '1 hour' } })]
+  })
+  await connected(gw)
+  t.equal((await call(gw, '/svc/x')).status, 200)
+  const key = `${PREFIX}{/svc|ip:127.0.0.1}`
+  t.equal(await ask(ha.primary.port, 'GET', key), '1', 'counted on the first primary')
+
+  t.equal(await ask(ha.sentinelPorts[0] as number, 'SENTINEL', 'FAILOVER', ha.name), 'OK')
+  await waitFor(async () => await ha.primaryPort() === ha.replica.port, { timeoutMs: 90_000, intervalMs: 100, message: 'the sentinels to promote the replica' })
+  await waitFor(async () => /role:slave/.test(String(await ask(ha.primary.port, 'INFO', 'replication'))), { timeoutMs: 60_000, intervalMs: 100, message: 'the old primary to become a replica' })
+  const answers: Answer[] = []
+  await waitFor(async () => {
+    const a = await call(gw, '/svc/x')
+    answers.push(a)
+    return a.status === 200 && Number(await ask(ha.replica.port, 'GET', key)) >= 2
+  }, { timeoutMs: 60_000, intervalMs: 50, message: 'the gateway counting on the new primary' })
+  t.ok(answers.every((a) => a.status === 200 || (a.status === 503 && a.code === 'GW_RATE_LIMIT_STORE_UNAVAILABLE')), `200 or the fail-closed 503 only while it moved (${answers.map((a) => a.status).join(' ')})`)
+  t.comment(`store errors while it moved: ${JSON.stringify(gw.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('rate-limit store') && l.level === 40).map((l) => (l.error as { message?: string } | undefined)?.message ?? l.msg))}`)
+})
