@@ -77,7 +77,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   await fastify.register(corsPlugin)
   await fastify.register(authPlugin, config.auth)
   await fastify.register(routeRateLimitPlugin, rateLimitStore)
-  await fastify.register(inspectPlugin, { mode: config.inspect.mode, verdictCacheSize: config.inspect.verdictCacheSize, timeoutMs: config.inspect.timeoutMs, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
+  await fastify.register(inspectPlugin, { mode: config.inspect.mode, detectRules: [...config.inspect.detectRules], verdictCacheSize: config.inspect.verdictCacheSize, timeoutMs: config.inspect.timeoutMs, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
   await fastify.register(proxyPlugin, {
     bodyLimit: config.bodyLimit,
     responseBufferBytes: config.responseBufferBytes,
