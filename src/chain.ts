@@ -22,7 +22,7 @@ import { tracingPlugin } from '../plugins/tracing/index.js'
 import { authPlugin } from '../plugins/auth/index.js'
 import { overloadPlugin } from '../plugins/overload/index.js'
 import { ipFilterPlugin } from '../plugins/ip-filter/index.js'
-import { ipRateLimitPlugin, routeRateLimitPlugin } from '../plugins/rate-limit/index.js'
+import { ipRateLimitPlugin, routeRateLimitPlugin, type IpRateLimitPluginOptions } from '../plugins/rate-limit/index.js'
 import { inspectPlugin } from '../plugins/inspect/index.js'
 
 /**
@@ -86,10 +86,20 @@ function link<O extends FastifyPluginOptions> (entry: ChainEntry<O>): ChainLink 
   })
 }
 
+/** The store settings both rate-limit tiers take. */
+type RateLimitStoreOptions = Pick<IpRateLimitPluginOptions, 'redisUrl' | 'redisSentinels' | 'redisSentinelName' | 'redisSentinelPassword' | 'redisClusterNodes' | 'redisPassword' | 'redisTimeoutMs' | 'failureMode' | 'keyPrefix'>
+
 /** The Redis store options both rate-limit tiers share. */
-function rateLimitStore (config: GatewayConfig): { redisUrl?: string, redisTimeoutMs: number, failureMode: 'closed' | 'open', keyPrefix: string } {
+function rateLimitStore (config: GatewayConfig): RateLimitStoreOptions {
+  const { redisUrl, redisSentinels, redisSentinelName, redisSentinelPassword, redisClusterNodes, redisPassword } = config.rateLimit
   return {
-    ...(config.rateLimit.redisUrl !== undefined ? { redisUrl: config.rateLimit.redisUrl } : {}),
+    // Unset settings are left out: the plugins' options name only what is configured.
+    ...(redisUrl !== undefined ? { redisUrl } : {}),
+    ...(redisSentinels !== undefined ? { redisSentinels } : {}),
+    ...(redisSentinelName !== undefined ? { redisSentinelName } : {}),
+    ...(redisSentinelPassword !== undefined ? { redisSentinelPassword } : {}),
+    ...(redisClusterNodes !== undefined ? { redisClusterNodes } : {}),
+    ...(redisPassword !== undefined ? { redisPassword } : {}),
     redisTimeoutMs: config.rateLimit.redisTimeoutMs,
     failureMode: config.rateLimit.failureMode,
     keyPrefix: config.rateLimit.redisKeyPrefix

@@ -6,7 +6,7 @@
  *   before authentication (a route-level hook) wherever it is registered: it throttles every
  *   request, unrouted ones (404, spelling variants) included, so invalid credentials cannot mint
  *   fresh buckets. Counters live in memory (LRU bounded), or
- *   with REDIS_URL in Redis under `<keyPrefix>ip|`, shared by every instance. While Redis fails,
+ *   with Redis in Redis under `<keyPrefix>ip|{<client>}`, shared by every instance. While Redis fails,
  *   each instance counts in its own memory instead (whatever REDIS_FAILURE_MODE says): this tier
  *   runs on every request, health probes included, so `closed` would answer 503 to all of them
  *   and `open` would drop the flood guard in front of auth. Options: IP_RATE_LIMIT_MAX/_WINDOW.
@@ -19,10 +19,14 @@
  *   (`rateLimitRouteOnRequest`) appended in `onRoute`: route-level hooks run after every
  *   instance-level `onRequest` hook, and authentication prepends its own, so `request.consumer` is
  *   set when it runs (without an authentication plugin, requests count per IP); routes without a
- *   policy pay nothing. Counters live in memory, or in Redis (REDIS_URL) for every instance.
+ *   policy pay nothing. Counters live in memory, or in Redis for every instance.
  *   A Redis failure applies REDIS_FAILURE_MODE within REDIS_TIMEOUT_MS of the request asking:
  *   `closed` answers 503 GW_RATE_LIMIT_STORE_UNAVAILABLE with Retry-After, `open` admits. The
  *   outage is logged once per interval with a count (store.ts), not per request.
+ *
+ * Redis is one server (`redisUrl`), the primary Sentinel names (`redisSentinels`,
+ * `redisSentinelName`; followed through failovers) or a Redis Cluster (`redisClusterNodes`);
+ * each limit's keys are hash-tagged to one slot (redis-store.ts).
  *
  * Both answer 429 GW_RATE_LIMITED with `Retry-After` and the draft RateLimit headers
  * (`ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset`), publish `rateLimited`, and the
@@ -31,7 +35,6 @@
 import fastifyRateLimit, { type RateLimitPluginOptions } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Redis } from 'ioredis'
 import { clientKey, decorateClientKey } from '../ip-filter/client-ip.js'
 import { rateLimited } from '../observability/signals.js'
 import { RateLimitConfigError, RateLimitedError, RateLimitStoreUnavailableError } from './errors.js'
@@ -40,6 +43,7 @@ import {
   RateLimitRouteConfigSchema,
   RouteRateLimitOptionsSchema,
   burstProblem,
+  redisProblems,
   windowMs,
   windowProblem,
   type IpRateLimitOptions,
@@ -50,7 +54,7 @@ import {
 } from './schema.js'
 import { memoryGcraStore, redisGcraStore } from './gcra.js'
 import { DeadlineQueue, redisFixedWindowStore } from './redis-store.js'
-import { closeRedis, createRedisClient, StoreMonitor, waitReadyOnDatabase } from './store.js'
+import { closeRedis, createRedisClient, redisTargetOf, StoreMonitor, waitReadyOnDatabase, type RedisClient, type RedisTarget } from './store.js'
 import { compileOptions, schemaProblems } from './validate.js'
 
 export type { IpRateLimitPluginOptions, RateLimitPolicy, RateLimitRouteConfig, RouteRateLimitPluginOptions } from './schema.js'
@@ -122,7 +126,7 @@ interface StoreOptions {
 }
 
 interface SharedStore {
-  readonly redis: Redis
+  readonly redis: RedisClient
   readonly monitor: StoreMonitor
   readonly deadlines: DeadlineQueue
 }
@@ -132,8 +136,8 @@ interface SharedStore {
  * the failure mode applies until it is back. A server that answers but refuses the URL's
  * database is a configuration error.
  */
-async function openStore (fastify: FastifyInstance, redisUrl: string, options: StoreOptions, tier: 'ip' | 'route'): Promise<SharedStore> {
-  const redis = await createRedisClient(redisUrl, options.redisTimeoutMs)
+async function openStore (fastify: FastifyInstance, target: RedisTarget, options: StoreOptions, tier: 'ip' | 'route'): Promise<SharedStore> {
+  const redis = await createRedisClient(target, options.redisTimeoutMs)
   // The per-IP tier falls back to this instance's memory, whatever the failure mode.
   const monitor = new StoreMonitor(fastify.log, options.failureLogIntervalMs, tier === 'ip' ? 'local' : options.failureMode, tier)
   monitor.watch(redis)
@@ -182,8 +186,10 @@ async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateL
   const options = compileOptions<IpRateLimitOptions>(IpRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError, (o, problems) => {
     const p = windowProblem('timeWindow', o.timeWindow)
     if (p !== undefined) problems.push(p)
+    problems.push(...redisProblems(o))
   })
-  const shared = options.redisUrl === undefined ? undefined : await openStore(fastify, options.redisUrl, options, 'ip')
+  const target = redisTargetOf(options)
+  const shared = target === undefined ? undefined : await openStore(fastify, target, options, 'ip')
   decorateClientKey(fastify)
   const settings: RateLimitPluginOptions = {
     ...HEADERS,
@@ -236,9 +242,11 @@ function routeName (routeOptions: RouteOptions): string {
 }
 
 async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: RouteRateLimitPluginOptions): Promise<void> {
-  const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError)
-
-  const shared = options.redisUrl === undefined ? undefined : await openStore(fastify, options.redisUrl, options, 'route')
+  const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError, (o, problems) => {
+    problems.push(...redisProblems(o))
+  })
+  const target = redisTargetOf(options)
+  const shared = target === undefined ? undefined : await openStore(fastify, target, options, 'route')
 
   fastify.decorateRequest(kBucket, null)
   decorateClientKey(fastify)
