@@ -66,14 +66,21 @@ function counterpartLists (kind: ListKind): readonly number[] {
   return Object.freeze(out)
 }
 
+/** Per list number: the number of the list it takes values of (-1 for a standard list). */
+export const SOURCE_LIST: readonly number[] = Object.freeze(LISTS.map((e) => e.of === undefined ? -1 : listNumber(e.of)))
+
 /** Per list number: its bare-word list (-1 when its values are not split by shape). */
 export const BARE_WORD_LIST = counterpartLists('bareWords')
 /** Per list number: its text-word list (-1 when its values are not split by shape). */
 export const TEXT_WORD_LIST = counterpartLists('textWords')
-/** Per list number: its prose list (-1 when none). */
-export const PROSE_LIST = counterpartLists('prose')
 /** Per list number: the screened list of a text-word list (-1 for any other list). */
 export const SCREENED_LIST = counterpartLists('screened')
+
+// The extraction relies on these: a source split by shape has both word lists, text words a screened list.
+for (let i = 0; i < LIST_COUNT; i++) {
+  if ((BARE_WORD_LIST[i] === -1) !== (TEXT_WORD_LIST[i] === -1)) throw new Error('addresses.json: a list split by shape needs both a bareWords and a textWords list')
+  if ((TEXT_WORD_LIST[i] as number) !== -1 && SCREENED_LIST[TEXT_WORD_LIST[i] as number] === -1) throw new Error('addresses.json: a textWords list needs a screened list')
+}
 
 /** What the JavaScript screen does with a list's values (screen.ts). */
 export const SCREEN_NONE = 0
@@ -81,9 +88,6 @@ export const SCREEN_NONE = 0
 export const SCREEN_BARE = 1
 /** Text words: a value the screen clears goes to the screened list, when some rule reads it. */
 export const SCREEN_TEXT = 2
-/** Per list number: the number of the list it takes values of (-1 for a standard list). */
-export const SOURCE_LIST: readonly number[] = Object.freeze(LISTS.map((e) => e.of === undefined ? -1 : listNumber(e.of)))
-
 /** Per list number: SCREEN_NONE, SCREEN_BARE or SCREEN_TEXT. */
 export const SCREEN_KIND: Readonly<Uint8Array> = Uint8Array.from(LISTS, (e) => e.kind === 'bareWords' ? SCREEN_BARE : e.kind === 'textWords' ? SCREEN_TEXT : SCREEN_NONE)
 

@@ -94,42 +94,51 @@ export interface WordScreen {
 }
 
 export class Collected implements Record<ListName, string[]> {
-  path: string[] = []
-  query: string[] = []
-  headers: string[] = []
-  cookies: string[] = []
-  body: string[] = []
-  keys: string[] = []
-  files: string[] = []
-  text: string[] = []
-  words: string[] = []
-  queryWords: string[] = []
-  cookieWords: string[] = []
-  bodyWords: string[] = []
-  keyText: string[] = []
-  queryText: string[] = []
-  cookieText: string[] = []
-  bodyText: string[] = []
-  keyTextScreened: string[] = []
-  queryTextScreened: string[] = []
-  cookieTextScreened: string[] = []
-  bodyTextScreened: string[] = []
+  readonly path: string[] = []
+  readonly query: string[] = []
+  readonly headers: string[] = []
+  readonly cookies: string[] = []
+  readonly body: string[] = []
+  readonly keys: string[] = []
+  readonly files: string[] = []
+  readonly text: string[] = []
+  readonly words: string[] = []
+  readonly queryWords: string[] = []
+  readonly cookieWords: string[] = []
+  readonly bodyWords: string[] = []
+  readonly keyText: string[] = []
+  readonly queryText: string[] = []
+  readonly cookieText: string[] = []
+  readonly bodyText: string[] = []
+  readonly keyTextScreened: string[] = []
+  readonly queryTextScreened: string[] = []
+  readonly cookieTextScreened: string[] = []
+  readonly bodyTextScreened: string[] = []
+  /**
+   * The lists by list number: addresses.json's order, checked when this module loads (a literal
+   * array of the fields keeps constructing a Collected as cheap as constructing its lists).
+   */
+  private readonly lists: string[][] = [this.path, this.query, this.headers, this.cookies, this.body, this.keys, this.files, this.text, this.words, this.queryWords, this.cookieWords, this.bodyWords,
+    this.keyText, this.queryText, this.cookieText, this.bodyText, this.keyTextScreened, this.queryTextScreened, this.cookieTextScreened, this.bodyTextScreened]
+
+  static {
+    const probe = new Collected(0)
+    const ordered = probe.lists.length === LIST_COUNT && LISTS.every((e, i) => probe.lists[i] === probe[e.name])
+    if (!ordered) throw new Error('Collected: its lists are not in the order of addresses.json')
+  }
+
   private chars = 0
   private readonly budget: number
   /** Sets of the short values of long lists, made only when a list grows past DEDUPE_SCAN_MAX. */
   private seen: Map<string[], Set<string>> | undefined
 
   private readonly cache: VerdictCache | undefined
-  /** The lists by list number (addresses.ts). */
-  private readonly lists: string[][] = []
-
   private readonly screen: WordScreen | undefined
 
   constructor (budget: number, cache?: VerdictCache, screen?: WordScreen) {
     this.budget = budget
     this.cache = cache
     this.screen = screen
-    for (let i = 0; i < LIST_COUNT; i++) this.lists.push(this[(LISTS[i] as { name: ListName }).name])
   }
 
   /** Remembers every value of this (clean) evaluation in the cache it was collected with. */
@@ -149,12 +158,10 @@ export class Collected implements Record<ListName, string[]> {
     // A value of a source split by shape that is a bare word (ids, numbers, enum values: most of
     // them) is read only by the rules that can match a bare word: no decoding transformer changes
     // it. Other text words (names, search terms, dates) are read only by the rules that can match one.
-    const bare = BARE_WORD_LIST[n] ?? -1
-    if (bare !== -1 && value.length <= BARE_WORD_MAX_CHARS && BARE_WORD.test(value)) {
-      n = bare
-    } else {
-      const text = TEXT_WORD_LIST[n] ?? -1
-      if (text !== -1 && TEXT_WORD.test(value)) n = text
+    const bare = BARE_WORD_LIST[n] as number
+    if (bare !== -1) {
+      if (value.length <= BARE_WORD_MAX_CHARS && BARE_WORD.test(value)) n = bare
+      else if (TEXT_WORD.test(value)) n = TEXT_WORD_LIST[n] as number
     }
     this.chars += value.length
     if (this.chars > this.budget) throw new InspectLimitError('size')
