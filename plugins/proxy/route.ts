@@ -42,8 +42,8 @@ import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from '
 import '../auth/consumer.js'
 import { routeConfigWith } from '../../src/route-config.js'
 
-const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
-const DEFAULT_TIMEOUT_MS = 30_000
+export const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+export const DEFAULT_TIMEOUT_MS = 30_000
 const kInFlight = Symbol('portcullis.inFlight')
 const ZEROS = /^0+$/
 
