@@ -14,7 +14,7 @@ import envSchema from 'env-schema'
 import { windowProblem } from '../plugins/rate-limit/schema.js'
 import { stripNameProblem } from '../plugins/proxy/client-headers.js'
 import { unknownVariableWarnings } from './env-names.js'
-import { ConfigError } from './errors.js'
+import { ConfigError } from '../lib/errors.js'
 import { readText } from './files.js'
 import { PUBLISHED_PLACEHOLDERS, SECRETS_COMMAND, weakSecretReason } from './secrets.js'
 

@@ -30,14 +30,15 @@ import { inspectMatch } from '../observability/signals.js'
 import { compileOptions, schemaProblems } from '../rate-limit/validate.js'
 import { createEngine, type InspectEngine, type InspectMatch, type InspectResult } from './engine.js'
 import { decodeBody, parseContentEncoding, type Coding } from './decode.js'
-import { InspectBlockedError, InspectBodyInvalidError, InspectCharsetUnsupportedError, InspectConfigError, InspectEncodingUnsupportedError, InspectTooLargeError } from './errors.js'
+import { InspectBlockedError, InspectBodyInvalidError, InspectCharsetUnsupportedError, InspectEncodingUnsupportedError, InspectTooLargeError, pluginConfigError } from '../../lib/errors.js'
+
+const invalid = pluginConfigError('Invalid inspection configuration', 'GW_INSPECT_CONFIG_INVALID')
 import { Collected, InspectLimitError, VerdictCache, collectBody, collectHeaders, collectUrl, rawBodyLimit, type ExtractLimits } from './extract.js'
 import { InspectOptionsSchema, InspectRouteConfigSchema, type InspectOptions, type InspectPluginOptions, type InspectRouteConfig } from './schema.js'
 
 export { createEngine, evaluateRequest, InspectEngine, BUILTIN_RULES_FILE } from './engine.js'
 export type { InspectMatch, InspectResult } from './engine.js'
 export { collectRequest, InspectLimitError, type ExtractLimits, type RequestLike } from './extract.js'
-export { InspectBlockedError, InspectBodyInvalidError, InspectCharsetUnsupportedError, InspectConfigError, InspectEncodingUnsupportedError, InspectTooLargeError } from './errors.js'
 export type { InspectPluginOptions, InspectOptions, InspectRouteConfig } from './schema.js'
 
 declare module 'fastify' {
@@ -114,7 +115,7 @@ function contentTypeOf (request: FastifyRequest): string | undefined {
 }
 
 async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPluginOptions): Promise<void> {
-  const options = compileOptions<InspectOptions>(InspectOptionsSchema, rawOptions, InspectConfigError)
+  const options = compileOptions<InspectOptions>(InspectOptionsSchema, rawOptions, invalid)
   const limits: ExtractLimits = Object.freeze({
     maxInspectBytes: options.maxInspectBytes,
     maxBodyDepth: options.maxBodyDepth,
@@ -132,7 +133,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     try {
       engine = createEngine(options.rulesFile)
     } catch (err) {
-      throw new InspectConfigError(`ruleset: ${err instanceof Error ? err.message : 'cannot be loaded'}`, { cause: err })
+      throw invalid([`ruleset: ${err instanceof Error ? err.message : 'cannot be loaded'}`], err)
     }
     const cache = engine.cacheable && options.verdictCacheSize > 0 ? new VerdictCache(options.verdictCacheSize) : undefined
     fastify.log.debug({ verdictCache: cache === undefined ? 'off' : options.verdictCacheSize }, 'inspection engine loaded')
@@ -163,7 +164,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     request.log.info({
       inspect: { rules: matches.map((m) => m.ruleId), families: [...new Set(matches.map((m) => m.family))], timeout: result.timeout, mode: policy.mode, phase }
     }, blocked ? 'request blocked by inspection' : 'inspection match (detect mode)')
-    if (blocked) throw new InspectBlockedError(String(request.id))
+    if (blocked) throw new InspectBlockedError()
   }
 
   /** Turns an extraction refusal into the coded client error (or a log line in detect mode). */
@@ -377,11 +378,11 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     if (raw === undefined || raw === false) return
     const where = routeName(routeOptions)
     const problems = schemaProblems(InspectRouteConfigSchema, raw, 'config.inspect')
-    if (problems.length > 0) throw new InspectConfigError(`${where}: ${problems.join('; ')}`)
+    if (problems.length > 0) throw invalid([`${where}: ${problems.join('; ')}`])
     const policy = raw as Exclude<InspectRouteConfig, false>
     const { engine, cache } = load()
     const unknownIds = (policy.exclude ?? []).filter((id) => !engine.ruleIds.has(id))
-    if (unknownIds.length > 0) throw new InspectConfigError(`${where}: config.inspect.exclude: unknown rule ids ${unknownIds.join(', ')}`)
+    if (unknownIds.length > 0) throw invalid([`${where}: config.inspect.exclude: unknown rule ids ${unknownIds.join(', ')}`])
     const mode = policy.mode ?? options.mode
     const compiled: RoutePolicy = Object.freeze({
       block: mode === 'block',

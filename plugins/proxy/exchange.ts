@@ -38,7 +38,7 @@ import type { FastifyReply } from 'fastify'
 import { rewriteClientResponseHeaders } from './headers.js'
 import type { Target } from './upstream-pool.js'
 import { upstreamDeadlines, type Deadlined } from './deadlines.js'
-import { ClientGoneError } from './errors.js'
+import { ClientGoneError } from '../../lib/errors.js'
 
 type UpstreamHeaders = Record<string, string | string[] | undefined>
 

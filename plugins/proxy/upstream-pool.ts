@@ -9,7 +9,7 @@
  */
 import type { Dispatcher } from 'undici'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import { BodyTooLargeError, UpstreamUnavailableError } from './errors.js'
+import { BodyTooLargeError, UpstreamUnavailableError } from '../../lib/errors.js'
 import { UpstreamExchange, type ExchangeCallback, type ExchangeOwner, type UpstreamRequest } from './exchange.js'
 import { upstreamDeadlines } from './deadlines.js'
 

@@ -33,7 +33,9 @@ import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
 import { clientKey, decorateClientKey } from '../ip-filter/client-ip.js'
 import { rateLimited } from '../observability/signals.js'
-import { RateLimitConfigError, RateLimitedError, RateLimitStoreUnavailableError } from './errors.js'
+import { pluginConfigError, RateLimitedError, RateLimitStoreUnavailableError } from '../../lib/errors.js'
+
+const invalid = pluginConfigError('Invalid rate-limit configuration', 'GW_RATE_LIMIT_CONFIG_INVALID')
 import {
   IpRateLimitOptionsSchema,
   RateLimitRouteConfigSchema,
@@ -103,7 +105,7 @@ async function buildLimiter (fastify: FastifyInstance, settings: RateLimitPlugin
     await scope.register(fastifyRateLimit, { ...settings, global: false })
     handler = scope.rateLimit() as unknown as LimiterHandler
   })
-  if (handler === undefined) throw new RateLimitConfigError('@fastify/rate-limit did not load')
+  if (handler === undefined) throw invalid(['@fastify/rate-limit did not load'])
   return handler
 }
 
@@ -148,7 +150,7 @@ async function openStore (fastify: FastifyInstance, redisUrl: string, options: S
   } catch (err) {
     monitor.close()
     await closeRedis(redis)
-    throw new RateLimitConfigError(`redisUrl: the server refused the database it names (${(err as Error).message})`, { cause: err })
+    throw invalid([`redisUrl: the server refused the database it names (${(err as Error).message})`], err)
   }
   if (!ready) {
     fastify.log.warn({ tier, failureMode: tier === 'ip' ? 'local' : options.failureMode }, 'rate-limit store (redis) not reachable at startup')
@@ -178,7 +180,7 @@ function guarded (limiter: LimiterHandler, monitor: StoreMonitor, options: Store
 }
 
 async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateLimitPluginOptions): Promise<void> {
-  const options = compileOptions<IpRateLimitOptions>(IpRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError, (o, problems) => {
+  const options = compileOptions<IpRateLimitOptions>(IpRateLimitOptionsSchema, rawOptions ?? {}, invalid, (o, problems) => {
     const p = windowProblem('timeWindow', o.timeWindow)
     if (p !== undefined) problems.push(p)
   })
@@ -235,7 +237,7 @@ function routeName (routeOptions: RouteOptions): string {
 }
 
 async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: RouteRateLimitPluginOptions): Promise<void> {
-  const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError)
+  const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, invalid)
 
   const shared = options.redisUrl === undefined ? undefined : await openStore(fastify, options.redisUrl, options, 'route')
 
@@ -304,7 +306,7 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
         const b = burstProblem('config.rateLimit', policy as RateLimitPolicy)
         if (b !== undefined) problems.push(b)
       }
-      if (problems.length > 0) throw new RateLimitConfigError(`${where}: ${problems.join('; ')}`)
+      if (problems.length > 0) throw invalid([`${where}: ${problems.join('; ')}`])
       const valid = policy as RateLimitPolicy
       // The template names the budget (in Redis keys too), so every instance with the same route
       // table derives the same names; another policy on the same template adds its methods.

@@ -15,7 +15,7 @@
  * every gateway instance sharing the Redis.
  */
 import type { Redis } from 'ioredis'
-import { RateLimitStoreTimeoutError } from './errors.js'
+import { RateLimitStoreTimeoutError } from '../../lib/errors.js'
 
 /** What @fastify/rate-limit expects of a store's answer. */
 export interface StoreAnswer { current: number, ttl: number }

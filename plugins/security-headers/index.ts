@@ -23,7 +23,7 @@
 import fp from 'fastify-plugin'
 import helmet from 'helmet'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { ConfigError } from '../../src/errors.js'
+import { ConfigError } from '../../lib/errors.js'
 import { CORS_RESPONSE_HEADERS } from '../cors/schema.js'
 import type {} from '../cors/index.js'
 import { resolveSecurityHeadersOptions, type SecurityHeadersOptions, type SecurityHeadersPluginOptions } from './schema.js'

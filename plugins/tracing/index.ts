@@ -18,7 +18,7 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { ConfigError } from '../../src/errors.js'
+import { ConfigError } from '../../lib/errors.js'
 import { kTraceparent, kTracestate, type TracedRequest } from './propagation.js'
 import { parseTraceparent, randomHex, validTracestate } from './trace-context.js'
 import { resolveTracingOptions, type TracingPluginOptions } from './schema.js'
