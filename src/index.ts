@@ -23,7 +23,7 @@ export { observabilityPlugin, genRequestId, redactUrl, REDACT_PATHS } from '../p
 export type { ObservabilityPluginOptions, GatewayState } from '../plugins/observability/index.js'
 export { requestGuardPlugin } from '../plugins/request-guard/index.js'
 export type { RequestGuardOptions } from '../plugins/request-guard/index.js'
-export type { Consumer, PortcullisClaims } from '../plugins/auth/consumer.js'
+export type { Consumer, PortcullisClaims } from '../lib/consumer.js'
 export type { AuthRouteConfig, AuthStrategy, AuthPolicy } from '../plugins/auth/schema.js'
 export type { RateLimitRouteConfig, RateLimitPolicy } from '../plugins/rate-limit/schema.js'
 export type { InspectRouteConfig } from '../plugins/inspect/schema.js'

@@ -19,7 +19,7 @@ import { BlockList, isIPv4, isIPv6, type Server as NetServer, type Socket } from
 import { Server as TlsServer, type TLSSocket } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
 import { rawResponse } from '../lib/errors.js'
-import { normalizeIp } from '../plugins/ip-filter/client-ip.js'
+import { normalizeIp } from '../lib/client-ip.js'
 import { parseIpEntry } from '../plugins/ip-filter/schema.js'
 
 /** The source address a PROXY header announces. */

@@ -15,7 +15,7 @@
 import { BlockList } from 'node:net'
 import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { normalizeIp } from './client-ip.js'
+import { normalizeIp } from '../../lib/client-ip.js'
 import { IpForbiddenError, UnsupportedMediaTypeError } from '../../lib/errors.js'
 import {
   AllowedContentTypesSchema,
@@ -27,10 +27,10 @@ import {
   type IpFilterPluginOptions,
   type IpFilterRouteConfig
 } from './schema.js'
-import { schemaProblems } from '../rate-limit/validate.js'
-import { routeConfigWith } from '../../src/route-config.js'
+import { schemaProblems } from '../../lib/validate.js'
+import { routeConfigWith } from '../../lib/route-config.js'
 
-export { clientIp, clientKey, clientKeyOf, normalizeIp, INVALID_CLIENT_KEY } from './client-ip.js'
+export { clientIp, clientKey, clientKeyOf, normalizeIp, INVALID_CLIENT_KEY } from '../../lib/client-ip.js'
 export type { IpFilterPluginOptions, IpFilterRouteConfig } from './schema.js'
 
 declare module 'fastify' {

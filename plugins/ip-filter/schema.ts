@@ -4,7 +4,7 @@
  */
 import { isIP } from 'node:net'
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import { compileOptions } from '../rate-limit/validate.js'
+import { compileOptions } from '../../lib/validate.js'
 import { pluginConfigError } from '../../lib/errors.js'
 
 /** The startup error of the ip-filter plugin (GW_IP_FILTER_CONFIG_INVALID). */

@@ -22,12 +22,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import {
   authFailure, inspectMatch, rateLimited, storeState, upstreamError,
   type AuthFailureSignal, type InspectMatchSignal, type RateLimitedSignal, type StoreStateSignal, type UpstreamErrorSignal
-} from '../observability/signals.js'
+} from '../../lib/signals.js'
 import { HistogramCell, RequestCells, RouteHistogram } from './cells.js'
 import { BoundedLabel, UNROUTED, methodLabel } from './labels.js'
 import { defaultInstance, resolveMetricsOptions, type MetricsPluginOptions } from './schema.js'
 import '../proxy/route.js'
-import { routeConfigWith } from '../../src/route-config.js'
+import { routeConfigWith } from '../../lib/route-config.js'
 
 export type { MetricsPluginOptions } from './schema.js'
 

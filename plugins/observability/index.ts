@@ -11,7 +11,7 @@ import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { kTarget, type Target } from '../proxy/upstream-pool.js'
 import { redactUrl } from './redact.js'
-import '../auth/consumer.js'
+import '../../lib/consumer.js'
 
 /** Process state the health endpoints report. */
 export interface GatewayState {

@@ -15,7 +15,7 @@ import { getHeapStatistics } from 'node:v8'
 import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { compileOptions } from '../rate-limit/validate.js'
+import { compileOptions } from '../../lib/validate.js'
 import { OverloadedError, pluginConfigError } from '../../lib/errors.js'
 import { OverloadOptionsSchema, type OverloadOptions, type OverloadPluginOptions } from './schema.js'
 

@@ -31,8 +31,8 @@ import fastifyRateLimit, { type RateLimitPluginOptions } from '@fastify/rate-lim
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Redis } from 'ioredis'
-import { clientKey, decorateClientKey } from '../ip-filter/client-ip.js'
-import { rateLimited } from '../observability/signals.js'
+import { clientKey, decorateClientKey } from '../../lib/client-ip.js'
+import { rateLimited } from '../../lib/signals.js'
 import { pluginConfigError, RateLimitedError, RateLimitStoreUnavailableError } from '../../lib/errors.js'
 
 const invalid = pluginConfigError('Invalid rate-limit configuration', 'GW_RATE_LIMIT_CONFIG_INVALID')
@@ -52,7 +52,7 @@ import {
 import { memoryGcraStore, redisGcraStore } from './gcra.js'
 import { DeadlineQueue, redisFixedWindowStore } from './redis-store.js'
 import { closeRedis, createRedisClient, StoreMonitor, waitReadyOnDatabase } from './store.js'
-import { compileOptions, schemaProblems } from './validate.js'
+import { compileOptions, schemaProblems } from '../../lib/validate.js'
 
 export type { IpRateLimitPluginOptions, RateLimitPolicy, RateLimitRouteConfig, RouteRateLimitPluginOptions } from './schema.js'
 export { RateLimitRouteConfigSchema } from './schema.js'

@@ -9,7 +9,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { Redis } from 'ioredis'
-import { storeState } from '../observability/signals.js'
+import { storeState } from '../../lib/signals.js'
 
 /** Longest pause between reconnect attempts. */
 const MAX_RECONNECT_DELAY_MS = 1000

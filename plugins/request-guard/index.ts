@@ -32,7 +32,7 @@ import fp from 'fastify-plugin'
 import { constants as h2constants, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { BadRequestFramingError, ConfigError, HeadersTooLargeError, InvalidRequestError, NonCanonicalPathError, UpgradeNotAllowedError, UriTooLongError } from '../../lib/errors.js'
-import { BAD_PATH } from './path.js'
+import { BAD_PATH } from '../../lib/path.js'
 import { RouteTable } from './route-table.js'
 import { ownExpectations } from './expect.js'
 
