@@ -26,7 +26,7 @@ import {
 import { HistogramCell, RequestCells, RouteHistogram } from './cells.js'
 import { BoundedLabel, UNROUTED, methodLabel } from './labels.js'
 import { defaultInstance, resolveMetricsOptions, type MetricsPluginOptions } from './schema.js'
-import '../proxy/route.js'
+import '../../lib/route-contract.js'
 import { routeConfigWith } from '../../lib/route-config.js'
 
 export type { MetricsPluginOptions } from './schema.js'

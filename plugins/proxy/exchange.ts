@@ -36,7 +36,7 @@ import { Readable } from 'node:stream'
 import { errors as undiciErrors, util as undiciUtil, type Dispatcher } from 'undici'
 import type { FastifyReply } from 'fastify'
 import { rewriteClientResponseHeaders } from './headers.js'
-import type { Target } from './upstream-pool.js'
+import type { Target } from './target.js'
 import { upstreamDeadlines, type Deadlined } from './deadlines.js'
 import { ClientGoneError } from '../../lib/errors.js'
 

@@ -69,7 +69,7 @@ export function layerRule (from: string, to: string): string | undefined {
   if (a.startsWith('plugins/')) {
     if (b === 'lib' || b === a) return undefined
     if (b === 'src') return `a plugin imports only lib/ and its own folder; src/ is the app on top of the plugins (move what ${a} needs into lib/)`
-    if (b.startsWith('plugins/')) return `a plugin imports only lib/ and its own folder, never another plugin (share through lib/ or a Fastify decorator)`
+    if (b.startsWith('plugins/')) return 'a plugin imports only lib/ and its own folder, never another plugin (share through lib/ or a Fastify decorator)'
     return 'a plugin imports only lib/ and its own folder'
   }
   return undefined
@@ -87,9 +87,13 @@ export function layerViolations (graph: ImportGraph): string[] {
   return out
 }
 
-/** Every import cycle (strongly connected component of more than one file, or a file importing itself), each as `a.ts -> b.ts -> a.ts`. */
+/**
+ * Every import cycle, one line per strongly connected component (files that all reach each
+ * other): its shortest cycle through its first file, `a.ts -> b.ts -> a.ts`, and when more files
+ * are caught in it, ` (files in the circle: ...)`.
+ */
 export function importCycles (graph: ImportGraph): string[] {
-  // Tarjan's strongly connected components, iterative-free (the graph is small).
+  // Tarjan's strongly connected components (recursive: the graph is small).
   let index = 0
   const indices = new Map<string, number>()
   const low = new Map<string, number>()
@@ -123,7 +127,10 @@ export function importCycles (graph: ImportGraph): string[] {
     }
   }
   for (const v of graph.keys()) if (!indices.has(v)) visit(v)
-  return components.map((component) => describeCycle(graph, new Set(component)))
+  return components.map((component) => {
+    const cycle = describeCycle(graph, new Set(component))
+    return component.length > cycle.split(' -> ').length - 1 ? `${cycle} (files in the circle: ${component.sort().join(', ')})` : cycle
+  })
 }
 
 /** One concrete cycle through a component, from its first file (sorted) back to it. */
