@@ -4,7 +4,7 @@
  * Hooks: onRequest `metricsOnRequest` (in-flight), onResponse `metricsOnResponse` (requests by
  * route, method and status; latency histogram), onRequestAbort `metricsOnAbort` (in-flight).
  * onRoute `metricsOnRoute` precomputes each route's label and prom-client children.
- * Signals (node:diagnostics_channel, see plugins/observability/signals.ts): upstreamError,
+ * Signals (node:diagnostics_channel, see lib/signals.ts): upstreamError,
  * authFailure, rateLimited, inspectMatch, storeState.
  * Config key read: `proxy` (the route label of a proxied route is its public prefix).
  * Admin listener: node:http on `host:port`, GET/HEAD /metrics only (404 otherwise), started in
