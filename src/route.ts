@@ -242,7 +242,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
       // name the route module they come from.
       if (err instanceof ConfigError && err.where === undefined) {
         const where = `${file} (route ${frozen.prefix})`
-        throw new ConfigError(where, err.problems, where)
+        throw new ConfigError(where, err.problems, where, { code: err.code })
       }
       throw err
     }
