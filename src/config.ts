@@ -64,6 +64,7 @@ export const EnvSchema = Type.Object({
   PUBLIC_HOSTS: Type.Optional(Type.String({ description: 'Host names clients may address, comma separated (`api.example.com`, `*.example.com` for its subdomains; any port). A proxied request naming another `Host` or `:authority` gets 400 and is not forwarded. Unset = any well-formed host, which goes upstream as `x-forwarded-host`.' })),
   PATH_CHECK: Type.Union([Type.Literal('strict'), Type.Literal('literal')], { default: 'strict', description: '`strict` refuses paths that case-folding or path-normalising backends (IIS, Tomcat, Spring, Express) read as another route; `literal` routes the literal path only.' }),
   INSPECT_RULES_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one.' })),
+  INSPECT_DETECT_RULES: Type.Optional(Type.String({ description: 'Rule ids in detect mode on every inspected route, comma separated: logged and counted, never blocking (shadow a rule before enforcing it).' })),
   INSPECT_MODE: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Default inspection mode for routes that do not set one.' }),
   INSPECT_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 10_000, default: 50, description: 'Engine time budget per inspection; a request whose inspection runs past it is refused in block mode (fail closed) and logged in detect mode.' }),
   INSPECT_CACHE_SIZE: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000, description: 'Clean values remembered per generation so repeated benign values skip the engine (0 = off).' }),
@@ -264,6 +265,8 @@ export interface GatewayConfig {
   readonly inspect: {
     readonly rulesFile: string | undefined
     readonly mode: 'block' | 'detect'
+    /** Rule ids in detect mode on every inspected route (INSPECT_DETECT_RULES). */
+    readonly detectRules: readonly string[]
     readonly verdictCacheSize: number
     /** Engine time budget per inspection, ms (INSPECT_TIMEOUT_MS). */
     readonly timeoutMs: number
@@ -486,7 +489,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     },
     pathCheck: e.PATH_CHECK,
     publicHosts,
-    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, verdictCacheSize: e.INSPECT_CACHE_SIZE, timeoutMs: e.INSPECT_TIMEOUT_MS, ipAllow, ipDeny },
+    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, detectRules: [...new Set(list(e.INSPECT_DETECT_RULES))], verdictCacheSize: e.INSPECT_CACHE_SIZE, timeoutMs: e.INSPECT_TIMEOUT_MS, ipAllow, ipDeny },
     admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST, instance: e.INSTANCE_ID },
     workers,
     tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined

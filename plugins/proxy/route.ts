@@ -37,8 +37,8 @@ import '../../lib/consumer.js'
 import type { ProxyRouteInfo } from '../../lib/route-contract.js'
 import { routeConfigWith } from '../../lib/route-config.js'
 
-const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
-const DEFAULT_TIMEOUT_MS = 30_000
+export const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+export const DEFAULT_TIMEOUT_MS = 30_000
 const kInFlight = Symbol('portcullis.inFlight')
 const ZEROS = /^0+$/
 
