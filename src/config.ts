@@ -14,8 +14,8 @@ import envSchema from 'env-schema'
 import { HOST_PORT_PATTERN, windowProblem } from '../plugins/rate-limit/schema.js'
 import { stripNameProblem } from '../plugins/proxy/client-headers.js'
 import { unknownVariableWarnings } from './env-names.js'
-import { ConfigError } from './errors.js'
-import { readText } from './files.js'
+import { ConfigError } from '../lib/errors.js'
+import { readText } from '../lib/files.js'
 import { PUBLISHED_PLACEHOLDERS, SECRETS_COMMAND, weakSecretReason } from './secrets.js'
 
 /** Credentials used only when NODE_ENV is not production, so `npm start` works out of the box. */

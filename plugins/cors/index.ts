@@ -20,14 +20,12 @@
 import fp from 'fastify-plugin'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions, onSendHookHandler } from 'fastify'
-import { ConfigError } from '../../src/errors.js'
-import { CorsOriginNotAllowedError } from './errors.js'
+import { ConfigError, CorsOriginNotAllowedError } from '../../lib/errors.js'
 import { CORS_RESPONSE_HEADERS, CorsPolicySchema, corsCrossFieldProblems, type CorsPolicy, type CorsRouteConfig } from './schema.js'
-import { routeConfigWith } from '../../src/route-config.js'
+import { routeConfigWith } from '../../lib/route-config.js'
 
 export { CorsRouteConfigSchema, CorsPolicySchema, CORS_RESPONSE_HEADERS } from './schema.js'
 export type { CorsPolicy, CorsRouteConfig } from './schema.js'
-export { CorsOriginNotAllowedError } from './errors.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -10,7 +10,7 @@
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { readText } from '../../src/files.js'
+import { readText } from '../../lib/files.js'
 import type nativeAppsec from '@datadog/native-appsec'
 import { buildWordScreen } from './screen.js'
 import { SCREENED_ADDRESSES } from './addresses.js'

@@ -15,21 +15,22 @@
 import { BlockList } from 'node:net'
 import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { normalizeIp } from './client-ip.js'
-import { IpFilterConfigError, IpForbiddenError, UnsupportedMediaTypeError } from './errors.js'
+import { normalizeIp } from '../../lib/client-ip.js'
+import { IpForbiddenError, UnsupportedMediaTypeError } from '../../lib/errors.js'
 import {
   AllowedContentTypesSchema,
   IpFilterRouteConfigSchema,
+  invalidIpFilter,
   ipFilterOptions,
   ipListProblems,
   type IpEntry,
   type IpFilterPluginOptions,
   type IpFilterRouteConfig
 } from './schema.js'
-import { schemaProblems } from '../rate-limit/validate.js'
-import { routeConfigWith } from '../../src/route-config.js'
+import { schemaProblems } from '../../lib/validate.js'
+import { routeConfigWith } from '../../lib/route-config.js'
 
-export { clientIp, clientKey, clientKeyOf, normalizeIp, INVALID_CLIENT_KEY } from './client-ip.js'
+export { clientIp, clientKey, clientKeyOf, normalizeIp, INVALID_CLIENT_KEY } from '../../lib/client-ip.js'
 export type { IpFilterPluginOptions, IpFilterRouteConfig } from './schema.js'
 
 declare module 'fastify' {
@@ -65,7 +66,7 @@ function compileLists (where: string, allow: readonly string[], deny: readonly s
   const problems: string[] = []
   const a = ipListProblems(`${where}allow`, allow, problems)
   const d = ipListProblems(`${where}deny`, deny, problems)
-  if (problems.length > 0) throw new IpFilterConfigError(problems.join('; '))
+  if (problems.length > 0) throw invalidIpFilter(problems)
   if (a.length === 0 && d.length === 0) return undefined
   return Object.freeze({ allow: blockList(a), deny: blockList(d) })
 }
@@ -111,7 +112,7 @@ async function gatewayIpFilter (fastify: FastifyInstance, rawOptions: IpFilterPl
     if (config.allowedContentTypes !== undefined) {
       problems.push(...schemaProblems(AllowedContentTypesSchema, config.allowedContentTypes, 'config.allowedContentTypes'))
     }
-    if (problems.length > 0) throw new IpFilterConfigError(`${where}: ${problems.join('; ')}`)
+    if (problems.length > 0) throw invalidIpFilter([`${where}: ${problems.join('; ')}`])
     const lists = config.ipFilter === undefined
       ? undefined
       : compileLists(`${where}: config.ipFilter.`, config.ipFilter.allow ?? [], config.ipFilter.deny ?? [])

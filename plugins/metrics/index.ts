@@ -4,7 +4,7 @@
  * Hooks: onRequest `metricsOnRequest` (in-flight), onResponse `metricsOnResponse` (requests by
  * route, method and status; latency histogram), onRequestAbort `metricsOnAbort` (in-flight).
  * onRoute `metricsOnRoute` precomputes each route's label and prom-client children.
- * Signals (node:diagnostics_channel, see plugins/observability/signals.ts): upstreamError,
+ * Signals (node:diagnostics_channel, see lib/signals.ts): upstreamError,
  * authFailure, rateLimited, inspectMatch, storeState.
  * Config key read: `proxy` (the route label of a proxied route is its public prefix).
  * Admin listener: node:http on `host:port`, GET/HEAD /metrics only (404 otherwise), started in
@@ -22,12 +22,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import {
   authFailure, inspectMatch, rateLimited, storeState, upstreamError,
   type AuthFailureSignal, type InspectMatchSignal, type RateLimitedSignal, type StoreStateSignal, type UpstreamErrorSignal
-} from '../observability/signals.js'
+} from '../../lib/signals.js'
 import { HistogramCell, RequestCells, RouteHistogram } from './cells.js'
 import { BoundedLabel, UNROUTED, methodLabel } from './labels.js'
 import { defaultInstance, resolveMetricsOptions, type MetricsPluginOptions } from './schema.js'
-import '../proxy/route.js'
-import { routeConfigWith } from '../../src/route-config.js'
+import '../../lib/route-contract.js'
+import { routeConfigWith } from '../../lib/route-config.js'
 
 export type { MetricsPluginOptions } from './schema.js'
 

@@ -9,9 +9,9 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { kTarget, type Target } from '../proxy/upstream-pool.js'
+import { kUpstreamTarget, type UpstreamTargetInfo } from '../../lib/route-contract.js'
 import { redactUrl } from './redact.js'
-import '../auth/consumer.js'
+import '../../lib/consumer.js'
 
 /** Process state the health endpoints report. */
 export interface GatewayState {
@@ -45,7 +45,7 @@ function onResponseAccessLog (request: FastifyRequest, reply: FastifyReply, done
 }
 
 function writeAccessLine (log: FastifyBaseLogger, request: FastifyRequest, reply: FastifyReply): void {
-  const target = (request as unknown as { [kTarget]?: Target })[kTarget]
+  const target = (request as unknown as { [kUpstreamTarget]?: UpstreamTargetInfo })[kUpstreamTarget]
   log.info({
     method: request.method,
     route: request.routeOptions.url ?? null,

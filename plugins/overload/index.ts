@@ -15,8 +15,8 @@ import { getHeapStatistics } from 'node:v8'
 import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { compileOptions } from '../rate-limit/validate.js'
-import { OverloadConfigError, OverloadedError } from './errors.js'
+import { compileOptions } from '../../lib/validate.js'
+import { OverloadedError, pluginConfigError } from '../../lib/errors.js'
 import { OverloadOptionsSchema, type OverloadOptions, type OverloadPluginOptions } from './schema.js'
 
 export type { OverloadPluginOptions } from './schema.js'
@@ -35,7 +35,7 @@ const TYPE_EVENT_LOOP_DELAY = 'eventLoopDelay'
 const EVENT_LOOP_RESOLUTION_MS = 10
 
 async function gatewayOverload (fastify: FastifyInstance, rawOptions: OverloadPluginOptions): Promise<void> {
-  const options = compileOptions<OverloadOptions>(OverloadOptionsSchema, rawOptions ?? {}, OverloadConfigError)
+  const options = compileOptions<OverloadOptions>(OverloadOptionsSchema, rawOptions ?? {}, pluginConfigError('Invalid overload configuration', 'GW_OVERLOAD_CONFIG_INVALID'))
   const maxHeapUsedBytes = options.maxHeapUsedBytes ?? Math.floor(getHeapStatistics().heap_size_limit * DEFAULT_HEAP_SHARE)
   const retryAfter = String(options.retryAfterS)
 

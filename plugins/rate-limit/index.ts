@@ -35,9 +35,11 @@
 import fastifyRateLimit, { type RateLimitPluginOptions } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { clientKey, decorateClientKey } from '../ip-filter/client-ip.js'
-import { rateLimited } from '../observability/signals.js'
-import { RateLimitConfigError, RateLimitedError, RateLimitStoreUnavailableError } from './errors.js'
+import { clientKey, decorateClientKey } from '../../lib/client-ip.js'
+import { rateLimited } from '../../lib/signals.js'
+import { pluginConfigError, RateLimitedError, RateLimitStoreUnavailableError } from '../../lib/errors.js'
+
+const invalid = pluginConfigError('Invalid rate-limit configuration', 'GW_RATE_LIMIT_CONFIG_INVALID')
 import {
   IpRateLimitOptionsSchema,
   RateLimitRouteConfigSchema,
@@ -55,7 +57,7 @@ import {
 import { memoryGcraStore, redisGcraStore } from './gcra.js'
 import { DeadlineQueue, redisFixedWindowStore } from './redis-store.js'
 import { closeRedis, createRedisClient, redisTargetOf, StoreMonitor, waitReadyOnDatabase, type RedisClient, type RedisTarget } from './store.js'
-import { compileOptions, schemaProblems } from './validate.js'
+import { compileOptions, schemaProblems } from '../../lib/validate.js'
 
 export type { IpRateLimitPluginOptions, RateLimitPolicy, RateLimitRouteConfig, RouteRateLimitPluginOptions } from './schema.js'
 export { RateLimitRouteConfigSchema } from './schema.js'
@@ -108,7 +110,7 @@ async function buildLimiter (fastify: FastifyInstance, settings: RateLimitPlugin
     await scope.register(fastifyRateLimit, { ...settings, global: false })
     handler = scope.rateLimit() as unknown as LimiterHandler
   })
-  if (handler === undefined) throw new RateLimitConfigError('@fastify/rate-limit did not load')
+  if (handler === undefined) throw invalid(['@fastify/rate-limit did not load'])
   return handler
 }
 
@@ -153,7 +155,7 @@ async function openStore (fastify: FastifyInstance, target: RedisTarget, options
   } catch (err) {
     monitor.close()
     await closeRedis(redis)
-    throw new RateLimitConfigError(`redisUrl: the server refused the database it names (${(err as Error).message})`, { cause: err })
+    throw invalid([`redisUrl: the server refused the database it names (${(err as Error).message})`], err)
   }
   if (!ready) {
     fastify.log.warn({ tier, failureMode: tier === 'ip' ? 'local' : options.failureMode }, 'rate-limit store (redis) not reachable at startup')
@@ -183,7 +185,7 @@ function guarded (limiter: LimiterHandler, monitor: StoreMonitor, options: Store
 }
 
 async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateLimitPluginOptions): Promise<void> {
-  const options = compileOptions<IpRateLimitOptions>(IpRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError, (o, problems) => {
+  const options = compileOptions<IpRateLimitOptions>(IpRateLimitOptionsSchema, rawOptions ?? {}, invalid, (o, problems) => {
     const p = windowProblem('timeWindow', o.timeWindow)
     if (p !== undefined) problems.push(p)
     problems.push(...redisProblems(o))
@@ -242,7 +244,7 @@ function routeName (routeOptions: RouteOptions): string {
 }
 
 async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: RouteRateLimitPluginOptions): Promise<void> {
-  const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError, (o, problems) => {
+  const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, invalid, (o, problems) => {
     problems.push(...redisProblems(o))
   })
   const target = redisTargetOf(options)
@@ -313,7 +315,7 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
         const b = burstProblem('config.rateLimit', policy as RateLimitPolicy)
         if (b !== undefined) problems.push(b)
       }
-      if (problems.length > 0) throw new RateLimitConfigError(`${where}: ${problems.join('; ')}`)
+      if (problems.length > 0) throw invalid([`${where}: ${problems.join('; ')}`])
       const valid = policy as RateLimitPolicy
       // The template names the budget (in Redis keys too), so every instance with the same route
       // table derives the same names; another policy on the same template adds its methods.

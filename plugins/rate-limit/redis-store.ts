@@ -19,7 +19,7 @@
  * (a Lua script may only touch keys of one slot in a cluster), the fixed-window and GCRA keys
  * of one route budget and client share it, and different limits spread over the cluster.
  */
-import { RateLimitStoreTimeoutError } from './errors.js'
+import { RateLimitStoreTimeoutError } from '../../lib/errors.js'
 import type { RedisClient } from './store.js'
 
 /** What @fastify/rate-limit expects of a store's answer. */

@@ -9,7 +9,7 @@
  */
 import type { FastifyBaseLogger } from 'fastify'
 import type { Cluster, Redis } from 'ioredis'
-import { storeState } from '../observability/signals.js'
+import { storeState } from '../../lib/signals.js'
 import type { RedisConnectionOptions } from './schema.js'
 
 /** A client of one Redis (direct or found through Sentinel) or of a Redis Cluster. */

@@ -23,9 +23,8 @@
 import fp from 'fastify-plugin'
 import helmet from 'helmet'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { ConfigError } from '../../src/errors.js'
-import { CORS_RESPONSE_HEADERS } from '../cors/schema.js'
-import type {} from '../cors/index.js'
+import { ConfigError } from '../../lib/errors.js'
+import { CORS_RESPONSE_HEADERS } from '../../lib/route-contract.js'
 import { resolveSecurityHeadersOptions, type SecurityHeadersOptions, type SecurityHeadersPluginOptions } from './schema.js'
 
 export type { SecurityHeadersPluginOptions } from './schema.js'
@@ -79,7 +78,7 @@ async function securityHeaders (fastify: FastifyInstance, opts: SecurityHeadersP
   fastify.addHook('onSend', function securityHeadersOnSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void) {
     for (let i = 0; i < count; i++) reply.header(names[i] as string, values[i])
     if (stripHsts && reply.hasHeader(HSTS)) reply.removeHeader(HSTS)
-    const cors = request.routeOptions.config.cors
+    const cors = (request.routeOptions.config as { cors?: unknown }).cors
     if (cors === undefined || cors === false) {
       for (let i = 0; i < corsCount; i++) {
         const name = CORS_RESPONSE_HEADERS[i] as string

@@ -18,14 +18,14 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { ConfigError } from '../../src/errors.js'
-import { kTraceparent, kTracestate, type TracedRequest } from './propagation.js'
+import { ConfigError } from '../../lib/errors.js'
+import { kTraceparent, kTracestate, type TracedRequest } from '../../lib/trace-propagation.js'
 import { parseTraceparent, randomHex, validTracestate } from './trace-context.js'
 import { resolveTracingOptions, type TracingPluginOptions } from './schema.js'
 
 export type { TracingPluginOptions } from './schema.js'
 export { parseTraceparent, validTracestate } from './trace-context.js'
-export { applyTraceHeaders, traceIdsOf, kTraceparent, kTracestate } from './propagation.js'
+export { applyTraceHeaders, traceIdsOf, kTraceparent, kTracestate } from '../../lib/trace-propagation.js'
 
 /** The part of an OpenTelemetry span context the gateway reads. */
 interface SpanContextLike { traceId: string, spanId: string, traceFlags: number, traceState?: { serialize: () => string } }

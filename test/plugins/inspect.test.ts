@@ -16,7 +16,7 @@ import {
   type InspectPluginOptions,
   type InspectRouteConfig
 } from '../../plugins/inspect/index.js'
-import type { InspectMatchSignal } from '../../plugins/observability/signals.js'
+import type { InspectMatchSignal } from '../../lib/signals.js'
 import { rulesetFile, TIED_PAIR_RULESET } from '../helpers/rulesets.js'
 
 const BLOCKED = { statusCode: 403, code: 'GW_INSPECT_BLOCKED', error: 'Forbidden', message: 'Request blocked' }
