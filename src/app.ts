@@ -165,7 +165,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   await fastify.register(tracingPlugin, { otel: config.otel })
   await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
   await fastify.register(overloadPlugin, {})
-  await fastify.register(ipFilterPlugin, { allow: [...config.inspect.ipAllow], deny: [...config.inspect.ipDeny] })
+  await fastify.register(ipFilterPlugin, config.ipFilter)
   const rateLimitStore = {
     ...(config.rateLimit.redisUrl !== undefined ? { redisUrl: config.rateLimit.redisUrl } : {}),
     redisTimeoutMs: config.rateLimit.redisTimeoutMs,
@@ -213,7 +213,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
 export const gatewayPlugin = fp(gatewayApp, { name: 'portcullis-gateway', fastify: '5.x' })
 
 /** Logger options: pino with credentials redacted and secret-looking query values masked. */
-export function loggerOptions (config: Pick<GatewayConfig, 'logLevel'>): FastifyServerOptions['logger'] {
+export function loggerOptions (config: { readonly logLevel: string }): FastifyServerOptions['logger'] {
   return {
     level: config.logLevel,
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
