@@ -1,9 +1,9 @@
 /**
  * Generates the reference documentation from the sources of truth:
- *   docs/reference/environment.md   <- EnvSchema (src/config.ts)
+ *   docs/reference/environment.md   <- EnvSchema (src/config-schema.ts)
+ *   .env.example                    <- EnvSchema and ENV_SECTIONS (scripts/gen-env-example.mjs)
  *   docs/reference/route-options.md <- RouteOptionsSchema (src/route.ts and the plugins' route schemas)
  *   docs/reference/errors.md        <- the coded errors of src/errors.ts and plugins/<name>/errors.ts
- * and checks that `.env.example` names every variable of EnvSchema.
  *
  *   node scripts/gen-docs.mjs           write the files (npm run docs, which builds dist/ first)
  *   node scripts/gen-docs.mjs --check   write nothing; exit 1 naming each stale file or problem
@@ -14,6 +14,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { composeVariables, envExample, routeVariables } from './gen-env-example.mjs'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
 export const REGENERATE = 'npm run docs'
@@ -176,7 +177,7 @@ export function environmentDoc (envSchema, exampleError, problems) {
   const lines = [
     '# Environment variables',
     '',
-    'Every variable the gateway reads, from `EnvSchema` in `src/config.ts`. None is required outside',
+    'Every variable the gateway reads, from `EnvSchema` in `src/config-schema.ts`. None is required outside',
     'production: `npm start` runs on the defaults with a demo upstream and demo credentials. With',
     '`NODE_ENV=production` there are no demo defaults: at least one credential source (`JWT_SECRET`,',
     '`JWT_PUBLIC_KEY`, `JWKS_URL` or `API_KEYS`/`API_KEYS_FILE`) must be set, the demo credentials',
@@ -207,7 +208,7 @@ export function environmentDoc (envSchema, exampleError, problems) {
     '| --- | --- | --- | --- | --- |'
   ]
   for (const [name, schema] of Object.entries(envSchema.properties)) {
-    if (typeof schema.description !== 'string' || schema.description === '') problems.push(`src/config.ts: EnvSchema.${name} has no description`)
+    if (typeof schema.description !== 'string' || schema.description === '') problems.push(`src/config-schema.ts: EnvSchema.${name} has no description`)
     const type = isEnum(schema) ? 'string' : typeOf(schema)
     const allowed = isEnum(schema) ? schema.anyOf.map((s) => code(s.const)).join(', ') : constraintsOf(schema)
     const def = schema.default === undefined ? 'unset' : code(schema.default)
@@ -379,7 +380,7 @@ export function codesInSources (root = ROOT) {
  */
 export async function generate (load, root = ROOT) {
   const problems = []
-  const { EnvSchema, loadConfig } = await load('src/config.ts')
+  const { EnvSchema, ENV_SECTIONS, EMPTY_MEANS_UNSET, loadConfig } = await load('src/config.ts')
   let exampleError = ''
   try {
     loadConfig({ PORT: 'eighty', LOG_LEVEL: 'loud' })
@@ -394,9 +395,10 @@ export async function generate (load, root = ROOT) {
   const files = new Map([
     ['docs/reference/environment.md', environmentDoc(EnvSchema, exampleError, problems)],
     ['docs/reference/route-options.md', routeOptionsDoc(RouteOptionsSchema, problems)],
-    ['docs/reference/errors.md', errorsDoc(collectErrors(modules, readSource, problems), codesInSources(root), problems)]
+    ['docs/reference/errors.md', errorsDoc(collectErrors(modules, readSource, problems), codesInSources(root), problems)],
+    ['.env.example', envExample({ envSchema: EnvSchema, sections: ENV_SECTIONS, emptyMeansUnset: EMPTY_MEANS_UNSET, routes: routeVariables(root), compose: composeVariables(root) }, problems)]
   ])
-  const missing = missingFromEnvExample(EnvSchema, readSource('.env.example'))
+  const missing = missingFromEnvExample(EnvSchema, files.get('.env.example'))
   for (const name of missing) problems.push(`.env.example: ${name} is not listed (add a "# ${name}=" line)`)
   return { files, problems }
 }

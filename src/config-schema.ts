@@ -97,10 +97,14 @@ const edge = {
   UPSTREAM_TLS_INSECURE: Type.Boolean({ default: false, description: 'Skip certificate verification of https upstreams (never in production).' })
 }
 
-/** The variables in the groups `.env.example` lists them in. */
-export const ENV_SECTIONS: ReadonlyArray<{ readonly title: string, readonly names: readonly string[] }> = Object.freeze([
+/** The variables in the groups `.env.example` lists them in (`note`: said above the group). */
+export const ENV_SECTIONS: ReadonlyArray<{ readonly title: string, readonly names: readonly string[], readonly note?: string }> = Object.freeze([
   { title: 'listener', names: Object.keys(listener) },
-  { title: 'authentication (set at least one in production)', names: Object.keys(authentication) },
+  {
+    title: 'authentication (set at least one in production)',
+    names: Object.keys(authentication),
+    note: 'JWT_SECRET and API_KEYS ship empty on purpose: production refuses placeholders, example values and non-random secrets. Generate real ones into .env (created from this file when missing): `npm run secrets` (no npm install needed: `node scripts/secrets.mjs`).'
+  },
   { title: 'rate limits', names: Object.keys(rateLimits) },
   { title: 'request inspection', names: Object.keys(inspection) },
   { title: 'IP filter', names: Object.keys(ipFilter) },
