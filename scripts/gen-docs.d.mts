@@ -13,3 +13,5 @@ export declare function staleFiles (files: Map<string, string>, root?: string): 
 export declare function missingFromEnvExample (envSchema: { properties: Record<string, unknown> }, envExample: string): string[]
 /** Files holding coded errors, relative to the root. */
 export declare function errorModuleFiles (root?: string): string[]
+/** docs/reference/chain.md from GATEWAY_CHAIN and the package's exports; pushes a problem per inconsistency. */
+export declare function chainDoc (chain: readonly unknown[], api: Record<string, unknown>, problems: string[]): string

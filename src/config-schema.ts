@@ -67,6 +67,7 @@ const rateLimits = {
 const inspection = {
   INSPECT_MODE: Type.Union(literals(INSPECT_MODES), { default: DEFAULT_INSPECT_MODE, description: 'Default inspection mode for routes that do not set one.' }),
   INSPECT_RULES_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one.' })),
+  INSPECT_DETECT_RULES: Type.Optional(Type.String({ examples: ['pc-sqli-010,pc-xss-001'], description: 'Rule ids in detect mode on every inspected route, comma separated: logged and counted, never blocking (shadow a rule before enforcing it).' })),
   INSPECT_TIMEOUT_MS: Type.Integer({ ...INSPECT_TIMEOUT_MS, description: 'Engine time budget per inspection; a request whose inspection runs past it is refused in block mode (fail closed) and logged in detect mode.' }),
   INSPECT_CACHE_SIZE: Type.Integer({ ...VERDICT_CACHE_SIZE, description: 'Clean values remembered per generation so repeated benign values skip the engine (0 = off).' })
 }
@@ -179,6 +180,7 @@ export const GatewayConfigSchema = Type.Object({
   inspect: Type.Object({
     rulesFile: unset(env.INSPECT_RULES_FILE),
     mode: env.INSPECT_MODE,
+    detectRules: list('INSPECT_DETECT_RULES entries, each once.'),
     verdictCacheSize: env.INSPECT_CACHE_SIZE,
     timeoutMs: env.INSPECT_TIMEOUT_MS
   }),

@@ -465,7 +465,7 @@ function assemble (e: GatewayEnv, s: EnvSettings, f: FileContents, c: Credential
     },
     pathCheck: e.PATH_CHECK,
     publicHosts: s.publicHosts,
-    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, verdictCacheSize: e.INSPECT_CACHE_SIZE, timeoutMs: e.INSPECT_TIMEOUT_MS },
+    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, detectRules: [...new Set(list(e.INSPECT_DETECT_RULES))], verdictCacheSize: e.INSPECT_CACHE_SIZE, timeoutMs: e.INSPECT_TIMEOUT_MS },
     ipFilter: { allow: s.ipAllow, deny: s.ipDeny },
     admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST, instance: e.INSTANCE_ID },
     workers: s.workers,

@@ -16,6 +16,7 @@ import { sourcePosition } from './source-file.js'
 import { AuthRouteConfigSchema } from '../plugins/auth/schema.js'
 import { RateLimitRouteConfigSchema } from '../plugins/rate-limit/schema.js'
 import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
+import { legacyExcludeProblems, tuningProblems } from '../plugins/inspect/fields.js'
 import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
 import { AllowedContentTypesSchema, IpFilterRouteConfigSchema } from '../plugins/ip-filter/schema.js'
 import { fitsProxyScope, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
@@ -119,6 +120,17 @@ export interface RoutePlugin extends FastifyPluginAsync {
   readonly missingVariables: readonly string[]
 }
 
+/** The routes registered on each gateway, keyed by its shared proxy runtime (one per gateway). */
+const registered = new WeakMap<object, RoutePlugin[]>()
+
+/**
+ * The `defineRoute()` routes registered on a gateway, in registration order (for the
+ * command-line tool and the startup warnings; plain Fastify routes are not listed).
+ */
+export function registeredRoutes (app: FastifyInstance): readonly RoutePlugin[] {
+  return app.hasDecorator('portcullisProxy') ? registered.get(app.portcullisProxy) ?? [] : []
+}
+
 /** Marks what `defineRoute()` returned, across copies of this module (source and compiled). */
 const ROUTE_BRAND = Symbol.for('portcullis.route')
 
@@ -145,7 +157,9 @@ function callerFile (): string {
 }
 
 function describeProblems (options: unknown): string[] {
-  return errorLines(checkRouteOptions.Errors(options))
+  const problems = errorLines(checkRouteOptions.Errors(options))
+  if (problems.length > 0) problems.push(...legacyExcludeProblems((options as { inspect?: unknown } | null)?.inspect, 'inspect'))
+  return problems
 }
 
 function crossFieldProblems (o: RouteOptions): string[] {
@@ -169,6 +183,8 @@ function crossFieldProblems (o: RouteOptions): string[] {
       if (p !== undefined) problems.push(`ipFilter.${list}.${i}: ${p} (for example "10.0.0.0/8" or "2001:db8::1")`)
     })
   }
+  // Field syntax here; rule ids when the inspection plugin loads its ruleset (named after this file too).
+  if (o.inspect !== undefined && o.inspect !== false) problems.push(...tuningProblems(o.inspect, undefined, 'inspect'))
   if (o.websocket !== undefined && o.websocket !== false && o.methods !== undefined && !o.methods.includes('GET')) {
     problems.push('websocket: needs GET among methods')
   }
@@ -202,12 +218,23 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
     if (missingVariables.length > 0) throw new ConfigError('invalid route', missingVariableProblems(route), '')
     try {
       await registerRoute(fastify, opts)
+      if (fastify.hasDecorator('portcullisProxy')) {
+        const list = registered.get(fastify.portcullisProxy)
+        if (list === undefined) registered.set(fastify.portcullisProxy, [route])
+        else list.push(route)
+      }
     } catch (err) {
       // Problems found while registering (a prefix already routed, an unconfigured strategy)
       // name the route module they come from.
       if (err instanceof ConfigError && err.where === undefined) {
         const where = `${file} (route ${frozen.prefix})`
         throw new ConfigError(where, err.problems, where)
+      }
+      // The inspection plugin's route problems (an unknown rule id) carry the option paths.
+      const routeProblems = (err as { code?: unknown, problems?: unknown } | null)?.problems
+      if ((err as { code?: unknown }).code === 'GW_INSPECT_CONFIG_INVALID' && Array.isArray(routeProblems)) {
+        const where = `${file} (route ${frozen.prefix})`
+        throw new ConfigError(where, (routeProblems as string[]).map((p) => p.replace(/^config\./, '')), where)
       }
       throw err
     }

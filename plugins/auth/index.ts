@@ -1,5 +1,5 @@
 /**
- * gateway-auth: who the caller is (JWT bearer token or API key) and whether they may pass.
+ * portcullis-auth: who the caller is (JWT bearer token or API key) and whether they may pass.
  *
  * Config key: `config.auth` on each route (`false` = public; `{ strategies?, relation?, scopes? }`),
  * validated and precomputed in an onRoute hook. A route without `config.auth` is untouched.
@@ -386,5 +386,5 @@ declare module 'fastify' {
 }
 
 /** Registers authentication; register it before any route (its onRoute hook must see them). */
-export const authPlugin = fp(authPluginImpl, { name: 'gateway-auth', fastify: '5.x' })
+export const authPlugin = fp(authPluginImpl, { name: 'portcullis-auth', fastify: '5.x', dependencies: [] })
 export default authPlugin

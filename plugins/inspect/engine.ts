@@ -52,6 +52,9 @@ export interface InspectResult {
   readonly timeout: boolean
 }
 
+/** The address only the runs of `evaluateWithout` carry: the key of the rule filter they apply. */
+const FILTER_ADDRESS = 'portcullis.route.rule_filter'
+
 const NO_MATCH: InspectResult = Object.freeze({ matches: Object.freeze([]), timeout: false })
 
 interface RuleTags { type?: unknown, family?: unknown }
@@ -121,6 +124,13 @@ export class InspectEngine {
    * cacheable ruleset no other rule reads those values. Absent when the ruleset is not cacheable.
    */
   private readonly screenedWaf: Waf | undefined
+  /** Engine filters registered by filterFor: sorted rule ids joined -> key. */
+  private readonly filters = new Map<string, string>()
+  /**
+   * Whether two rules share a `tags.type`: libddwaf then reports at most one of them per run, so
+   * a rule switched off or in detect mode can hide another's match (the plugin runs again without it).
+   */
+  readonly sharedTypes: boolean
 
   /**
    * @param rulesets parsed rulesets in load order (`[builtin, operator?]`), each `{ rules: [...] }`
@@ -142,16 +152,21 @@ export class InspectEngine {
     }
     this.waf = waf
     const ids = new Set<string>()
+    const types = new Set<unknown>()
+    let shared = false
     for (const r of rulesets) {
       const list = (r.rules.rules ?? []) as Array<{ id?: unknown, tags?: RuleTags }>
       for (const rule of list) {
         if (typeof rule.id !== 'string') continue
         ids.add(rule.id)
+        if (types.has(rule.tags?.type)) shared = true
+        types.add(rule.tags?.type)
         const fam = rule.tags?.family ?? rule.tags?.type
         this.families.set(rule.id, typeof fam === 'string' ? fam : 'unknown')
       }
     }
     this.ruleIds = ids
+    this.sharedTypes = shared
     this.cacheable = rulesets.every((r) => valuesJudgedAlone(r.rules))
     this.wordScreen = buildWordScreen(rulesets.map((r) => r.rules))
     this.screenedWaf = this.cacheable ? screenedEngine(rulesets.map((r) => r.rules)) : undefined
@@ -160,9 +175,13 @@ export class InspectEngine {
   /** Runs the collected inputs through a new context (disposed before returning). */
   evaluate (inputs: Collected, timeoutMicros: number): InspectResult {
     if (inputs.empty) return NO_MATCH
-    const ctx = (this.screenedWaf !== undefined && inputs.onlyScreened ? this.screenedWaf : this.waf).createContext()
+    return this.run(this.screenedWaf !== undefined && inputs.onlyScreened ? this.screenedWaf : this.waf, inputs.payload(), timeoutMicros)
+  }
+
+  private run (waf: Waf, payload: Record<string, unknown>, timeoutMicros: number): InspectResult {
+    const ctx = waf.createContext()
     try {
-      const r = ctx.run({ ephemeral: inputs.payload() }, timeoutMicros)
+      const r = ctx.run({ ephemeral: payload }, timeoutMicros)
       const events = r.events as WafEvent[] | undefined
       if (events === undefined || events.length === 0) return r.timeout ? { matches: [], timeout: true } : NO_MATCH
       const matches: InspectMatch[] = []
@@ -175,6 +194,44 @@ export class InspectEngine {
     } finally {
       ctx.dispose()
     }
+  }
+
+  /**
+   * The key of an engine filter that switches `ruleIds` off in the runs of `evaluateWithout`
+   * (registered once per set of rules, at startup); undefined for no rules. A libddwaf rule
+   * filter whose condition reads an address only those runs carry: every other run, joint runs
+   * and the verdict cache included, judges with the whole ruleset as before.
+   * @throws Error when the engine refuses the filter
+   */
+  filterFor (ruleIds: Iterable<string>): string | undefined {
+    const ids = [...new Set(ruleIds)].sort()
+    if (ids.length === 0) return undefined
+    const name = ids.join(',')
+    let key = this.filters.get(name)
+    if (key !== undefined) return key
+    key = `f${this.filters.size + 1}`
+    const filter = {
+      id: `portcullis-route-filter-${key}`,
+      rules_target: ids.map((id) => ({ rule_id: id })),
+      conditions: [{ operator: 'exact_match', parameters: { inputs: [{ address: FILTER_ADDRESS }], list: [key] } }]
+    }
+    const path = `portcullis-route-filter-${key}`
+    if (!this.waf.createOrUpdateConfig({ exclusions: [filter] }, path)) throw new Error(`rule filter ${name}: refused by the engine`)
+    const problems = loadProblems(path, this.waf.diagnostics)
+    if (problems.length > 0) throw new Error(problems.join('; '))
+    this.filters.set(name, key)
+    return key
+  }
+
+  /**
+   * Runs the collected inputs with the rules of `filter` (filterFor) switched off, on the whole
+   * ruleset (never the screened engine, which holds no filters). Verdicts are not for the cache.
+   */
+  evaluateWithout (inputs: Collected, filter: string | undefined, timeoutMicros: number): InspectResult {
+    if (inputs.empty) return NO_MATCH
+    const payload = inputs.payload()
+    if (filter !== undefined) payload[FILTER_ADDRESS] = filter
+    return this.run(this.waf, payload, timeoutMicros)
   }
 
   /**

@@ -16,6 +16,13 @@ export const INSPECT_TIMEOUT_MS = Object.freeze({ minimum: 1, maximum: 10_000, d
 /** Clean values remembered per generation (INSPECT_CACHE_SIZE, `verdictCacheSize`). */
 export const VERDICT_CACHE_SIZE = Object.freeze({ minimum: 0, maximum: 1_000_000, default: 10_000 })
 
+export const InspectExclusionSchema = Type.Object({
+  rule: Type.String({ minLength: 1, description: 'Rule id (`pc-sqli-010`, or an operator rule\'s id).' }),
+  field: Type.String({ minLength: 1, description: 'The field the rule is not applied to, or `*` for every field.' })
+}, { additionalProperties: false })
+/** One per-field rule exclusion. */
+export type InspectExclusion = Static<typeof InspectExclusionSchema>
+
 export const InspectPolicySchema = Type.Object({
   mode: Type.Optional(Type.Union(INSPECT_MODES.map((m) => Type.Literal(m)), {
     description: '`block` (default) answers 403; `detect` only logs and counts what would have been blocked.'
@@ -26,9 +33,13 @@ export const InspectPolicySchema = Type.Object({
   contentEncoding: Type.Optional(Type.Union([Type.Literal('decode'), Type.Literal('refuse')], {
     description: 'Coded request bodies (Content-Encoding gzip, x-gzip, deflate, br) on a route that inspects bodies: `decode` (default) inspects the decoded body and forwards the original bytes; `refuse` answers 415. Unknown codings are always 415.'
   })),
-  exclude: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
+  exclude: Type.Optional(Type.Array(InspectExclusionSchema, {
     uniqueItems: true,
-    description: 'Rule ids not applied on this route (known false positives).'
+    description: 'Rules not applied to one field on this route (known false positives): `{ rule: "pc-sqli-010", field: "body.sql" }`. Fields: `*` (every field), `path`, `query.<name>`, `header.<name>` (lower case), `cookie.<name>`, `body.<path>` (a JSON dot path, or an urlencoded or multipart field name). Every other rule still judges the field, and the rule every other field.'
+  })),
+  detect: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
+    uniqueItems: true,
+    description: 'Rule ids in detect mode on this route: their matches are logged and counted (`action="detected"`) but block nothing; a request still blocks when another rule matches.'
   }))
 }, { additionalProperties: false })
 
@@ -46,6 +57,11 @@ export const InspectOptionsSchema = Type.Object({
     minLength: 1,
     description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one (INSPECT_RULES_FILE).'
   })),
+  detectRules: Type.Array(Type.String({ minLength: 1 }), {
+    default: [],
+    uniqueItems: true,
+    description: 'Rule ids in detect mode on every inspected route, beside each route\'s `detect` (INSPECT_DETECT_RULES).'
+  }),
   maxInspectBytes: Type.Integer({
     minimum: 1024,
     maximum: 16 * 1024 * 1024,

@@ -1,5 +1,5 @@
 /**
- * gateway-metrics: Prometheus metrics on a separate admin listener (never the public port).
+ * portcullis-metrics: Prometheus metrics on a separate admin listener (never the public port).
  *
  * Hooks: onRequest `metricsOnRequest` (in-flight), onResponse `metricsOnResponse` (requests by
  * route, method and status; latency histogram), onRequestAbort `metricsOnAbort` (in-flight).
@@ -41,7 +41,7 @@ export interface AdminListener {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The metrics admin listener (gateway-metrics). */
+    /** The metrics admin listener (portcullis-metrics). */
     portcullisAdmin: AdminListener
   }
 }
@@ -239,8 +239,8 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
 }
 
 /**
- * Metrics and the admin listener. Register it early (right after observability) so its
- * onRequest hook sees requests before any rejection, and before the routes (onRoute).
+ * Metrics and the admin listener. Needs no other plugin; register it before the routes (onRoute)
+ * and before plugins that refuse requests at onRequest, so its in-flight gauge sees them.
  */
-export const metricsPlugin = fp(gatewayMetrics, { name: 'gateway-metrics', fastify: '5.x' })
+export const metricsPlugin = fp(gatewayMetrics, { name: 'portcullis-metrics', fastify: '5.x', dependencies: [] })
 export default metricsPlugin

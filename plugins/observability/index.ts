@@ -1,5 +1,5 @@
 /**
- * gateway-observability: request id on every response, one access line per request, and the
+ * portcullis-observability: request id on every response, one access line per request, and the
  * health endpoints.
  *
  * Hooks: onRequest (x-request-id response header), onSend (Connection: close while draining),
@@ -87,7 +87,7 @@ async function observabilityPlugin (fastify: FastifyInstance, opts: Observabilit
   }
 }
 
-export const observabilityPlugin_ = fp(observabilityPlugin, { name: 'gateway-observability', fastify: '5.x' })
+export const observabilityPlugin_ = fp(observabilityPlugin, { name: 'portcullis-observability', fastify: '5.x', dependencies: [] })
 export { observabilityPlugin_ as observabilityPlugin }
 export default observabilityPlugin_
 export { genRequestId } from './request-id.js'

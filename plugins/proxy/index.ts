@@ -1,5 +1,5 @@
 /**
- * gateway-proxy: the shared proxy runtime that `defineRoute()` plugins register against.
+ * portcullis-proxy: the shared proxy runtime that `defineRoute()` plugins register against.
  *
  * Decorates `fastify.portcullisProxy` with the shared undici Agents (one connection pool per
  * upstream origin, shared by every route), the body limit, the default route policies and the
@@ -83,7 +83,7 @@ export interface ProxyRuntime {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Shared proxy runtime (gateway-proxy plugin). */
+    /** Shared proxy runtime (portcullis-proxy plugin). */
     portcullisProxy: ProxyRuntime
   }
 }
@@ -160,7 +160,7 @@ async function proxyRuntimePlugin (fastify: FastifyInstance, opts: ProxyPluginOp
 }
 
 /** Registers the shared proxy runtime; register it before any `defineRoute()` plugin. */
-export const proxyPlugin = fp(proxyRuntimePlugin, { name: 'gateway-proxy', fastify: '5.x' })
+export const proxyPlugin = fp(proxyRuntimePlugin, { name: 'portcullis-proxy', fastify: '5.x', dependencies: [] })
 
 async function proxyScope (fastify: FastifyInstance): Promise<void> {
   const runtime = fastify.portcullisProxy
@@ -174,8 +174,9 @@ async function proxyScope (fastify: FastifyInstance): Promise<void> {
 /**
  * Opens the shared proxy scope on the instance it is registered on: `defineRoute()` plugins
  * registered afterwards on that same instance put their HTTP routes in one context (flat cost
- * per request from 1 to thousands of prefixes). Register it after every policy plugin, right
- * before the routes, as the gateway does. Routes registered in other contexts keep their own.
+ * per request from 1 to thousands of prefixes). Needs `proxyPlugin` registered before it (a
+ * declared dependency: Fastify refuses the other order); register it after the policy plugins,
+ * right before the routes. Routes registered in other contexts keep their own.
  */
-export const proxyScopePlugin = fp(proxyScope, { name: 'gateway-proxy-scope', fastify: '5.x', dependencies: ['gateway-proxy'] })
+export const proxyScopePlugin = fp(proxyScope, { name: 'portcullis-proxy-scope', fastify: '5.x', dependencies: ['portcullis-proxy'] })
 export default proxyPlugin

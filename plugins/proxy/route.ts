@@ -42,8 +42,8 @@ import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from '
 import '../auth/consumer.js'
 import { routeConfigWith } from '../../src/route-config.js'
 
-const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
-const DEFAULT_TIMEOUT_MS = 30_000
+export const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+export const DEFAULT_TIMEOUT_MS = 30_000
 const kInFlight = Symbol('portcullis.inFlight')
 const ZEROS = /^0+$/
 
@@ -396,7 +396,7 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
   // No trailing slash: the rest of the path brings its own (as @fastify/http-proxy does it).
   const rewritePrefix = (r.basePath + (route.rewritePrefix ?? '')).replace(/\/+$/, '')
   // With the request guard in front, every path that gets here is already canonical.
-  const checkPath = !scope.hasPlugin('gateway-request-guard')
+  const checkPath = !scope.hasPlugin('portcullis-request-guard')
   const upstreamOrigin = r.upstreamOrigin
   const answerMaxForwards = r.answerMaxForwards
 

@@ -1,23 +1,24 @@
 /**
  * Rate limiting on @fastify/rate-limit, in two tiers (two plugins):
  *
- * - `ipRateLimitPlugin` (`gateway-ip-rate-limit`): a cheap per-client-IP limit (IPv6 per /64,
- *   IPv4-mapped as IPv4) in a global `onRequest` hook (@fastify/rate-limit's handler). Register it BEFORE
- *   authentication: it throttles every request, unrouted ones (404, spelling variants) included,
- *   so invalid credentials cannot mint fresh buckets. Counters live in memory (LRU bounded), or
+ * - `ipRateLimitPlugin` (`portcullis-ip-rate-limit`): a cheap per-client-IP limit (IPv6 per /64,
+ *   IPv4-mapped as IPv4) in a global `onRequest` hook (@fastify/rate-limit's handler), so it runs
+ *   before authentication (a route-level hook) wherever it is registered: it throttles every
+ *   request, unrouted ones (404, spelling variants) included, so invalid credentials cannot mint
+ *   fresh buckets. Counters live in memory (LRU bounded), or
  *   with REDIS_URL in Redis under `<keyPrefix>ip|`, shared by every instance. While Redis fails,
  *   each instance counts in its own memory instead (whatever REDIS_FAILURE_MODE says): this tier
  *   runs on every request, health probes included, so `closed` would answer 503 to all of them
  *   and `open` would drop the flood guard in front of auth. Options: IP_RATE_LIMIT_MAX/_WINDOW.
- * - `routeRateLimitPlugin` (`gateway-route-rate-limit`): the per-route limit from each route's
+ * - `routeRateLimitPlugin` (`portcullis-route-rate-limit`): the per-route limit from each route's
  *   `config.rateLimit` (`{ max, timeWindow, keyBy, algorithm, burst }`; `false` or absent: no
  *   per-route limit; `algorithm`: `fixed` windows (default) or `gcra`, gcra.ts),
  *   keyed by `request.consumer.id`, or by client IP on public routes or with `keyBy: 'ip'`.
  *   Routes of one template sharing one policy object share one budget (a route and its HEAD twin,
  *   `/api`, `/api/` and `/api/*` of one `defineRoute` prefix). The check is a route-level `onRequest` hook
- *   (`rateLimitRouteOnRequest`) attached in `onRoute`: route-level hooks run after every
- *   instance-level `onRequest` hook, and after the route-level hooks of plugins registered earlier,
- *   so registering this plugin AFTER auth guarantees `request.consumer` is set; routes without a
+ *   (`rateLimitRouteOnRequest`) appended in `onRoute`: route-level hooks run after every
+ *   instance-level `onRequest` hook, and authentication prepends its own, so `request.consumer` is
+ *   set when it runs (without an authentication plugin, requests count per IP); routes without a
  *   policy pay nothing. Counters live in memory, or in Redis (REDIS_URL) for every instance.
  *   A Redis failure applies REDIS_FAILURE_MODE within REDIS_TIMEOUT_MS of the request asking:
  *   `closed` answers 503 GW_RATE_LIMIT_STORE_UNAVAILABLE with Retry-After, `open` admits. The
@@ -328,19 +329,21 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
 }
 
 /**
- * Per-client-IP tier. Register before authentication:
+ * Per-client-IP tier; needs no other plugin:
  * `app.register(ipRateLimitPlugin, { max: config.rateLimit.ipMax, timeWindow: config.rateLimit.ipTimeWindow })`.
  */
 export const ipRateLimitPlugin = fp(gatewayIpRateLimit, {
-  name: 'gateway-ip-rate-limit',
-  fastify: '5.x'
+  name: 'portcullis-ip-rate-limit',
+  fastify: '5.x',
+  dependencies: []
 })
 
 /**
- * Per-route tier. Register after authentication and before the routes:
+ * Per-route tier; register it before the routes (onRoute):
  * `app.register(routeRateLimitPlugin, { redisUrl, redisTimeoutMs, failureMode })` from `config.rateLimit`.
  */
 export const routeRateLimitPlugin = fp(gatewayRouteRateLimit, {
-  name: 'gateway-route-rate-limit',
-  fastify: '5.x'
+  name: 'portcullis-route-rate-limit',
+  fastify: '5.x',
+  dependencies: []
 })

@@ -1,7 +1,7 @@
 /**
- * gateway-request-guard: refuses ambiguous or oversized requests before any policy runs.
+ * portcullis-request-guard: refuses ambiguous or oversized requests before any policy runs.
  *
- * Hook: onRequest (first after the request id).
+ * Hook: onRequest (instance-level, so before every route-level policy hook).
  * - framing: Content-Length with Transfer-Encoding, Transfer-Encoding other than exactly
  *   `chunked`, repeated or non-numeric Content-Length -> 400 (request smuggling shapes);
  * - path: dot segments (plain, encoded, `..;`), encoded `/` `\` NUL and controls, `//`, `\`,
@@ -183,6 +183,6 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
   })
 }
 
-export const requestGuardPlugin_ = fp(requestGuardPlugin, { name: 'gateway-request-guard', fastify: '5.x' })
+export const requestGuardPlugin_ = fp(requestGuardPlugin, { name: 'portcullis-request-guard', fastify: '5.x', dependencies: [] })
 export { requestGuardPlugin_ as requestGuardPlugin }
 export default requestGuardPlugin_

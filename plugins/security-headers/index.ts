@@ -1,5 +1,5 @@
 /**
- * gateway-security-headers: the gateway's security headers on every response it sends, proxied
+ * portcullis-security-headers: the gateway's security headers on every response it sends, proxied
  * ones included, with a written precedence rule.
  *
  * Header values come from helmet (the engine of @fastify/helmet), evaluated ONCE at registration
@@ -14,7 +14,7 @@
  * 2. Strict-Transport-Security: the gateway's value with TLS on; removed without TLS (an upstream
  *    cannot pin or unpin HSTS for the gateway's host).
  * 3. `access-control-*`: removed, unless the route enables CORS (`config.cors`), where the
- *    gateway-cors plugin replaces them with the gateway's own CORS decision.
+ *    portcullis-cors plugin replaces them with the gateway's own CORS decision.
  * 4. Every other header: as sent by the handler or upstream.
  *
  * Hook: onSend `securityHeadersOnSend`. Config key read: `cors` (only to tell CORS routes).
@@ -100,7 +100,7 @@ declare module 'fastify' {
 /**
  * Security headers on every response. Its onSend hook is instance-wide (fastify-plugin), so it
  * covers every route of the instance, 404s and error replies included, whenever it is registered
- * before `ready()`. Register it before gateway-cors (whose route-level onSend runs after it).
+ * before `ready()`. Needs no other plugin (portcullis-cors's route-level onSend runs after it).
  */
-export const securityHeadersPlugin = fp(securityHeaders, { name: 'gateway-security-headers', fastify: '5.x' })
+export const securityHeadersPlugin = fp(securityHeaders, { name: 'portcullis-security-headers', fastify: '5.x', dependencies: [] })
 export default securityHeadersPlugin

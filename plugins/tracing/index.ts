@@ -1,5 +1,5 @@
 /**
- * gateway-tracing: W3C Trace Context continued through the gateway.
+ * portcullis-tracing: W3C Trace Context continued through the gateway.
  *
  * Hook: onRequest `tracingOnRequest`. With a valid incoming `traceparent`, the upstream gets the
  * same trace id and a NEW parent id (the gateway's span) and the sampled flag as received; with none or an
@@ -92,5 +92,5 @@ async function gatewayTracing (fastify: FastifyInstance, opts: TracingPluginOpti
 }
 
 /** W3C trace context continuation; register before the routes. */
-export const tracingPlugin = fp(gatewayTracing, { name: 'gateway-tracing', fastify: '5.x' })
+export const tracingPlugin = fp(gatewayTracing, { name: 'portcullis-tracing', fastify: '5.x', dependencies: [] })
 export default tracingPlugin
