@@ -51,3 +51,10 @@ declare module 'fastify' {
     proxy?: ProxyRouteInfo
   }
 }
+
+/** The per-route limit of routes that set none (RATE_LIMIT_MAX per RATE_LIMIT_WINDOW; the proxy's `defaultRateLimit`). */
+export const DEFAULT_ROUTE_RATE_LIMIT = Object.freeze({ max: 100, timeWindow: '1 minute' })
+
+/** Inspection modes (INSPECT_MODE, `inspect.mode`, the proxy's `defaultInspectMode`). */
+export const INSPECT_MODES = ['block', 'detect'] as const
+export const DEFAULT_INSPECT_MODE = 'block'

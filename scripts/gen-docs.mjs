@@ -1,10 +1,10 @@
 /**
  * Generates the reference documentation from the sources of truth:
- *   docs/reference/environment.md   <- EnvSchema (src/config.ts)
+ *   docs/reference/environment.md   <- EnvSchema (src/config-schema.ts)
+ *   .env.example                    <- EnvSchema and ENV_SECTIONS (scripts/gen-env-example.mjs)
  *   docs/reference/route-options.md <- RouteOptionsSchema (src/route.ts and the plugins' route schemas)
  *   docs/reference/errors.md        <- the error catalogue (lib/errors.ts)
  *   docs/reference/chain.md         <- GATEWAY_CHAIN (src/chain.ts), the plugin chain in order
- * and checks that `.env.example` names every variable of EnvSchema.
  *
  *   node scripts/gen-docs.mjs           write the files (npm run docs, which builds dist/ first)
  *   node scripts/gen-docs.mjs --check   write nothing; exit 1 naming each stale file or problem
@@ -16,6 +16,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync } from 
 import { STATUS_CODES } from 'node:http'
 import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
+import { composeVariables, envExample, routeVariables } from './gen-env-example.mjs'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
 export const REGENERATE = 'npm run docs'
@@ -96,7 +97,7 @@ export function environmentDoc (envSchema, exampleError, problems) {
   const lines = [
     '# Environment variables',
     '',
-    'Every variable the gateway reads, from `EnvSchema` in `src/config.ts`. None is required outside',
+    'Every variable the gateway reads, from `EnvSchema` in `src/config-schema.ts`. None is required outside',
     'production: `npm start` runs on the defaults with a demo upstream and demo credentials. With',
     '`NODE_ENV=production` there are no demo defaults: at least one credential source (`JWT_SECRET`,',
     '`JWT_PUBLIC_KEY`, `JWKS_URL` or `API_KEYS`/`API_KEYS_FILE`) must be set, the demo credentials',
@@ -127,7 +128,7 @@ export function environmentDoc (envSchema, exampleError, problems) {
     '| --- | --- | --- | --- | --- |'
   ]
   for (const [name, schema] of Object.entries(envSchema.properties)) {
-    if (typeof schema.description !== 'string' || schema.description === '') problems.push(`src/config.ts: EnvSchema.${name} has no description`)
+    if (typeof schema.description !== 'string' || schema.description === '') problems.push(`src/config-schema.ts: EnvSchema.${name} has no description`)
     const type = isEnum(schema) ? 'string' : typeOf(schema)
     const allowed = isEnum(schema) ? schema.anyOf.map((s) => code(s.const)).join(', ') : constraintsOf(schema)
     const def = schema.default === undefined ? 'unset' : code(schema.default)
@@ -344,7 +345,7 @@ export function codesInSources (root = ROOT) {
  */
 export async function generate (load, root = ROOT) {
   const problems = []
-  const { EnvSchema, loadConfig } = await load('src/config.ts')
+  const { EnvSchema, ENV_SECTIONS, EMPTY_MEANS_UNSET, loadConfig } = await load('src/config.ts')
   let exampleError = ''
   try {
     loadConfig({ PORT: 'eighty', LOG_LEVEL: 'loud' })
@@ -356,14 +357,14 @@ export async function generate (load, root = ROOT) {
   const catalogue = await load(CATALOGUE_FILE)
   const { GATEWAY_CHAIN } = await load('src/chain.ts')
   const api = await load('src/index.ts')
-  const readSource = (file) => readFileSync(join(root, file), 'utf8')
   const files = new Map([
     ['docs/reference/environment.md', environmentDoc(EnvSchema, exampleError, problems)],
     ['docs/reference/route-options.md', routeOptionsDoc(RouteOptionsSchema, problems)],
     ['docs/reference/errors.md', errorsDoc(catalogueRows(catalogue, problems), codesInSources(root), problems)],
+    ['.env.example', envExample({ envSchema: EnvSchema, sections: ENV_SECTIONS, emptyMeansUnset: EMPTY_MEANS_UNSET, routes: routeVariables(root), compose: composeVariables(root) }, problems)],
     ['docs/reference/chain.md', chainDoc(GATEWAY_CHAIN, api, problems)]
   ])
-  const missing = missingFromEnvExample(EnvSchema, readSource('.env.example'))
+  const missing = missingFromEnvExample(EnvSchema, files.get('.env.example'))
   for (const name of missing) problems.push(`.env.example: ${name} is not listed (add a "# ${name}=" line)`)
   return { files, problems }
 }

@@ -48,7 +48,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
 export const gatewayPlugin = fp(gatewayApp, { name: 'portcullis-gateway', fastify: '5.x' })
 
 /** Logger options: pino with credentials redacted and secret-looking query values masked. */
-export function loggerOptions (config: Pick<GatewayConfig, 'logLevel'>): FastifyServerOptions['logger'] {
+export function loggerOptions (config: { readonly logLevel: string }): FastifyServerOptions['logger'] {
   return {
     level: config.logLevel,
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },

@@ -170,7 +170,7 @@ export const GATEWAY_CHAIN: readonly ChainLink[] = Object.freeze([
     name: 'portcullis-ip-filter',
     phases: ['onRequest'],
     configKeys: ['ipFilter', 'allowedContentTypes'],
-    options: (config) => ({ allow: [...config.inspect.ipAllow], deny: [...config.inspect.ipDeny] }),
+    options: (config) => config.ipFilter,
     description: 'Gateway-wide (`IP_ALLOW`, `IP_DENY`) and per-route IP allow/deny lists; per-route allowed body media types (415). Before the per-IP limit, so a denied client spends no budget.'
   }),
   link({

@@ -16,8 +16,8 @@ import { ConfigError } from '../../lib/errors.js'
 import { RequestHeaderFilter, stripNameProblem, trustedPeerMatcher, trustedProxyProblem } from './client-headers.js'
 import type { UpstreamPool } from './upstream-pool.js'
 import { setUpProxyScope } from './route.js'
-import { DEFAULT_RESPONSE_BUFFER_BYTES } from './response-buffer.js'
-import { ProxyPluginOptionsSchema, type ProxyPluginOptions, type ProxyRuntime, type ResolvedProxyOptions } from './schema.js'
+import { DEFAULT_INSPECT_MODE, DEFAULT_ROUTE_RATE_LIMIT } from '../../lib/route-contract.js'
+import { BODY_LIMIT, ProxyPluginOptionsSchema, RESPONSE_BUFFER_BYTES, SEND_TIMEOUT_MS, type ProxyPluginOptions, type ProxyRuntime, type ResolvedProxyOptions } from './schema.js'
 
 export { ProxyPluginOptionsSchema } from './schema.js'
 export type { ProxyPluginOptions, ProxyRouteInput, ProxyRuntime, RouteSummary } from './schema.js'
@@ -27,15 +27,15 @@ const checkOptions = TypeCompiler.Compile(ProxyPluginOptionsSchema)
 
 function resolveOptions (opts: ProxyPluginOptions): ResolvedProxyOptions {
   const withDefaults = {
-    bodyLimit: 1024 * 1024,
-    responseBufferBytes: DEFAULT_RESPONSE_BUFFER_BYTES,
-    sendTimeoutMs: 60_000,
+    bodyLimit: BODY_LIMIT.default,
+    responseBufferBytes: RESPONSE_BUFFER_BYTES.default,
+    sendTimeoutMs: SEND_TIMEOUT_MS.default,
     tls: false,
     upstreamKeepAliveTimeoutMs: 30_000,
     upstreamPipelining: 1,
     upstreamRejectUnauthorized: true,
-    defaultRateLimit: { max: 100, timeWindow: '1 minute' },
-    defaultInspectMode: 'block',
+    defaultRateLimit: { ...DEFAULT_ROUTE_RATE_LIMIT },
+    defaultInspectMode: DEFAULT_INSPECT_MODE,
     stripRequestHeaders: [],
     trustProxy: [],
     ...opts

@@ -6,20 +6,29 @@
 import type { Dispatcher } from 'undici'
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import type { RoutePolicySummary } from '../../lib/route-contract.js'
+import { DEFAULT_INSPECT_MODE, DEFAULT_ROUTE_RATE_LIMIT, INSPECT_MODES, type RoutePolicySummary } from '../../lib/route-contract.js'
 import type { RequestHeaderFilter } from './client-headers.js'
 import type { UpstreamPool } from './upstream-pool.js'
-import { DEFAULT_RESPONSE_BUFFER_BYTES, MAX_RESPONSE_BUFFER_BYTES } from './response-buffer.js'
+
+/** Request body bytes, proxied bodies included (BODY_LIMIT, `bodyLimit`). */
+export const BODY_LIMIT = Object.freeze({ minimum: 1, maximum: 1024 * 1024 * 1024, default: 1024 * 1024 })
+
+/** Bytes of one upstream response read whole before it is sent (RESPONSE_BUFFER_BYTES, `responseBufferBytes`). */
+export const RESPONSE_BUFFER_BYTES = Object.freeze({ minimum: 0, maximum: 8 * 1024 * 1024, default: 16 * 1024 })
+
+/**
+ * How long a client may read nothing of a streamed response, ms (SEND_TIMEOUT_MS,
+ * `sendTimeoutMs`). The option also takes 0 (never); the variable starts at a second.
+ */
+export const SEND_TIMEOUT_MS = Object.freeze({ maximum: 3_600_000, default: 60_000 })
 
 export const ProxyPluginOptionsSchema = Type.Object({
-  bodyLimit: Type.Integer({ minimum: 1, default: 1024 * 1024, description: 'Request body bytes, enforced on streamed bodies too.' }),
+  bodyLimit: Type.Integer({ ...BODY_LIMIT, description: 'Request body bytes, enforced on streamed bodies too.' }),
   responseBufferBytes: Type.Integer({
-    minimum: 0,
-    maximum: MAX_RESPONSE_BUFFER_BYTES,
-    default: DEFAULT_RESPONSE_BUFFER_BYTES,
+    ...RESPONSE_BUFFER_BYTES,
     description: 'Upstream responses declaring at most this many bytes (and a Content-Type) are read whole and sent in one write; larger ones stream. 0 = stream every response.'
   }),
-  sendTimeoutMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000, description: 'A client that reads nothing of a streamed response for this long loses it: the upstream request ends and the client connection (HTTP/2: the stream) is reset (nginx send_timeout). 0 = never.' }),
+  sendTimeoutMs: Type.Integer({ minimum: 0, ...SEND_TIMEOUT_MS, description: 'A client that reads nothing of a streamed response for this long loses it: the upstream request ends and the client connection (HTTP/2: the stream) is reset (nginx send_timeout). 0 = never.' }),
   tls: Type.Boolean({ default: false, description: 'Whether clients reach the gateway over TLS (x-forwarded-proto).' }),
   upstreamKeepAliveTimeoutMs: Type.Integer({ minimum: 1, default: 30_000, description: 'Idle time before an upstream connection is closed.' }),
   upstreamConnectionsPerOrigin: Type.Optional(Type.Integer({ minimum: 1, description: 'Cap on connections per upstream origin (default unlimited).' })),
@@ -27,10 +36,10 @@ export const ProxyPluginOptionsSchema = Type.Object({
   upstreamRejectUnauthorized: Type.Boolean({ default: true, description: 'Verify upstream TLS certificates.' }),
   upstreamCa: Type.Optional(Type.String({ description: 'Extra PEM CA bundle trusted for upstream TLS.' })),
   defaultRateLimit: Type.Union([Type.Literal(false), Type.Object({ max: Type.Integer({ minimum: 1 }), timeWindow: Type.Union([Type.Integer({ minimum: 1 }), Type.String()]) })], {
-    default: { max: 100, timeWindow: '1 minute' },
+    default: { ...DEFAULT_ROUTE_RATE_LIMIT },
     description: 'Per-route limit for routes that do not set `rateLimit`.'
   }),
-  defaultInspectMode: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Inspection mode for routes that do not set `inspect`.' }),
+  defaultInspectMode: Type.Union(INSPECT_MODES.map((m) => Type.Literal(m)), { default: DEFAULT_INSPECT_MODE, description: 'Inspection mode for routes that do not set `inspect`.' }),
   stripRequestHeaders: Type.Array(Type.String({ minLength: 1 }), {
     default: [],
     description: 'Client request headers never forwarded upstream, besides the built-in list: names, or prefixes ending in `*`; case-insensitive, `_` read as `-` (STRIP_REQUEST_HEADERS).'

@@ -166,8 +166,8 @@ export async function explain (env: NodeJS.ProcessEnv, req: ExplainRequest, rout
       chain: chainFor(matched, c, {
         pathCheck: c.pathCheck,
         publicHosts: c.publicHosts?.join(',') ?? '(any)',
-        ipAllow: c.inspect.ipAllow.join(',') || '(any)',
-        ipDeny: c.inspect.ipDeny.join(',') || '(none)',
+        ipAllow: c.ipFilter.allow.join(',') || '(any)',
+        ipDeny: c.ipFilter.deny.join(',') || '(none)',
         ipLimit: `${c.rateLimit.ipMax} per ${c.rateLimit.ipTimeWindow} per client IP (IP_RATE_LIMIT_MAX, IP_RATE_LIMIT_WINDOW)`
       }),
       verdict: { status: res.status, code, decidedBy: decidedBy(res.status, code, hit !== undefined) },
