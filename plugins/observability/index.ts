@@ -9,7 +9,7 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { kTarget, type Target } from '../proxy/upstream-pool.js'
+import { kTarget } from '../proxy/upstream-pool.js'
 import { redactUrl } from './redact.js'
 import '../auth/consumer.js'
 
@@ -45,7 +45,7 @@ function onResponseAccessLog (request: FastifyRequest, reply: FastifyReply, done
 }
 
 function writeAccessLine (log: FastifyBaseLogger, request: FastifyRequest, reply: FastifyReply): void {
-  const target = (request as unknown as { [kTarget]?: Target })[kTarget]
+  const target = request[kTarget]
   log.info({
     method: request.method,
     route: request.routeOptions.url ?? null,

@@ -36,7 +36,8 @@ import { BadGatewayError, BodyTooLargeError, ClientGoneError, RouteOverloadedErr
 import { redirectRewriter, rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
 import { BAD_PATH } from '../request-guard/path.js'
 import { responseSender, type UpstreamResponse } from './response-buffer.js'
-import { errorKind, kProxyPool, kProxyRequest, UpstreamPool } from './upstream-pool.js'
+import { errorKind, UpstreamPool } from './upstream-pool.js'
+import { proxyFrom, replyFromDispatcher } from './dispatcher.js'
 import type { ProxyRuntime } from './index.js'
 import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from './websocket.js'
 import '../auth/consumer.js'
@@ -181,11 +182,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   }
 
   function proxyRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-    const out = rewriteUpstreamRequestHeaders(request, headers, forward) as Record<string | symbol, unknown>
-    // Symbol keys survive reply-from's copy and are invisible to undici's header iteration.
-    out[kProxyRequest] = request
-    out[kProxyPool] = pool
-    return out as IncomingHttpHeaders
+    return rewriteUpstreamRequestHeaders(request, headers, forward)
   }
 
   function proxyOnError (reply: FastifyReply, { error }: { error: Error & { cause?: unknown, code?: string } }): void {
@@ -358,7 +355,8 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
     if (ws !== null && isWebSocketUpgrade(request)) {
       return ws.proxy(request, reply, dest, r.release.length === 0 ? undefined : () => { for (const release of r.release) (release as onResponseHookHandler).call(fastify, request, reply, noop) })
     }
-    return reply.from(dest, options as never)
+    proxyFrom(reply, r.pool, dest, options as never)
+    return reply
   }
 
   const proxyOptions = {
@@ -369,7 +367,7 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
     websocket: false,
     handler: proxyHandler,
     proxyPayloads: !r.bufferBody,
-    undici: r.pool as never,
+    undici: replyFromDispatcher,
     disableRequestLogging: true,
     internalRewriteLocationHeader: false,
     config: r.config,
@@ -399,6 +397,7 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
   const checkPath = !scope.hasPlugin('gateway-request-guard')
   const upstreamOrigin = r.upstreamOrigin
   const answerMaxForwards = r.answerMaxForwards
+  const pool = r.pool
 
   const fromOptions = {
     getUpstream: function upstreamOf (): string { return upstreamOrigin },
@@ -423,7 +422,7 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
     if (request.method === 'OPTIONS' && answerMaxForwards(request, reply)) return
     const rest = path.slice(prefixLength)
     const dest = rewritePrefix + rest
-    reply.from(dest === '' ? '/' : dest, fromOptions as never)
+    proxyFrom(reply, pool, dest === '' ? '/' : dest, fromOptions as never)
   }
 
   const routeOptions = {
@@ -472,19 +471,14 @@ function websocketPolicy (route: Readonly<RouteOptions>, runtime: ProxyRuntime, 
 /**
  * The gateway's shared proxy scope: one encapsulated context holding the routes of the gateway's
  * route modules that stream bodies, with one @fastify/reply-from whose dispatcher hands each
- * request to its route's UpstreamPool, and one body parser that passes every body through untouched.
+ * request to its route's UpstreamPool (dispatcher.ts), and one body parser that passes every body through untouched.
  */
 export async function setUpProxyScope (scope: FastifyInstance): Promise<void> {
   scope.removeAllContentTypeParsers()
   scope.addContentTypeParser('*', function proxyBody (_request: FastifyRequest, payload: RequestPayload, done: (err: Error | null, body?: unknown) => void) {
     done(null, payload)
   })
-  const dispatcher = {
-    request (opts: { headers: Record<string | symbol, unknown> }, callback: (err: Error | null, data?: unknown) => void): void {
-      (opts.headers[kProxyPool] as UpstreamPool).request(opts as never, callback as never)
-    }
-  }
   // No URL cache: with many prefixes its entries churn, outlive the young generation and make
   // every old-generation collection dearer (measured: GC went from 3 to 28 µs per request).
-  await scope.register(replyFrom, { undici: dispatcher as never, disableRequestLogging: true, disableCache: true })
+  await scope.register(replyFrom, { undici: replyFromDispatcher, disableRequestLogging: true, disableCache: true })
 }
