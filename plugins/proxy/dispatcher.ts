@@ -69,4 +69,4 @@ export const upstreamDispatcher: UpstreamDispatcher = {
  * The dispatcher as reply-from's `undici` option. Its type declares undici's whole overloaded
  * `Dispatcher['request']`; reply-from only ever calls the callback form, which is what this has.
  */
-export const replyFromDispatcher = upstreamDispatcher as unknown as NonNullable<FastifyReplyFromOptions['undici']>
+export const replyFromDispatcher = upstreamDispatcher as NonNullable<FastifyReplyFromOptions['undici']>

@@ -6,12 +6,15 @@ import createError from '@fastify/error'
 
 /** Base of every upstream failure (502 family). */
 export const UpstreamError = createError('GW_UPSTREAM_ERROR', 'Bad gateway', 502)
+// @fastify/error declares its `Base` as an ErrorConstructor (with V8's static stack-trace API),
+// which the error classes it makes are not declared to be, though they serve as one.
+const UpstreamBase = UpstreamError as unknown as ErrorConstructor
 /** Refused, reset, or an invalid response. */
-export const BadGatewayError = createError('GW_UPSTREAM_BAD_GATEWAY', 'Bad gateway', 502, UpstreamError as unknown as ErrorConstructor)
+export const BadGatewayError = createError('GW_UPSTREAM_BAD_GATEWAY', 'Bad gateway', 502, UpstreamBase)
 /** Connect, response-header or body-idle timeout. */
-export const UpstreamTimeoutError = createError('GW_UPSTREAM_TIMEOUT', 'Upstream timed out', 504, UpstreamError as unknown as ErrorConstructor)
+export const UpstreamTimeoutError = createError('GW_UPSTREAM_TIMEOUT', 'Upstream timed out', 504, UpstreamBase)
 /** No healthy target (all ejected, circuits open, or unresolvable). */
-export const UpstreamUnavailableError = createError('GW_UPSTREAM_UNAVAILABLE', 'Service unavailable', 503, UpstreamError as unknown as ErrorConstructor)
+export const UpstreamUnavailableError = createError('GW_UPSTREAM_UNAVAILABLE', 'Service unavailable', 503, UpstreamBase)
 /** The route's cap on concurrent upstream requests is reached. */
 export const RouteOverloadedError = createError('GW_ROUTE_OVERLOADED', 'Service unavailable', 503)
 /** The request body exceeds BODY_LIMIT (declared or streamed). */

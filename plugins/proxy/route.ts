@@ -19,10 +19,11 @@ import { Readable } from 'node:stream'
 import httpProxy from '@fastify/http-proxy'
 import replyFrom from '@fastify/reply-from'
 import type {
-  FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction,
+  FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, HTTPMethods,
   onRequestAbortHookHandler, onResponseHookHandler, preHandlerHookHandler, preParsingHookHandler, RequestPayload
 } from 'fastify'
-import type { IncomingHttpHeaders } from 'node:http'
+import type { FastifyReplyFromHooks } from '@fastify/reply-from'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { constants as http2Constants, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2'
 import { ConfigError } from '../../src/errors.js'
 import type { RouteOptions } from '../../src/route.js'
@@ -35,7 +36,7 @@ import { bodyEndedByClient, limitedBody } from './body-limit.js'
 import { BadGatewayError, BodyTooLargeError, ClientGoneError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
 import { redirectRewriter, rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
 import { BAD_PATH } from '../request-guard/path.js'
-import { responseSender, type UpstreamResponse } from './response-buffer.js'
+import { responseSender, type ProxyErrorMapper, type UpstreamResponse } from './response-buffer.js'
 import { errorKind, UpstreamPool } from './upstream-pool.js'
 import { proxyFrom, replyFromDispatcher } from './dispatcher.js'
 import type { ProxyRuntime } from './index.js'
@@ -43,9 +44,10 @@ import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from '
 import '../auth/consumer.js'
 import { routeConfigWith } from '../../src/route-config.js'
 
-const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+const DEFAULT_METHODS: readonly HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
 const DEFAULT_TIMEOUT_MS = 30_000
-const kInFlight = Symbol('portcullis.inFlight')
+/** On a request of a route with `maxInFlight`: it holds one of the route's in-flight places. */
+export const kInFlight: unique symbol = Symbol('portcullis.inFlight')
 const ZEROS = /^0+$/
 
 /** Proxy settings of a route, on `config.proxy` (read by the access log and metrics). */
@@ -55,6 +57,9 @@ export interface ProxyRouteConfig {
 }
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    [kInFlight]?: boolean
+  }
   interface FastifyContextConfig {
     /** Set by defineRoute(): the route's authentication policy. */
     auth?: AuthRouteConfig
@@ -77,6 +82,31 @@ function describePolicy (route: RouteOptions, rateLimit: RateLimitRouteConfig, i
 }
 
 function noRetry (): null { return null }
+
+/** Whether the client's request came over HTTP/2 (its `stream` is the HTTP/2 stream). */
+function isHttp2 (raw: IncomingMessage | Http2ServerRequest): raw is Http2ServerRequest {
+  return raw.httpVersionMajor === 2
+}
+
+/** The route's reply-from options, as the gateway's functions type them. */
+interface ProxyFromHooks {
+  readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders
+  readonly rewriteHeaders: (headers: ResponseHeaders) => ResponseHeaders
+  readonly onError: ProxyErrorMapper
+  readonly onResponse: (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse) => void
+  readonly retryDelay: () => null
+}
+
+/**
+ * The one place the gateway's hook types meet reply-from's declarations, which differ in two ways
+ * only: they take the request and reply of any server (`RawServerBase`: HTTP/1.1 or HTTP/2) where
+ * the gateway's plugins type them with Fastify's defaults, and they declare `onResponse`'s
+ * `res` as a server response while reply-from hands it `{ statusCode, headers, stream }`
+ * (its lib/request.js), which is what `UpstreamResponse` says.
+ */
+function replyFromHooks (hooks: ProxyFromHooks): FastifyReplyFromHooks {
+  return hooks as unknown as FastifyReplyFromHooks
+}
 function noop (): void {}
 
 function resetUnreadStream (this: ServerHttp2Stream): void {
@@ -91,20 +121,20 @@ type ResponseHeaders = Record<string, string | string[] | undefined>
 interface ProxyRoute {
   readonly pool: UpstreamPool
   readonly config: Record<string, unknown> & { proxy: ProxyRouteConfig }
-  readonly methods: string[]
+  readonly methods: HTTPMethods[]
   readonly bufferBody: boolean
   readonly upstreamOrigin: string
   readonly basePath: string
-  readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders
-  /** reply-from's `rewriteHeaders`: hop-by-hop and fingerprints out, redirects mapped to the public prefix. */
-  readonly rewriteResponseHeaders: (headers: ResponseHeaders) => ResponseHeaders
+  /**
+   * reply-from's options for every request of the route: `rewriteRequestHeaders`, `rewriteHeaders`
+   * (hop-by-hop and fingerprints out, redirects mapped to the public prefix), `onError`,
+   * `onResponse` (small responses buffered and sent in one write, the rest streamed), no retries.
+   */
+  readonly fromHooks: FastifyReplyFromHooks
   /** OPTIONS with `Max-Forwards: 0`: answered by the gateway (RFC 9110 7.6.2); true when it did. */
   readonly answerMaxForwards: (request: FastifyRequest, reply: FastifyReply) => boolean
   /** WebSocket settings, when the route proxies upgrades. */
   readonly websocket: WebSocketPolicy | null
-  readonly onError: (reply: FastifyReply, ctx: { error: Error & { cause?: unknown, code?: string } }) => void
-  /** reply-from's `onResponse`: small responses buffered and sent in one write, the rest streamed. */
-  readonly onResponse: (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse) => void
   readonly preParsing: preParsingHookHandler[]
   readonly preHandler: preHandlerHookHandler[]
   readonly release: Array<onResponseHookHandler & onRequestAbortHookHandler>
@@ -168,7 +198,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     return out
   }
 
-  const methods = route.methods ?? DEFAULT_METHODS
+  const methods = [...(route.methods ?? DEFAULT_METHODS)]
   const allow = [...new Set(methods.includes('GET') ? [...methods, 'HEAD'] : methods)].join(', ')
 
   // RFC 9110 7.6.2: a recipient of OPTIONS with Max-Forwards 0 must not forward it and answers
@@ -193,8 +223,8 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     // bodies never read. Either way the client stops sending, and a drain never waits for it.
     const raw = reply.request.raw
     if (!raw.complete) {
-      if (raw.httpVersionMajor === 1) reply.header('connection', 'close')
-      else (raw as unknown as Http2ServerRequest).stream.once('finish', resetUnreadStream)
+      if (isHttp2(raw)) raw.stream.once('finish', resetUnreadStream)
+      else reply.header('connection', 'close')
     }
     reply.send(upstreamFailure(reply, error))
   }
@@ -231,8 +261,8 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     // HTTP/2 frames a body without Content-Length or Transfer-Encoding: a stream that its HEADERS
     // frame did not end carries content (RFC 9113 8.1), which BODY_LIMIT must count as well.
     const method = request.method
-    if (method === 'GET' || method === 'HEAD' || (declared === undefined && request.headers['transfer-encoding'] === undefined && !(request.raw.httpVersionMajor === 2 && !(request.raw as unknown as Http2ServerRequest).stream.endAfterHeaders))) done(null, payload)
-    else done(null, limitedBody(payload as unknown as Readable, bodyLimit, request.headers.expect !== undefined))
+    if (method === 'GET' || method === 'HEAD' || (declared === undefined && request.headers['transfer-encoding'] === undefined && !(isHttp2(request.raw) && !request.raw.stream.endAfterHeaders))) done(null, payload)
+    else done(null, limitedBody(payload, bodyLimit, request.headers.expect !== undefined))
   }
 
   // Bodies the inspection plugin judges are buffered (bounded by bodyLimit) and forwarded byte
@@ -250,15 +280,14 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       if (upstreamError.hasSubscribers) upstreamError.publish({ route: routeLabel, kind: 'overload' })
       throw new RouteOverloadedError()
     }
-    pool.inFlight++;
-    (request as unknown as Record<symbol, boolean>)[kInFlight] = true
+    pool.inFlight++
+    request[kInFlight] = true
     done()
   }
 
   function proxyRelease (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const r = request as unknown as Record<symbol, boolean>
-    if (r[kInFlight] === true) {
-      r[kInFlight] = false
+    if (request[kInFlight] === true) {
+      request[kInFlight] = false
       pool.inFlight--
     }
     done()
@@ -283,12 +312,15 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     bufferBody,
     upstreamOrigin: first.origin,
     basePath,
-    rewriteRequestHeaders: proxyRequestHeaders,
-    rewriteResponseHeaders: proxyResponseHeaders,
+    fromHooks: replyFromHooks({
+      rewriteRequestHeaders: proxyRequestHeaders,
+      rewriteHeaders: proxyResponseHeaders,
+      onError: proxyOnError,
+      onResponse: responseSender(proxyOnError),
+      retryDelay: noRetry
+    }),
     answerMaxForwards: proxyAnswerMaxForwards,
     websocket: websocketEnabled(route) ? websocketPolicy(route, runtime, forward, connectMs + headersMs) : null,
-    onError: proxyOnError,
-    onResponse: responseSender(proxyOnError),
     preParsing: bufferBody ? [] : [proxyBodyLimit as preParsingHookHandler],
     preHandler: [...(bufferBody ? [proxyReplayBody as preHandlerHookHandler] : []), ...(capped ? [proxyAdmit as preHandlerHookHandler] : [])],
     release: capped ? [proxyRelease as onResponseHookHandler & onRequestAbortHookHandler] : []
@@ -300,10 +332,10 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
  * module with the same prefix, or the gateway's /healthz and /readyz), with the prefix named,
  * instead of Fastify's duplicate-route error.
  */
-function assertPathsFree (fastify: FastifyInstance, route: Readonly<RouteOptions>, methods: readonly string[], urls: readonly string[]): void {
+function assertPathsFree (fastify: FastifyInstance, route: Readonly<RouteOptions>, methods: readonly HTTPMethods[], urls: readonly string[]): void {
   for (const url of urls) {
     for (const method of methods) {
-      if (fastify.hasRoute({ method: method as never, url })) {
+      if (fastify.hasRoute({ method, url })) {
         throw new ConfigError(`route ${route.prefix}`, [`prefix: ${method} ${url} is already routed by another route module, or is one of the gateway's own paths (/healthz, /readyz); choose another prefix`])
       }
     }
@@ -351,11 +383,11 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
   const ws = r.websocket === null ? null : createWebSocketProxy(fastify, r.upstreamOrigin, r.websocket)
   // Upgrades are handled here rather than by @fastify/http-proxy, which answers 101 before it
   // has reached the upstream (see websocket.ts).
-  function proxyHandler (request: FastifyRequest, reply: FastifyReply, dest: string, options: unknown): unknown {
+  function proxyHandler (request: FastifyRequest, reply: FastifyReply, dest: string): unknown {
     if (ws !== null && isWebSocketUpgrade(request)) {
       return ws.proxy(request, reply, dest, r.release.length === 0 ? undefined : () => { for (const release of r.release) (release as onResponseHookHandler).call(fastify, request, reply, noop) })
     }
-    proxyFrom(reply, r.pool, dest, options as never)
+    proxyFrom(reply, r.pool, dest, r.fromHooks)
     return reply
   }
 
@@ -371,15 +403,9 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
     disableRequestLogging: true,
     internalRewriteLocationHeader: false,
     config: r.config,
-    replyOptions: {
-      rewriteRequestHeaders: r.rewriteRequestHeaders,
-      rewriteHeaders: r.rewriteResponseHeaders as never,
-      onError: r.onError as never,
-      onResponse: r.onResponse as never,
-      retryDelay: noRetry
-    }
+    replyOptions: r.fromHooks
   }
-  await fastify.register(httpProxy as unknown as FastifyPluginAsync<typeof proxyOptions>, proxyOptions)
+  await fastify.register(httpProxy, proxyOptions)
 }
 
 /**
@@ -399,13 +425,9 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
   const answerMaxForwards = r.answerMaxForwards
   const pool = r.pool
 
-  const fromOptions = {
+  const fromOptions: FastifyReplyFromHooks = {
     getUpstream: function upstreamOf (): string { return upstreamOrigin },
-    rewriteRequestHeaders: r.rewriteRequestHeaders,
-    rewriteHeaders: r.rewriteResponseHeaders,
-    onError: r.onError,
-    onResponse: r.onResponse,
-    retryDelay: noRetry
+    ...r.fromHooks
   }
 
   function proxyHandler (request: FastifyRequest, reply: FastifyReply): void {
@@ -422,11 +444,11 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
     if (request.method === 'OPTIONS' && answerMaxForwards(request, reply)) return
     const rest = path.slice(prefixLength)
     const dest = rewritePrefix + rest
-    proxyFrom(reply, pool, dest === '' ? '/' : dest, fromOptions as never)
+    proxyFrom(reply, pool, dest === '' ? '/' : dest, fromOptions)
   }
 
   const routeOptions = {
-    method: r.methods as never,
+    method: r.methods,
     config: r.config,
     handler: proxyHandler,
     ...(r.preParsing.length > 0 ? { preParsing: r.preParsing } : {}),
