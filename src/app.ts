@@ -20,7 +20,7 @@
  * | inspect            | route onRequest (URL/query/headers/cookies), preValidation (body) | inspect |
  * | proxy runtime      | decorator; routes add preParsing (body limit), preHandler        | proxy |
  * | proxy scope        | one context for every HTTP route: @fastify/reply-from, body parser | proxy |
- * | routes (ROUTES_DIR)| handler: reply-from in the scope; WebSocket routes: @fastify/http-proxy | - |
+ * | routes (ROUTES_DIR)| handler: reply-from, in the scope or a context of their own | - |
  */
 import { existsSync, readFileSync } from 'node:fs'
 import type { Dirent } from 'node:fs'

@@ -2,21 +2,21 @@
  * Registers one `defineRoute()` definition: the route's upstream pool, its Fastify routes with the
  * route's policies on route `config` for the other plugins to read, and the proxy handler.
  *
- * Two ways, one behaviour:
- * - in the gateway's shared proxy scope (proxyScopePlugin): the routes of every route module that
+ * One set of routes and one handler (addProxyRoutes), in one of two places:
+ * - the gateway's shared proxy scope (proxyScopePlugin): the routes of every route module that
  *   streams its bodies live in one Fastify context with one @fastify/reply-from (one Reply class
- *   for all of them, so 1 or 1,000 prefixes cost about the same per request), and the path sent
- *   upstream is the raw path with the prefix swapped for rewritePrefix, query verbatim;
+ *   for all of them, so 1 or 1,000 prefixes cost about the same per request);
  * - anywhere else (a host app registering the route itself, WebSocket routes, routes that buffer
- *   bodies for inspection with Fastify's own bounded body parser): @fastify/http-proxy in the
- *   route's own encapsulated context, inheriting the hooks of the context it was registered in.
+ *   bodies for inspection with Fastify's own bounded body parser): a context of the route's own,
+ *   with a reply-from of its own, inheriting the hooks of the context it was registered in.
+ * Either way the path sent upstream is the raw path with the prefix swapped for rewritePrefix,
+ * query verbatim, and reply-from's dispatcher is the gateway's (dispatcher.ts).
  *
  * Route-level hooks: preParsing (BODY_LIMIT on streamed bodies), preHandler (buffered body ->
- * stream; in-flight cap; on @fastify/http-proxy routes, OPTIONS with Max-Forwards 0, which the
- * shared scope's handler answers itself), onResponse/onRequestAbort (in-flight release).
+ * stream; in-flight cap), onResponse/onRequestAbort (in-flight release). OPTIONS with
+ * Max-Forwards 0 is answered by the handler.
  */
 import { Readable } from 'node:stream'
-import httpProxy from '@fastify/http-proxy'
 import replyFrom from '@fastify/reply-from'
 import type {
   FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, HTTPMethods,
@@ -355,82 +355,63 @@ function runtimeOf (fastify: FastifyInstance, route: Readonly<RouteOptions>): Pr
 }
 
 /**
- * Registers the proxy for one route definition through @fastify/http-proxy inside `fastify`,
- * which must be the route's own encapsulated context (its hooks and content-type parsers are local).
+ * Registers the proxy for one route definition inside `fastify`, which must be the route's own
+ * encapsulated context (its hooks, content-type parsers and reply-from are local): the same
+ * routes and handler as in the shared proxy scope (addProxyRoutes), plus WebSocket upgrades and,
+ * for routes that inspect bodies, Fastify's bounded body parser.
  */
 export async function registerProxyRoute (fastify: FastifyInstance, route: Readonly<RouteOptions>): Promise<void> {
   const runtime = runtimeOf(fastify, route)
   const r = buildProxyRoute(fastify, runtime, route)
   assertPathsFree(fastify, route, r.methods, prefixUrls(fastify.prefix + (route.prefix === '/' ? '' : route.prefix)))
-
-  for (const hook of r.preParsing) fastify.addHook('preParsing', hook)
   if (r.bufferBody) {
     const bodyLimit = runtime.options.bodyLimit
     fastify.removeAllContentTypeParsers()
     fastify.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, function proxyBufferBody (_req, body, done) { done(null, body) })
+  } else {
+    passBodiesThrough(fastify)
   }
-  for (const hook of r.preHandler) fastify.addHook('preHandler', hook)
-  if (r.methods.includes('OPTIONS')) {
-    fastify.addHook('preHandler', function proxyMaxForwards (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
-      if (!r.answerMaxForwards(request, reply)) done()
-    })
-  }
-  for (const hook of r.release) {
-    fastify.addHook('onResponse', hook)
-    fastify.addHook('onRequestAbort', hook as onRequestAbortHookHandler)
-  }
-
-  const ws = r.websocket === null ? null : createWebSocketProxy(fastify, r.upstreamOrigin, r.websocket)
-  // Upgrades are handled here rather than by @fastify/http-proxy, which answers 101 before it
-  // has reached the upstream (see websocket.ts).
-  function proxyHandler (request: FastifyRequest, reply: FastifyReply, dest: string): unknown {
-    if (ws !== null && isWebSocketUpgrade(request)) {
-      return ws.proxy(request, reply, dest, r.release.length === 0 ? undefined : () => { for (const release of r.release) (release as onResponseHookHandler).call(fastify, request, reply, noop) })
-    }
-    proxyFrom(reply, r.pool, dest, r.fromHooks)
-    return reply
-  }
-
-  const proxyOptions = {
-    upstream: r.upstreamOrigin,
-    prefix: route.prefix === '/' ? '' : route.prefix,
-    rewritePrefix: r.basePath + (route.rewritePrefix ?? ''),
-    httpMethods: r.methods,
-    websocket: false,
-    handler: proxyHandler,
-    proxyPayloads: !r.bufferBody,
-    undici: replyFromDispatcher,
-    disableRequestLogging: true,
-    internalRewriteLocationHeader: false,
-    config: r.config,
-    replyOptions: r.fromHooks
-  }
-  await fastify.register(httpProxy, proxyOptions)
+  await fastify.register(replyFrom, REPLY_FROM_OPTIONS)
+  addProxyRoutes(fastify, r, route)
 }
 
 /**
  * Registers the routes of one HTTP route definition in the gateway's shared proxy scope.
- * The handler swaps the prefix for the rewrite prefix on the raw path (the query goes upstream
- * verbatim) and hands the request to the scope's @fastify/reply-from.
  */
 export function registerScopedProxyRoute (scope: FastifyInstance, runtime: ProxyRuntime, route: Readonly<RouteOptions>): void {
   const r = buildProxyRoute(scope, runtime, route)
-  const prefix = route.prefix === '/' ? '' : route.prefix
+  assertPathsFree(scope, route, r.methods, prefixUrls(scope.prefix + (route.prefix === '/' ? '' : route.prefix)))
+  addProxyRoutes(scope, r, route)
+}
+
+/**
+ * The Fastify routes of one route definition, in the shared proxy scope or in the route's own
+ * context alike: the prefix and everything under it, for the route's methods, with its `config`
+ * and its route-level hooks. The handler swaps the prefix for the rewrite prefix on the raw path
+ * (the query goes upstream verbatim) and hands the request to the context's @fastify/reply-from,
+ * or, for a WebSocket upgrade on a route that proxies them, to websocket.ts.
+ */
+function addProxyRoutes (instance: FastifyInstance, r: ProxyRoute, route: Readonly<RouteOptions>): void {
+  const ownPrefix = route.prefix === '/' ? '' : route.prefix
+  // The raw path spells the prefixes of the contexts above as well.
+  const prefix = instance.prefix + ownPrefix
   const prefixLength = prefix.length
-  // No trailing slash: the rest of the path brings its own (as @fastify/http-proxy does it).
+  // No trailing slash: the rest of the path brings its own.
   const rewritePrefix = (r.basePath + (route.rewritePrefix ?? '')).replace(/\/+$/, '')
   // With the request guard in front, every path that gets here is already canonical.
-  const checkPath = !scope.hasPlugin('gateway-request-guard')
+  const checkPath = !instance.hasPlugin('gateway-request-guard')
   const upstreamOrigin = r.upstreamOrigin
   const answerMaxForwards = r.answerMaxForwards
   const pool = r.pool
+  const release = r.release
+  const ws = r.websocket === null ? null : createWebSocketProxy(instance, upstreamOrigin, r.websocket)
 
   const fromOptions: FastifyReplyFromHooks = {
     getUpstream: function upstreamOf (): string { return upstreamOrigin },
     ...r.fromHooks
   }
 
-  function proxyHandler (request: FastifyRequest, reply: FastifyReply): void {
+  function proxyHandler (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> | undefined {
     const url = request.raw.url as string
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
@@ -442,9 +423,13 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
       return
     }
     if (request.method === 'OPTIONS' && answerMaxForwards(request, reply)) return
-    const rest = path.slice(prefixLength)
-    const dest = rewritePrefix + rest
-    proxyFrom(reply, pool, dest === '' ? '/' : dest, fromOptions)
+    const joined = rewritePrefix + path.slice(prefixLength)
+    const dest = joined === '' ? '/' : joined
+    // Upgrades are proxied by websocket.ts, which answers 101 only once the upstream has.
+    if (ws !== null && isWebSocketUpgrade(request)) {
+      return ws.proxy(request, reply, dest, release.length === 0 ? undefined : () => { for (const hook of release) (hook as onResponseHookHandler).call(instance, request, reply, noop) })
+    }
+    proxyFrom(reply, pool, dest, fromOptions)
   }
 
   const routeOptions = {
@@ -453,12 +438,27 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
     handler: proxyHandler,
     ...(r.preParsing.length > 0 ? { preParsing: r.preParsing } : {}),
     ...(r.preHandler.length > 0 ? { preHandler: r.preHandler } : {}),
-    ...(r.release.length > 0 ? { onResponse: r.release, onRequestAbort: r.release } : {})
+    ...(release.length > 0 ? { onResponse: release, onRequestAbort: release } : {})
   }
-  const urls = prefixUrls(prefix)
-  assertPathsFree(scope, route, r.methods, urls)
-  for (const url of urls) scope.route({ ...routeOptions, url })
+  // Under a register prefix, the route '/' is the prefix itself and everything under it.
+  const urls = ownPrefix === '' && instance.prefix !== '' ? ['/', '/*'] : prefixUrls(ownPrefix)
+  for (const url of urls) instance.route({ ...routeOptions, url })
 }
+
+/** Every request body goes upstream as the bytes the client sent (a stream, never parsed). */
+function passBodiesThrough (instance: FastifyInstance): void {
+  instance.removeAllContentTypeParsers()
+  instance.addContentTypeParser('*', function proxyBody (_request: FastifyRequest, payload: RequestPayload, done: (err: Error | null, body?: unknown) => void) {
+    done(null, payload)
+  })
+}
+
+/**
+ * The @fastify/reply-from of a proxy context: the gateway's dispatcher (dispatcher.ts); no URL
+ * cache: with many prefixes its entries churn, outlive the young generation and make every
+ * old-generation collection dearer (measured: GC went from 3 to 28 µs per request).
+ */
+const REPLY_FROM_OPTIONS = { undici: replyFromDispatcher, disableRequestLogging: true, disableCache: true }
 
 /** Whether the route buffers request bodies (for inspection) instead of streaming them. */
 function buffersBodies (route: Readonly<RouteOptions>, runtime: ProxyRuntime): boolean {
@@ -496,11 +496,6 @@ function websocketPolicy (route: Readonly<RouteOptions>, runtime: ProxyRuntime, 
  * request to its route's UpstreamPool (dispatcher.ts), and one body parser that passes every body through untouched.
  */
 export async function setUpProxyScope (scope: FastifyInstance): Promise<void> {
-  scope.removeAllContentTypeParsers()
-  scope.addContentTypeParser('*', function proxyBody (_request: FastifyRequest, payload: RequestPayload, done: (err: Error | null, body?: unknown) => void) {
-    done(null, payload)
-  })
-  // No URL cache: with many prefixes its entries churn, outlive the young generation and make
-  // every old-generation collection dearer (measured: GC went from 3 to 28 µs per request).
-  await scope.register(replyFrom, { undici: replyFromDispatcher, disableRequestLogging: true, disableCache: true })
+  passBodiesThrough(scope)
+  await scope.register(replyFrom, REPLY_FROM_OPTIONS)
 }
