@@ -17,18 +17,21 @@
  * twice) throws HandoffError instead of guessing: every proxied request would then fail with a
  * 500, which the proxy tests catch at once.
  *
- * Measured against the alternatives: an AsyncLocalStorage `run()` around `reply.from()` would do
- * the same at the cost of async context propagation on every request; symbol keys on the headers
- * object (what this replaced) only worked because reply-from copies headers with Object.assign.
+ * docs/internals/proxy.md compares the other channels (symbol keys on the headers, which this
+ * replaced, a WeakMap, AsyncLocalStorage).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { FastifyReplyFromHooks, FastifyReplyFromOptions } from '@fastify/reply-from'
-import createError from '@fastify/error'
 import type { ExchangeCallback, UpstreamRequest } from './exchange.js'
 import type { UpstreamPool } from './upstream-pool.js'
 
-/** reply-from called its dispatcher outside `proxyFrom()`: a programming error, never a client's. */
-export const HandoffError = createError('GW_PROXY_HANDOFF', 'reply-from called the upstream dispatcher outside proxyFrom()', 500)
+/** reply-from called its dispatcher outside `proxyFrom()`: a programming error (answered 500), never a client's. */
+export class HandoffError extends Error {
+  constructor () {
+    super('reply-from called the upstream dispatcher outside proxyFrom()')
+    this.name = 'HandoffError'
+  }
+}
 
 /** The request being handed to the dispatcher: set by `proxyFrom()`, emptied by `take()`. */
 let pendingPool: UpstreamPool | null = null
