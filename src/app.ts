@@ -22,20 +22,15 @@
  * | proxy scope        | one context for every HTTP route: @fastify/reply-from, body parser | proxy |
  * | routes (ROUTES_DIR)| handler: reply-from, in the scope or a context of their own | - |
  */
-import { existsSync, readFileSync } from 'node:fs'
-import type { Dirent } from 'node:fs'
-import { readdir } from 'node:fs/promises'
-import { dirname, join, relative } from 'node:path'
-import { fileURLToPath, pathToFileURL } from 'node:url'
+import { readFileSync } from 'node:fs'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import autoload from '@fastify/autoload'
 import type { GatewayConfig } from './config.js'
 import { ConfigError, gatewayClientErrorHandler, gatewayConnectRefusal, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
 import { acceptProxyProtocol } from './proxy-protocol.js'
 import { answerPlainHttpOnTls } from './tls-plain-http.js'
-import { isRoutePlugin, missingVariableProblems, type RoutePlugin } from './route.js'
-import { describePosition, errorPosition, sourcePosition } from './source-file.js'
+import { isRoutePlugin, missingVariableProblems } from './route.js'
+import { DEFAULT_ROUTES_DIR, loadRouteModules } from './route-loader.js'
 import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
 import { requestGuardPlugin } from '../plugins/request-guard/index.js'
 import { proxyPlugin, proxyScopePlugin } from '../plugins/proxy/index.js'
@@ -49,109 +44,12 @@ import { ipFilterPlugin } from '../plugins/ip-filter/index.js'
 import { ipRateLimitPlugin, routeRateLimitPlugin } from '../plugins/rate-limit/index.js'
 import { inspectPlugin } from '../plugins/inspect/index.js'
 
-/** The bundled route modules (routes/ next to src/, also after compilation to dist/). */
-export const DEFAULT_ROUTES_DIR = fileURLToPath(new URL('../routes', import.meta.url))
+export { DEFAULT_ROUTES_DIR } from './route-loader.js'
 
 export interface GatewayAppOptions {
   readonly config: GatewayConfig
   /** Route plugins to register instead of loading `config.routesDir`. */
   readonly routes?: readonly FastifyPluginAsync[]
-}
-
-const ROUTE_IGNORE = /(?:^[._])|\.d\.ts$|\.map$|\.test\.[cm]?[jt]s$/
-const ROUTE_SCRIPT = /\.(?:[cm]?js|[cm]?ts)$/
-const INDEX_SCRIPT = /^index\.(?:[cm]?js|[cm]?ts)$/
-
-/** The route module files autoload registers under `dir` (its rules: index files, ignore pattern, subfolders). */
-async function routeModuleFiles (root: string, dir = root): Promise<string[]> {
-  let entries: Dirent[]
-  try {
-    entries = await readdir(dir, { withFileTypes: true })
-  } catch {
-    return []
-  }
-  entries.sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
-  const visible = entries.filter((e) => !ROUTE_IGNORE.test(relative(root, join(dir, e.name)).replaceAll('\\', '/')))
-  const index = visible.find((e) => e.isFile() && INDEX_SCRIPT.test(e.name))
-  const files: string[] = []
-  for (const e of visible) {
-    if (e.isDirectory()) files.push(...await routeModuleFiles(root, join(dir, e.name)))
-    // A folder with an index module is loaded through its index only (autoload's rule).
-    else if (e.isFile() && ROUTE_SCRIPT.test(e.name) && (index === undefined || e === index)) files.push(join(dir, e.name))
-  }
-  return files
-}
-
-/** Why an imported module cannot be a route, or undefined when its default export is one. */
-function notARoute (mod: Record<string, unknown>): string | undefined {
-  if (!('default' in mod) || mod.default === undefined) {
-    return 'has no default export; end the file with `export default defineRoute({ prefix, upstream })`'
-  }
-  if (isRoutePlugin(mod.default)) return undefined
-  const kind = mod.default === null ? 'null' : typeof mod.default === 'function' ? 'a plain function' : typeof mod.default === 'object' ? 'a plain object' : `a ${typeof mod.default}`
-  return `its default export is ${kind}, not a route; wrap the options: \`export default defineRoute({ ... })\``
-}
-
-/** Node's error for `import ... from 'portcullis'` in a module outside the package and its node_modules. */
-function cannotFindPortcullis (err: unknown): boolean {
-  const message = (err as { message?: unknown } | null)?.message
-  return typeof message === 'string' && message.startsWith("Cannot find package 'portcullis' imported from ")
-}
-
-/** The gateway's own folder: the nearest package.json above this file (src/ or dist/src/). */
-function packageRoot (): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir)
-  return dir
-}
-
-/**
- * Imports every route module under `dir` one after another and checks each before autoload
- * registers them; every problem is gathered and thrown at once (GW_CONFIG_INVALID), each line
- * naming the file (mapped back to its source and line when compiled): a syntax error or a
- * top-level exception, a missing or wrong default export, and in production the upstream
- * variables routes need but are unset, and a folder with no routes at all.
- *
- * One at a time on purpose: Node's ESM loader walks the whole module graph behind every
- * top-level import; autoload starts all imports at once, so with a thousand route modules a
- * thousand walks of the gateway's graph are alive together (hundreds of MB at startup).
- * Imported here, autoload then finds them loaded.
- */
-async function loadRouteModules (dir: string, production: boolean): Promise<void> {
-  const problems: string[] = []
-  const files = await routeModuleFiles(dir)
-  let routes = 0
-  for (const file of files) {
-    let mod: Record<string, unknown>
-    try {
-      mod = await import(pathToFileURL(file).href) as Record<string, unknown>
-    } catch (err) {
-      if (err instanceof ConfigError && err.where !== undefined) {
-        problems.push(...err.lines())
-        continue
-      }
-      const position = describePosition(errorPosition(err, file))
-      if (cannotFindPortcullis(err)) {
-        problems.push(`${position}: cannot import 'portcullis' from ${sourcePosition(dir).file}: a route module resolves it only inside the gateway's folder (${packageRoot()}; /app in the image) or with portcullis installed in a node_modules above it; move the folder there`)
-        continue
-      }
-      const what = err instanceof SyntaxError ? 'syntax error' : 'failed to load'
-      const message = (err instanceof Error ? err.message : String(err)).split('\n')[0]
-      problems.push(`${position}: ${what}: ${message}; fix the module (it runs when the gateway starts)`)
-      continue
-    }
-    const reason = notARoute(mod)
-    if (reason !== undefined) {
-      problems.push(`${sourcePosition(file).file}: ${reason}`)
-      continue
-    }
-    routes++
-    if (production) problems.push(...missingVariableProblems(mod.default as RoutePlugin))
-  }
-  if (production && routes === 0 && problems.length === 0) {
-    problems.push(`ROUTES_DIR: no route modules in ${sourcePosition(dir).file}; production needs at least one (a file with \`export default defineRoute({ prefix, upstream })\`)`)
-  }
-  if (problems.length > 0) throw new ConfigError('invalid routes', problems, '')
 }
 
 /** Registers the whole chain and the routes on an existing Fastify instance. */
@@ -198,15 +96,8 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
     if (missing.length > 0) throw new ConfigError('invalid routes', missing, '')
     for (const route of opts.routes) await fastify.register(route)
   } else {
-    const dir = config.routesDir ?? DEFAULT_ROUTES_DIR
-    await loadRouteModules(dir, config.production)
-    await fastify.register(autoload, {
-      dir,
-      dirNameRoutePrefix: false,
-      encapsulate: true,
-      forceESM: true,
-      ignorePattern: ROUTE_IGNORE
-    })
+    const routes = await loadRouteModules(config.routesDir ?? DEFAULT_ROUTES_DIR, config.production)
+    for (const route of routes) await fastify.register(route)
   }
 }
 

@@ -119,6 +119,17 @@ export interface RoutePlugin extends FastifyPluginAsync {
   readonly missingVariables: readonly string[]
 }
 
+/** The routes registered on each gateway, keyed by its shared proxy runtime (one per gateway). */
+const registered = new WeakMap<object, RoutePlugin[]>()
+
+/**
+ * The `defineRoute()` routes registered on a gateway, in registration order (for the
+ * command-line tool and the startup warnings; plain Fastify routes are not listed).
+ */
+export function registeredRoutes (app: FastifyInstance): readonly RoutePlugin[] {
+  return app.hasDecorator('portcullisProxy') ? registered.get(app.portcullisProxy) ?? [] : []
+}
+
 /** Marks what `defineRoute()` returned, across copies of this module (source and compiled). */
 const ROUTE_BRAND = Symbol.for('portcullis.route')
 
@@ -202,6 +213,11 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
     if (missingVariables.length > 0) throw new ConfigError('invalid route', missingVariableProblems(route), '')
     try {
       await registerRoute(fastify, opts)
+      if (fastify.hasDecorator('portcullisProxy')) {
+        const list = registered.get(fastify.portcullisProxy)
+        if (list === undefined) registered.set(fastify.portcullisProxy, [route])
+        else list.push(route)
+      }
     } catch (err) {
       // Problems found while registering (a prefix already routed, an unconfigured strategy)
       // name the route module they come from.

@@ -20,6 +20,8 @@ import { isClusterPrimary, runPrimary, WORKER_SERVING } from './cluster.js'
 import { DEMO_API_KEY, environmentWarnings, loadConfig, setDemoUpstreamUrl, type GatewayConfig } from './config.js'
 import { startDemoUpstreamSomewhere } from './demo-upstream.js'
 import { ConfigError } from './errors.js'
+import { registeredRoutes } from './route.js'
+import { riskWarnings } from './risks.js'
 
 export interface RunningGateway {
   readonly app: FastifyInstance
@@ -61,7 +63,7 @@ function printsStartupHints (): boolean {
  * An installed package has no bundled routes/ folder: without ROUTES_DIR there is nothing to
  * serve, which must read as a configuration error, not as a file-system error.
  */
-function routesProblem (config: GatewayConfig): ConfigError | undefined {
+export function routesProblem (config: GatewayConfig): ConfigError | undefined {
   if (config.routesDir !== undefined || existsSync(DEFAULT_ROUTES_DIR)) return undefined
   return new ConfigError('invalid environment', ['ROUTES_DIR: not set, and this installation has no bundled routes; set ROUTES_DIR to a folder of route modules (each `export default defineRoute({...})`)'])
 }
@@ -137,6 +139,10 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   }
   // After the routes loaded: the variables they read are known and not taken for typos.
   for (const warning of environmentWarnings(env)) app.log.warn(warning)
+  // The warnings of `portcullis check`; in development only at debug (the demo setup has some by design).
+  for (const risk of riskWarnings(config, registeredRoutes(app))) {
+    app.log[config.production ? 'warn' : 'debug']({ risk: risk.id }, `configuration warning: ${risk.source}: ${risk.message}; ${risk.fix}`)
+  }
   await app.listen({ port: config.port, host: config.host })
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : config.port
@@ -175,7 +181,8 @@ function startFailure (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-async function main (): Promise<void> {
+/** The process entry: `npm start`, and `portcullis` / `portcullis start`. */
+export async function runServer (): Promise<void> {
   let running: RunningGateway
   try {
     const config = loadConfig(process.env)
@@ -202,7 +209,7 @@ async function main (): Promise<void> {
 
 const entry = process.argv[1]
 if (entry !== undefined && realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url))) {
-  main().catch((err: unknown) => {
+  runServer().catch((err: unknown) => {
     process.stderr.write(`portcullis: ${err instanceof Error ? err.message : String(err)}\n`)
     process.exit(1)
   })

@@ -3,10 +3,10 @@
  * (and the line where there is one) and the fix: a syntax error, a top-level exception, no default
  * export, a default export that is not `defineRoute(...)`. A compiled module is named by its source.
  */
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import t, { type Test } from 'tap'
 import ts from 'typescript'
 import { startGateway } from './helpers/gateway.js'
@@ -89,4 +89,17 @@ t.test('a compiled module is named by its source file and line (source map)', as
   const position = errorPosition(err, join(dir, 'dist/boom.mjs'))
   t.equal(position.file, join(dir, 'routes/boom.ts'), 'the source file, not dist/')
   t.equal(position.line, 4, 'the source line')
+})
+
+t.test('a folder of symbolic links (a Kubernetes ConfigMap mount) is served like plain files', async (t) => {
+  // ConfigMap volume layout: ..data -> the current revision's folder, each key -> ..data/<key>.
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-configmap-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  symlinkSync(fileURLToPath(new URL('fixtures/routes-strong', import.meta.url)), join(dir, '..data'))
+  for (const key of ['orders.mjs', 'status.mjs']) symlinkSync(join('..data', key), join(dir, key))
+  symlinkSync(join(dir, 'missing.mjs'), join(dir, 'dangling.mjs'))
+  const gw = await startGateway(t, { env: { ROUTES_DIR: dir }, listen: false })
+  t.same(gw.app.portcullisProxy.routes.map((r) => r.prefix), ['/orders', '/status'], 'both linked modules are routes; a dangling link is not')
+  const res = await gw.app.inject({ method: 'GET', url: '/orders/x' })
+  t.equal(res.statusCode, 401, 'the linked route is registered with its policy')
 })

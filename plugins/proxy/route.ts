@@ -44,8 +44,8 @@ import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from '
 import '../auth/consumer.js'
 import { routeConfigWith } from '../../src/route-config.js'
 
-const DEFAULT_METHODS: readonly HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
-const DEFAULT_TIMEOUT_MS = 30_000
+export const DEFAULT_METHODS: readonly HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+export const DEFAULT_TIMEOUT_MS = 30_000
 /** On a request of a route with `maxInFlight`: it holds one of the route's in-flight places. */
 export const kInFlight: unique symbol = Symbol('portcullis.inFlight')
 const ZEROS = /^0+$/

@@ -1,0 +1,125 @@
+/**
+ * `portcullis diff OLD NEW`: what a change to the routes does to security. Both folders are
+ * loaded with the same environment through the gateway's own loader; routes are paired by prefix.
+ */
+import type { GatewayConfig } from '../config.js'
+import { effectiveRoute, type EffectiveRoute } from './effective.js'
+import { loadGatewayQuietly, type Problem } from './load.js'
+import { describeAuth, describeInspect, describeRateLimit } from './routes.js'
+
+export interface Change {
+  readonly kind: 'weakens' | 'tightens' | 'changes'
+  readonly prefix: string
+  readonly what: string
+}
+
+export interface DiffReport {
+  readonly changes: readonly Change[]
+  readonly problems: { readonly old: readonly Problem[], readonly new: readonly Problem[] }
+}
+
+const MINUTE_MS = 60_000
+
+function upstreamSchemes (r: EffectiveRoute): Set<string> {
+  return new Set(r.upstreams.map((u) => new URL(u).protocol))
+}
+
+function compare (a: EffectiveRoute, b: EffectiveRoute, out: Change[]): void {
+  const p = b.prefix
+  const add = (kind: Change['kind'], what: string): void => { out.push({ kind, prefix: p, what }) }
+  // Authentication
+  if (a.auth !== false && b.auth === false) add('weakens', `lost authentication (was ${describeAuth(a)}, now public)`)
+  else if (a.auth === false && b.auth !== false) add('tightens', `now requires authentication (${describeAuth(b)})`)
+  else if (a.auth !== false && b.auth !== false) {
+    const lost = a.auth.scopes.filter((s) => !(b.auth as { scopes: readonly string[] }).scopes.includes(s))
+    const gained = b.auth.scopes.filter((s) => !(a.auth as { scopes: readonly string[] }).scopes.includes(s))
+    if (lost.length > 0) add('weakens', `no longer requires scope ${lost.join(', ')}`)
+    if (gained.length > 0) add('tightens', `now requires scope ${gained.join(', ')}`)
+    const newStrategies = b.auth.strategies.filter((s) => !(a.auth as { strategies: readonly string[] }).strategies.includes(s))
+    if (newStrategies.length > 0) add('weakens', `accepts another credential: ${newStrategies.join(', ')}`)
+    if (a.auth.relation === 'all' && b.auth.relation !== 'all') add('weakens', 'one credential now suffices (relation all -> any)')
+  }
+  // Rate limit (requests per second, compared per key)
+  const rate = (r: EffectiveRoute): number => r.rateLimit === false ? Infinity : (r.rateLimit.max + r.rateLimit.burst) / r.rateLimit.windowMs
+  if (a.rateLimit !== false && b.rateLimit === false) add('weakens', `rate limit removed (was ${describeRateLimit(a)})`)
+  else if (a.rateLimit === false && b.rateLimit !== false) add('tightens', `rate limit added (${describeRateLimit(b)})`)
+  else if (a.rateLimit !== false && b.rateLimit !== false) {
+    const ratio = rate(b) / rate(a)
+    if (ratio >= 10) add('weakens', `rate limit raised ${ratio.toFixed(0)}x (${describeRateLimit(a)} -> ${describeRateLimit(b)})`)
+    else if (ratio > 1) add('changes', `rate limit raised (${describeRateLimit(a)} -> ${describeRateLimit(b)})`)
+    else if (ratio < 1) add('tightens', `rate limit lowered (${describeRateLimit(a)} -> ${describeRateLimit(b)})`)
+    if (a.rateLimit.keyBy !== b.rateLimit.keyBy) add(b.rateLimit.keyBy === 'ip' && b.auth !== false ? 'weakens' : 'changes', `rate limit now counted per ${b.rateLimit.keyBy}`)
+  }
+  // Inspection
+  const strength = (r: EffectiveRoute): number => r.inspect === false ? 0 : r.inspect.mode === 'detect' ? 1 : r.inspect.body ? 3 : 2
+  if (strength(b) < strength(a)) add('weakens', `inspection ${describeInspect(a)} -> ${describeInspect(b)}`)
+  else if (strength(b) > strength(a)) add('tightens', `inspection ${describeInspect(a)} -> ${describeInspect(b)}`)
+  if (a.inspect !== false && b.inspect !== false) {
+    const newExcl = b.inspect.exclude.filter((e) => !(a.inspect as { exclude: readonly string[] }).exclude.includes(e))
+    if (newExcl.length > 0) add('weakens', `inspection rules excluded: ${newExcl.join(', ')}`)
+  }
+  // CORS
+  if (a.cors === false && b.cors !== false) add('weakens', `CORS opened to ${b.cors.origins.join(', ')}${b.cors.credentials ? ' with credentials' : ''}`)
+  else if (a.cors !== false && b.cors === false) add('tightens', 'CORS removed')
+  else if (a.cors !== false && b.cors !== false) {
+    const added = b.cors.origins.filter((o) => !(a.cors as { origins: readonly string[] }).origins.includes(o))
+    if (added.length > 0) add('weakens', `CORS widened to ${added.join(', ')}`)
+    if (!a.cors.credentials && b.cors.credentials) add('weakens', 'CORS now allows credentials')
+  }
+  // Upstreams
+  if (upstreamSchemes(a).has('https:') && !upstreamSchemes(a).has('http:') && upstreamSchemes(b).has('http:')) add('weakens', 'an upstream switched from https to http')
+  const newTargets = b.upstreams.filter((u) => !a.upstreams.includes(u))
+  if (newTargets.length > 0) add('changes', `new upstream ${newTargets.join(', ')}`)
+  // Timeouts
+  for (const k of ['connectMs', 'headersMs', 'bodyIdleMs'] as const) {
+    if (b.timeouts[k] > MINUTE_MS && b.timeouts[k] > a.timeouts[k]) add('weakens', `timeout ${k} lengthened past a minute (${a.timeouts[k]} -> ${b.timeouts[k]} ms)`)
+  }
+  // Methods, IP filter, WebSocket
+  const newMethods = b.methods.filter((m) => !a.methods.includes(m))
+  if (newMethods.length > 0) add('weakens', `accepts more methods: ${newMethods.join(', ')}`)
+  if (a.ipFilter.allow.length > 0 && b.ipFilter.allow.length === 0) add('weakens', 'IP allow-list removed')
+  const lostDeny = a.ipFilter.deny.filter((d) => !b.ipFilter.deny.includes(d))
+  if (lostDeny.length > 0) add('weakens', `IP deny entries removed: ${lostDeny.join(', ')}`)
+  if (!a.websocket && b.websocket) add('changes', 'WebSocket upgrades now proxied')
+  if (b.body.limit > a.body.limit) add('changes', `body limit raised ${a.body.limit} -> ${b.body.limit}`)
+}
+
+export function diffRoutes (oldRoutes: readonly EffectiveRoute[], newRoutes: readonly EffectiveRoute[]): Change[] {
+  const out: Change[] = []
+  const before = new Map(oldRoutes.map((r) => [r.prefix, r]))
+  const after = new Map(newRoutes.map((r) => [r.prefix, r]))
+  for (const [prefix, b] of after) {
+    const a = before.get(prefix)
+    if (a === undefined) out.push({ kind: b.auth === false ? 'weakens' : 'changes', prefix, what: b.auth === false ? `new public route to ${b.upstreams.join(', ')}` : `new route (${describeAuth(b)}) to ${b.upstreams.join(', ')}` })
+    else compare(a, b, out)
+  }
+  for (const prefix of before.keys()) if (!after.has(prefix)) out.push({ kind: 'tightens', prefix, what: 'route removed' })
+  return out
+}
+
+async function effectiveRoutesOf (env: NodeJS.ProcessEnv, dir: string): Promise<{ routes: EffectiveRoute[], problems: readonly Problem[] }> {
+  const loaded = await loadGatewayQuietly(env, { routesDir: dir })
+  try {
+    const config = loaded.config as GatewayConfig | undefined
+    return { routes: config === undefined ? [] : loaded.routes.map((r) => effectiveRoute(r, config)), problems: loaded.problems }
+  } finally {
+    await loaded.app?.close()
+  }
+}
+
+export async function diff (env: NodeJS.ProcessEnv, oldDir: string, newDir: string): Promise<DiffReport> {
+  const a = await effectiveRoutesOf(env, oldDir)
+  const b = await effectiveRoutesOf(env, newDir)
+  return { changes: diffRoutes(a.routes, b.routes), problems: { old: a.problems, new: b.problems } }
+}
+
+export function formatDiff (r: DiffReport): string {
+  const lines: string[] = []
+  for (const p of r.problems.old) lines.push(`error    OLD ${p.source}: ${p.message}`)
+  for (const p of r.problems.new) lines.push(`error    NEW ${p.source}: ${p.message}`)
+  const order = { weakens: 0, changes: 1, tightens: 2 }
+  for (const c of [...r.changes].sort((x, y) => order[x.kind] - order[y.kind])) lines.push(`${c.kind.padEnd(8)} ${c.prefix}: ${c.what}`)
+  const weak = r.changes.filter((c) => c.kind === 'weakens').length
+  lines.push(`${weak} weakening, ${r.changes.filter((c) => c.kind === 'tightens').length} tightening, ${r.changes.filter((c) => c.kind === 'changes').length} other`)
+  return lines.join('\n') + '\n'
+}
