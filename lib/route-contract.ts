@@ -24,7 +24,7 @@ export interface UpstreamTargetInfo {
 }
 
 /** Set on the request by the proxy when it picks a target. */
-export const kUpstreamTarget = Symbol('portcullis.target')
+export const kUpstreamTarget: unique symbol = Symbol('portcullis.target')
 
 /** Response headers of the CORS protocol (Fetch standard); the gateway owns all of them. */
 export const CORS_RESPONSE_HEADERS = [
@@ -49,6 +49,10 @@ declare module 'fastify' {
     websocket?: boolean
     /** Set by the proxy on proxied routes. */
     proxy?: ProxyRouteInfo
+  }
+  interface FastifyRequest {
+    /** Set by the proxy when it picks a target for the request (absent on requests not proxied). */
+    [kUpstreamTarget]?: UpstreamTargetInfo
   }
 }
 

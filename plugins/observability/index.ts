@@ -9,7 +9,7 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { kUpstreamTarget, type UpstreamTargetInfo } from '../../lib/route-contract.js'
+import { kUpstreamTarget } from '../../lib/route-contract.js'
 import { redactUrl } from './redact.js'
 import '../../lib/consumer.js'
 
@@ -45,7 +45,7 @@ function onResponseAccessLog (request: FastifyRequest, reply: FastifyReply, done
 }
 
 function writeAccessLine (log: FastifyBaseLogger, request: FastifyRequest, reply: FastifyReply): void {
-  const target = (request as unknown as { [kUpstreamTarget]?: UpstreamTargetInfo })[kUpstreamTarget]
+  const target = request[kUpstreamTarget]
   log.info({
     method: request.method,
     route: request.routeOptions.url ?? null,

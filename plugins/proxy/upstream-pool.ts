@@ -2,10 +2,11 @@
  * Targets of one route: round-robin load balancing, passive health (a per-target circuit
  * breaker), optional active health checks, safe retries and the per-route in-flight cap.
  *
- * `UpstreamPool` is the dispatcher handed to @fastify/reply-from: it exposes undici's
- * `request(options, callback)` and dispatches to the gateway's shared undici Agent (one
- * connection pool per upstream origin, whatever the number of routes) with an UpstreamExchange
- * as the handler (exchange.ts: response buffering and streaming), choosing the target per attempt.
+ * `UpstreamPool.request` takes one proxied request from the dispatcher @fastify/reply-from
+ * calls (dispatcher.ts, which brings it the route's pool and the client's request) and
+ * dispatches it to the gateway's shared undici Agent (one connection pool per upstream origin,
+ * whatever the number of routes) with an UpstreamExchange as the handler (exchange.ts: response
+ * buffering and streaming), choosing the target per attempt.
  */
 import type { Dispatcher } from 'undici'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
@@ -17,12 +18,8 @@ import { kUpstreamTarget } from '../../lib/route-contract.js'
 
 export { Target } from './target.js'
 
-/** Carries the Fastify request through reply-from into the dispatcher (symbol keys survive its header copy). */
-export const kProxyRequest = Symbol('portcullis.proxyRequest')
-/** Carries the route's pool to the shared reply-from dispatcher of the proxy scope. */
-export const kProxyPool = Symbol('portcullis.proxyPool')
 /** The target that served (or last failed) a request; read by the access log. */
-export const kTarget = kUpstreamTarget
+export const kTarget: typeof kUpstreamTarget = kUpstreamTarget
 
 export interface CircuitOptions { readonly failureThreshold: number, readonly cooldownMs: number }
 export interface HealthCheckOptions {
@@ -144,15 +141,18 @@ export class UpstreamPool implements ExchangeOwner {
     }
   }
 
-  /** undici-compatible entry point used by reply-from. */
-  request (opts: UpstreamRequest, callback: ExchangeCallback): void {
+  /**
+   * Sends one request (reply-from's dispatch options) to a target, and answers `callback` as
+   * undici's `request()` would; `client` is the request being proxied.
+   */
+  request (opts: UpstreamRequest, client: FastifyRequest, callback: ExchangeCallback): void {
     const target = this.pick()
     if (target === null) {
       this.onUpstreamError('unavailable')
       callback(new UpstreamUnavailableError())
       return
     }
-    const exchange = new UpstreamExchange(this, opts, callback)
+    const exchange = new UpstreamExchange(this, opts, client, callback)
     const body = opts.body
     exchange.retriesLeft = this.retries > 0 && IDEMPOTENT.has(opts.method) &&
       (body === undefined || body === null || body === '') && opts.headers['content-length'] === undefined
@@ -171,12 +171,7 @@ export class UpstreamPool implements ExchangeOwner {
     // per request.
     opts.headersTimeout = 0
     opts.bodyTimeout = 0
-    // Left on the headers (a symbol key: undici never sends it); deleting would slow the object.
-    const request = opts.headers[kProxyRequest] as (FastifyRequest & { [kTarget]?: Target }) | undefined
-    if (request !== undefined) {
-      request[kTarget] = target
-      exchange.client = request.raw
-    }
+    exchange.request[kTarget] = target
     this.agent.dispatch(opts, exchange)
   }
 
