@@ -6,22 +6,25 @@
  * What counts as a bypass, judged on what the stand-in recorded (never on the gateway's answer):
  * - a probe without a valid credential (none, or a refused, misplaced or ambiguous one) reached
  *   a protected route's upstream;
- * - a probe without a valid credential reached ANY upstream with a path inside a protected
- *   route's upstream space (same origin, and under its base path + rewritePrefix; compared
- *   case-insensitively, as a case-insensitive backend reads it): a public route sharing a
- *   protected route's upstream path serves the protected resources without credentials;
- * - any request reached an upstream with a path a backend reads differently than the gateway
- *   (`..`, `%2e`, `%2f`, `%5c`, `\`, `;`, NUL, or the route's upstream prefix in another case);
- *   with an identity or forwarding header the client set (x-consumer-*, x-forwarded-* and
- *   `forwarded` when TRUST_PROXY is empty, x-real-ip, x-original-url, x-rewrite-url,
- *   x-http-method-override); with a body larger than BODY_LIMIT; as an upgrade on a route
- *   without `websocket`; or as a request hidden in another request's body (smuggling);
+ * - a probe without a valid credential reached ANY upstream with a path that, read as a lenient
+ *   backend reads it (case folded, `;` parameters and trailing dots dropped), lies inside a
+ *   protected route's upstream space (same origin, under its base path + rewritePrefix): a public
+ *   route sharing a protected route's upstream path serves the protected resources to anyone
+ *   (reported once per public route, by its `credentials` probe);
+ * - any request reached an upstream with a path a backend reads differently than the gateway:
+ *   `..`, `%2e`, `%2f`, `%5c`, `\`, NUL, a `;` within the route's upstream prefix, or that prefix in
+ *   another case (a `;` parameter after the prefix still reads as the same route, and the request
+ *   guard allows it on purpose); with an identity or forwarding header the client set
+ *   (x-consumer-*, x-forwarded-* and `forwarded` when TRUST_PROXY is empty, x-real-ip,
+ *   x-original-url, x-rewrite-url, x-http-method-override); with a body larger than BODY_LIMIT;
+ *   as an upgrade on a route without `websocket`; or as a request hidden in another request's body;
  * - on a rate-limited route, after its limit is used up, a spelling of the same path was admitted.
  * A control probe per route (a valid credential on protected routes) must reach the route's
  * upstream, or the route cannot be judged ("control failed") and the audit fails.
  * Valid credentials: a configured API key (never printed), or a JWT signed with JWT_SECRET for
  * the configured issuer and audience and the route's scopes. With JWT_PUBLIC_KEY or JWKS_URL the
  * claim probes (expired, wrong issuer, ...) need the private key and are reported "not probed".
+ * A probe answered 503 (a gateway under pressure) is sent again; 503 every time is "not judged".
  *
  * Exit codes (src/cli.ts): 0 no bypass, 1 a bypass, a failed control or an invalid configuration.
  */
@@ -483,7 +486,12 @@ async function run (sandbox: Sandbox, limitedSandbox: Sandbox): Promise<AuditRep
   await ready(limitedSandbox.port, hostFor(config))
   // Controls first, alone: they show the sandbox reaches each upstream before the battery runs.
   await pool(probes.filter((p) => p.family === 'control'), CONCURRENCY, send(sandbox.port))
-  await pool(probes.filter((p) => p.family !== 'control'), CONCURRENCY, send(sandbox.port))
+  // Keep-alive probes mostly wait for a second answer that never comes: they run in a wider pool.
+  const sent = probes.filter((p) => p.family !== 'control')
+  await Promise.all([
+    pool(sent.filter((p) => p.timeoutMs >= 5000), CONCURRENCY, send(sandbox.port)),
+    pool(sent.filter((p) => p.timeoutMs < 5000), CONCURRENCY * 4, send(sandbox.port))
+  ])
   await pool(fills, CONCURRENCY, send(limitedSandbox.port))
   await pool(variants, CONCURRENCY, send(limitedSandbox.port))
 
@@ -598,6 +606,7 @@ export function formatAudit (r: AuditReport): string {
     lines.push('', 'not probed')
     for (const s of r.notProbed) lines.push(`  ${s.route} ${s.family}: ${s.probe}: ${s.reason}`)
   }
-  lines.push('', `${r.ok ? 'ok' : 'FAILED'}: ${r.probes.length} probes, ${r.bypasses} bypass${r.bypasses === 1 ? '' : 'es'}${r.controlFailures > 0 ? `, ${r.controlFailures} failed control${r.controlFailures === 1 ? '' : 's'}` : ''}${r.notJudged > 0 ? `, ${r.notJudged} not judged` : ''}`)
+  const uncontrolled = r.routes.filter((route) => !r.probes.some((p) => p.route === route.prefix && p.family === 'control')).length
+  lines.push('', `${r.ok ? 'ok' : 'FAILED'}: ${r.probes.length} probes, ${r.bypasses} bypass${r.bypasses === 1 ? '' : 'es'}${r.controlFailures > 0 ? `, ${r.controlFailures} failed control${r.controlFailures === 1 ? '' : 's'}` : ''}${r.notJudged > 0 ? `, ${r.notJudged} not judged` : ''}${uncontrolled > 0 ? `, ${uncontrolled} route${uncontrolled === 1 ? '' : 's'} without a control (no credential to make)` : ''}`)
   return lines.join('\n') + '\n'
 }
