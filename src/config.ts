@@ -11,11 +11,11 @@ import { availableParallelism } from 'node:os'
 import { createSecureContext } from 'node:tls'
 import { Type, type Static } from '@sinclair/typebox'
 import envSchema from 'env-schema'
-import { windowProblem } from '../plugins/rate-limit/schema.js'
+import { HOST_PORT_PATTERN, windowProblem } from '../plugins/rate-limit/schema.js'
 import { stripNameProblem } from '../plugins/proxy/client-headers.js'
 import { unknownVariableWarnings } from './env-names.js'
-import { ConfigError } from './errors.js'
-import { readText } from './files.js'
+import { ConfigError } from '../lib/errors.js'
+import { readText } from '../lib/files.js'
 import { PUBLISHED_PLACEHOLDERS, SECRETS_COMMAND, weakSecretReason } from './secrets.js'
 
 /** Credentials used only when NODE_ENV is not production, so `npm start` works out of the box. */
@@ -58,12 +58,18 @@ export const EnvSchema = Type.Object({
   IP_RATE_LIMIT_MAX: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, default: 1000, description: 'Per-client-IP limit applied before authentication.' }),
   IP_RATE_LIMIT_WINDOW: Type.String({ minLength: 1, default: '1 minute', description: 'Window of the per-IP limit.' }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://', description: 'Redis for shared rate-limit state.' })),
+  REDIS_SENTINELS: Type.Optional(Type.String({ minLength: 1, description: 'Redis Sentinel addresses, `host:port` comma separated, instead of REDIS_URL: the counters live on the primary the sentinels name for REDIS_SENTINEL_NAME, followed through failovers.' })),
+  REDIS_SENTINEL_NAME: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]{1,100}$', description: 'The primary group the sentinels monitor (the name in their `sentinel monitor <name> …`); needed with REDIS_SENTINELS.' })),
+  REDIS_SENTINEL_PASSWORD_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding the password of the sentinels themselves (their `requirepass`); with REDIS_SENTINELS.' })),
+  REDIS_CLUSTER_NODES: Type.Optional(Type.String({ minLength: 1, description: 'Redis Cluster nodes, `host:port` comma separated (a few suffice; the rest are discovered), instead of REDIS_URL.' })),
+  REDIS_PASSWORD_FILE: Type.Optional(Type.String({ minLength: 1, description: 'File holding the password of the Redis servers found through REDIS_SENTINELS or REDIS_CLUSTER_NODES (REDIS_URL carries its own).' })),
   REDIS_FAILURE_MODE: Type.Union([Type.Literal('closed'), Type.Literal('open')], { default: 'closed', description: 'With Redis unreachable: `closed` answers 503, `open` admits.' }),
   REDIS_KEY_PREFIX: Type.String({ pattern: '^[A-Za-z0-9:._-]{1,100}$', default: 'portcullis:rl:', description: 'Prefix of every rate-limit key in Redis (gateway groups sharing one Redis use different prefixes).' }),
   REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10_000, default: 200, description: 'Bound on one Redis command.' }),
   PUBLIC_HOSTS: Type.Optional(Type.String({ description: 'Host names clients may address, comma separated (`api.example.com`, `*.example.com` for its subdomains; any port). A proxied request naming another `Host` or `:authority` gets 400 and is not forwarded. Unset = any well-formed host, which goes upstream as `x-forwarded-host`.' })),
   PATH_CHECK: Type.Union([Type.Literal('strict'), Type.Literal('literal')], { default: 'strict', description: '`strict` refuses paths that case-folding or path-normalising backends (IIS, Tomcat, Spring, Express) read as another route; `literal` routes the literal path only.' }),
   INSPECT_RULES_FILE: Type.Optional(Type.String({ minLength: 1, description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one.' })),
+  INSPECT_DETECT_RULES: Type.Optional(Type.String({ description: 'Rule ids in detect mode on every inspected route, comma separated: logged and counted, never blocking (shadow a rule before enforcing it).' })),
   INSPECT_MODE: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Default inspection mode for routes that do not set one.' }),
   INSPECT_TIMEOUT_MS: Type.Integer({ minimum: 1, maximum: 10_000, default: 50, description: 'Engine time budget per inspection; a request whose inspection runs past it is refused in block mode (fail closed) and logged in detect mode.' }),
   INSPECT_CACHE_SIZE: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 10_000, description: 'Clean values remembered per generation so repeated benign values skip the engine (0 = off).' }),
@@ -138,6 +144,7 @@ const PATTERN_WORDS: Readonly<Record<string, string>> = {
   JWKS_URL: 'must be an http:// or https:// URL (the identity provider\'s JWKS endpoint)',
   REDIS_URL: 'must be a redis:// or rediss:// URL (for example redis://redis:6379)',
   REDIS_KEY_PREFIX: 'must be 1 to 100 letters, digits or :._-',
+  REDIS_SENTINEL_NAME: 'must be 1 to 100 letters, digits or ._- (the name in the sentinels\' `sentinel monitor <name> …`)',
   WORKERS: 'must be "auto" (one per core) or a count from 1 to 999'
 }
 
@@ -170,6 +177,62 @@ function redisUrlProblem (value: string): string | undefined {
   if (url.hostname === '') return 'names no host'
   if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d{1,5}$/.test(url.pathname)) return 'its path must be a database number'
   return undefined
+}
+
+/** Sentinel or Cluster connection settings, read from the environment. */
+interface RedisHaSettings {
+  readonly redisSentinels: readonly string[] | undefined
+  readonly redisSentinelName: string | undefined
+  readonly redisSentinelPassword: string | undefined
+  readonly redisClusterNodes: readonly string[] | undefined
+  readonly redisPassword: string | undefined
+}
+
+const HOST_PORT = new RegExp(HOST_PORT_PATTERN)
+
+/**
+ * REDIS_SENTINELS (+ REDIS_SENTINEL_NAME, REDIS_SENTINEL_PASSWORD_FILE), REDIS_CLUSTER_NODES and
+ * REDIS_PASSWORD_FILE, checked against each other and REDIS_URL (at most one way to Redis).
+ * Password files lose their trailing line break; their content is never echoed.
+ */
+function redisHaSettings (e: GatewayEnv, production: boolean, problems: string[]): RedisHaSettings {
+  const sentinels = e.REDIS_SENTINELS === undefined ? undefined : list(e.REDIS_SENTINELS)
+  const clusterNodes = e.REDIS_CLUSTER_NODES === undefined ? undefined : list(e.REDIS_CLUSTER_NODES)
+  const named = ([['REDIS_URL', e.REDIS_URL], ['REDIS_SENTINELS', sentinels], ['REDIS_CLUSTER_NODES', clusterNodes]] as const).filter(([, v]) => v !== undefined).map(([n]) => n)
+  if (named.length > 1) problems.push(`${named.join(' and ')}: set only one (one server, a Sentinel group or a Cluster)`)
+  for (const [name, nodes] of [['REDIS_SENTINELS', sentinels], ['REDIS_CLUSTER_NODES', clusterNodes]] as const) {
+    if (nodes === undefined) continue
+    if (nodes.length === 0) problems.push(`${name}: lists no host:port`)
+    for (const node of nodes) {
+      const port = Number(node.slice(node.lastIndexOf(':') + 1))
+      if (!HOST_PORT.test(node) || port < 1 || port > 65535) problems.push(`${name}: "${node}" is not host:port (IPv6 as [::1]:26379)`)
+    }
+  }
+  if (sentinels !== undefined && e.REDIS_SENTINEL_NAME === undefined) problems.push('REDIS_SENTINEL_NAME: needed with REDIS_SENTINELS (the name in the sentinels\' `sentinel monitor <name> …`)')
+  if (sentinels === undefined && e.REDIS_SENTINEL_NAME !== undefined) problems.push('REDIS_SENTINEL_NAME: only with REDIS_SENTINELS')
+  if (sentinels === undefined && e.REDIS_SENTINEL_PASSWORD_FILE !== undefined) problems.push('REDIS_SENTINEL_PASSWORD_FILE: only with REDIS_SENTINELS')
+  if (e.REDIS_PASSWORD_FILE !== undefined && sentinels === undefined && clusterNodes === undefined) problems.push('REDIS_PASSWORD_FILE: only with REDIS_SENTINELS or REDIS_CLUSTER_NODES (REDIS_URL carries its own password)')
+  const secret = (name: string, file: string | undefined): string | undefined => {
+    if (file === undefined) return undefined
+    let text: string
+    try {
+      text = readText(file).replace(/[\r\n]+$/, '')
+    } catch {
+      problems.push(`${name}: cannot be read`)
+      return undefined
+    }
+    if (text === '' || /[\r\n]/.test(text)) problems.push(`${name}: must hold the password on one line`)
+    const reason = production ? weakSecretReason(text, PUBLISHED_SECRETS) : undefined
+    if (reason !== undefined) problems.push(`${name}: the password ${reason}; refused in production (set the Redis server's real password)`)
+    return text
+  }
+  return {
+    redisSentinels: sentinels,
+    redisSentinelName: sentinels === undefined ? undefined : e.REDIS_SENTINEL_NAME,
+    redisSentinelPassword: secret('REDIS_SENTINEL_PASSWORD_FILE', e.REDIS_SENTINEL_PASSWORD_FILE),
+    redisClusterNodes: clusterNodes,
+    redisPassword: secret('REDIS_PASSWORD_FILE', e.REDIS_PASSWORD_FILE)
+  }
 }
 
 /** A PUBLIC_HOSTS entry: a DNS name or IPv4 address, `*.` and a name, or a bracketed IPv6 address. */
@@ -253,6 +316,15 @@ export interface GatewayConfig {
     readonly ipMax: number
     readonly ipTimeWindow: string
     readonly redisUrl: string | undefined
+    /** REDIS_SENTINELS (`host:port` each); with redisSentinelName instead of redisUrl. */
+    readonly redisSentinels: readonly string[] | undefined
+    readonly redisSentinelName: string | undefined
+    /** REDIS_SENTINEL_PASSWORD_FILE's content. */
+    readonly redisSentinelPassword: string | undefined
+    /** REDIS_CLUSTER_NODES (`host:port` each), instead of redisUrl. */
+    readonly redisClusterNodes: readonly string[] | undefined
+    /** REDIS_PASSWORD_FILE's content: the servers found through sentinels or cluster nodes. */
+    readonly redisPassword: string | undefined
     readonly failureMode: 'open' | 'closed'
     readonly redisTimeoutMs: number
     readonly redisKeyPrefix: string
@@ -264,6 +336,8 @@ export interface GatewayConfig {
   readonly inspect: {
     readonly rulesFile: string | undefined
     readonly mode: 'block' | 'detect'
+    /** Rule ids in detect mode on every inspected route (INSPECT_DETECT_RULES). */
+    readonly detectRules: readonly string[]
     readonly verdictCacheSize: number
     /** Engine time budget per inspection, ms (INSPECT_TIMEOUT_MS). */
     readonly timeoutMs: number
@@ -414,6 +488,7 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
     const p = redisUrlProblem(e.REDIS_URL)
     if (p !== undefined) problems.push(`REDIS_URL: ${p}`)
   }
+  const redisHa = redisHaSettings(e, production, problems)
   if (e.ADMIN_PORT !== undefined && e.ADMIN_PORT !== 0 && e.ADMIN_PORT === e.PORT && sharesAddress(e.HOST, e.ADMIN_HOST)) {
     problems.push('ADMIN_PORT: the same port as PORT on the same address (the admin listener needs its own)')
   }
@@ -439,8 +514,8 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
 
   const workers = e.WORKERS === 'auto' ? availableParallelism() : Number(e.WORKERS)
   // Per-process rate-limit state would multiply every limit by the number of workers.
-  if (production && workers > 1 && e.REDIS_URL === undefined) {
-    problems.push('WORKERS: more than one worker process needs REDIS_URL in production (rate limits must be shared)')
+  if (production && workers > 1 && e.REDIS_URL === undefined && redisHa.redisSentinels === undefined && redisHa.redisClusterNodes === undefined) {
+    problems.push('WORKERS: more than one worker process needs REDIS_URL in production (or REDIS_SENTINELS or REDIS_CLUSTER_NODES: rate limits must be shared)')
   }
 
   if (problems.length > 0) throw new ConfigError('invalid environment', problems, '')
@@ -480,13 +555,14 @@ export function loadConfig (env: NodeJS.ProcessEnv = process.env): GatewayConfig
       ipMax: e.IP_RATE_LIMIT_MAX,
       ipTimeWindow: e.IP_RATE_LIMIT_WINDOW,
       redisUrl: e.REDIS_URL,
+      ...redisHa,
       failureMode: e.REDIS_FAILURE_MODE,
       redisTimeoutMs: e.REDIS_TIMEOUT_MS,
       redisKeyPrefix: e.REDIS_KEY_PREFIX
     },
     pathCheck: e.PATH_CHECK,
     publicHosts,
-    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, verdictCacheSize: e.INSPECT_CACHE_SIZE, timeoutMs: e.INSPECT_TIMEOUT_MS, ipAllow, ipDeny },
+    inspect: { rulesFile: e.INSPECT_RULES_FILE, mode: e.INSPECT_MODE, detectRules: [...new Set(list(e.INSPECT_DETECT_RULES))], verdictCacheSize: e.INSPECT_CACHE_SIZE, timeoutMs: e.INSPECT_TIMEOUT_MS, ipAllow, ipDeny },
     admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST, instance: e.INSTANCE_ID },
     workers,
     tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined

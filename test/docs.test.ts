@@ -13,7 +13,7 @@ const load = async (file: string): Promise<Record<string, unknown>> => await imp
 
 t.test('docs/reference is what the schemas and error classes generate', async (t) => {
   const { files, problems } = await generate(load)
-  t.strictSame([...files.keys()].sort(), ['docs/reference/environment.md', 'docs/reference/errors.md', 'docs/reference/route-options.md'])
+  t.strictSame([...files.keys()].sort(), ['docs/reference/chain.md', 'docs/reference/environment.md', 'docs/reference/errors.md', 'docs/reference/route-options.md'])
   t.strictSame(problems, [], 'every option, variable and error is described and .env.example lists every variable')
   const stale = staleFiles(files)
   t.strictSame(stale, [], stale.length === 0 ? 'up to date' : `stale: ${stale.join(', ')}; run \`${REGENERATE}\` and commit the result`)
@@ -31,6 +31,10 @@ t.test('the reference names every variable, option and code it is generated from
   const errors = files.get('docs/reference/errors.md') ?? ''
   for (const [code, status] of [['GW_AUTH_UNAUTHORIZED', 401], ['GW_RATE_LIMITED', 429], ['GW_UPSTREAM_TIMEOUT', 504], ['GW_REQUEST_TIMEOUT', 408]] as const) {
     t.match(errors, `| \`${code}\` | ${status} |`, code)
+  }
+  const chain = files.get('docs/reference/chain.md') ?? ''
+  for (const [i, name] of [[1, 'portcullis-observability'], [10, 'portcullis-auth'], [14, 'portcullis-proxy-scope']] as const) {
+    t.match(chain, new RegExp(`^\\| ${i} \\| \`\\w+\` \\| \`${name}\` \\|`, 'm'), `${name} is number ${i}`)
   }
 })
 

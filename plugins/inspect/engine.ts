@@ -10,11 +10,15 @@
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { readText } from '../../src/files.js'
+import { readText } from '../../lib/files.js'
 import type nativeAppsec from '@datadog/native-appsec'
-import { conditionCanMatchTextWord } from './text-words.js'
-import { buildWordScreen, wordTest } from './screen.js'
-import { collectRequest, packJoint, PLAIN_COUNTERPART, SCREENED_COUNTERPART, TEXT_COUNTERPART, type Collected, type ExtractLimits, type RequestLike, type WordScreen } from './extract.js'
+import { buildWordScreen } from './screen.js'
+import { SCREENED_ADDRESSES } from './addresses.js'
+import { preparedBuiltin, preparedOperator } from './routing.js'
+import { packJoint, type Collected, type WordScreen } from './collected.js'
+import { collectRequest, type ExtractLimits, type RequestLike } from './extract.js'
+
+export { withPlainCounterparts, withScreenedCounterparts, withTextCounterparts } from './routing.js'
 
 type DDWAFClass = typeof nativeAppsec.DDWAF
 type Waf = InstanceType<DDWAFClass>
@@ -51,6 +55,9 @@ export interface InspectResult {
   readonly matches: readonly InspectMatch[]
   readonly timeout: boolean
 }
+
+/** The address only the runs of `evaluateWithout` carry: the key of the rule filter they apply. */
+const FILTER_ADDRESS = 'portcullis.route.rule_filter'
 
 const NO_MATCH: InspectResult = Object.freeze({ matches: Object.freeze([]), timeout: false })
 
@@ -121,6 +128,13 @@ export class InspectEngine {
    * cacheable ruleset no other rule reads those values. Absent when the ruleset is not cacheable.
    */
   private readonly screenedWaf: Waf | undefined
+  /** Engine filters registered by filterFor: sorted rule ids joined -> key. */
+  private readonly filters = new Map<string, string>()
+  /**
+   * Whether two rules share a `tags.type`: libddwaf then reports at most one of them per run, so
+   * a rule switched off or in detect mode can hide another's match (the plugin runs again without it).
+   */
+  readonly sharedTypes: boolean
 
   /**
    * @param rulesets parsed rulesets in load order (`[builtin, operator?]`), each `{ rules: [...] }`
@@ -142,16 +156,21 @@ export class InspectEngine {
     }
     this.waf = waf
     const ids = new Set<string>()
+    const types = new Set<unknown>()
+    let shared = false
     for (const r of rulesets) {
       const list = (r.rules.rules ?? []) as Array<{ id?: unknown, tags?: RuleTags }>
       for (const rule of list) {
         if (typeof rule.id !== 'string') continue
         ids.add(rule.id)
+        if (types.has(rule.tags?.type)) shared = true
+        types.add(rule.tags?.type)
         const fam = rule.tags?.family ?? rule.tags?.type
         this.families.set(rule.id, typeof fam === 'string' ? fam : 'unknown')
       }
     }
     this.ruleIds = ids
+    this.sharedTypes = shared
     this.cacheable = rulesets.every((r) => valuesJudgedAlone(r.rules))
     this.wordScreen = buildWordScreen(rulesets.map((r) => r.rules))
     this.screenedWaf = this.cacheable ? screenedEngine(rulesets.map((r) => r.rules)) : undefined
@@ -160,9 +179,13 @@ export class InspectEngine {
   /** Runs the collected inputs through a new context (disposed before returning). */
   evaluate (inputs: Collected, timeoutMicros: number): InspectResult {
     if (inputs.empty) return NO_MATCH
-    const ctx = (this.screenedWaf !== undefined && inputs.onlyScreened ? this.screenedWaf : this.waf).createContext()
+    return this.run(this.screenedWaf !== undefined && inputs.onlyScreened ? this.screenedWaf : this.waf, inputs.payload(), timeoutMicros)
+  }
+
+  private run (waf: Waf, payload: Record<string, unknown>, timeoutMicros: number): InspectResult {
+    const ctx = waf.createContext()
     try {
-      const r = ctx.run({ ephemeral: inputs.payload() }, timeoutMicros)
+      const r = ctx.run({ ephemeral: payload }, timeoutMicros)
       const events = r.events as WafEvent[] | undefined
       if (events === undefined || events.length === 0) return r.timeout ? { matches: [], timeout: true } : NO_MATCH
       const matches: InspectMatch[] = []
@@ -175,6 +198,44 @@ export class InspectEngine {
     } finally {
       ctx.dispose()
     }
+  }
+
+  /**
+   * The key of an engine filter that switches `ruleIds` off in the runs of `evaluateWithout`
+   * (registered once per set of rules, at startup); undefined for no rules. A libddwaf rule
+   * filter whose condition reads an address only those runs carry: every other run, joint runs
+   * and the verdict cache included, judges with the whole ruleset as before.
+   * @throws Error when the engine refuses the filter
+   */
+  filterFor (ruleIds: Iterable<string>): string | undefined {
+    const ids = [...new Set(ruleIds)].sort()
+    if (ids.length === 0) return undefined
+    const name = ids.join(',')
+    let key = this.filters.get(name)
+    if (key !== undefined) return key
+    key = `f${this.filters.size + 1}`
+    const filter = {
+      id: `portcullis-route-filter-${key}`,
+      rules_target: ids.map((id) => ({ rule_id: id })),
+      conditions: [{ operator: 'exact_match', parameters: { inputs: [{ address: FILTER_ADDRESS }], list: [key] } }]
+    }
+    const path = `portcullis-route-filter-${key}`
+    if (!this.waf.createOrUpdateConfig({ exclusions: [filter] }, path)) throw new Error(`rule filter ${name}: refused by the engine`)
+    const problems = loadProblems(path, this.waf.diagnostics)
+    if (problems.length > 0) throw new Error(problems.join('; '))
+    this.filters.set(name, key)
+    return key
+  }
+
+  /**
+   * Runs the collected inputs with the rules of `filter` (filterFor) switched off, on the whole
+   * ruleset (never the screened engine, which holds no filters). Verdicts are not for the cache.
+   */
+  evaluateWithout (inputs: Collected, filter: string | undefined, timeoutMicros: number): InspectResult {
+    if (inputs.empty) return NO_MATCH
+    const payload = inputs.payload()
+    if (filter !== undefined) payload[FILTER_ADDRESS] = filter
+    return this.run(this.waf, payload, timeoutMicros)
   }
 
   /**
@@ -210,72 +271,8 @@ export class InspectEngine {
   }
 }
 
-interface RuleInput { address?: unknown, key_path?: unknown }
-interface ConditionLike { operator?: unknown, parameters?: { inputs?: RuleInput[], regex?: unknown, list?: unknown, options?: { case_sensitive?: unknown } } }
-interface RuleLike { transformers?: unknown, conditions?: ConditionLike[] }
-
-/**
- * A ruleset whose rule conditions also read, for each standard address they read (without a key
- * path), the counterpart `counterparts` names, where `wanted(rule, condition)` says so.
- */
-function withCounterparts (ruleset: Record<string, unknown>, counterparts: Readonly<Record<string, string>>, wanted: (rule: RuleLike, c: ConditionLike) => boolean): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...ruleset }
-  for (const section of ['rules', 'custom_rules'] as const) {
-    const list = ruleset[section]
-    if (!Array.isArray(list)) continue
-    out[section] = (list as RuleLike[]).map((rule) => {
-      if (typeof rule !== 'object' || rule === null || !Array.isArray(rule.conditions)) return rule
-      return {
-        ...rule,
-        conditions: rule.conditions.map((c) => {
-          const inputs = c?.parameters?.inputs
-          if (!Array.isArray(inputs) || !wanted(rule, c)) return c
-          const present = new Set(inputs.map((i) => i?.address))
-          const extra: RuleInput[] = []
-          for (const i of inputs) {
-            const counterpart = typeof i?.address === 'string' ? counterparts[i.address] : undefined
-            if (counterpart !== undefined && !present.has(counterpart) && i.key_path === undefined) {
-              present.add(counterpart)
-              extra.push({ address: counterpart })
-            }
-          }
-          return extra.length === 0 ? c : { ...c, parameters: { ...c.parameters, inputs: [...inputs, ...extra] } }
-        })
-      }
-    })
-  }
-  return out
-}
-
-/**
- * An operator ruleset written against the standard addresses also reads their bare-word
- * counterparts (where the gateway files plain keys and values), so its rules see every value.
- */
-export function withPlainCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
-  return withCounterparts(ruleset, PLAIN_COUNTERPART, () => true)
-}
-
-/**
- * Every rule condition (built-in or operator) that reads a standard address and could match a
- * text word also reads that address's text-word counterpart (text-words.ts decides "could").
- */
-export function withTextCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
-  return withCounterparts(ruleset, TEXT_COUNTERPART, (rule, c) =>
-    // Inputs with transformers of their own are not analysed: they keep reading text words.
-    (c.parameters?.inputs ?? []).some((i) => (i as { transformers?: unknown }).transformers !== undefined) ||
-    conditionCanMatchTextWord(rule.transformers, c))
-}
-
-/**
- * Every rule condition reading a text-word address whose rule the JavaScript screen cannot read
- * (screen.ts) also reads that address's screened counterpart, where the values the screen
- * cleared of every other rule go.
- */
-export function withScreenedCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
-  return withCounterparts(ruleset, SCREENED_COUNTERPART, (rule) => wordTest(rule) === null)
-}
-
-const SCREENED_ADDRESSES: ReadonlySet<string> = new Set(Object.values(SCREENED_COUNTERPART))
+interface RuleInput { address?: unknown }
+interface RuleLike { conditions?: Array<{ parameters?: { inputs?: RuleInput[] } }> }
 
 /**
  * The rules of cacheable rulesets that read screened addresses, reading only those, loaded in an
@@ -302,15 +299,10 @@ function screenedEngine (rulesets: ReadonlyArray<Record<string, unknown>>): Waf 
   return waf
 }
 
-/** A ruleset as loaded: text-word and screened counterparts added. */
-function prepared (ruleset: Record<string, unknown>): Record<string, unknown> {
-  return withScreenedCounterparts(withTextCounterparts(ruleset))
-}
-
 /** Loads the built-in ruleset and, when given, an operator ruleset file. */
 export function createEngine (rulesFile?: string): InspectEngine {
-  const sets = [{ name: 'portcullis', rules: prepared(readRuleset(BUILTIN_RULES_FILE)) }]
-  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: prepared(withPlainCounterparts(readRuleset(rulesFile))) })
+  const sets = [{ name: 'portcullis', rules: preparedBuiltin(readRuleset(BUILTIN_RULES_FILE)) }]
+  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: preparedOperator(readRuleset(rulesFile)) })
   return new InspectEngine(sets)
 }
 

@@ -4,6 +4,13 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 
+export const InspectExclusionSchema = Type.Object({
+  rule: Type.String({ minLength: 1, description: 'Rule id (`pc-sqli-010`, or an operator rule\'s id).' }),
+  field: Type.String({ minLength: 1, description: 'The field the rule is not applied to, or `*` for every field.' })
+}, { additionalProperties: false })
+/** One per-field rule exclusion. */
+export type InspectExclusion = Static<typeof InspectExclusionSchema>
+
 export const InspectPolicySchema = Type.Object({
   mode: Type.Optional(Type.Union([Type.Literal('block'), Type.Literal('detect')], {
     description: '`block` (default) answers 403; `detect` only logs and counts what would have been blocked.'
@@ -14,9 +21,13 @@ export const InspectPolicySchema = Type.Object({
   contentEncoding: Type.Optional(Type.Union([Type.Literal('decode'), Type.Literal('refuse')], {
     description: 'Coded request bodies (Content-Encoding gzip, x-gzip, deflate, br) on a route that inspects bodies: `decode` (default) inspects the decoded body and forwards the original bytes; `refuse` answers 415. Unknown codings are always 415.'
   })),
-  exclude: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
+  exclude: Type.Optional(Type.Array(InspectExclusionSchema, {
     uniqueItems: true,
-    description: 'Rule ids not applied on this route (known false positives).'
+    description: 'Rules not applied to one field on this route (known false positives): `{ rule: "pc-sqli-010", field: "body.sql" }`. Fields: `*` (every field), `path`, `query.<name>`, `header.<name>` (lower case), `cookie.<name>`, `body.<path>` (a JSON dot path, or an urlencoded or multipart field name). Every other rule still judges the field, and the rule every other field.'
+  })),
+  detect: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
+    uniqueItems: true,
+    description: 'Rule ids in detect mode on this route: their matches are logged and counted (`action="detected"`) but block nothing; a request still blocks when another rule matches.'
   }))
 }, { additionalProperties: false })
 
@@ -34,6 +45,11 @@ export const InspectOptionsSchema = Type.Object({
     minLength: 1,
     description: 'Additional ruleset (libddwaf JSON) loaded beside the built-in one (INSPECT_RULES_FILE).'
   })),
+  detectRules: Type.Array(Type.String({ minLength: 1 }), {
+    default: [],
+    uniqueItems: true,
+    description: 'Rule ids in detect mode on every inspected route, beside each route\'s `detect` (INSPECT_DETECT_RULES).'
+  }),
   maxInspectBytes: Type.Integer({
     minimum: 1024,
     maximum: 16 * 1024 * 1024,

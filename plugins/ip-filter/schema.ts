@@ -4,8 +4,11 @@
  */
 import { isIP } from 'node:net'
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import { compileOptions } from '../rate-limit/validate.js'
-import { IpFilterConfigError } from './errors.js'
+import { compileOptions } from '../../lib/validate.js'
+import { pluginConfigError } from '../../lib/errors.js'
+
+/** The startup error of the ip-filter plugin (GW_IP_FILTER_CONFIG_INVALID). */
+export const invalidIpFilter = pluginConfigError('Invalid IP filter configuration', 'GW_IP_FILTER_CONFIG_INVALID')
 
 const IpListSchema = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
   maxItems: 100_000,
@@ -102,7 +105,7 @@ export function ipListProblems (where: string, entries: readonly string[], probl
 
 /** Validates and freezes plugin options (TypeBox schema plus every list entry). */
 export function ipFilterOptions (input: unknown): Readonly<IpFilterOptions> {
-  return compileOptions(IpFilterOptionsSchema as TSchema, input ?? {}, IpFilterConfigError, (o: IpFilterOptions, problems) => {
+  return compileOptions(IpFilterOptionsSchema as TSchema, input ?? {}, invalidIpFilter, (o: IpFilterOptions, problems) => {
     ipListProblems('allow', o.allow, problems)
     ipListProblems('deny', o.deny, problems)
   }) as Readonly<IpFilterOptions>

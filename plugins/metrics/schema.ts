@@ -4,7 +4,7 @@
 import { hostname } from 'node:os'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { ConfigError } from '../../src/errors.js'
+import { ConfigError } from '../../lib/errors.js'
 
 export const MetricsOptionsSchema = Type.Object({
   port: Type.Integer({ minimum: 0, maximum: 65535, description: 'Admin listener port for GET /metrics (ADMIN_PORT; 0 = any free port).' }),

@@ -36,9 +36,9 @@ import { Readable } from 'node:stream'
 import { errors as undiciErrors, util as undiciUtil, type Dispatcher } from 'undici'
 import type { FastifyReply } from 'fastify'
 import { rewriteClientResponseHeaders } from './headers.js'
-import type { Target } from './upstream-pool.js'
+import type { Target } from './target.js'
 import { upstreamDeadlines, type Deadlined } from './deadlines.js'
-import { ClientGoneError } from './errors.js'
+import { ClientGoneError } from '../../lib/errors.js'
 
 type UpstreamHeaders = Record<string, string | string[] | undefined>
 

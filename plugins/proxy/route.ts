@@ -24,55 +24,27 @@ import type {
 } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
 import { constants as http2Constants, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2'
-import { ConfigError } from '../../src/errors.js'
-import type { RouteOptions } from '../../src/route.js'
-import type { AuthRouteConfig } from '../auth/schema.js'
-import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
-import type { InspectRouteConfig } from '../inspect/schema.js'
-import { upstreamError } from '../observability/signals.js'
-import { NonCanonicalPathError } from '../request-guard/errors.js'
+import { upstreamError } from '../../lib/signals.js'
 import { bodyEndedByClient, limitedBody } from './body-limit.js'
-import { BadGatewayError, BodyTooLargeError, ClientGoneError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
+import { BadGatewayError, BodyTooLargeError, ClientGoneError, ConfigError, NonCanonicalPathError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from '../../lib/errors.js'
 import { redirectRewriter, rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
-import { BAD_PATH } from '../request-guard/path.js'
+import { BAD_PATH } from '../../lib/path.js'
 import { responseSender, type UpstreamResponse } from './response-buffer.js'
 import { errorKind, kProxyPool, kProxyRequest, UpstreamPool } from './upstream-pool.js'
-import type { ProxyRuntime } from './index.js'
+import type { ProxyRouteInput, ProxyRuntime } from './schema.js'
 import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from './websocket.js'
-import '../auth/consumer.js'
-import { routeConfigWith } from '../../src/route-config.js'
+import '../../lib/consumer.js'
+import type { ProxyRouteInfo } from '../../lib/route-contract.js'
+import { routeConfigWith } from '../../lib/route-config.js'
 
 export const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
 export const DEFAULT_TIMEOUT_MS = 30_000
 const kInFlight = Symbol('portcullis.inFlight')
 const ZEROS = /^0+$/
 
-/** Proxy settings of a route, on `config.proxy` (read by the access log and metrics). */
-export interface ProxyRouteConfig {
-  readonly prefix: string
+/** Proxy settings of a route, on `config.proxy` (the prefix is read by the access log and metrics). */
+export interface ProxyRouteConfig extends ProxyRouteInfo {
   readonly pool: UpstreamPool
-}
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Set by defineRoute(): the route's authentication policy. */
-    auth?: AuthRouteConfig
-    /** Set by defineRoute(): the route's rate limit policy. */
-    rateLimit?: RateLimitRouteConfig
-    /** Set by defineRoute(): the route's inspection policy. */
-    inspect?: InspectRouteConfig
-    /** Accept WebSocket upgrades on this route. */
-    websocket?: boolean
-    /** Set by defineRoute() on proxied routes. */
-    proxy?: ProxyRouteConfig
-  }
-}
-
-function describePolicy (route: RouteOptions, rateLimit: RateLimitRouteConfig, inspect: InspectRouteConfig): { auth: string, rateLimit: string, inspect: string } {
-  const auth = route.auth === false ? 'public' : (route.auth?.strategies?.join('|') ?? 'any configured') + (route.auth?.scopes !== undefined ? ` scopes=${route.auth.scopes.join(',')}` : '')
-  const rl = rateLimit === false ? 'off' : `${rateLimit.max}/${String(rateLimit.timeWindow)}`
-  const ins = inspect === false ? 'off' : `${inspect.mode ?? 'block'}${inspect.body === true ? '+body' : ''}`
-  return { auth, rateLimit: rl, inspect: ins }
 }
 
 function noRetry (): null { return null }
@@ -109,7 +81,7 @@ interface ProxyRoute {
   readonly release: Array<onResponseHookHandler & onRequestAbortHookHandler>
 }
 
-function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route: Readonly<RouteOptions>): ProxyRoute {
+function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route: ProxyRouteInput): ProxyRoute {
   const upstreams = Array.isArray(route.upstream) ? route.upstream : [route.upstream]
   const targets = upstreams.map((u) => new URL(u))
   const first = targets[0] as URL
@@ -117,9 +89,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   const connectMs = typeof t === 'number' ? t : (t?.connectMs ?? DEFAULT_TIMEOUT_MS)
   const headersMs = typeof t === 'number' ? t : (t?.headersMs ?? DEFAULT_TIMEOUT_MS)
   const bodyIdleMs = typeof t === 'number' ? Math.max(t, DEFAULT_TIMEOUT_MS) : (t?.bodyIdleMs ?? DEFAULT_TIMEOUT_MS)
-  const rateLimit = route.rateLimit ?? runtime.defaultRateLimit
-  const inspect = route.inspect ?? runtime.defaultInspect
-  const bufferBody = buffersBodies(route, runtime)
+  const bufferBody = route.bufferBody
   const routeLabel = route.prefix
   const bodyLimit = runtime.options.bodyLimit
 
@@ -150,8 +120,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     }
   })
   runtime.pools.add(pool)
-  const policy = describePolicy(route, rateLimit, inspect)
-  runtime.routes.push({ prefix: route.prefix, targets: upstreams, ...policy, websocket: websocketEnabled(route) })
+  runtime.routes.push({ prefix: route.prefix, targets: [...upstreams], ...route.policy, websocket: websocketEnabled(route) })
 
   const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls, filter: runtime.requestHeaderFilter, trustedPeer: runtime.trustedPeer }
   const basePath = first.pathname.replace(/\/+$/, '')
@@ -167,7 +136,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     return out
   }
 
-  const methods = route.methods ?? DEFAULT_METHODS
+  const methods = [...(route.methods ?? DEFAULT_METHODS)]
   const allow = [...new Set(methods.includes('GET') ? [...methods, 'HEAD'] : methods)].join(', ')
 
   // RFC 9110 7.6.2: a recipient of OPTIONS with Max-Forwards 0 must not forward it and answers
@@ -270,17 +239,11 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   const capped = pool.maxInFlight > 0
   return {
     pool,
-    // One hidden class for every route's config (src/route-config.ts).
+    // One hidden class for every route's config (lib/route-config.ts).
     config: routeConfigWith<ProxyRoute['config']>(undefined, {
-      auth: route.auth ?? {},
-      rateLimit,
-      inspect,
+      ...route.config,
       websocket: websocketEnabled(route),
-      proxy: { prefix: route.prefix, pool },
-      cors: route.cors ?? false,
-      // Read by the ip-filter plugin; always present (possibly undefined) for one hidden class.
-      ipFilter: route.ipFilter,
-      allowedContentTypes: route.allowedContentTypes
+      proxy: { prefix: route.prefix, pool }
     }),
     methods,
     bufferBody,
@@ -303,7 +266,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
  * module with the same prefix, or the gateway's /healthz and /readyz), with the prefix named,
  * instead of Fastify's duplicate-route error.
  */
-function assertPathsFree (fastify: FastifyInstance, route: Readonly<RouteOptions>, methods: readonly string[], urls: readonly string[]): void {
+function assertPathsFree (fastify: FastifyInstance, route: ProxyRouteInput, methods: readonly string[], urls: readonly string[]): void {
   for (const url of urls) {
     for (const method of methods) {
       if (fastify.hasRoute({ method: method as never, url })) {
@@ -318,9 +281,10 @@ function prefixUrls (prefix: string): string[] {
   return prefix === '' ? ['/*'] : [prefix, `${prefix}/*`]
 }
 
-function runtimeOf (fastify: FastifyInstance, route: Readonly<RouteOptions>): ProxyRuntime {
+/** The gateway-proxy runtime a route registers against (GW_CONFIG_INVALID naming the prefix when the plugin is missing). */
+export function proxyRuntimeOf (fastify: FastifyInstance, prefix: string): ProxyRuntime {
   if (!fastify.hasDecorator('portcullisProxy')) {
-    throw new ConfigError(`route ${route.prefix}`, ['the gateway-proxy plugin (proxyPlugin) must be registered before defineRoute() plugins'])
+    throw new ConfigError(`route ${prefix}`, ['the gateway-proxy plugin (proxyPlugin) must be registered before defineRoute() plugins'])
   }
   return fastify.portcullisProxy
 }
@@ -329,8 +293,8 @@ function runtimeOf (fastify: FastifyInstance, route: Readonly<RouteOptions>): Pr
  * Registers the proxy for one route definition through @fastify/http-proxy inside `fastify`,
  * which must be the route's own encapsulated context (its hooks and content-type parsers are local).
  */
-export async function registerProxyRoute (fastify: FastifyInstance, route: Readonly<RouteOptions>): Promise<void> {
-  const runtime = runtimeOf(fastify, route)
+export async function registerProxyRoute (fastify: FastifyInstance, route: ProxyRouteInput): Promise<void> {
+  const runtime = proxyRuntimeOf(fastify, route.prefix)
   const r = buildProxyRoute(fastify, runtime, route)
   assertPathsFree(fastify, route, r.methods, prefixUrls(fastify.prefix + (route.prefix === '/' ? '' : route.prefix)))
 
@@ -389,14 +353,14 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Reado
  * The handler swaps the prefix for the rewrite prefix on the raw path (the query goes upstream
  * verbatim) and hands the request to the scope's @fastify/reply-from.
  */
-export function registerScopedProxyRoute (scope: FastifyInstance, runtime: ProxyRuntime, route: Readonly<RouteOptions>): void {
+export function registerScopedProxyRoute (scope: FastifyInstance, runtime: ProxyRuntime, route: ProxyRouteInput): void {
   const r = buildProxyRoute(scope, runtime, route)
   const prefix = route.prefix === '/' ? '' : route.prefix
   const prefixLength = prefix.length
   // No trailing slash: the rest of the path brings its own (as @fastify/http-proxy does it).
   const rewritePrefix = (r.basePath + (route.rewritePrefix ?? '')).replace(/\/+$/, '')
   // With the request guard in front, every path that gets here is already canonical.
-  const checkPath = !scope.hasPlugin('gateway-request-guard')
+  const checkPath = !scope.hasPlugin('portcullis-request-guard')
   const upstreamOrigin = r.upstreamOrigin
   const answerMaxForwards = r.answerMaxForwards
 
@@ -439,24 +403,18 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
   for (const url of urls) scope.route({ ...routeOptions, url })
 }
 
-/** Whether the route buffers request bodies (for inspection) instead of streaming them. */
-function buffersBodies (route: Readonly<RouteOptions>, runtime: ProxyRuntime): boolean {
-  const inspect = route.inspect ?? runtime.defaultInspect
-  return inspect !== false && inspect.body === true
-}
-
 /** Whether a route can live in the shared proxy scope: HTTP only, bodies streamed. */
-export function fitsProxyScope (route: Readonly<RouteOptions>, runtime: ProxyRuntime): boolean {
-  return !websocketEnabled(route) && !buffersBodies(route, runtime)
+export function fitsProxyScope (route: ProxyRouteInput): boolean {
+  return !websocketEnabled(route) && !route.bufferBody
 }
 
 /** Whether the route proxies WebSocket upgrades. */
-function websocketEnabled (route: Readonly<RouteOptions>): boolean {
+function websocketEnabled (route: ProxyRouteInput): boolean {
   return route.websocket !== undefined && route.websocket !== false
 }
 
 /** The route's WebSocket settings, resolved once. */
-function websocketPolicy (route: Readonly<RouteOptions>, runtime: ProxyRuntime, forward: ForwardPolicy, handshakeTimeoutMs: number): WebSocketPolicy {
+function websocketPolicy (route: ProxyRouteInput, runtime: ProxyRuntime, forward: ForwardPolicy, handshakeTimeoutMs: number): WebSocketPolicy {
   const o = typeof route.websocket === 'object' ? route.websocket : {}
   return Object.freeze({
     maxMessageBytes: o.maxMessageBytes ?? runtime.options.bodyLimit,

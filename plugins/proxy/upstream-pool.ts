@@ -9,16 +9,20 @@
  */
 import type { Dispatcher } from 'undici'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import { BodyTooLargeError, UpstreamUnavailableError } from './errors.js'
+import { BodyTooLargeError, UpstreamUnavailableError } from '../../lib/errors.js'
 import { UpstreamExchange, type ExchangeCallback, type ExchangeOwner, type UpstreamRequest } from './exchange.js'
 import { upstreamDeadlines } from './deadlines.js'
+import { Target } from './target.js'
+import { kUpstreamTarget } from '../../lib/route-contract.js'
+
+export { Target } from './target.js'
 
 /** Carries the Fastify request through reply-from into the dispatcher (symbol keys survive its header copy). */
 export const kProxyRequest = Symbol('portcullis.proxyRequest')
 /** Carries the route's pool to the shared reply-from dispatcher of the proxy scope. */
 export const kProxyPool = Symbol('portcullis.proxyPool')
 /** The target that served (or last failed) a request; read by the access log. */
-export const kTarget = Symbol('portcullis.target')
+export const kTarget = kUpstreamTarget
 
 export interface CircuitOptions { readonly failureThreshold: number, readonly cooldownMs: number }
 export interface HealthCheckOptions {
@@ -27,26 +31,6 @@ export interface HealthCheckOptions {
   readonly timeoutMs: number
   readonly healthyThreshold: number
   readonly unhealthyThreshold: number
-}
-
-/** One upstream target with its health state. */
-export class Target {
-  readonly origin: string
-  readonly host: string
-  /** Consecutive passive failures. */
-  failures = 0
-  /** Circuit open until this time (ms epoch); 0 = closed. */
-  openUntil = 0
-  /** A half-open trial request is in flight. */
-  trial = false
-  /** Active health verdict (true when checks are off). */
-  healthy = true
-  probeStreak = 0
-
-  constructor (url: URL) {
-    this.origin = url.origin
-    this.host = url.host
-  }
 }
 
 const RETRYABLE_CONNECT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND'])

@@ -59,7 +59,7 @@ export function effectiveRoute (route: RoutePlugin, config: GatewayConfig): Effe
   const ins = o.inspect ?? { mode: config.inspect.mode }
   const inspect = ins === false
     ? false as const
-    : { mode: ins.mode ?? 'block', body: ins.body === true, exclude: (ins.exclude ?? []).map((e) => typeof e === 'string' ? e : JSON.stringify(e)) }
+    : { mode: ins.mode ?? 'block', body: ins.body === true, exclude: [...(ins.exclude ?? []).map((e) => `${e.rule} on ${e.field}`), ...(ins.detect ?? []).map((id) => `${id} in detect mode`)] }
   return {
     file: route.routeFile,
     prefix: o.prefix,

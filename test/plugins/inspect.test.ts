@@ -16,7 +16,7 @@ import {
   type InspectPluginOptions,
   type InspectRouteConfig
 } from '../../plugins/inspect/index.js'
-import type { InspectMatchSignal } from '../../plugins/observability/signals.js'
+import type { InspectMatchSignal } from '../../lib/signals.js'
 import { rulesetFile, TIED_PAIR_RULESET } from '../helpers/rulesets.js'
 
 const BLOCKED = { statusCode: 403, code: 'GW_INSPECT_BLOCKED', error: 'Forbidden', message: 'Request blocked' }
@@ -208,8 +208,8 @@ t.test('per-route exclusions drop exactly the listed rules', async (t) => {
   const ids = evaluateRequest(engine, { url, headers: {} }, { maxInspectBytes: 32768, maxBodyDepth: 32, maxBodyKeys: 2000 }, 1_000_000).matches.map((m) => m.ruleId)
   t.ok(ids.length >= 2, `several rules match (${ids.join(',')})`)
   const h = await build(t, {}, [
-    { url: '/all', inspect: { mode: 'block', exclude: ids } },
-    { url: '/some', inspect: { mode: 'block', exclude: ids.slice(1) } }
+    { url: '/all', inspect: { mode: 'block', exclude: ids.map((rule) => ({ rule, field: '*' })) } },
+    { url: '/some', inspect: { mode: 'block', exclude: ids.slice(1).map((rule) => ({ rule, field: '*' })) } }
   ])
   t.equal((await send(h, { url: url.replace('/x', '/all') })).status, 200, 'every matching rule excluded')
   t.equal((await send(h, { url: url.replace('/x', '/some') })).status, 403, 'one matching rule left')
@@ -298,7 +298,10 @@ t.test('configuration errors stop ready() with GW_INSPECT_CONFIG_INVALID', async
   const cases: Array<[string, InspectPluginOptions, Record<string, unknown>]> = [
     ['bad route mode', {}, { mode: 'shadow' }],
     ['unknown route key', {}, { mode: 'block', bodyy: true }],
-    ['unknown excluded rule', {}, { mode: 'block', exclude: ['pc-nope-999'] }],
+    ['unknown excluded rule', {}, { mode: 'block', exclude: [{ rule: 'pc-nope-999', field: '*' }] }],
+    ['rule id alone in exclude', {}, { mode: 'block', exclude: ['pc-sqli-001'] }],
+    ['unknown detect-mode rule', {}, { mode: 'block', detect: ['pc-nope-999'] }],
+    ['malformed excluded field', {}, { mode: 'block', exclude: [{ rule: 'pc-sqli-001', field: 'args.sql' }] }],
     ['bad plugin option', { maxInspectBytes: 10 }, { mode: 'block' }],
     ['unknown plugin option', { nope: 1 } as unknown as InspectPluginOptions, { mode: 'block' }],
     ['missing rules file', { rulesFile: '/nonexistent/rules.json' }, { mode: 'block' }]
@@ -323,7 +326,7 @@ t.test('an operator ruleset adds rules beside the built-in ones (a file saved wi
     version: '2.2',
     rules: [{ id: 'acme-001', name: 'internal debug switch', tags: { type: 'generic', category: 'attack_attempt', family: 'generic' }, conditions: [{ operator: 'match_regex', parameters: { inputs: [{ address: 'server.request.query' }], regex: '^acme-debug-on$' } }] }]
   }))
-  const h = await build(t, { rulesFile: file }, [{ url: '/api', inspect: { mode: 'block', exclude: ['acme-001'] } }, { url: '/strict', inspect: { mode: 'block' } }])
+  const h = await build(t, { rulesFile: file }, [{ url: '/api', inspect: { mode: 'block', exclude: [{ rule: 'acme-001', field: '*' }] } }, { url: '/strict', inspect: { mode: 'block' } }])
   t.equal((await send(h, { url: '/strict?x=acme-debug-on' })).status, 403, 'operator rule blocks')
   t.equal((await send(h, { url: '/api?x=acme-debug-on' })).status, 200, 'and can be excluded by id')
   t.equal((await send(h, { url: `/api?x=${q('<script>alert(1)</script>')}` })).status, 403, 'built-in rules still load')
@@ -389,7 +392,7 @@ t.test('clean-verdict cache: repeated benign values skip the engine, never an at
   t.equal(engine.cacheable, true, 'the built-in ruleset judges every value on its own')
   const xss = q('<script>alert(1)</script>')
   const h = await build(t, {}, [
-    { url: '/lenient', inspect: { mode: 'block', exclude: evaluateRequest(engine, { url: `/x?q=${xss}`, headers: {} }, { maxInspectBytes: 32768, maxBodyDepth: 32, maxBodyKeys: 2000 }, 1_000_000).matches.map((m) => m.ruleId) } },
+    { url: '/lenient', inspect: { mode: 'block', exclude: evaluateRequest(engine, { url: `/x?q=${xss}`, headers: {} }, { maxInspectBytes: 32768, maxBodyDepth: 32, maxBodyKeys: 2000 }, 1_000_000).matches.map((m) => ({ rule: m.ruleId, field: 'query.q' })) } },
     { url: '/strict', inspect: { mode: 'block' } }
   ])
   t.equal((await send(h, { url: '/strict?q=hello&page=2' })).status, 200)
@@ -426,7 +429,7 @@ t.test('verdictCacheSize: 0 turns the cache off; a small cache stays correct whi
 t.test('bare-word screen: every word a rule matches reaches the engine (corpus, benign set, rule keywords)', async (t) => {
   const { readFileSync, existsSync } = await import('node:fs')
   const { resolve } = await import('node:path')
-  const { WORD_LISTS } = await import('../../plugins/inspect/extract.js')
+  const { WORD_LISTS } = await import('../../plugins/inspect/addresses.js')
   const { readRuleset, BUILTIN_RULES_FILE } = await import('../../plugins/inspect/engine.js')
   const engine = createEngine()
   t.teardown(() => { engine.dispose() })
@@ -488,7 +491,7 @@ t.test('bare-word screen: an operator rule it cannot read in JavaScript lets eve
   }))
   const engine = createEngine(file)
   t.teardown(() => { engine.dispose() })
-  const { WORD_LISTS } = await import('../../plugins/inspect/extract.js')
+  const { WORD_LISTS } = await import('../../plugins/inspect/addresses.js')
   t.equal(engine.wordScreen.relevant(WORD_LISTS['portcullis.request.query.plain'] as number, '12345'), true, 'query words all go to the engine')
   t.equal(engine.wordScreen.relevant(WORD_LISTS['portcullis.request.body.plain'] as number, '12345'), false, 'other lists keep their screen')
 })
