@@ -91,6 +91,8 @@ export async function startSandbox (env: NodeJS.ProcessEnv, opts: SandboxOptions
       ...o,
       upstream: `${base}${MARK}${i}${first.pathname.replace(/\/+$/, '')}`,
       healthCheck: false,
+      // One local stand-in: a refused or cut-off probe must not take it out for the next ones.
+      circuitBreaker: false,
       ...(opts.noRouteLimits === true ? { rateLimit: false } : {})
     } as RouteDefinition
     return defineRoute(options)
