@@ -18,6 +18,7 @@
  * | auth               | route onRequest (first): JWT / API key -> request.consumer       | auth |
  * | route rate limit   | route onRequest (after auth): per consumer, or IP when public    | rateLimit |
  * | inspect            | route onRequest (URL/query/headers/cookies), preValidation (body) | inspect |
+ * | openapi            | route onRequest (operation, security, parameters), preValidation (body), onSend (responses) | openapi |
  * | proxy runtime      | decorator; routes add preParsing (body limit), preHandler        | proxy |
  * | proxy scope        | one context for every HTTP route: @fastify/reply-from, body parser | proxy |
  * | routes (ROUTES_DIR)| handler: reply-from in the scope; WebSocket routes: @fastify/http-proxy | - |
@@ -43,6 +44,7 @@ import { overloadPlugin } from '../plugins/overload/index.js'
 import { ipFilterPlugin } from '../plugins/ip-filter/index.js'
 import { ipRateLimitPlugin, routeRateLimitPlugin } from '../plugins/rate-limit/index.js'
 import { inspectPlugin } from '../plugins/inspect/index.js'
+import { openApiPlugin } from '../plugins/openapi/index.js'
 
 export { DEFAULT_ROUTES_DIR } from './route-loader.js'
 
@@ -76,6 +78,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   await fastify.register(authPlugin, config.auth)
   await fastify.register(routeRateLimitPlugin, rateLimitStore)
   await fastify.register(inspectPlugin, { mode: config.inspect.mode, detectRules: [...config.inspect.detectRules], verdictCacheSize: config.inspect.verdictCacheSize, timeoutMs: config.inspect.timeoutMs, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
+  await fastify.register(openApiPlugin)
   await fastify.register(proxyPlugin, {
     bodyLimit: config.bodyLimit,
     responseBufferBytes: config.responseBufferBytes,

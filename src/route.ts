@@ -6,6 +6,7 @@
  * Policies (`auth`, `rateLimit`, `inspect`) ride on the proxied routes' Fastify `config`, where
  * the gateway's plugins read them.
  */
+import { dirname, isAbsolute, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
@@ -19,6 +20,8 @@ import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
 import { legacyExcludeProblems, tuningProblems } from '../plugins/inspect/fields.js'
 import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
 import { AllowedContentTypesSchema, IpFilterRouteConfigSchema } from '../plugins/ip-filter/schema.js'
+import { OpenApiRouteConfigSchema } from '../plugins/openapi/schema.js'
+import { ContractLoadError, contractFor } from '../plugins/openapi/contract.js'
 import { fitsProxyScope, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
 import { errorLines } from '../plugins/rate-limit/validate.js'
 import type { AuthPolicy } from '../plugins/auth/schema.js'
@@ -85,7 +88,8 @@ export const RouteOptionsSchema = Type.Object({
   inspect: Type.Optional(InspectRouteConfigSchema),
   cors: Type.Optional(CorsRouteConfigSchema),
   ipFilter: Type.Optional(IpFilterRouteConfigSchema),
-  allowedContentTypes: Type.Optional(AllowedContentTypesSchema)
+  allowedContentTypes: Type.Optional(AllowedContentTypesSchema),
+  openapi: Type.Optional(OpenApiRouteConfigSchema)
 }, { additionalProperties: false })
 
 /** Everything the schema accepts (the plugins still reject `keyBy: 'consumer'` on public routes). */
@@ -210,13 +214,19 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   const targets = Array.isArray(options.upstream) ? options.upstream : [options.upstream]
   const missingVariables = Object.freeze(targets.map(missingUpstreamVariable).filter((v) => v !== undefined))
 
-  const frozen: Readonly<RouteOptions> = Object.freeze(structuredClone(options))
+  const copy = structuredClone(options)
+  // The contract's path is relative to the route module (its source, not the compiled copy).
+  if (copy.openapi !== undefined && copy.openapi !== false && !isAbsolute(copy.openapi.spec)) {
+    copy.openapi = { ...copy.openapi, spec: resolve(file.startsWith('<') ? process.cwd() : dirname(resolve(file)), copy.openapi.spec) }
+  }
+  const frozen: Readonly<RouteOptions> = Object.freeze(copy)
   // Not encapsulating by itself: the routes join the gateway's shared proxy scope when registered
   // on the instance that opened it; anywhere else they get a context of their own, created here
   // with the register options (a `prefix` there still prepends to the route's prefix).
   const plugin = async function portcullisRoute (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     if (missingVariables.length > 0) throw new ConfigError('invalid route', missingVariableProblems(route), '')
     try {
+      await loadRouteContract()
       await registerRoute(fastify, opts)
       if (fastify.hasDecorator('portcullisProxy')) {
         const list = registered.get(fastify.portcullisProxy)
@@ -237,6 +247,17 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
         throw new ConfigError(where, (routeProblems as string[]).map((p) => p.replace(/^config\./, '')), where)
       }
       throw err
+    }
+  }
+  /** The route's OpenAPI document, loaded and compiled before its routes exist (startup error otherwise). */
+  const loadRouteContract = async function (): Promise<void> {
+    const openapi = frozen.openapi
+    if (openapi === undefined || openapi === false) return
+    try {
+      await contractFor(openapi.spec)
+    } catch (err) {
+      const e = err instanceof ContractLoadError ? err : new ContractLoadError(openapi.spec, '', (err as Error).message)
+      throw new ConfigError('', [`openapi.spec: ${e.file}${e.pointer === '' ? '' : `#${e.pointer}`}: ${e.reason}`])
     }
   }
   const registerRoute = async function (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {

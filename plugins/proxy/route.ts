@@ -280,7 +280,10 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       cors: route.cors ?? false,
       // Read by the ip-filter plugin; always present (possibly undefined) for one hidden class.
       ipFilter: route.ipFilter,
-      allowedContentTypes: route.allowedContentTypes
+      allowedContentTypes: route.allowedContentTypes,
+      // Read by the openapi plugin: the contract, and how the public path maps to the upstream's.
+      openapi: route.openapi ?? false,
+      openapiPaths: { strip: fastify.prefix + (route.prefix === '/' ? '' : route.prefix), add: basePath + (route.rewritePrefix ?? '') }
     }),
     methods,
     bufferBody,
@@ -439,10 +442,13 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
   for (const url of urls) scope.route({ ...routeOptions, url })
 }
 
-/** Whether the route buffers request bodies (for inspection) instead of streaming them. */
+/**
+ * Whether the route buffers request bodies (for inspection, or for its OpenAPI contract, which
+ * needs the whole body) instead of streaming them.
+ */
 function buffersBodies (route: Readonly<RouteOptions>, runtime: ProxyRuntime): boolean {
   const inspect = route.inspect ?? runtime.defaultInspect
-  return inspect !== false && inspect.body === true
+  return (inspect !== false && inspect.body === true) || (route.openapi !== undefined && route.openapi !== false)
 }
 
 /** Whether a route can live in the shared proxy scope: HTTP only, bodies streamed. */
