@@ -24,7 +24,7 @@ import {
   type AuthFailureSignal, type ContractViolationSignal, type InspectMatchSignal, type RateLimitedSignal, type StoreStateSignal, type UpstreamErrorSignal
 } from '../observability/signals.js'
 import { HistogramCell, RequestCells, RouteHistogram } from './cells.js'
-import { BoundedLabel, UNROUTED, methodLabel } from './labels.js'
+import { BoundedLabel, OPERATION, UNROUTED, methodLabel } from './labels.js'
 import { defaultInstance, resolveMetricsOptions, type MetricsPluginOptions } from './schema.js'
 import '../proxy/route.js'
 import { routeConfigWith } from '../../src/route-config.js'
@@ -99,7 +99,7 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
   const rules = new BoundedLabel(1000)
   const families = new BoundedLabel(64)
   const stores = new BoundedLabel(8)
-  const operations = new BoundedLabel(1000)
+  const operations = new BoundedLabel(1000, OPERATION)
   const contractKinds = new BoundedLabel(32)
   /** Route url or prefix as published in signals -> route label. */
   const signalRoutes = new Map<string, string>([['<unrouted>', UNROUTED], [UNROUTED, UNROUTED]])
