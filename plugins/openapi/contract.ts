@@ -335,17 +335,23 @@ function compile (file: string, doc: Json): Contract {
   const v31 = version.startsWith('3.1')
   const bodies = newAjv(v31, false)
   const forms = newAjv(v31, true)
-  bodies.addSchema(view(doc, !v31, 'readOnly') as Json, 'req')
+  const requestView = view(doc, !v31, 'readOnly') as Json
+  bodies.addSchema(requestView, 'req')
   bodies.addSchema(view(doc, !v31, 'writeOnly') as Json, 'res')
-  forms.addSchema(view(doc, !v31, 'readOnly') as Json, 'req')
+  forms.addSchema(structuredClone(requestView), 'req')
   const schemes = schemesOf(doc)
   const rootSecurity = doc.security
   const contract = new Contract(file, version, basePaths(doc))
 
   function compileRef (ajv: AjvInstance, which: 'req' | 'res', pointer: string): ValidateFunction {
     try {
-      return ajv.compile({ $ref: `${which}#${pointer}` })
+      // Through the view's own root: the schemas it references compile once for every operation.
+      const validate = ajv.getSchema(`${which}#${pointer}`)
+      if (validate === undefined) throw new ContractLoadError(file, pointer, 'schema not found')
+      return validate
     } catch (err) {
+      // Ajv compiles a chain of distinct referenced schemas recursively: hundreds deep exhausts the stack.
+      if (err instanceof RangeError) throw new ContractLoadError(file, pointer, 'schema does not compile: its chain of $refs to distinct schemas is too deep')
       throw new ContractLoadError(file, pointer, `schema does not compile: ${(err as Error).message}`)
     }
   }
@@ -357,10 +363,27 @@ function compile (file: string, doc: Json): Contract {
       const kind = mediaKind(type.toLowerCase().split(';')[0]?.trim() ?? '')
       const hasSchema = media !== null && typeof media === 'object' && (media as Json).schema !== undefined
       const schemaPointer = `${pointer}/${escapePointer(type)}/schema`
+      const key = type.toLowerCase().split(';')[0]?.trim() ?? type
+      if (which === 'res') {
+        // Response schemas compile when a route first validates a response (most routes never do).
+        let compiled: ValidateFunction | null | undefined
+        out.set(key, {
+          kind,
+          get validate (): ValidateFunction | undefined {
+            if (compiled === undefined) {
+              compiled = null
+              // Thrown once (the caller logs it); afterwards the response passes unvalidated.
+              if (hasSchema && kind === 'json') compiled = compileRef(bodies, 'res', schemaPointer)
+            }
+            return compiled ?? undefined
+          }
+        })
+        continue
+      }
       let validate: ValidateFunction | undefined
       if (hasSchema && kind === 'json') validate = compileRef(bodies, which, schemaPointer)
-      else if (hasSchema && kind === 'form' && which === 'req') validate = compileRef(forms, 'req', schemaPointer)
-      out.set(type.toLowerCase().split(';')[0]?.trim() ?? type, { kind, validate })
+      else if (hasSchema && kind === 'form') validate = compileRef(forms, 'req', schemaPointer)
+      out.set(key, { kind, validate })
     }
     return out
   }

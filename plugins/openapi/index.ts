@@ -132,6 +132,16 @@ function securityMet (op: Operation, request: FastifyRequest): 'ok' | 'unauthent
   return consumer === null ? 'unauthenticated' : 'forbidden'
 }
 
+/** A response schema's validator (compiled on first use); undefined, logged, when it does not compile. */
+function responseValidator (request: FastifyRequest, check: MediaCheck): ValidateFunction | undefined {
+  try {
+    return check.validate
+  } catch (err) {
+    request.log.warn({ err }, 'response schema of the API contract does not compile; responses pass unvalidated')
+    return undefined
+  }
+}
+
 function routeName (routeOptions: RouteOptions): string {
   const method = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
   return `route ${method} ${routeOptions.url ?? ''}`
@@ -317,7 +327,8 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
         if (check === undefined) {
           kind = 'response-body'
           problems = ['content-type: not declared']
-        } else if (check.kind === 'json' && check.validate !== undefined) {
+        } else if (check.kind === 'json' && responseValidator(request, check) !== undefined) {
+          const validate = responseValidator(request, check) as ValidateFunction
           const coded = reply.getHeader('content-encoding')
           if (!Buffer.isBuffer(payload) || payload.length > MAX_RESPONSE_VALIDATION_BYTES || (coded !== undefined && coded !== 'identity')) {
             publish(policy, op.label, 'response-unvalidated', false)
@@ -331,9 +342,9 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
             if (typeof data === 'symbol') {
               kind = 'response-body'
               problems = ['/body: json']
-            } else if (!check.validate(data)) {
+            } else if (!validate(data)) {
               kind = 'response-body'
-              problems = describe(check.validate.errors, '/body', 'writeOnly')
+              problems = describe(validate.errors, '/body', 'writeOnly')
             }
           }
         }
