@@ -226,7 +226,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   const plugin = async function portcullisRoute (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     if (missingVariables.length > 0) throw new ConfigError('invalid route', missingVariableProblems(route), '')
     try {
-      await loadRouteContract()
+      await loadRouteContract(fastify)
       await registerRoute(fastify, opts)
       if (fastify.hasDecorator('portcullisProxy')) {
         const list = registered.get(fastify.portcullisProxy)
@@ -250,9 +250,11 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
     }
   }
   /** The route's OpenAPI document, loaded and compiled before its routes exist (startup error otherwise). */
-  const loadRouteContract = async function (): Promise<void> {
+  const loadRouteContract = async function (fastify: FastifyInstance): Promise<void> {
     const openapi = frozen.openapi
     if (openapi === undefined || openapi === false) return
+    // Without the plugin the contract would silently not be enforced.
+    if (!fastify.hasPlugin('gateway-openapi')) throw new ConfigError('', ['openapi: register openApiPlugin (gateway-openapi) before routes with a contract'])
     try {
       await contractFor(openapi.spec)
     } catch (err) {
