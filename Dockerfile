@@ -6,6 +6,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
+COPY lib ./lib
 COPY src ./src
 COPY plugins ./plugins
 COPY routes ./routes

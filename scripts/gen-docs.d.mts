@@ -11,5 +11,7 @@ export declare function generate (load: (file: string) => Promise<Record<string,
 export declare function staleFiles (files: Map<string, string>, root?: string): string[]
 /** Variables of EnvSchema that `.env.example` does not name. */
 export declare function missingFromEnvExample (envSchema: { properties: Record<string, unknown> }, envExample: string): string[]
-/** Files holding coded errors, relative to the root. */
-export declare function errorModuleFiles (root?: string): string[]
+/** The module holding the error catalogue, relative to the root. */
+export declare const CATALOGUE_FILE: string
+/** docs/reference/chain.md from GATEWAY_CHAIN and the package's exports; pushes a problem per inconsistency. */
+export declare function chainDoc (chain: readonly unknown[], api: Record<string, unknown>, problems: string[]): string

@@ -2,49 +2,22 @@
  * The gateway as a Fastify plugin plus `buildGateway()`, which creates the hardened Fastify
  * instance around it. Never listens (src/server.ts does).
  *
- * Plugin chain, in registration order (order within a phase = order below):
- *
- * | plugin             | phase(s)                                                        | config key |
- * |--------------------|-----------------------------------------------------------------|------------|
- * | observability      | onRequest (request id), onSend (drain), onResponse (access log); /healthz, /readyz | - |
- * | metrics (ADMIN_PORT)| onRequest/onResponse counters; separate admin listener         | - |
- * | tracing            | onRequest: W3C traceparent continuation                          | - |
- * | security-headers   | onSend: gateway security headers win over the upstream's         | - |
- * | overload           | onRequest: 503 under event-loop/heap pressure                    | overload |
- * | ip-filter          | onRequest: gateway and route IP allow/deny, content types        | ipFilter, allowedContentTypes |
- * | ip rate limit      | onRequest: per client IP (IPv6 /64), before auth, counts 404s; Redis when set | - |
- * | request-guard      | onRequest: framing, path, sizes, upgrades; server: Expect (100 Continue) | websocket |
- * | cors               | onRequest: preflights answered here; route onSend                | cors |
- * | auth               | route onRequest (first): JWT / API key -> request.consumer       | auth |
- * | route rate limit   | route onRequest (after auth): per consumer, or IP when public    | rateLimit |
- * | inspect            | route onRequest (URL/query/headers/cookies), preValidation (body) | inspect |
- * | openapi            | route onRequest (operation, security, parameters), preValidation (body), onSend (responses) | openapi |
- * | proxy runtime      | decorator; routes add preParsing (body limit), preHandler        | proxy |
- * | proxy scope        | one context for every HTTP route: @fastify/reply-from, body parser | proxy |
- * | routes (ROUTES_DIR)| handler: reply-from in the scope; WebSocket routes: @fastify/http-proxy | - |
+ * The plugin chain is declared once, in `GATEWAY_CHAIN` (src/chain.ts): `gatewayApp()` registers
+ * it in that order, then the routes. Its table (order, phases, route `config` keys) is generated
+ * into docs/reference/chain.md.
  */
 import { readFileSync } from 'node:fs'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { GatewayConfig } from './config.js'
-import { ConfigError, gatewayClientErrorHandler, gatewayConnectRefusal, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
+import { ConfigError } from '../lib/errors.js'
+import { gatewayClientErrorHandler, gatewayConnectRefusal, gatewayErrorHandler, gatewayNotFoundHandler } from './errors.js'
 import { acceptProxyProtocol } from './proxy-protocol.js'
 import { answerPlainHttpOnTls } from './tls-plain-http.js'
 import { isRoutePlugin, missingVariableProblems } from './route.js'
 import { DEFAULT_ROUTES_DIR, loadRouteModules } from './route-loader.js'
-import { observabilityPlugin, genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
-import { requestGuardPlugin } from '../plugins/request-guard/index.js'
-import { proxyPlugin, proxyScopePlugin } from '../plugins/proxy/index.js'
-import { securityHeadersPlugin } from '../plugins/security-headers/index.js'
-import { corsPlugin } from '../plugins/cors/index.js'
-import { metricsPlugin } from '../plugins/metrics/index.js'
-import { tracingPlugin } from '../plugins/tracing/index.js'
-import { authPlugin } from '../plugins/auth/index.js'
-import { overloadPlugin } from '../plugins/overload/index.js'
-import { ipFilterPlugin } from '../plugins/ip-filter/index.js'
-import { ipRateLimitPlugin, routeRateLimitPlugin } from '../plugins/rate-limit/index.js'
-import { inspectPlugin } from '../plugins/inspect/index.js'
-import { openApiPlugin } from '../plugins/openapi/index.js'
+import { genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
+import { GATEWAY_CHAIN } from './chain.js'
 
 export { DEFAULT_ROUTES_DIR } from './route-loader.js'
 
@@ -60,39 +33,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
   fastify.setErrorHandler(gatewayErrorHandler)
   fastify.setNotFoundHandler(gatewayNotFoundHandler)
 
-  await fastify.register(observabilityPlugin)
-  if (config.admin.port !== undefined) await fastify.register(metricsPlugin, { port: config.admin.port, host: config.admin.host, ...(config.admin.instance !== undefined ? { instance: config.admin.instance } : {}) })
-  await fastify.register(tracingPlugin, { otel: config.otel })
-  await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
-  await fastify.register(overloadPlugin, {})
-  await fastify.register(ipFilterPlugin, { allow: [...config.inspect.ipAllow], deny: [...config.inspect.ipDeny] })
-  const rateLimitStore = {
-    ...(config.rateLimit.redisUrl !== undefined ? { redisUrl: config.rateLimit.redisUrl } : {}),
-    redisTimeoutMs: config.rateLimit.redisTimeoutMs,
-    failureMode: config.rateLimit.failureMode,
-    keyPrefix: config.rateLimit.redisKeyPrefix
-  }
-  await fastify.register(ipRateLimitPlugin, { max: config.rateLimit.ipMax, timeWindow: config.rateLimit.ipTimeWindow, ...rateLimitStore })
-  await fastify.register(requestGuardPlugin, { pathCheck: config.pathCheck, http2RequestTimeoutMs: config.requestTimeoutMs, ...(config.publicHosts !== undefined ? { publicHosts: config.publicHosts } : {}) })
-  await fastify.register(corsPlugin)
-  await fastify.register(authPlugin, config.auth)
-  await fastify.register(routeRateLimitPlugin, rateLimitStore)
-  await fastify.register(inspectPlugin, { mode: config.inspect.mode, detectRules: [...config.inspect.detectRules], verdictCacheSize: config.inspect.verdictCacheSize, timeoutMs: config.inspect.timeoutMs, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) })
-  await fastify.register(openApiPlugin)
-  await fastify.register(proxyPlugin, {
-    bodyLimit: config.bodyLimit,
-    responseBufferBytes: config.responseBufferBytes,
-    sendTimeoutMs: config.sendTimeoutMs,
-    tls: config.tls !== undefined,
-    upstreamRejectUnauthorized: !config.upstreamTls.insecure,
-    ...(config.upstreamTls.ca !== undefined ? { upstreamCa: config.upstreamTls.ca } : {}),
-    defaultRateLimit: { max: config.rateLimit.max, timeWindow: config.rateLimit.timeWindow },
-    defaultInspectMode: config.inspect.mode,
-    stripRequestHeaders: [...config.stripRequestHeaders],
-    trustProxy: [...config.trustProxy]
-  })
-
-  await fastify.register(proxyScopePlugin)
+  for (const link of GATEWAY_CHAIN) await link.register(fastify, config)
 
   if (opts.routes !== undefined) {
     const missing = config.production ? opts.routes.filter(isRoutePlugin).flatMap(missingVariableProblems) : []
@@ -107,7 +48,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
 export const gatewayPlugin = fp(gatewayApp, { name: 'portcullis-gateway', fastify: '5.x' })
 
 /** Logger options: pino with credentials redacted and secret-looking query values masked. */
-export function loggerOptions (config: Pick<GatewayConfig, 'logLevel'>): FastifyServerOptions['logger'] {
+export function loggerOptions (config: { readonly logLevel: string }): FastifyServerOptions['logger'] {
   return {
     level: config.logLevel,
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },

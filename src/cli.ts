@@ -7,10 +7,12 @@
  *   portcullis routes                  the effective route table, defaults resolved
  *   portcullis explain 'GET /path'     how the gateway reads one request (no upstream contacted)
  *   portcullis diff OLD NEW            what a change to the routes does to security
+ *   portcullis audit                   bypass attempts against every route, through the real chain
  *
  * Every command reads the same environment as the gateway and takes `--routes DIR` (instead of
  * ROUTES_DIR) and `--json`. Exit codes: 0 fine, 1 problems found (errors; warnings with
- * `--strict`; weakening changes without `--allow-weakening`), 2 usage.
+ * `--strict`; weakening changes without `--allow-weakening`; a bypass or a failed control in
+ * `audit`), 2 usage.
  */
 import { realpathSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -22,6 +24,7 @@ const USAGE = `usage: portcullis [start]
        portcullis explain 'METHOD /path' [-H 'name: value']... [--json] [--routes DIR]
        portcullis explain --request FILE|-  (a raw HTTP request) [--json]
        portcullis diff OLD_DIR NEW_DIR [--allow-weakening] [--json]
+       portcullis audit [--json] [--routes DIR]
 `
 
 export interface CliIo {
@@ -122,6 +125,21 @@ export async function runCli (argv: readonly string[], io: CliIo): Promise<numbe
       const invalid = report.problems.old.length + report.problems.new.length > 0
       const weakens = report.changes.some((c) => c.kind === 'weakens')
       return invalid || (weakens && !o['allow-weakening']) ? 1 : 0
+    }
+    case 'audit': {
+      if (positionals.length > 0) {
+        io.err(`portcullis: audit takes no arguments\n${USAGE}`)
+        return 2
+      }
+      const { audit, formatAudit } = await import('./cli/audit.js')
+      const report = await audit(io.env, o.routes)
+      if (report.problems.length > 0) {
+        for (const p of report.problems) io.err(`error    ${p.source === '' ? '' : `${p.source}: `}${p.message}\n`)
+        io.err('portcullis: the configuration is invalid (portcullis check lists every problem)\n')
+        return 1
+      }
+      show(report, () => formatAudit(report))
+      return report.ok ? 0 : 1
     }
     default:
       io.err(`portcullis: unknown command "${command}"\n${USAGE}`)

@@ -1,52 +1,19 @@
 /**
- * Gateway-wide error taxonomy and the one error handler that owns the client-visible body.
+ * The one error handler that owns the client-visible body, over the catalogue of lib/errors.ts.
  *
- * Body: `{ statusCode, code, error, message }`. 5xx messages are generic; the cause goes to the log.
- * Codes: GW_CONFIG_INVALID, GW_ROUTE_NOT_FOUND, GW_REQUEST_INVALID, GW_REQUEST_TIMEOUT,
- * GW_REQUEST_HEADERS_TOO_LARGE (requests Node's parser refuses), GW_INTERNAL; raw answers written
- * before HTTP parsing: GW_PROXY_PROTOCOL_INVALID (src/proxy-protocol.ts), GW_REQUEST_TLS_REQUIRED
- * (src/tls-plain-http.ts).
+ * Body: `{ statusCode, code, error, message }` (plus `requestId` for codes whose entry says so).
+ * 5xx messages are generic; the cause goes to the log. Codes written here: GW_ROUTE_NOT_FOUND,
+ * GW_INTERNAL, Fastify's codes mapped by the catalogue (else GW_REQUEST_INVALID), and the raw
+ * answers to what Node's parser refuses: GW_REQUEST_INVALID, GW_REQUEST_TIMEOUT,
+ * GW_REQUEST_HEADERS_TOO_LARGE.
  */
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
-import createError, { type FastifyError } from '@fastify/error'
+import type { FastifyError } from '@fastify/error'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { errorBody, errorEntry, FASTIFY_CODE_MAP, rawResponse } from '../lib/errors.js'
 
-/**
- * Thrown at startup when the environment or a route definition is invalid. `where` is what every
- * problem is about (a route file); `''` when each problem already names its variable or file.
- */
-export class ConfigError extends Error {
-  readonly code = 'GW_CONFIG_INVALID'
-  readonly problems: readonly string[]
-  readonly context: string
-  readonly where: string | undefined
-  constructor (context: string, problems: readonly string[], where?: string) {
-    super(`${context}: ${problems.join('; ')}`)
-    this.name = 'ConfigError'
-    this.context = context
-    this.problems = problems
-    this.where = where
-  }
-
-  /** One printable line per problem, each naming its variable or file. */
-  lines (): string[] {
-    const subject = this.where ?? this.context
-    return this.problems.map((p) => subject === '' ? p : `${subject}: ${p}`)
-  }
-}
-
-/** Nothing routes there (the path is not echoed). */
-export const RouteNotFoundError = createError('GW_ROUTE_NOT_FOUND', 'Route not found', 404)
-/** A failure inside the gateway itself (a bug); the cause is logged at error. */
-export const InternalError = createError('GW_INTERNAL', 'Internal error', 500)
-
-/**
- * Marks an error whose condition the throwing plugin already logs, rate-limited (e.g. a store
- * outage, once per interval with a count): the handler logs each occurrence at debug only, so an
- * outage does not become a log flood. Set on the error class's prototype.
- */
-export const kReported = Symbol('portcullis.error.reported')
+export { ConfigError } from '../lib/errors.js'
 
 /** Statuses whose client message is always the generic reason phrase. */
 const GENERIC_MESSAGE_MIN_STATUS = 500
@@ -61,18 +28,6 @@ function impliedHeaders (reply: FastifyReply, statusCode: number): void {
   }
 }
 
-/** Maps Fastify's own client-error codes to the gateway's stable codes. */
-const fastifyCodeMap: Record<string, string> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: 'GW_REQUEST_BODY_TOO_LARGE',
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'GW_REQUEST_UNSUPPORTED_MEDIA_TYPE',
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'GW_REQUEST_INVALID',
-  FST_ERR_CTP_EMPTY_JSON_BODY: 'GW_REQUEST_INVALID',
-  FST_ERR_CTP_INVALID_JSON_BODY: 'GW_REQUEST_INVALID',
-  FST_ERR_BAD_URL: 'GW_REQUEST_PATH',
-  FST_ERR_VALIDATION: 'GW_REQUEST_INVALID',
-  FST_ERR_ASYNC_CONSTRAINT: 'GW_REQUEST_INVALID'
-}
-
 function statusOf (err: FastifyError): number {
   const s = err.statusCode
   return typeof s === 'number' && s >= 400 && s < 600 ? s : 500
@@ -85,13 +40,14 @@ function statusOf (err: FastifyError): number {
 export function gatewayErrorHandler (this: unknown, err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const statusCode = statusOf(err)
   const ownCode = typeof err.code === 'string' && err.code.startsWith('GW_')
-  const code = ownCode ? err.code : (fastifyCodeMap[err.code] ?? (statusCode >= 500 ? 'GW_INTERNAL' : 'GW_REQUEST_INVALID'))
+  const code = ownCode ? err.code : (FASTIFY_CODE_MAP[err.code] ?? (statusCode >= 500 ? 'GW_INTERNAL' : 'GW_REQUEST_INVALID'))
+  const entry = ownCode ? errorEntry(code) : undefined
   const error = STATUS_CODES[statusCode] ?? 'Error'
   let message: string
   if (statusCode >= GENERIC_MESSAGE_MIN_STATUS) {
     message = ownCode ? err.message : error
     if (statusCode === 500 && !ownCode) request.log.error({ err }, 'unhandled gateway error')
-    else if ((err as unknown as Record<symbol, unknown>)[kReported] === true) request.log.debug({ code }, 'request failed (condition logged by its plugin)')
+    else if (entry?.reported === true) request.log.debug({ code }, 'request failed (condition logged by its plugin)')
     else request.log.warn({ err, code }, 'request failed')
   } else {
     // Our own 4xx messages are written for clients; third-party 4xx text is replaced.
@@ -99,8 +55,8 @@ export function gatewayErrorHandler (this: unknown, err: FastifyError, request: 
     request.log.debug({ err, code }, 'request rejected')
   }
   impliedHeaders(reply, statusCode)
-  if (code === 'GW_INSPECT_BLOCKED') {
-    // A block carries the request id so a customer can quote it to support.
+  if (entry?.requestId === true) {
+    // E.g. a block by inspection: the request id lets a customer quote it to support.
     reply.code(statusCode).send({ statusCode, code, error, message, requestId: request.id })
     return
   }
@@ -113,21 +69,16 @@ export function gatewayErrorHandler (this: unknown, err: FastifyError, request: 
   reply.code(statusCode).send({ statusCode, code, error, message })
 }
 
+const NOT_FOUND: unknown = JSON.parse(errorBody('GW_ROUTE_NOT_FOUND'))
+
 /** 404 for anything that did not route: same shape, no echo of the path. */
 export function gatewayNotFoundHandler (request: FastifyRequest, reply: FastifyReply): void {
-  reply.code(404).send({ statusCode: 404, code: 'GW_ROUTE_NOT_FOUND', error: 'Not Found', message: 'Route not found' })
+  reply.code(404).send(NOT_FOUND)
 }
 
-/** A raw HTTP/1.1 error response in the gateway's body shape; the connection closes after it. */
-export function rawResponse (statusCode: number, code: string, message: string): string {
-  const body = JSON.stringify({ statusCode, code, error: STATUS_CODES[statusCode], message })
-  return `HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode] ?? ''}\r\ncontent-type: application/json; charset=utf-8\r\n` +
-    `content-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nx-content-type-options: nosniff\r\nconnection: close\r\n\r\n${body}`
-}
-
-const CLIENT_TIMEOUT = rawResponse(408, 'GW_REQUEST_TIMEOUT', 'Request timeout')
-const CLIENT_HEADERS_TOO_LARGE = rawResponse(431, 'GW_REQUEST_HEADERS_TOO_LARGE', 'Request header fields too large')
-const CLIENT_BAD_REQUEST = rawResponse(400, 'GW_REQUEST_INVALID', 'Bad request')
+const CLIENT_TIMEOUT = rawResponse('GW_REQUEST_TIMEOUT')
+const CLIENT_HEADERS_TOO_LARGE = rawResponse('GW_REQUEST_HEADERS_TOO_LARGE')
+const CLIENT_BAD_REQUEST = rawResponse('GW_REQUEST_INVALID')
 
 /**
  * Fastify's `clientErrorHandler`: what Node's HTTP parser refuses (malformed request line or

@@ -18,8 +18,8 @@
 import { BlockList, isIPv4, isIPv6, type Server as NetServer, type Socket } from 'node:net'
 import { Server as TlsServer, type TLSSocket } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
-import { rawResponse } from './errors.js'
-import { normalizeIp } from '../plugins/ip-filter/client-ip.js'
+import { rawResponse } from '../lib/errors.js'
+import { normalizeIp } from '../lib/client-ip.js'
 import { parseIpEntry } from '../plugins/ip-filter/schema.js'
 
 /** The source address a PROXY header announces. */
@@ -143,7 +143,7 @@ export interface ProxyProtocolOptions {
   readonly log: FastifyBaseLogger
 }
 
-const REFUSAL = rawResponse(400, 'GW_PROXY_PROTOCOL_INVALID', 'Bad request')
+const REFUSAL = rawResponse('GW_PROXY_PROTOCOL_INVALID')
 const TLS_HANDSHAKE = 0x16
 
 function announce (socket: Socket, source: ProxySource): void {

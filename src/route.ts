@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, FastifyPluginAsync, FastifyRegisterOptions } from 'fastify'
-import { ConfigError } from './errors.js'
+import { ConfigError } from '../lib/errors.js'
 import { cidrProblem, missingUpstreamVariable } from './config.js'
 import { sourcePosition } from './source-file.js'
 import { AuthRouteConfigSchema } from '../plugins/auth/schema.js'
@@ -22,10 +22,13 @@ import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/s
 import { AllowedContentTypesSchema, IpFilterRouteConfigSchema } from '../plugins/ip-filter/schema.js'
 import { OpenApiRouteConfigSchema } from '../plugins/openapi/schema.js'
 import { ContractLoadError, contractFor } from '../plugins/openapi/contract.js'
-import { fitsProxyScope, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
-import { errorLines } from '../plugins/rate-limit/validate.js'
+import { fitsProxyScope, proxyRuntimeOf, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
+import type { ProxyRouteInput, ProxyRuntime } from '../plugins/proxy/schema.js'
+import type { RoutePolicySummary } from '../lib/route-contract.js'
+import { errorLines } from '../lib/validate.js'
 import type { AuthPolicy } from '../plugins/auth/schema.js'
 import type { RateLimitRouteConfig } from '../plugins/rate-limit/schema.js'
+import type { InspectRouteConfig } from '../plugins/inspect/schema.js'
 import type { PublicRateLimitConfig } from './policy.js'
 
 const HttpMethodSchema = Type.Union(
@@ -202,6 +205,44 @@ function crossFieldProblems (o: RouteOptions): string[] {
   return problems
 }
 
+/** The route table's words for a route's resolved policies. */
+function describePolicy (route: Readonly<RouteOptions>, rateLimit: RateLimitRouteConfig, inspect: InspectRouteConfig): RoutePolicySummary {
+  const auth = route.auth === false ? 'public' : (route.auth?.strategies?.join('|') ?? 'any configured') + (route.auth?.scopes !== undefined ? ` scopes=${route.auth.scopes.join(',')}` : '')
+  const rl = rateLimit === false ? 'off' : `${rateLimit.max}/${String(rateLimit.timeWindow)}`
+  const ins = inspect === false ? 'off' : `${inspect.mode ?? 'block'}${inspect.body === true ? '+body' : ''}`
+  return { auth, rateLimit: rl, inspect: ins }
+}
+
+/**
+ * What the proxy registers for a route: its transport options, and its policies resolved against
+ * the gateway defaults (a route without `rateLimit` or `inspect` gets the runtime's), put on the
+ * `config` of its Fastify routes for the policy plugins to read.
+ */
+function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime, publicBase: string): ProxyRouteInput {
+  const rateLimit: RateLimitRouteConfig = route.rateLimit ?? runtime.defaultRateLimit
+  const inspect: InspectRouteConfig = route.inspect ?? runtime.defaultInspect
+  const openapi = route.openapi ?? false
+  const first = Array.isArray(route.upstream) ? route.upstream[0] as string : route.upstream as string
+  return {
+    ...route,
+    // A contract judges whole bodies: they are buffered (up to BODY_LIMIT) as for inspection.
+    bufferBody: (inspect !== false && inspect.body === true) || openapi !== false,
+    policy: describePolicy(route, rateLimit, inspect),
+    config: {
+      auth: route.auth ?? {},
+      rateLimit,
+      inspect,
+      cors: route.cors ?? false,
+      // Read by the ip-filter plugin; always present (possibly undefined) for one hidden class.
+      ipFilter: route.ipFilter,
+      allowedContentTypes: route.allowedContentTypes,
+      // Read by the openapi plugin: the contract, and the public path as the upstream sees it.
+      openapi,
+      openapiPaths: { strip: publicBase + (route.prefix === '/' ? '' : route.prefix), add: new URL(first).pathname.replace(/\/+$/, '') + (route.rewritePrefix ?? '') }
+    }
+  }
+}
+
 /**
  * Describe one upstream service. Returns a Fastify plugin that proxies `prefix` to `upstream`
  * under the given policies. Throws GW_CONFIG_INVALID naming the file and option when invalid.
@@ -238,7 +279,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
       // name the route module they come from.
       if (err instanceof ConfigError && err.where === undefined) {
         const where = `${file} (route ${frozen.prefix})`
-        throw new ConfigError(where, err.problems, where)
+        throw new ConfigError(where, err.problems, where, { code: err.code })
       }
       // The inspection plugin's route problems (an unknown rule id) carry the option paths.
       const routeProblems = (err as { code?: unknown, problems?: unknown } | null)?.problems
@@ -254,7 +295,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
     const openapi = frozen.openapi
     if (openapi === undefined || openapi === false) return
     // Without the plugin the contract would silently not be enforced.
-    if (!fastify.hasPlugin('gateway-openapi')) throw new ConfigError('', ['openapi: register openApiPlugin (gateway-openapi) before routes with a contract'])
+    if (!fastify.hasPlugin('portcullis-openapi')) throw new ConfigError('', ['openapi: register openApiPlugin (portcullis-openapi) before routes with a contract'])
     try {
       await contractFor(openapi.spec)
     } catch (err) {
@@ -263,14 +304,16 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
     }
   }
   const registerRoute = async function (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
-    const scope = fastify.hasDecorator('portcullisProxy') ? fastify.portcullisProxy.scope : undefined
+    const runtime = proxyRuntimeOf(fastify, frozen.prefix)
     const registerOptions = (opts ?? {}) as { prefix?: string }
-    if (scope !== undefined && scope.owner === fastify && (registerOptions.prefix ?? '') === '' && fitsProxyScope(frozen, fastify.portcullisProxy)) {
-      registerScopedProxyRoute(scope.instance, fastify.portcullisProxy, frozen)
+    const input = proxyInput(frozen, runtime, fastify.prefix + (registerOptions.prefix ?? ''))
+    const scope = runtime.scope
+    if (scope !== undefined && scope.owner === fastify && (registerOptions.prefix ?? '') === '' && fitsProxyScope(input)) {
+      registerScopedProxyRoute(scope.instance, runtime, input)
       return
     }
     await fastify.register(async function portcullisRouteContext (child: FastifyInstance) {
-      await registerProxyRoute(child, frozen)
+      await registerProxyRoute(child, input)
     }, registerOptions)
   }
   Object.defineProperty(plugin, Symbol.for('skip-override'), { value: true })

@@ -19,7 +19,7 @@ import { buildGateway, DEFAULT_ROUTES_DIR, loggerOptions } from './app.js'
 import { isClusterPrimary, runPrimary, WORKER_SERVING } from './cluster.js'
 import { DEMO_API_KEY, environmentWarnings, loadConfig, setDemoUpstreamUrl, type GatewayConfig } from './config.js'
 import { startDemoUpstreamSomewhere } from './demo-upstream.js'
-import { ConfigError } from './errors.js'
+import { ConfigError } from '../lib/errors.js'
 import { registeredRoutes } from './route.js'
 import { riskWarnings } from './risks.js'
 

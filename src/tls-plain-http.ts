@@ -10,9 +10,9 @@
 import type { Socket } from 'node:net'
 import type { Server as TlsServer, TLSSocket } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
-import { rawResponse } from './errors.js'
+import { rawResponse } from '../lib/errors.js'
 
-const PLAIN_HTTP = rawResponse(400, 'GW_REQUEST_TLS_REQUIRED', 'This port speaks HTTPS: use https://')
+const PLAIN_HTTP = rawResponse('GW_REQUEST_TLS_REQUIRED')
 
 /** Installs the 'tlsClientError' listener on a TLS (https or http2 secure) server. */
 export function answerPlainHttpOnTls (server: unknown, log: FastifyBaseLogger): void {

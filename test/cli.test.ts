@@ -96,7 +96,7 @@ t.test('explain: the verdict is the real chain\'s, and what the upstream would g
   t.match(semicolon.route, { prefix: '/echo' })
   t.match(semicolon.verdict, { status: 400, code: 'GW_REQUEST_PATH', decidedBy: 'request-guard' })
   t.equal(semicolon.upstream, null)
-  t.same(semicolon.chain.map((s) => s.step), ['overload', 'ip-filter', 'ip rate limit', 'request-guard', 'cors', 'auth', 'rate limit', 'inspect', 'proxy'])
+  t.same(semicolon.chain.map((s) => s.step), ['overload', 'ip-filter', 'ip-rate-limit', 'request-guard', 'cors', 'auth', 'route-rate-limit', 'inspect', 'proxy'], 'the steps that decide, in the chain\'s order')
 
   const noKey = JSON.parse((await cli(['explain', '--json', 'GET /echo/hello'])).out) as ExplainReport
   t.match(noKey.verdict, { status: 401, code: 'GW_AUTH_UNAUTHORIZED', decidedBy: 'auth' })

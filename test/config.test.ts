@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import Fastify from 'fastify'
-import { DEMO_API_KEY, DEMO_JWT_SECRET, defineRoute, loadConfig, upstreamFromEnv } from 'portcullis'
+import { Value } from '@sinclair/typebox/value'
+import { DEMO_API_KEY, DEMO_JWT_SECRET, checkConfig, defineRoute, loadConfig, upstreamFromEnv } from 'portcullis'
+import { EnvSchema, GatewayConfigSchema } from '../src/config.js'
+import { AuthPluginOptionsSchema } from '../plugins/auth/schema.js'
+import { InspectOptionsSchema } from '../plugins/inspect/schema.js'
+import { IpRateLimitOptionsSchema, RouteRateLimitOptionsSchema } from '../plugins/rate-limit/schema.js'
+import { ProxyPluginOptionsSchema } from '../plugins/proxy/index.js'
 import { makeCert } from './helpers/certs.js'
 
 t.test('defaults with no environment: development demo credentials, in-memory, 127.0.0.1:8080', async (t) => {
@@ -129,4 +135,64 @@ t.test('good values of the same variables load', async (t) => {
   const ca = join(mkdtempSync(join(tmpdir(), 'portcullis-ca-')), 'ca.pem')
   writeFileSync(ca, '\uFEFF' + a.cert)
   t.equal(loadConfig({ UPSTREAM_CA_FILE: ca }).upstreamTls.ca, a.cert, 'a CA bundle without its byte-order mark')
+})
+
+t.test('checkConfig: every problem with its variable and the misspelt variables, without throwing; loadConfig throws the same', async (t) => {
+  const env = { PORT: '9000', ADMIN_PORT: '9000', IP_ALLOW: '10.0.0.0/8,nope', JWT_SECRET: 'short-secret', RATE_LIMT_MAX: '5' }
+  const check = checkConfig(env)
+  t.equal(check.config, undefined, 'no configuration while there is a problem')
+  t.strictSame(check.problems, [
+    { variable: 'IP_ALLOW', message: '"nope" is not an IP address or CIDR' },
+    { variable: 'JWT_SECRET', message: 'must be at least 32 bytes' },
+    { variable: 'ADMIN_PORT', message: 'the same port as PORT on the same address (the admin listener needs its own)' }
+  ])
+  t.strictSame(check.warnings, [{ variable: 'RATE_LIMT_MAX', message: 'not read by the gateway; did you mean RATE_LIMIT_MAX? Rename it: RATE_LIMIT_MAX is unset until then' }])
+  const err = t.throws(() => loadConfig(env), { code: 'GW_CONFIG_INVALID' }) as Error & { problems: string[] }
+  t.strictSame(err.problems, check.problems.map((p) => `${p.variable}: ${p.message}`), 'loadConfig reports what checkConfig finds')
+  t.strictSame(checkConfig({ PORT: 'x', LOG_LEVEL: 'loud' }).problems, [
+    { variable: 'PORT', message: 'must be integer' },
+    { variable: 'LOG_LEVEL', message: 'must be one of fatal, error, warn, info, debug, trace, silent' }
+  ], 'values of the wrong type')
+  t.strictSame(checkConfig({ NODE_ENV: 'production', UPSTREAM_TLS_INSECURE: 'true', WORKERS: '2' }).problems.map((p) => p.variable), [
+    'JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS',
+    'UPSTREAM_TLS_INSECURE',
+    'WORKERS'
+  ], 'production refusals')
+  const ok = checkConfig({})
+  t.strictSame([ok.problems, ok.warnings], [[], []])
+  t.strictSame(ok.config, loadConfig({}), 'the configuration loadConfig returns')
+})
+
+t.test('the configuration has the shape of GatewayConfigSchema; the IP lists are config.ipFilter', async (t) => {
+  const c = loadConfig({ IP_ALLOW: '10.0.0.0/8, 2001:db8::/32', IP_DENY: '10.0.0.5', JWT_AUDIENCE: 'a,b', TRUST_PROXY: '10.0.0.1' })
+  t.strictSame(c.ipFilter, { allow: ['10.0.0.0/8', '2001:db8::/32'], deny: ['10.0.0.5'] })
+  t.ok(Object.isFrozen(c.ipFilter.allow))
+  for (const config of [c, loadConfig({}), loadConfig({ NODE_ENV: 'production', API_KEYS: 'billing:Kq3vZ8wLr2Tn6YbP0xHd' })]) {
+    t.strictSame([...Value.Errors(GatewayConfigSchema, config)].map((e) => `${e.path}: ${e.message}`), [])
+  }
+  t.strictSame(checkConfig({ IP_DENY: '::ffff:10.0.0.0/8' }).problems, [{ variable: 'IP_DENY', message: '"::ffff:10.0.0.0/8" mixes an IPv4-mapped address with a prefix shorter than 96' }], 'refused at load, as the ip-filter plugin would refuse it')
+})
+
+t.test('a variable and the plugin option it feeds share one rule', async (t) => {
+  const env = EnvSchema.properties
+  const same = (variable: { default?: unknown, minimum?: number, maximum?: number, pattern?: string }, option: typeof variable, name: string): void => {
+    t.strictSame([variable.default, variable.maximum, variable.pattern], [option.default, option.maximum, option.pattern], name)
+  }
+  same(env.BODY_LIMIT, ProxyPluginOptionsSchema.properties.bodyLimit, 'BODY_LIMIT')
+  same(env.RESPONSE_BUFFER_BYTES, ProxyPluginOptionsSchema.properties.responseBufferBytes, 'RESPONSE_BUFFER_BYTES')
+  same(env.SEND_TIMEOUT_MS, ProxyPluginOptionsSchema.properties.sendTimeoutMs, 'SEND_TIMEOUT_MS')
+  t.strictSame(ProxyPluginOptionsSchema.properties.defaultRateLimit.default, { max: env.RATE_LIMIT_MAX.default, timeWindow: env.RATE_LIMIT_WINDOW.default }, 'RATE_LIMIT_MAX/WINDOW')
+  same(env.IP_RATE_LIMIT_MAX, { ...IpRateLimitOptionsSchema.properties.max, maximum: Number.MAX_SAFE_INTEGER }, 'IP_RATE_LIMIT_MAX')
+  t.equal(env.IP_RATE_LIMIT_WINDOW.default, IpRateLimitOptionsSchema.properties.timeWindow.default, 'IP_RATE_LIMIT_WINDOW')
+  same(env.REDIS_TIMEOUT_MS, RouteRateLimitOptionsSchema.properties.redisTimeoutMs, 'REDIS_TIMEOUT_MS')
+  same(env.REDIS_KEY_PREFIX, RouteRateLimitOptionsSchema.properties.keyPrefix, 'REDIS_KEY_PREFIX')
+  same(env.REDIS_URL, RouteRateLimitOptionsSchema.properties.redisUrl, 'REDIS_URL')
+  same(env.JWKS_URL, AuthPluginOptionsSchema.properties.jwksUrl, 'JWKS_URL')
+  same(env.JWT_CLOCK_SKEW_S, AuthPluginOptionsSchema.properties.clockSkewS, 'JWT_CLOCK_SKEW_S')
+  same(env.INSPECT_TIMEOUT_MS, InspectOptionsSchema.properties.timeoutMs, 'INSPECT_TIMEOUT_MS')
+  same(env.INSPECT_CACHE_SIZE, InspectOptionsSchema.properties.verdictCacheSize, 'INSPECT_CACHE_SIZE')
+  t.equal(env.INSPECT_MODE.default, InspectOptionsSchema.properties.mode.default, 'INSPECT_MODE')
+  const key = 'k'.repeat(16)
+  t.strictSame(loadConfig({ API_KEYS: `a.b@c-d:${key}` }).auth.apiKeys, [{ consumer: 'a.b@c-d', key }], 'a consumer name the auth plugin accepts')
+  t.throws(() => loadConfig({ JWT_SECRET: 'x'.repeat(31) }), { message: /JWT_SECRET: must be at least 32 bytes/ })
 })

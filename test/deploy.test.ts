@@ -80,7 +80,7 @@ t.test('the balancer passes each client address to the gateways (PROXY protocol 
 
 t.test('.env.example documents every variable the gateway reads', async (t) => {
   const env = read('.env.example')
-  const config = read('src/config.ts')
+  const config = read('src/config-schema.ts')
   const names = [...config.matchAll(/^ {2}([A-Z][A-Z0-9_]+): Type\./gm)].map((m) => m[1] as string)
   t.ok(names.length > 20)
   for (const n of names) t.match(env, new RegExp(`\\b${n}=`), `${n} documented`)

@@ -63,7 +63,7 @@ t.test('Kubernetes service variables are not warned about; the same names withou
     JWKS_SERVICE_HOST: '10.0.0.8'
   }
   t.strictSame(environmentWarnings(links), [])
-  t.strictSame(environmentWarnings({ REDIS_PORT: '6379' }), ['REDIS_PORT: not read by the gateway; remove it, or use one it reads with this prefix: REDIS_URL, REDIS_FAILURE_MODE, REDIS_KEY_PREFIX, REDIS_TIMEOUT_MS'], 'a bare port is a setting someone meant for the gateway')
+  t.strictSame(environmentWarnings({ REDIS_PORT: '6379' }), ['REDIS_PORT: not read by the gateway; remove it, or use one it reads with this prefix: REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_NAME, REDIS_SENTINEL_PASSWORD_FILE, REDIS_CLUSTER_NODES, REDIS_PASSWORD_FILE, REDIS_FAILURE_MODE, REDIS_KEY_PREFIX, REDIS_TIMEOUT_MS'], 'a bare port is a setting someone meant for the gateway')
 })
 
 t.test('a typo beside the variable it resembles: the warning says the real one is set and applies', async (t) => {

@@ -2,7 +2,7 @@ import t from 'tap'
 import { setFlagsFromString } from 'node:v8'
 import type { FastifyRequest } from 'fastify'
 import { buildGateway, defineRoute, loadConfig } from 'portcullis'
-import { routeConfigWith } from '../src/route-config.js'
+import { routeConfigWith } from '../lib/route-config.js'
 
 // V8's own check of two objects' hidden classes (the flag only lets functions compiled after it
 // use the syntax; nothing else changes).

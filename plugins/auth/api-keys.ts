@@ -7,7 +7,7 @@
  * whatever the number of keys: flat from 10 to 1,000,000, at about 70 bytes per key.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import type { Consumer } from './consumer.js'
+import type { Consumer } from '../../lib/consumer.js'
 
 const MIN_KEY_LENGTH = 16
 const MAX_KEY_LENGTH = 512

@@ -1,5 +1,5 @@
 /**
- * gateway-auth: who the caller is (JWT bearer token or API key) and whether they may pass.
+ * portcullis-auth: who the caller is (JWT bearer token or API key) and whether they may pass.
  *
  * Config key: `config.auth` on each route (`false` = public; `{ strategies?, relation?, scopes? }`),
  * validated and precomputed in an onRoute hook. A route without `config.auth` is untouched.
@@ -14,22 +14,20 @@
 import fp from 'fastify-plugin'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler } from 'fastify'
-import { ConfigError } from '../../src/errors.js'
-import { authFailure } from '../observability/signals.js'
-import { errorLines } from '../rate-limit/validate.js'
+import { authFailure } from '../../lib/signals.js'
+import { errorLines } from '../../lib/validate.js'
 import { ApiKeyStore } from './api-keys.js'
-import type { Consumer } from './consumer.js'
-import { ForbiddenError, UnauthorizedError } from './errors.js'
+import type { Consumer } from '../../lib/consumer.js'
+import { ConfigError, ForbiddenError, UnauthorizedError } from '../../lib/errors.js'
 import { JwksClient, type JwksKey } from './jwks.js'
 import { AuthFailure, HS_ALGORITHMS, claimRules, compileVerifier, consumerFromPayload, narrow, parsePublicKeyPem, reasonOf, type ClaimRules, type CompiledVerifier } from './jwt.js'
 import {
   AuthPluginOptionsSchema, AuthPolicySchema, crossFieldProblems,
   type AuthPluginOptions, type AuthPolicy, type AuthRouteConfig, type AuthStrategy, type JwtAlgorithm, type ResolvedAuthOptions
 } from './schema.js'
-import './consumer.js'
+import '../../lib/consumer.js'
 
 export type { AuthPluginOptions } from './schema.js'
-export { UnauthorizedError, ForbiddenError } from './errors.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -386,5 +384,5 @@ declare module 'fastify' {
 }
 
 /** Registers authentication; register it before any route (its onRoute hook must see them). */
-export const authPlugin = fp(authPluginImpl, { name: 'gateway-auth', fastify: '5.x' })
+export const authPlugin = fp(authPluginImpl, { name: 'portcullis-auth', fastify: '5.x', dependencies: [] })
 export default authPlugin

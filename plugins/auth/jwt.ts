@@ -7,7 +7,7 @@
  */
 import { createPublicKey, type KeyObject, type JsonWebKey } from 'node:crypto'
 import { createVerifier, TokenError } from 'fast-jwt'
-import type { Consumer, PortcullisClaims } from './consumer.js'
+import type { Consumer, PortcullisClaims } from '../../lib/consumer.js'
 import type { JwtAlgorithm, ResolvedAuthOptions } from './schema.js'
 
 /** A rejected credential; `reason` is a fixed token for logs and metrics. */

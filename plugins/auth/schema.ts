@@ -34,18 +34,33 @@ export const AuthRouteConfigSchema = Type.Union([Type.Literal(false), AuthPolicy
 })
 export type AuthRouteConfig = Static<typeof AuthRouteConfigSchema>
 
+/**
+ * Rules shared with the environment (src/config-schema.ts, src/config.ts): each is written once,
+ * here, and used by both the plugin options and the variables that feed them.
+ */
+/** A consumer name (API_KEYS, API_KEYS_FILE, `apiKeys[].consumer`). */
+export const CONSUMER_PATTERN = '^[A-Za-z0-9._@-]{1,128}$'
+/** An API key: printable ASCII without spaces or commas (API_KEYS, API_KEYS_FILE, `apiKeys[].key`). */
+export const API_KEY = Object.freeze({ minLength: 16, maxLength: 512, pattern: '^[\\x21-\\x2B\\x2D-\\x7E]+$' })
+/** Fewest bytes of an HMAC secret (JWT_SECRET, `jwtSecret`). */
+export const JWT_SECRET_MIN_BYTES = 32
+/** A JWKS endpoint (JWKS_URL, `jwksUrl`). */
+export const JWKS_URL_PATTERN = '^https?://[^\\s]+$'
+/** Tolerance for exp/nbf/iat, seconds (JWT_CLOCK_SKEW_S, `clockSkewS`). */
+export const CLOCK_SKEW_S = Object.freeze({ minimum: 0, maximum: 300, default: 30 })
+
 export const ApiKeyEntrySchema = Type.Object({
-  consumer: Type.String({ pattern: '^[A-Za-z0-9._@-]{1,128}$', description: 'Consumer name, sent upstream as `x-consumer-id`.' }),
-  key: Type.String({ minLength: 16, maxLength: 512, pattern: '^[\\x21-\\x2B\\x2D-\\x7E]+$', description: 'The plain key (printable ASCII, no comma); hashed at registration, never kept.' })
+  consumer: Type.String({ pattern: CONSUMER_PATTERN, description: 'Consumer name, sent upstream as `x-consumer-id`.' }),
+  key: Type.String({ ...API_KEY, description: 'The plain key (printable ASCII, no comma); hashed at registration, never kept.' })
 }, { additionalProperties: false })
 
 const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
 export type JwtAlgorithm = typeof JWT_ALGORITHMS[number]
 
 export const AuthPluginOptionsSchema = Type.Object({
-  jwtSecret: Type.Optional(Type.String({ minLength: 32, description: 'HMAC secret (HS256/384/512 only), at least 32 bytes.' })),
+  jwtSecret: Type.Optional(Type.String({ minLength: JWT_SECRET_MIN_BYTES, description: `HMAC secret (HS256/384/512 only), at least ${JWT_SECRET_MIN_BYTES} bytes.` })),
   jwtPublicKey: Type.Optional(Type.String({ minLength: 1, description: 'PEM public key or certificate (RSA: RS*/PS*, EC: ES* by curve, Ed25519/Ed448: EdDSA).' })),
-  jwksUrl: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$', description: 'Remote JWKS endpoint; keys are cached and refreshed on an unknown `kid`.' })),
+  jwksUrl: Type.Optional(Type.String({ pattern: JWKS_URL_PATTERN, description: 'Remote JWKS endpoint; keys are cached and refreshed on an unknown `kid`.' })),
   jwtAlgorithms: Type.Optional(Type.Array(Type.Union(JWT_ALGORITHMS.map((a) => Type.Literal(a))), {
     minItems: 1,
     uniqueItems: true,
@@ -53,7 +68,7 @@ export const AuthPluginOptionsSchema = Type.Object({
   })),
   issuer: Type.Optional(Type.String({ minLength: 1, description: 'Required `iss` (exact match).' })),
   audience: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Accepted `aud` values (one match suffices).' })),
-  clockSkewS: Type.Integer({ minimum: 0, maximum: 300, default: 30, description: 'Tolerance in seconds for `exp`, `nbf` and `iat`.' }),
+  clockSkewS: Type.Integer({ ...CLOCK_SKEW_S, description: 'Tolerance in seconds for `exp`, `nbf` and `iat`.' }),
   maxLifetimeS: Type.Optional(Type.Integer({ minimum: 1, description: 'Reject tokens whose `exp` lies further than this after `iat` (or after now without `iat`).' })),
   maxTokenBytes: Type.Integer({ minimum: 128, maximum: 65_536, default: 8192, description: 'Largest bearer token accepted.' }),
   apiKeys: Type.Array(ApiKeyEntrySchema, { default: [], description: 'Consumers and their API keys (held only as SHA-256 digests).' }),
@@ -81,7 +96,7 @@ export function crossFieldProblems (o: ResolvedAuthOptions): string[] {
   const sources = [o.jwtSecret, o.jwtPublicKey, o.jwksUrl].filter((s) => s !== undefined).length
   if (sources > 1) problems.push('jwtSecret, jwtPublicKey, jwksUrl: set only one key source')
   if (o.jwtSecret !== undefined) {
-    if (Buffer.byteLength(o.jwtSecret) < 32) problems.push('jwtSecret: must be at least 32 bytes')
+    if (Buffer.byteLength(o.jwtSecret) < JWT_SECRET_MIN_BYTES) problems.push(`jwtSecret: must be at least ${JWT_SECRET_MIN_BYTES} bytes`)
     // A public key used as an HMAC secret is the RS->HS confusion; refuse it at the door.
     if (/-----BEGIN/.test(o.jwtSecret) || /^\s*[[{]/.test(o.jwtSecret)) problems.push('jwtSecret: looks like a PEM or JWK key; use jwtPublicKey or jwksUrl')
   }

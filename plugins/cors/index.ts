@@ -1,12 +1,12 @@
 /**
- * gateway-cors: CORS per route, deny by default.
+ * portcullis-cors: CORS per route, deny by default.
  *
  * Config key: `config.cors` (`false` or absent: no CORS headers at all; an object: the listed
  * origins), validated and precomputed in an onRoute hook into header strings.
  * Hooks: instance-level onRequest `corsOnRequest` (answers preflights before any route-level hook,
  * so before authentication, and never proxies them; a route without a policy costs one lookup),
  * route-level onSend `corsOnSend` on CORS routes only (replaces whatever `access-control-*` the
- * upstream sent with the gateway's decision; gateway-security-headers strips them on other routes).
+ * upstream sent with the gateway's decision; portcullis-security-headers strips them on other routes).
  * Preflight = OPTIONS with `Access-Control-Request-Method`. From an allowed origin: 204 with the
  * allow headers. From any other origin (or none): 403 GW_CORS_ORIGIN_NOT_ALLOWED, no CORS headers.
  * Actual requests go on through the chain (auth still applies); an allowed origin gets
@@ -20,14 +20,12 @@
 import fp from 'fastify-plugin'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions, onSendHookHandler } from 'fastify'
-import { ConfigError } from '../../src/errors.js'
-import { CorsOriginNotAllowedError } from './errors.js'
+import { ConfigError, CorsOriginNotAllowedError } from '../../lib/errors.js'
 import { CORS_RESPONSE_HEADERS, CorsPolicySchema, corsCrossFieldProblems, type CorsPolicy, type CorsRouteConfig } from './schema.js'
-import { routeConfigWith } from '../../src/route-config.js'
+import { routeConfigWith } from '../../lib/route-config.js'
 
 export { CorsRouteConfigSchema, CorsPolicySchema, CORS_RESPONSE_HEADERS } from './schema.js'
 export type { CorsPolicy, CorsRouteConfig } from './schema.js'
-export { CorsOriginNotAllowedError } from './errors.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -172,5 +170,5 @@ async function gatewayCors (fastify: FastifyInstance): Promise<void> {
 }
 
 /** Registers per-route CORS; register it before the routes (its onRoute hook must see them). */
-export const corsPlugin = fp(gatewayCors, { name: 'gateway-cors', fastify: '5.x' })
+export const corsPlugin = fp(gatewayCors, { name: 'portcullis-cors', fastify: '5.x', dependencies: [] })
 export default corsPlugin

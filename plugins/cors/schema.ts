@@ -4,12 +4,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 
-/** Response headers of the CORS protocol (Fetch standard); the gateway owns all of them. */
-export const CORS_RESPONSE_HEADERS = [
-  'access-control-allow-origin', 'access-control-allow-credentials', 'access-control-allow-methods',
-  'access-control-allow-headers', 'access-control-expose-headers', 'access-control-max-age',
-  'access-control-allow-private-network'
-] as const
+export { CORS_RESPONSE_HEADERS } from '../../lib/route-contract.js'
 
 /** A serialized origin (scheme://host[:port]), no path, no trailing slash; or `*` alone. */
 const ORIGIN_PATTERN = '^(\\*|https?://(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*)(:[0-9]{1,5})?)$'

@@ -10,11 +10,15 @@
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { readText } from '../../src/files.js'
+import { readText } from '../../lib/files.js'
 import type nativeAppsec from '@datadog/native-appsec'
-import { conditionCanMatchTextWord } from './text-words.js'
-import { buildWordScreen, wordTest } from './screen.js'
-import { collectRequest, packJoint, PLAIN_COUNTERPART, SCREENED_COUNTERPART, TEXT_COUNTERPART, type Collected, type ExtractLimits, type RequestLike, type WordScreen } from './extract.js'
+import { buildWordScreen } from './screen.js'
+import { SCREENED_ADDRESSES } from './addresses.js'
+import { preparedBuiltin, preparedOperator } from './routing.js'
+import { packJoint, type Collected, type WordScreen } from './collected.js'
+import { collectRequest, type ExtractLimits, type RequestLike } from './extract.js'
+
+export { withPlainCounterparts, withScreenedCounterparts, withTextCounterparts } from './routing.js'
 
 type DDWAFClass = typeof nativeAppsec.DDWAF
 type Waf = InstanceType<DDWAFClass>
@@ -267,72 +271,8 @@ export class InspectEngine {
   }
 }
 
-interface RuleInput { address?: unknown, key_path?: unknown }
-interface ConditionLike { operator?: unknown, parameters?: { inputs?: RuleInput[], regex?: unknown, list?: unknown, options?: { case_sensitive?: unknown } } }
-interface RuleLike { transformers?: unknown, conditions?: ConditionLike[] }
-
-/**
- * A ruleset whose rule conditions also read, for each standard address they read (without a key
- * path), the counterpart `counterparts` names, where `wanted(rule, condition)` says so.
- */
-function withCounterparts (ruleset: Record<string, unknown>, counterparts: Readonly<Record<string, string>>, wanted: (rule: RuleLike, c: ConditionLike) => boolean): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...ruleset }
-  for (const section of ['rules', 'custom_rules'] as const) {
-    const list = ruleset[section]
-    if (!Array.isArray(list)) continue
-    out[section] = (list as RuleLike[]).map((rule) => {
-      if (typeof rule !== 'object' || rule === null || !Array.isArray(rule.conditions)) return rule
-      return {
-        ...rule,
-        conditions: rule.conditions.map((c) => {
-          const inputs = c?.parameters?.inputs
-          if (!Array.isArray(inputs) || !wanted(rule, c)) return c
-          const present = new Set(inputs.map((i) => i?.address))
-          const extra: RuleInput[] = []
-          for (const i of inputs) {
-            const counterpart = typeof i?.address === 'string' ? counterparts[i.address] : undefined
-            if (counterpart !== undefined && !present.has(counterpart) && i.key_path === undefined) {
-              present.add(counterpart)
-              extra.push({ address: counterpart })
-            }
-          }
-          return extra.length === 0 ? c : { ...c, parameters: { ...c.parameters, inputs: [...inputs, ...extra] } }
-        })
-      }
-    })
-  }
-  return out
-}
-
-/**
- * An operator ruleset written against the standard addresses also reads their bare-word
- * counterparts (where the gateway files plain keys and values), so its rules see every value.
- */
-export function withPlainCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
-  return withCounterparts(ruleset, PLAIN_COUNTERPART, () => true)
-}
-
-/**
- * Every rule condition (built-in or operator) that reads a standard address and could match a
- * text word also reads that address's text-word counterpart (text-words.ts decides "could").
- */
-export function withTextCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
-  return withCounterparts(ruleset, TEXT_COUNTERPART, (rule, c) =>
-    // Inputs with transformers of their own are not analysed: they keep reading text words.
-    (c.parameters?.inputs ?? []).some((i) => (i as { transformers?: unknown }).transformers !== undefined) ||
-    conditionCanMatchTextWord(rule.transformers, c))
-}
-
-/**
- * Every rule condition reading a text-word address whose rule the JavaScript screen cannot read
- * (screen.ts) also reads that address's screened counterpart, where the values the screen
- * cleared of every other rule go.
- */
-export function withScreenedCounterparts (ruleset: Record<string, unknown>): Record<string, unknown> {
-  return withCounterparts(ruleset, SCREENED_COUNTERPART, (rule) => wordTest(rule) === null)
-}
-
-const SCREENED_ADDRESSES: ReadonlySet<string> = new Set(Object.values(SCREENED_COUNTERPART))
+interface RuleInput { address?: unknown }
+interface RuleLike { conditions?: Array<{ parameters?: { inputs?: RuleInput[] } }> }
 
 /**
  * The rules of cacheable rulesets that read screened addresses, reading only those, loaded in an
@@ -359,15 +299,10 @@ function screenedEngine (rulesets: ReadonlyArray<Record<string, unknown>>): Waf 
   return waf
 }
 
-/** A ruleset as loaded: text-word and screened counterparts added. */
-function prepared (ruleset: Record<string, unknown>): Record<string, unknown> {
-  return withScreenedCounterparts(withTextCounterparts(ruleset))
-}
-
 /** Loads the built-in ruleset and, when given, an operator ruleset file. */
 export function createEngine (rulesFile?: string): InspectEngine {
-  const sets = [{ name: 'portcullis', rules: prepared(readRuleset(BUILTIN_RULES_FILE)) }]
-  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: prepared(withPlainCounterparts(readRuleset(rulesFile))) })
+  const sets = [{ name: 'portcullis', rules: preparedBuiltin(readRuleset(BUILTIN_RULES_FILE)) }]
+  if (rulesFile !== undefined) sets.push({ name: 'operator', rules: preparedOperator(readRuleset(rulesFile)) })
   return new InspectEngine(sets)
 }
 

@@ -1,5 +1,5 @@
 /**
- * gateway-inspect: request inspection (a WAF) with libddwaf and Portcullis's own ruleset.
+ * portcullis-inspect: request inspection (a WAF) with libddwaf and Portcullis's own ruleset.
  *
  * Purpose: block (or, in detect mode, log and count) SQL injection, XSS, path traversal / file
  * inclusion, command injection, PHP/Java/Node code injection and friends before they reach the
@@ -10,7 +10,9 @@
  * and one by one only when that run matches or times out (`flushPending`).
  * Hooks (route-level, attached in `onRoute` only to routes that carry `config.inspect`):
  *   onRequest `inspectOnRequest`: decoded path, query, headers (all but credentials and framing),
- *     cookies; runs after the gateway's global onRequest hooks (auth, rate limits).
+ *     cookies; runs after every instance-level onRequest hook and after the route-level hooks
+ *     of plugins registered before it: register authentication and the route rate limit first, so
+ *     a refused or limited request costs no inspection.
  *   preValidation `inspectBody` (routes with `inspect.body: true`): the body, a Buffer on proxied
  *     routes (Content-Encoding undone within the inspection bound, decoded per its charset, parsed
  *     by content type: JSON, urlencoded, multipart, XML, else raw text) or whatever a host app's
@@ -26,25 +28,26 @@
 import { AsyncResource } from 'node:async_hooks'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions, onRequestHookHandler, preValidationHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import { inspectMatch } from '../observability/signals.js'
-import { compileOptions, schemaProblems } from '../rate-limit/validate.js'
+import { inspectMatch } from '../../lib/signals.js'
+import { compileOptions, schemaProblems } from '../../lib/validate.js'
 import { createEngine, type InspectEngine, type InspectMatch, type InspectResult } from './engine.js'
 import { decodeBody, parseContentEncoding, type Coding } from './decode.js'
-import { InspectBlockedError, InspectBodyInvalidError, InspectCharsetUnsupportedError, InspectConfigError, InspectEncodingUnsupportedError, InspectTooLargeError } from './errors.js'
+import { InspectBlockedError, InspectBodyInvalidError, InspectCharsetUnsupportedError, InspectEncodingUnsupportedError, InspectTooLargeError, pluginConfigError } from '../../lib/errors.js'
 import { Collected, InspectLimitError, VerdictCache, collectBody, collectHeaders, collectUrl, rawBodyLimit, type ExtractLimits } from './extract.js'
 import { legacyExcludeProblems, parseField, splitBody, splitRequest, tuningProblems, type FieldExclusion, type FieldRef, type PhaseSplit } from './fields.js'
 import { InspectOptionsSchema, InspectRouteConfigSchema, type InspectOptions, type InspectPluginOptions, type InspectRouteConfig } from './schema.js'
 
+const invalid = pluginConfigError('Invalid inspection configuration', 'GW_INSPECT_CONFIG_INVALID')
+
 export { createEngine, evaluateRequest, InspectEngine, BUILTIN_RULES_FILE } from './engine.js'
 export type { InspectMatch, InspectResult } from './engine.js'
 export { collectRequest, InspectLimitError, type ExtractLimits, type RequestLike } from './extract.js'
-export { InspectBlockedError, InspectBodyInvalidError, InspectCharsetUnsupportedError, InspectConfigError, InspectEncodingUnsupportedError, InspectTooLargeError } from './errors.js'
 export type { InspectPluginOptions, InspectOptions, InspectRouteConfig, InspectExclusion } from './schema.js'
 export { parseField, tuningProblems, type FieldRef } from './fields.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** The route's inspection policy (gateway-inspect); absent = not inspected. */
+    /** The route's inspection policy (portcullis-inspect); absent = not inspected. */
     inspect?: InspectRouteConfig
   }
 }
@@ -146,7 +149,7 @@ function contentTypeOf (request: FastifyRequest): string | undefined {
 }
 
 async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPluginOptions): Promise<void> {
-  const options = compileOptions<InspectOptions>(InspectOptionsSchema, rawOptions, InspectConfigError)
+  const options = compileOptions<InspectOptions>(InspectOptionsSchema, rawOptions, invalid)
   const limits: ExtractLimits = Object.freeze({
     maxInspectBytes: options.maxInspectBytes,
     maxBodyDepth: options.maxBodyDepth,
@@ -164,12 +167,12 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     try {
       engine = createEngine(options.rulesFile)
     } catch (err) {
-      throw new InspectConfigError(`ruleset: ${err instanceof Error ? err.message : 'cannot be loaded'}`, { cause: err })
+      throw invalid([`ruleset: ${err instanceof Error ? err.message : 'cannot be loaded'}`], err)
     }
     const unknown = tuningProblems({ detect: options.detectRules }, engine.ruleIds, '').map((p) => `detectRules${p.slice('.detect'.length)}`)
     if (unknown.length > 0) {
       engine.dispose()
-      throw new InspectConfigError(`${unknown.join('; ')} (INSPECT_DETECT_RULES)`)
+      throw invalid([`${unknown.join('; ')} (INSPECT_DETECT_RULES)`])
     }
     const cache = engine.cacheable && options.verdictCacheSize > 0 ? new VerdictCache(options.verdictCacheSize) : undefined
     fastify.log.debug({ verdictCache: cache === undefined ? 'off' : options.verdictCacheSize }, 'inspection engine loaded')
@@ -264,7 +267,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     const fields: Record<string, unknown> = { rules: matches.map((m) => m.ruleId), families: [...new Set(matches.map((m) => m.family))], timeout: result.timeout, mode: policy.mode, phase }
     if (detected.length > 0) fields.detect = detected.map((m) => m.ruleId)
     request.log.info({ inspect: fields }, blocked ? 'request blocked by inspection' : 'inspection match (detect mode)')
-    if (blocked) throw new InspectBlockedError(String(request.id))
+    if (blocked) throw new InspectBlockedError()
   }
 
   /** Turns an extraction refusal into the coded client error (or a log line in detect mode). */
@@ -481,7 +484,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     if (raw === undefined || raw === false) return
     const where = routeName(routeOptions)
     const problems = [...schemaProblems(InspectRouteConfigSchema, raw, 'config.inspect'), ...legacyExcludeProblems(raw, 'config.inspect')]
-    if (problems.length > 0) throw new InspectConfigError(`${where}: ${problems.join('; ')}`)
+    if (problems.length > 0) throw invalid([`${where}: ${problems.join('; ')}`])
     const policy = raw as Exclude<InspectRouteConfig, false>
     const { engine, cache } = load()
     const mode = policy.mode ?? options.mode
@@ -504,7 +507,7 @@ function compileTuning (policy: Exclude<InspectRouteConfig, false>, detectRules:
   const detectIds = [...new Set([...(policy.detect ?? []), ...detectRules])]
   if (exclude.length === 0 && detectIds.length === 0) return undefined
   const problems = tuningProblems(policy, engine.ruleIds)
-  if (problems.length > 0) throw Object.assign(new InspectConfigError(`${where}: ${problems.join('; ')}`), { problems })
+  if (problems.length > 0) throw Object.assign(invalid([`${where}: ${problems.join('; ')}`]), { problems })
   const wide = new Set<string>()
   const byField = new Map<string, { field: Exclude<FieldRef, { kind: 'all' }>, rules: Set<string> }>()
   for (const ex of exclude) {
@@ -552,11 +555,12 @@ function compileTuning (policy: Exclude<InspectRouteConfig, false>, detectRules:
 
 /**
  * Request inspection. Register before any route (its `onRoute` hook must see them), after
- * authentication and rate limiting: `app.register(inspectPlugin, { mode: config.inspect.mode,
- * rulesFile: config.inspect.rulesFile })`.
+ * authentication and the route rate limit when they are used: `app.register(inspectPlugin,
+ * { mode: config.inspect.mode, rulesFile: config.inspect.rulesFile })`. Needs no other plugin.
  */
 export const inspectPlugin = fp(gatewayInspect, {
-  name: 'gateway-inspect',
-  fastify: '5.x'
+  name: 'portcullis-inspect',
+  fastify: '5.x',
+  dependencies: []
 })
 export default inspectPlugin

@@ -4,6 +4,18 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 
+/**
+ * Rules shared with the environment (src/config-schema.ts): each is written once, here, and used
+ * by both the plugin options and the variable that feeds them.
+ */
+/** Inspection modes (INSPECT_MODE, `mode`, a route's `inspect.mode`). */
+import { DEFAULT_INSPECT_MODE, INSPECT_MODES } from '../../lib/route-contract.js'
+export { DEFAULT_INSPECT_MODE, INSPECT_MODES }
+/** Engine time budget per evaluation, ms (INSPECT_TIMEOUT_MS, `timeoutMs`). */
+export const INSPECT_TIMEOUT_MS = Object.freeze({ minimum: 1, maximum: 10_000, default: 50 })
+/** Clean values remembered per generation (INSPECT_CACHE_SIZE, `verdictCacheSize`). */
+export const VERDICT_CACHE_SIZE = Object.freeze({ minimum: 0, maximum: 1_000_000, default: 10_000 })
+
 export const InspectExclusionSchema = Type.Object({
   rule: Type.String({ minLength: 1, description: 'Rule id (`pc-sqli-010`, or an operator rule\'s id).' }),
   field: Type.String({ minLength: 1, description: 'The field the rule is not applied to, or `*` for every field.' })
@@ -12,7 +24,7 @@ export const InspectExclusionSchema = Type.Object({
 export type InspectExclusion = Static<typeof InspectExclusionSchema>
 
 export const InspectPolicySchema = Type.Object({
-  mode: Type.Optional(Type.Union([Type.Literal('block'), Type.Literal('detect')], {
+  mode: Type.Optional(Type.Union(INSPECT_MODES.map((m) => Type.Literal(m)), {
     description: '`block` (default) answers 403; `detect` only logs and counts what would have been blocked.'
   })),
   body: Type.Optional(Type.Boolean({
@@ -37,8 +49,8 @@ export const InspectRouteConfigSchema = Type.Union([Type.Literal(false), Inspect
 export type InspectRouteConfig = Static<typeof InspectRouteConfigSchema>
 
 export const InspectOptionsSchema = Type.Object({
-  mode: Type.Union([Type.Literal('block'), Type.Literal('detect')], {
-    default: 'block',
+  mode: Type.Union(INSPECT_MODES.map((m) => Type.Literal(m)), {
+    default: DEFAULT_INSPECT_MODE,
     description: 'Mode of routes whose `inspect` policy sets none (INSPECT_MODE).'
   }),
   rulesFile: Type.Optional(Type.String({
@@ -59,15 +71,11 @@ export const InspectOptionsSchema = Type.Object({
   maxBodyDepth: Type.Integer({ minimum: 1, maximum: 1000, default: 32, description: 'Nesting depth of an inspected JSON body; deeper is 400.' }),
   maxBodyKeys: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 2000, description: 'Members and items of an inspected JSON body; more is 400.' }),
   verdictCacheSize: Type.Integer({
-    minimum: 0,
-    maximum: 1_000_000,
-    default: 10_000,
+    ...VERDICT_CACHE_SIZE,
     description: 'Clean values remembered per generation (two generations) so repeated benign values are not evaluated again; 0 turns it off. Used only when every loaded rule reads one address with one condition (the built-in ruleset does).'
   }),
   timeoutMs: Type.Integer({
-    minimum: 1,
-    maximum: 10_000,
-    default: 50,
+    ...INSPECT_TIMEOUT_MS,
     description: 'Engine time budget per evaluation; a timeout blocks in block mode and is logged in detect mode.'
   })
 }, { additionalProperties: false })

@@ -15,10 +15,11 @@
  *
  * A value passes to the engine when some rule the screen reads could match it. For bare words,
  * one rule the screen cannot read on a list lets every value of that list through. For text
- * words, those rules read a "screened" counterpart address instead (extract.ts): a text word the
+ * words, those rules read a "screened" counterpart address instead (addresses.ts): a text word the
  * screen clears goes there, and only those rules judge it.
  */
-import { SCREENED_COUNTERPART, SCREENED_LISTS, SCREENED_OFFSET, TEXT_LISTS, WORD_LISTS, type WordScreen } from './extract.js'
+import { SCREENED_COUNTERPART, SCREENED_LISTS, SOURCE_LIST, TEXT_LISTS, WORD_LISTS } from './addresses.js'
+import type { WordScreen } from './collected.js'
 
 /**
  * Transformers with nothing to act on in a bare or text word: no `%` or `+` to URL-decode, no
@@ -196,7 +197,7 @@ export function buildWordScreen (rulesets: ReadonlyArray<Record<string, unknown>
         const test = wordTest(rule)
         for (const address of read) {
           const screened = SCREENED_LISTS[address]
-          if (screened !== undefined) residual.add(screened - SCREENED_OFFSET)
+          if (screened !== undefined) residual.add(SOURCE_LIST[screened] as number)
           const list = lists[address]
           if (list === undefined) continue
           const current = tests.get(list)

@@ -1,10 +1,10 @@
 /**
- * gateway-ip-filter: gateway-wide and per-route IP allow/deny lists (IPv4, IPv6, CIDR; an
+ * portcullis-ip-filter: gateway-wide and per-route IP allow/deny lists (IPv4, IPv6, CIDR; an
  * IPv4-mapped IPv6 client counts as IPv4) and a per-route allow list of request body media types.
  *
- * Hook: one global `onRequest` hook (`ipFilterOnRequest`); register this plugin right after the
- * request id, before the per-IP rate limit and authentication, so a denied client costs nothing
- * else. It does no work unless a gateway-wide list is set or some route carries a filter.
+ * Hook: one global `onRequest` hook (`ipFilterOnRequest`), so it runs before any route-level hook
+ * (authentication included); needs no other plugin, and the routes it filters registered after it.
+ * It does no work unless a gateway-wide list is set or some route carries a filter.
  * Config keys (read in `onRoute`, compiled to node:net BlockLists there): `config.ipFilter`
  * (`{ allow?, deny? }`) and `config.allowedContentTypes` (`string[]`); a route without them is
  * not filtered beyond the gateway-wide lists.
@@ -15,28 +15,29 @@
 import { BlockList } from 'node:net'
 import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { normalizeIp } from './client-ip.js'
-import { IpFilterConfigError, IpForbiddenError, UnsupportedMediaTypeError } from './errors.js'
+import { normalizeIp } from '../../lib/client-ip.js'
+import { IpForbiddenError, UnsupportedMediaTypeError } from '../../lib/errors.js'
 import {
   AllowedContentTypesSchema,
   IpFilterRouteConfigSchema,
+  invalidIpFilter,
   ipFilterOptions,
   ipListProblems,
   type IpEntry,
   type IpFilterPluginOptions,
   type IpFilterRouteConfig
 } from './schema.js'
-import { schemaProblems } from '../rate-limit/validate.js'
-import { routeConfigWith } from '../../src/route-config.js'
+import { schemaProblems } from '../../lib/validate.js'
+import { routeConfigWith } from '../../lib/route-config.js'
 
-export { clientIp, clientKey, clientKeyOf, normalizeIp, INVALID_CLIENT_KEY } from './client-ip.js'
+export { clientIp, clientKey, clientKeyOf, normalizeIp, INVALID_CLIENT_KEY } from '../../lib/client-ip.js'
 export type { IpFilterPluginOptions, IpFilterRouteConfig } from './schema.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** Per-route IP lists, in addition to the gateway-wide ones (gateway-ip-filter). */
+    /** Per-route IP lists, in addition to the gateway-wide ones (portcullis-ip-filter). */
     ipFilter?: IpFilterRouteConfig
-    /** Media types a request body may have on this route; others get 415 (gateway-ip-filter). */
+    /** Media types a request body may have on this route; others get 415 (portcullis-ip-filter). */
     allowedContentTypes?: string[]
   }
 }
@@ -65,7 +66,7 @@ function compileLists (where: string, allow: readonly string[], deny: readonly s
   const problems: string[] = []
   const a = ipListProblems(`${where}allow`, allow, problems)
   const d = ipListProblems(`${where}deny`, deny, problems)
-  if (problems.length > 0) throw new IpFilterConfigError(problems.join('; '))
+  if (problems.length > 0) throw invalidIpFilter(problems)
   if (a.length === 0 && d.length === 0) return undefined
   return Object.freeze({ allow: blockList(a), deny: blockList(d) })
 }
@@ -111,7 +112,7 @@ async function gatewayIpFilter (fastify: FastifyInstance, rawOptions: IpFilterPl
     if (config.allowedContentTypes !== undefined) {
       problems.push(...schemaProblems(AllowedContentTypesSchema, config.allowedContentTypes, 'config.allowedContentTypes'))
     }
-    if (problems.length > 0) throw new IpFilterConfigError(`${where}: ${problems.join('; ')}`)
+    if (problems.length > 0) throw invalidIpFilter([`${where}: ${problems.join('; ')}`])
     const lists = config.ipFilter === undefined
       ? undefined
       : compileLists(`${where}: config.ipFilter.`, config.ipFilter.allow ?? [], config.ipFilter.deny ?? [])
@@ -151,11 +152,12 @@ async function gatewayIpFilter (fastify: FastifyInstance, rawOptions: IpFilterPl
 }
 
 /**
- * IP allow/deny lists and per-route media-type allow list. Register right after the request id:
+ * IP allow/deny lists and per-route media-type allow list; register it before the routes:
  * `app.register(ipFilterPlugin, { allow: config.inspect.ipAllow, deny: config.inspect.ipDeny })`.
  */
 export const ipFilterPlugin = fp(gatewayIpFilter, {
-  name: 'gateway-ip-filter',
-  fastify: '5.x'
+  name: 'portcullis-ip-filter',
+  fastify: '5.x',
+  dependencies: []
 })
 export default ipFilterPlugin

@@ -4,23 +4,32 @@
  */
 import { isIP } from 'node:net'
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
-import { compileOptions } from '../rate-limit/validate.js'
-import { IpFilterConfigError } from './errors.js'
+import { compileOptions } from '../../lib/validate.js'
+import { pluginConfigError } from '../../lib/errors.js'
 
-const IpListSchema = Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
-  maxItems: 100_000,
+/** The startup error of the ip-filter plugin (GW_IP_FILTER_CONFIG_INVALID). */
+export const invalidIpFilter = pluginConfigError('Invalid IP filter configuration', 'GW_IP_FILTER_CONFIG_INVALID')
+
+/**
+ * Rules of an IP list shared with the environment (IP_ALLOW, IP_DENY in src/config.ts check their
+ * entries with `parseIpEntry` and these bounds).
+ */
+export const IP_LIST = Object.freeze({ maxItems: 100_000, entryMaxLength: 64 })
+
+const IpListSchema = Type.Array(Type.String({ minLength: 1, maxLength: IP_LIST.entryMaxLength }), {
+  maxItems: IP_LIST.maxItems,
   description: 'IP addresses or CIDR blocks, IPv4 or IPv6 (`192.0.2.1`, `10.0.0.0/8`, `2001:db8::/32`).'
 })
 
 export const IpFilterOptionsSchema = Type.Object({
-  allow: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+  allow: Type.Array(Type.String({ minLength: 1, maxLength: IP_LIST.entryMaxLength }), {
     default: [],
-    maxItems: 100_000,
+    maxItems: IP_LIST.maxItems,
     description: 'Gateway-wide allow list (IPs/CIDRs). Non-empty: every other client gets 403. From IP_ALLOW.'
   }),
-  deny: Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+  deny: Type.Array(Type.String({ minLength: 1, maxLength: IP_LIST.entryMaxLength }), {
     default: [],
-    maxItems: 100_000,
+    maxItems: IP_LIST.maxItems,
     description: 'Gateway-wide deny list (IPs/CIDRs); wins over the allow list. From IP_DENY.'
   })
 }, { additionalProperties: false })
@@ -28,7 +37,7 @@ export const IpFilterOptionsSchema = Type.Object({
 /** Validated options of the `gateway-ip-filter` plugin. */
 export type IpFilterOptions = Static<typeof IpFilterOptionsSchema>
 
-/** Options accepted by `register(ipFilterPlugin, …)` (`config.inspect.ipAllow` / `ipDeny`). */
+/** Options accepted by `register(ipFilterPlugin, …)` (`config.ipFilter` of src/config.ts). */
 export interface IpFilterPluginOptions {
   /** Gateway-wide allow list (IPs/CIDRs); non-empty means every other client gets 403. */
   readonly allow?: readonly string[]
@@ -102,7 +111,7 @@ export function ipListProblems (where: string, entries: readonly string[], probl
 
 /** Validates and freezes plugin options (TypeBox schema plus every list entry). */
 export function ipFilterOptions (input: unknown): Readonly<IpFilterOptions> {
-  return compileOptions(IpFilterOptionsSchema as TSchema, input ?? {}, IpFilterConfigError, (o: IpFilterOptions, problems) => {
+  return compileOptions(IpFilterOptionsSchema as TSchema, input ?? {}, invalidIpFilter, (o: IpFilterOptions, problems) => {
     ipListProblems('allow', o.allow, problems)
     ipListProblems('deny', o.deny, problems)
   }) as Readonly<IpFilterOptions>

@@ -1,10 +1,10 @@
 /**
- * gateway-metrics: Prometheus metrics on a separate admin listener (never the public port).
+ * portcullis-metrics: Prometheus metrics on a separate admin listener (never the public port).
  *
  * Hooks: onRequest `metricsOnRequest` (in-flight), onResponse `metricsOnResponse` (requests by
  * route, method and status; latency histogram), onRequestAbort `metricsOnAbort` (in-flight).
  * onRoute `metricsOnRoute` precomputes each route's label and prom-client children.
- * Signals (node:diagnostics_channel, see plugins/observability/signals.ts): upstreamError,
+ * Signals (node:diagnostics_channel, see lib/signals.ts): upstreamError,
  * authFailure, rateLimited, inspectMatch, storeState, contractViolation.
  * Config key read: `proxy` (the route label of a proxied route is its public prefix).
  * Admin listener: node:http on `host:port`, GET/HEAD /metrics only (404 otherwise), started in
@@ -22,12 +22,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import {
   authFailure, contractViolation, inspectMatch, rateLimited, storeState, upstreamError,
   type AuthFailureSignal, type ContractViolationSignal, type InspectMatchSignal, type RateLimitedSignal, type StoreStateSignal, type UpstreamErrorSignal
-} from '../observability/signals.js'
+} from '../../lib/signals.js'
 import { HistogramCell, RequestCells, RouteHistogram } from './cells.js'
 import { BoundedLabel, OPERATION, UNROUTED, methodLabel } from './labels.js'
 import { defaultInstance, resolveMetricsOptions, type MetricsPluginOptions } from './schema.js'
-import '../proxy/route.js'
-import { routeConfigWith } from '../../src/route-config.js'
+import '../../lib/route-contract.js'
+import { routeConfigWith } from '../../lib/route-config.js'
 
 export type { MetricsPluginOptions } from './schema.js'
 
@@ -41,7 +41,7 @@ export interface AdminListener {
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The metrics admin listener (gateway-metrics). */
+    /** The metrics admin listener (portcullis-metrics). */
     portcullisAdmin: AdminListener
   }
 }
@@ -246,8 +246,8 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
 }
 
 /**
- * Metrics and the admin listener. Register it early (right after observability) so its
- * onRequest hook sees requests before any rejection, and before the routes (onRoute).
+ * Metrics and the admin listener. Needs no other plugin; register it before the routes (onRoute)
+ * and before plugins that refuse requests at onRequest, so its in-flight gauge sees them.
  */
-export const metricsPlugin = fp(gatewayMetrics, { name: 'gateway-metrics', fastify: '5.x' })
+export const metricsPlugin = fp(gatewayMetrics, { name: 'portcullis-metrics', fastify: '5.x', dependencies: [] })
 export default metricsPlugin

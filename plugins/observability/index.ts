@@ -1,5 +1,5 @@
 /**
- * gateway-observability: request id on every response, one access line per request, and the
+ * portcullis-observability: request id on every response, one access line per request, and the
  * health endpoints.
  *
  * Hooks: onRequest (x-request-id response header), onSend (Connection: close while draining),
@@ -9,9 +9,9 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { kTarget, type Target } from '../proxy/upstream-pool.js'
+import { kUpstreamTarget } from '../../lib/route-contract.js'
 import { redactUrl } from './redact.js'
-import '../auth/consumer.js'
+import '../../lib/consumer.js'
 
 /** Process state the health endpoints report. */
 export interface GatewayState {
@@ -45,7 +45,7 @@ function onResponseAccessLog (request: FastifyRequest, reply: FastifyReply, done
 }
 
 function writeAccessLine (log: FastifyBaseLogger, request: FastifyRequest, reply: FastifyReply): void {
-  const target = (request as unknown as { [kTarget]?: Target })[kTarget]
+  const target = request[kUpstreamTarget]
   log.info({
     method: request.method,
     route: request.routeOptions.url ?? null,
@@ -87,7 +87,7 @@ async function observabilityPlugin (fastify: FastifyInstance, opts: Observabilit
   }
 }
 
-export const observabilityPlugin_ = fp(observabilityPlugin, { name: 'gateway-observability', fastify: '5.x' })
+export const observabilityPlugin_ = fp(observabilityPlugin, { name: 'portcullis-observability', fastify: '5.x', dependencies: [] })
 export { observabilityPlugin_ as observabilityPlugin }
 export default observabilityPlugin_
 export { genRequestId } from './request-id.js'

@@ -1,5 +1,5 @@
 /**
- * gateway-openapi: positive security. A route with `config.openapi` enforces its API's OpenAPI
+ * portcullis-openapi: positive security. A route with `config.openapi` enforces its API's OpenAPI
  * 3.0 / 3.1 contract: only declared operations, parameters and bodies reach the upstream.
  *
  * Startup: the document is loaded, validated and compiled when the route is registered (see
@@ -29,20 +29,16 @@ import type { ErrorObject, ValidateFunction } from 'ajv'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions, onRequestHookHandler, onSendHookHandler, preValidationHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import sjson from 'secure-json-parse'
-import { contractViolation } from '../observability/signals.js'
+import { ConfigError, ContractForbiddenError, ContractMethodNotAllowedError, ContractResponseError, ContractUnauthorizedError, ContractUnknownOperationError, ContractViolationError, UnsupportedMediaTypeError } from '../../lib/errors.js'
+import { contractViolation } from '../../lib/signals.js'
 import { Value } from '@sinclair/typebox/value'
 import { ContractLoadError, contractFor, type Contract, type MediaCheck, type Operation, type Param } from './contract.js'
-import {
-  ContractForbiddenError, ContractMethodNotAllowedError, ContractResponseError, ContractUnauthorizedError,
-  ContractUnknownOperationError, ContractUnsupportedMediaTypeError, ContractViolationError
-} from './errors.js'
 import { cookieValue, formObject, headerValue, parseCookies, parseQuery, pathValue, queryValue } from './params.js'
 import { OpenApiRouteConfigSchema, type OpenApiPathMapping, type OpenApiPolicy, type OpenApiRouteConfig } from './schema.js'
-import '../auth/consumer.js'
+import '../../lib/consumer.js'
 
 export { ContractLoadError, contractFor, loadContract, type Contract } from './contract.js'
 export { OpenApiRouteConfigSchema, OpenApiPolicySchema, type OpenApiRouteConfig, type OpenApiPolicy, type OpenApiPathMapping } from './schema.js'
-export * from './errors.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -277,13 +273,13 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
       const type = mediaTypeOf(request)
       const check = spec === undefined || type === undefined ? undefined : findMedia(spec.media, type)
       if (check === undefined) {
-        judge(request, policy, op, 'media-type', [`content-type: ${spec === undefined ? 'no body declared' : 'not declared'}`], () => new ContractUnsupportedMediaTypeError())
+        judge(request, policy, op, 'media-type', [`content-type: ${spec === undefined ? 'no body declared' : 'not declared'}`], () => new UnsupportedMediaTypeError())
         return
       }
       if (check.validate === undefined) return
       if (request.headers['content-encoding'] !== undefined && request.headers['content-encoding'] !== 'identity') {
         // Coded bodies are not decoded here: refused in block mode, passed unvalidated in detect mode.
-        judge(request, policy, op, 'media-type', ['content-encoding: not validated'], () => new ContractUnsupportedMediaTypeError())
+        judge(request, policy, op, 'media-type', ['content-encoding: not validated'], () => new UnsupportedMediaTypeError())
         return
       }
       const text = Buffer.isBuffer(body) ? body.toString('utf8') : typeof body === 'string' ? body : undefined
@@ -375,7 +371,7 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
     if (raw === undefined || raw === false) return
     const where = routeName(routeOptions)
     const problems = [...Value.Errors(OpenApiRouteConfigSchema, raw)].map((e) => `config.openapi${e.path.replaceAll('/', '.')}: ${e.message}`)
-    if (problems.length > 0) throw new ContractLoadError(where, '', problems.join('; '))
+    if (problems.length > 0) throw new ConfigError(where, problems)
     const options = raw as OpenApiPolicy
     const mapping = config?.openapiPaths
     const mode = options.mode ?? 'block'
@@ -390,7 +386,10 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
       contract: undefined
     }
     const file = isAbsolute(options.spec) ? options.spec : resolve(options.spec)
-    loading.push(contractFor(file).then((contract) => { policy.contract = contract }))
+    loading.push(contractFor(file).then((contract) => { policy.contract = contract }, (err: unknown) => {
+      const e = err instanceof ContractLoadError ? err : new ContractLoadError(file, '', (err as Error).message)
+      throw new ConfigError(where, [`config.openapi.spec: ${e.file}${e.pointer === '' ? '' : `#${e.pointer}`}: ${e.reason}`])
+    }))
     const hooks = makeHooks(policy)
     routeOptions.onRequest = appendHook(routeOptions.onRequest, hooks.onRequest)
     routeOptions.preValidation = appendHook(routeOptions.preValidation, hooks.preValidation)
@@ -414,5 +413,5 @@ function replaceWithBadGateway (request: FastifyRequest, reply: FastifyReply): v
  * API contract enforcement. Register before any route (its `onRoute` hook must see them), after
  * the inspection plugin: `app.register(openApiPlugin)`.
  */
-export const openApiPlugin = fp(gatewayOpenApi, { name: 'gateway-openapi', fastify: '5.x' })
+export const openApiPlugin = fp(gatewayOpenApi, { name: 'portcullis-openapi', fastify: '5.x' })
 export default openApiPlugin

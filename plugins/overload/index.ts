@@ -1,8 +1,8 @@
 /**
- * gateway-overload: load shedding on @fastify/under-pressure. When the sampled event loop delay,
+ * portcullis-overload: load shedding on @fastify/under-pressure. When the sampled event loop delay,
  * V8 heap or RSS is over its threshold, new requests get 503 GW_OVERLOADED with Retry-After at
- * once (global `onRequest` hook of under-pressure, so register this plugin early: right after
- * the request id) instead of queueing behind the saturated process.
+ * once (global `onRequest` hook of under-pressure: the earlier it is registered, the less work a
+ * shed request costs) instead of queueing behind the saturated process.
  *
  * Config key: routes with `config.overload: false` are exempt (the health routes: /healthz must
  * answer, and /readyz reports the state itself through `fastify.isUnderPressure()`).
@@ -15,8 +15,8 @@ import { getHeapStatistics } from 'node:v8'
 import underPressure from '@fastify/under-pressure'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { compileOptions } from '../rate-limit/validate.js'
-import { OverloadConfigError, OverloadedError } from './errors.js'
+import { compileOptions } from '../../lib/validate.js'
+import { OverloadedError, pluginConfigError } from '../../lib/errors.js'
 import { OverloadOptionsSchema, type OverloadOptions, type OverloadPluginOptions } from './schema.js'
 
 export type { OverloadPluginOptions } from './schema.js'
@@ -35,7 +35,7 @@ const TYPE_EVENT_LOOP_DELAY = 'eventLoopDelay'
 const EVENT_LOOP_RESOLUTION_MS = 10
 
 async function gatewayOverload (fastify: FastifyInstance, rawOptions: OverloadPluginOptions): Promise<void> {
-  const options = compileOptions<OverloadOptions>(OverloadOptionsSchema, rawOptions ?? {}, OverloadConfigError)
+  const options = compileOptions<OverloadOptions>(OverloadOptionsSchema, rawOptions ?? {}, pluginConfigError('Invalid overload configuration', 'GW_OVERLOAD_CONFIG_INVALID'))
   const maxHeapUsedBytes = options.maxHeapUsedBytes ?? Math.floor(getHeapStatistics().heap_size_limit * DEFAULT_HEAP_SHARE)
   const retryAfter = String(options.retryAfterS)
 
@@ -72,11 +72,12 @@ async function gatewayOverload (fastify: FastifyInstance, rawOptions: OverloadPl
 }
 
 /**
- * Load shedding. Register early (after the request id):
+ * Load shedding; needs no other plugin:
  * `app.register(overloadPlugin, {})`; `/readyz` answers 503 while `app.isUnderPressure()`.
  */
 export const overloadPlugin = fp(gatewayOverload, {
-  name: 'gateway-overload',
-  fastify: '5.x'
+  name: 'portcullis-overload',
+  fastify: '5.x',
+  dependencies: []
 })
 export default overloadPlugin

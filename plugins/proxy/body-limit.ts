@@ -9,7 +9,7 @@
  * so a chunked upstream request would be finished with a truncated body that looks complete.
  */
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
-import { BodyTooLargeError, ClientGoneError } from './errors.js'
+import { BodyTooLargeError, ClientGoneError } from '../../lib/errors.js'
 
 interface Http2Source { stream?: { aborted?: boolean, state?: { remoteClose?: number } } }
 

@@ -34,7 +34,7 @@
  * characters; unknown names past the bound are classified each time, never stored).
  */
 import { BlockList, isIP } from 'node:net'
-import { normalizeIp } from '../ip-filter/client-ip.js'
+import { normalizeIp } from '../../lib/client-ip.js'
 
 /** Copy the header upstream. */
 export const KEEP = 0

@@ -3,7 +3,11 @@
  *
  * `UpstreamPool` dispatches every proxied request to the shared undici Agent with one
  * `UpstreamExchange` as its handler (no per-request closures: the state is on the object, the
- * callbacks are its methods). The exchange answers @fastify/reply-from the way undici's
+ * callbacks are its methods). It implements undici's handler interface (`onRequestStart`,
+ * `onResponseStart`, `onResponseData`, `onResponseEnd`, `onResponseError`, each given the
+ * attempt's controller to abort, pause and resume the upstream request with), the only one
+ * undici 8 accepts; undici 7 still takes the deprecated `onConnect`/`onHeaders`/... interface.
+ * The exchange answers @fastify/reply-from the way undici's
  * `request()` does (`callback(err, { statusCode, headers, body })`, in the async context the
  * request was made in), and it owns what happens to the response body:
  *
@@ -32,15 +36,19 @@
  */
 import { AsyncResource } from 'node:async_hooks'
 import type { IncomingMessage } from 'node:http'
+import type { Http2ServerRequest } from 'node:http2'
 import { Readable } from 'node:stream'
-import { errors as undiciErrors, util as undiciUtil, type Dispatcher } from 'undici'
-import type { FastifyReply } from 'fastify'
+import { errors as undiciErrors, type Dispatcher } from 'undici'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { rewriteClientResponseHeaders } from './headers.js'
-import type { Target } from './upstream-pool.js'
+import type { Target } from './target.js'
 import { upstreamDeadlines, type Deadlined } from './deadlines.js'
-import { ClientGoneError } from './errors.js'
+import { ClientGoneError } from '../../lib/errors.js'
 
 type UpstreamHeaders = Record<string, string | string[] | undefined>
+
+/** The client's request as Node gives it (HTTP/1.1 or HTTP/2). */
+export type ClientRequest = IncomingMessage | Http2ServerRequest
 
 /** The route's mapping of an upstream error to the client's answer (502/503/504/413). */
 export type ProxyErrorMapper = (reply: FastifyReply, ctx: { error: Error & { cause?: unknown, code?: string } }) => void
@@ -72,15 +80,13 @@ export interface ExchangeOwner {
   failed: (exchange: UpstreamExchange, err: Error & { code?: string }) => boolean
 }
 
-/** Request options as reply-from builds them (undici's dispatch options). */
-export type UpstreamRequest = Dispatcher.DispatchOptions & { headers: Record<string | symbol, unknown> }
+/** Request options as reply-from builds them (undici's dispatch options; a removed header is undefined). */
+export type UpstreamRequest = Dispatcher.DispatchOptions & { headers: Record<string, string | string[] | number | undefined> }
 
 const WAITING = 0
 const BUFFERING = 1
 const STREAMING = 2
 const DONE = 3
-
-const parseHeaders = undiciUtil.parseHeaders as (raw: Buffer[]) => UpstreamHeaders
 
 export class UpstreamExchange extends AsyncResource implements Dispatcher.DispatchHandler, Deadlined {
   /** The target of the current attempt (set by the pool). */
@@ -91,13 +97,11 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
   prevDeadlined: Deadlined | null = null
   nextDeadlined: Deadlined | null = null
   armed = false
-  /** The client's request (set by the pool): its socket closing before an answer abandons the exchange. */
-  client: IncomingMessage | null = null
   private clientGone = false
   private phase = WAITING
   private callback: ExchangeCallback | null
-  private abortUpstream: ((err?: Error) => void) | null = null
-  private resumeUpstream: (() => void) | null = null
+  /** undici's controller of the current attempt: abort, pause and resume the upstream request. */
+  private controller: Dispatcher.DispatchController | null = null
   private body: UpstreamBody | null = null
   private chunks: Buffer[] | null = null
   private length = 0
@@ -105,13 +109,18 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
   private reply: FastifyReply | null = null
   private onProxyError: ProxyErrorMapper | null = null
 
-  constructor (readonly owner: ExchangeOwner, readonly opts: UpstreamRequest, callback: ExchangeCallback) {
+  /** The client's request as Node gives it: its connection (or HTTP/2 stream) closing before an answer abandons the exchange. */
+  private readonly client: ClientRequest
+
+  /** `request` is the request being proxied. */
+  constructor (readonly owner: ExchangeOwner, readonly opts: UpstreamRequest, readonly request: FastifyRequest, callback: ExchangeCallback) {
     super('PORTCULLIS_UPSTREAM_REQUEST')
     this.callback = callback
+    this.client = request.raw
   }
 
-  onConnect (abort: (err?: Error) => void): void {
-    this.abortUpstream = abort
+  onRequestStart (controller: Dispatcher.DispatchController): void {
+    this.controller = controller
     const ms = this.owner.headersTimeout
     if (ms > 0) upstreamDeadlines.arm(this, Date.now() + ms)
   }
@@ -122,22 +131,21 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
    * destroyed (autoDestroy) while its connection still waits for the answer.
    */
   abandoned (): boolean {
+    if (this.phase !== WAITING) return false
     const client = this.client
-    if (this.phase !== WAITING || client === null) return false
-    const stream = (client as { stream?: { destroyed: boolean } }).stream
-    if (stream !== undefined) return stream.destroyed
+    if ('stream' in client) return client.stream.destroyed
     return client.socket?.destroyed === true
   }
 
   /** The deadline passed or the client left (deadlines.ts): the upstream request ends. */
   expire (): void {
-    const abort = this.abortUpstream
-    if (abort === null) return
+    const controller = this.controller
+    if (controller === null) return
     if (this.abandoned()) {
       this.clientGone = true
-      abort(new ClientGoneError())
-    } else if (this.phase === WAITING) abort(new undiciErrors.HeadersTimeoutError())
-    else if (this.phase === BUFFERING || this.phase === STREAMING) abort(new undiciErrors.BodyTimeoutError())
+      controller.abort(new ClientGoneError())
+    } else if (this.phase === WAITING) controller.abort(new undiciErrors.HeadersTimeoutError())
+    else if (this.phase === BUFFERING || this.phase === STREAMING) controller.abort(new undiciErrors.BodyTimeoutError())
   }
 
   /** Body idle deadline from now (or none). */
@@ -147,12 +155,10 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     else upstreamDeadlines.disarm(this)
   }
 
-  onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+  onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, headers: UpstreamHeaders): void {
     // 1xx informational answers are not passed on (as with undici's request()).
-    if (statusCode < 200) return true
-    const headers = parseHeaders(rawHeaders)
+    if (statusCode < 200) return
     this.owner.answered(this, statusCode)
-    this.resumeUpstream = resume
     this.headers = headers
     const declared = headers['content-length']
     let body: Readable | UpstreamExchange
@@ -176,18 +182,17 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
       this.phase = DONE
       this.chunks = null
       upstreamDeadlines.disarm(this)
-      this.abortUpstream?.(err as Error)
+      controller.abort(err as Error)
       queueMicrotask(() => { throw err })
     }
-    return true
   }
 
-  onData (chunk: Buffer): boolean {
+  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.phase === BUFFERING) {
       (this.chunks as Buffer[]).push(chunk)
       this.length += chunk.length
       if (this.armed) this.deadline = Date.now() + this.owner.bodyTimeout
-      return true
+      return
     }
     if (this.phase === STREAMING) {
       // A full body buffer pauses the upstream: the client, not the upstream, is idle then, so
@@ -197,17 +202,16 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
       // the upstream request open for as long as it liked.
       if ((this.body as UpstreamBody).push(chunk)) {
         if (this.armed) this.deadline = Date.now() + this.owner.bodyTimeout
-        return true
+        return
       }
+      controller.pause()
       const ms = this.owner.sendTimeout
       if (ms > 0) upstreamDeadlines.arm(this, Date.now() + ms)
       else upstreamDeadlines.disarm(this)
-      return false
     }
-    return true
   }
 
-  onComplete (): void {
+  onResponseEnd (): void {
     upstreamDeadlines.disarm(this)
     const phase = this.phase
     this.phase = DONE
@@ -220,7 +224,8 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     }
   }
 
-  onError (err: Error & { code?: string }): void {
+  /** `controller` is undefined when the request failed before it reached a connection. */
+  onResponseError (_controller: Dispatcher.DispatchController | undefined, err: Error & { code?: string }): void {
     upstreamDeadlines.disarm(this)
     const phase = this.phase
     if (phase === WAITING && this.clientGone) {
@@ -235,7 +240,10 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     if (phase === WAITING) {
       // Before any answer: the pool counts the failure and may send the request elsewhere
       // (re-dispatched on the next tick, as undici reports errors from inside its own calls).
-      if (this.owner.failed(this, err)) return
+      if (this.owner.failed(this, err)) {
+        this.controller = null
+        return
+      }
       this.phase = DONE
       destroyRequestBody(this.opts.body, err)
       process.nextTick(failExchange, this, err)
@@ -266,13 +274,13 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     this.phase = DONE
     this.chunks = null
     upstreamDeadlines.disarm(this)
-    this.abortUpstream?.(new undiciErrors.RequestAbortedError())
+    this.controller?.abort(new undiciErrors.RequestAbortedError())
   }
 
   /** UpstreamBody: the client reads again (the body deadline replaces a send deadline). */
   resume (): void {
     if (this.phase === STREAMING) this.bodyDeadline()
-    this.resumeUpstream?.()
+    this.controller?.resume()
   }
 
   /** UpstreamBody: the body was destroyed before its end (the client went away). */
@@ -280,7 +288,7 @@ export class UpstreamExchange extends AsyncResource implements Dispatcher.Dispat
     if (this.phase === DONE) return
     this.phase = DONE
     upstreamDeadlines.disarm(this)
-    this.abortUpstream?.(err)
+    this.controller?.abort(err)
   }
 
   /** Answers reply-from with the error (once). */

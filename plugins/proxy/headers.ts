@@ -12,7 +12,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyRequest } from 'fastify'
-import { applyTraceHeaders } from '../tracing/propagation.js'
+import { applyTraceHeaders } from '../../lib/trace-propagation.js'
 import { AUTHORIZATION, defaultRequestHeaderFilter, KEEP, MAX_FORWARDS, type RequestHeaderFilter } from './client-headers.js'
 
 /** Fingerprint and hop-by-hop headers removed from upstream responses (and every `proxy-*`). */

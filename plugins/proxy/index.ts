@@ -1,5 +1,5 @@
 /**
- * gateway-proxy: the shared proxy runtime that `defineRoute()` plugins register against.
+ * portcullis-proxy: the shared proxy runtime that `defineRoute()` plugins register against.
  *
  * Decorates `fastify.portcullisProxy` with the shared undici Agents (one connection pool per
  * upstream origin, shared by every route), the body limit, the default route policies and the
@@ -10,97 +10,32 @@
  */
 import fp from 'fastify-plugin'
 import { Agent, type Dispatcher } from 'undici'
-import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance } from 'fastify'
-import { ConfigError } from '../../src/errors.js'
+import { ConfigError } from '../../lib/errors.js'
 import { RequestHeaderFilter, stripNameProblem, trustedPeerMatcher, trustedProxyProblem } from './client-headers.js'
 import type { UpstreamPool } from './upstream-pool.js'
 import { setUpProxyScope } from './route.js'
-import { DEFAULT_RESPONSE_BUFFER_BYTES, MAX_RESPONSE_BUFFER_BYTES } from './response-buffer.js'
-import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
-import type { InspectRouteConfig } from '../inspect/schema.js'
+import { DEFAULT_INSPECT_MODE, DEFAULT_ROUTE_RATE_LIMIT } from '../../lib/route-contract.js'
+import { BODY_LIMIT, ProxyPluginOptionsSchema, RESPONSE_BUFFER_BYTES, SEND_TIMEOUT_MS, type ProxyPluginOptions, type ProxyRuntime, type ResolvedProxyOptions } from './schema.js'
 
-export const ProxyPluginOptionsSchema = Type.Object({
-  bodyLimit: Type.Integer({ minimum: 1, default: 1024 * 1024, description: 'Request body bytes, enforced on streamed bodies too.' }),
-  responseBufferBytes: Type.Integer({
-    minimum: 0,
-    maximum: MAX_RESPONSE_BUFFER_BYTES,
-    default: DEFAULT_RESPONSE_BUFFER_BYTES,
-    description: 'Upstream responses declaring at most this many bytes (and a Content-Type) are read whole and sent in one write; larger ones stream. 0 = stream every response.'
-  }),
-  sendTimeoutMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000, description: 'A client that reads nothing of a streamed response for this long loses it: the upstream request ends and the client connection (HTTP/2: the stream) is reset (nginx send_timeout). 0 = never.' }),
-  tls: Type.Boolean({ default: false, description: 'Whether clients reach the gateway over TLS (x-forwarded-proto).' }),
-  upstreamKeepAliveTimeoutMs: Type.Integer({ minimum: 1, default: 30_000, description: 'Idle time before an upstream connection is closed.' }),
-  upstreamConnectionsPerOrigin: Type.Optional(Type.Integer({ minimum: 1, description: 'Cap on connections per upstream origin (default unlimited).' })),
-  upstreamPipelining: Type.Integer({ minimum: 1, maximum: 64, default: 1, description: 'HTTP/1.1 requests pipelined per upstream connection.' }),
-  upstreamRejectUnauthorized: Type.Boolean({ default: true, description: 'Verify upstream TLS certificates.' }),
-  upstreamCa: Type.Optional(Type.String({ description: 'Extra PEM CA bundle trusted for upstream TLS.' })),
-  defaultRateLimit: Type.Union([Type.Literal(false), Type.Object({ max: Type.Integer({ minimum: 1 }), timeWindow: Type.Union([Type.Integer({ minimum: 1 }), Type.String()]) })], {
-    default: { max: 100, timeWindow: '1 minute' },
-    description: 'Per-route limit for routes that do not set `rateLimit`.'
-  }),
-  defaultInspectMode: Type.Union([Type.Literal('block'), Type.Literal('detect')], { default: 'block', description: 'Inspection mode for routes that do not set `inspect`.' }),
-  stripRequestHeaders: Type.Array(Type.String({ minLength: 1 }), {
-    default: [],
-    description: 'Client request headers never forwarded upstream, besides the built-in list: names, or prefixes ending in `*`; case-insensitive, `_` read as `-` (STRIP_REQUEST_HEADERS).'
-  }),
-  trustProxy: Type.Array(Type.String({ minLength: 1 }), {
-    default: [],
-    description: 'Peer addresses (IPs/CIDRs) whose forwarding headers (X-Forwarded-For/-Proto/-Host/-Port, Forwarded) are kept: the list given to Fastify as `trustProxy` (TRUST_PROXY).'
-  })
-}, { additionalProperties: false })
-
-export type ProxyPluginOptions = Partial<Static<typeof ProxyPluginOptionsSchema>>
-type ResolvedProxyOptions = Static<typeof ProxyPluginOptionsSchema>
+export { ProxyPluginOptionsSchema } from './schema.js'
+export type { ProxyPluginOptions, ProxyRouteInput, ProxyRuntime, RouteSummary } from './schema.js'
+export { proxyRuntimeOf } from './route.js'
 
 const checkOptions = TypeCompiler.Compile(ProxyPluginOptionsSchema)
 
-/** One line of the route table printed at startup. */
-export interface RouteSummary {
-  readonly prefix: string
-  readonly targets: readonly string[]
-  readonly auth: string
-  readonly rateLimit: string
-  readonly inspect: string
-  readonly websocket: boolean
-}
-
-/** The runtime shared by all proxied routes of one gateway. */
-export interface ProxyRuntime {
-  readonly options: Readonly<ResolvedProxyOptions>
-  readonly routes: RouteSummary[]
-  readonly pools: Set<UpstreamPool>
-  readonly defaultRateLimit: RateLimitRouteConfig
-  readonly defaultInspect: InspectRouteConfig
-  /** The shared Agent for a connect timeout (routes with equal settings share pools per origin). */
-  agentFor: (connectTimeoutMs: number) => Dispatcher
-  /** Classifies client request headers: the built-in list plus `stripRequestHeaders`. */
-  readonly requestHeaderFilter: RequestHeaderFilter
-  /** Whether a socket peer is in `trustProxy` (undefined: none is). */
-  readonly trustedPeer: ((address: string) => boolean) | undefined
-  /** The shared proxy scope (proxyScopePlugin), and the instance it was registered on. */
-  scope?: { readonly owner: FastifyInstance, readonly instance: FastifyInstance }
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    /** Shared proxy runtime (gateway-proxy plugin). */
-    portcullisProxy: ProxyRuntime
-  }
-}
-
 function resolveOptions (opts: ProxyPluginOptions): ResolvedProxyOptions {
   const withDefaults = {
-    bodyLimit: 1024 * 1024,
-    responseBufferBytes: DEFAULT_RESPONSE_BUFFER_BYTES,
-    sendTimeoutMs: 60_000,
+    bodyLimit: BODY_LIMIT.default,
+    responseBufferBytes: RESPONSE_BUFFER_BYTES.default,
+    sendTimeoutMs: SEND_TIMEOUT_MS.default,
     tls: false,
     upstreamKeepAliveTimeoutMs: 30_000,
     upstreamPipelining: 1,
     upstreamRejectUnauthorized: true,
-    defaultRateLimit: { max: 100, timeWindow: '1 minute' },
-    defaultInspectMode: 'block',
+    defaultRateLimit: { ...DEFAULT_ROUTE_RATE_LIMIT },
+    defaultInspectMode: DEFAULT_INSPECT_MODE,
     stripRequestHeaders: [],
     trustProxy: [],
     ...opts
@@ -162,7 +97,7 @@ async function proxyRuntimePlugin (fastify: FastifyInstance, opts: ProxyPluginOp
 }
 
 /** Registers the shared proxy runtime; register it before any `defineRoute()` plugin. */
-export const proxyPlugin = fp(proxyRuntimePlugin, { name: 'gateway-proxy', fastify: '5.x' })
+export const proxyPlugin = fp(proxyRuntimePlugin, { name: 'portcullis-proxy', fastify: '5.x', dependencies: [] })
 
 async function proxyScope (fastify: FastifyInstance): Promise<void> {
   const runtime = fastify.portcullisProxy
@@ -176,8 +111,9 @@ async function proxyScope (fastify: FastifyInstance): Promise<void> {
 /**
  * Opens the shared proxy scope on the instance it is registered on: `defineRoute()` plugins
  * registered afterwards on that same instance put their HTTP routes in one context (flat cost
- * per request from 1 to thousands of prefixes). Register it after every policy plugin, right
- * before the routes, as the gateway does. Routes registered in other contexts keep their own.
+ * per request from 1 to thousands of prefixes). Needs `proxyPlugin` registered before it (a
+ * declared dependency: Fastify refuses the other order); register it after the policy plugins,
+ * right before the routes. Routes registered in other contexts keep their own.
  */
-export const proxyScopePlugin = fp(proxyScope, { name: 'gateway-proxy-scope', fastify: '5.x', dependencies: ['gateway-proxy'] })
+export const proxyScopePlugin = fp(proxyScope, { name: 'portcullis-proxy-scope', fastify: '5.x', dependencies: ['portcullis-proxy'] })
 export default proxyPlugin

@@ -23,11 +23,6 @@ export interface UpstreamResponse {
   readonly stream: Readable | UpstreamExchange
 }
 
-/** Default bytes of one upstream response read whole before it is sent (RESPONSE_BUFFER_BYTES). */
-export const DEFAULT_RESPONSE_BUFFER_BYTES = 16 * 1024
-/** Largest buffer size accepted (RESPONSE_BUFFER_BYTES in src/config.ts states the same bound). */
-export const MAX_RESPONSE_BUFFER_BYTES = 8 * 1024 * 1024
-
 /**
  * The `onResponse` option for @fastify/reply-from: a buffered exchange gets the reply to send
  * its body to once complete; a streamed body is sent as a stream. Built once per route.

@@ -2,80 +2,86 @@
  * Registers one `defineRoute()` definition: the route's upstream pool, its Fastify routes with the
  * route's policies on route `config` for the other plugins to read, and the proxy handler.
  *
- * Two ways, one behaviour:
- * - in the gateway's shared proxy scope (proxyScopePlugin): the routes of every route module that
+ * One set of routes and one handler (addProxyRoutes), in one of two places:
+ * - the gateway's shared proxy scope (proxyScopePlugin): the routes of every route module that
  *   streams its bodies live in one Fastify context with one @fastify/reply-from (one Reply class
- *   for all of them, so 1 or 1,000 prefixes cost about the same per request), and the path sent
- *   upstream is the raw path with the prefix swapped for rewritePrefix, query verbatim;
+ *   for all of them, so 1 or 1,000 prefixes cost about the same per request);
  * - anywhere else (a host app registering the route itself, WebSocket routes, routes that buffer
- *   bodies for inspection with Fastify's own bounded body parser): @fastify/http-proxy in the
- *   route's own encapsulated context, inheriting the hooks of the context it was registered in.
+ *   bodies for inspection with Fastify's own bounded body parser): a context of the route's own,
+ *   with a reply-from of its own, inheriting the hooks of the context it was registered in.
+ * Either way the path sent upstream is the raw path with the prefix swapped for rewritePrefix,
+ * query verbatim, and reply-from's dispatcher is the gateway's (dispatcher.ts).
  *
  * Route-level hooks: preParsing (BODY_LIMIT on streamed bodies), preHandler (buffered body ->
- * stream; in-flight cap; on @fastify/http-proxy routes, OPTIONS with Max-Forwards 0, which the
- * shared scope's handler answers itself), onResponse/onRequestAbort (in-flight release).
+ * stream; in-flight cap), onResponse/onRequestAbort (in-flight release). OPTIONS with
+ * Max-Forwards 0 is answered by the handler.
  */
 import { Readable } from 'node:stream'
-import httpProxy from '@fastify/http-proxy'
 import replyFrom from '@fastify/reply-from'
 import type {
-  FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction,
+  FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, HTTPMethods,
   onRequestAbortHookHandler, onResponseHookHandler, preHandlerHookHandler, preParsingHookHandler, RequestPayload
 } from 'fastify'
-import type { IncomingHttpHeaders } from 'node:http'
+import type { FastifyReplyFromHooks } from '@fastify/reply-from'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
 import { constants as http2Constants, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2'
-import { ConfigError } from '../../src/errors.js'
-import type { RouteOptions } from '../../src/route.js'
-import type { AuthRouteConfig } from '../auth/schema.js'
-import type { RateLimitRouteConfig } from '../rate-limit/schema.js'
-import type { InspectRouteConfig } from '../inspect/schema.js'
-import { upstreamError } from '../observability/signals.js'
-import { NonCanonicalPathError } from '../request-guard/errors.js'
+import { upstreamError } from '../../lib/signals.js'
 import { bodyEndedByClient, limitedBody } from './body-limit.js'
-import { BadGatewayError, BodyTooLargeError, ClientGoneError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from './errors.js'
+import { BadGatewayError, BodyTooLargeError, ClientGoneError, ConfigError, NonCanonicalPathError, RouteOverloadedError, UpstreamTimeoutError, UpstreamUnavailableError } from '../../lib/errors.js'
 import { redirectRewriter, rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
-import { BAD_PATH } from '../request-guard/path.js'
-import { responseSender, type UpstreamResponse } from './response-buffer.js'
-import { errorKind, kProxyPool, kProxyRequest, UpstreamPool } from './upstream-pool.js'
-import type { ProxyRuntime } from './index.js'
+import { BAD_PATH } from '../../lib/path.js'
+import { responseSender, type ProxyErrorMapper, type UpstreamResponse } from './response-buffer.js'
+import { errorKind, UpstreamPool } from './upstream-pool.js'
+import { proxyFrom, replyFromDispatcher } from './dispatcher.js'
+import type { ProxyRouteInput, ProxyRuntime } from './schema.js'
 import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from './websocket.js'
-import '../auth/consumer.js'
-import { routeConfigWith } from '../../src/route-config.js'
+import '../../lib/consumer.js'
+import type { ProxyRouteInfo } from '../../lib/route-contract.js'
+import { routeConfigWith } from '../../lib/route-config.js'
 
-export const DEFAULT_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+export const DEFAULT_METHODS: readonly HTTPMethods[] = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
 export const DEFAULT_TIMEOUT_MS = 30_000
-const kInFlight = Symbol('portcullis.inFlight')
+/** On a request of a route with `maxInFlight`: it holds one of the route's in-flight places. */
+export const kInFlight: unique symbol = Symbol('portcullis.inFlight')
 const ZEROS = /^0+$/
 
-/** Proxy settings of a route, on `config.proxy` (read by the access log and metrics). */
-export interface ProxyRouteConfig {
-  readonly prefix: string
+/** Proxy settings of a route, on `config.proxy` (the prefix is read by the access log and metrics). */
+export interface ProxyRouteConfig extends ProxyRouteInfo {
   readonly pool: UpstreamPool
 }
 
 declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** Set by defineRoute(): the route's authentication policy. */
-    auth?: AuthRouteConfig
-    /** Set by defineRoute(): the route's rate limit policy. */
-    rateLimit?: RateLimitRouteConfig
-    /** Set by defineRoute(): the route's inspection policy. */
-    inspect?: InspectRouteConfig
-    /** Accept WebSocket upgrades on this route. */
-    websocket?: boolean
-    /** Set by defineRoute() on proxied routes. */
-    proxy?: ProxyRouteConfig
+  interface FastifyRequest {
+    [kInFlight]?: boolean
   }
 }
 
-function describePolicy (route: RouteOptions, rateLimit: RateLimitRouteConfig, inspect: InspectRouteConfig): { auth: string, rateLimit: string, inspect: string } {
-  const auth = route.auth === false ? 'public' : (route.auth?.strategies?.join('|') ?? 'any configured') + (route.auth?.scopes !== undefined ? ` scopes=${route.auth.scopes.join(',')}` : '')
-  const rl = rateLimit === false ? 'off' : `${rateLimit.max}/${String(rateLimit.timeWindow)}`
-  const ins = inspect === false ? 'off' : `${inspect.mode ?? 'block'}${inspect.body === true ? '+body' : ''}`
-  return { auth, rateLimit: rl, inspect: ins }
+function noRetry (): null { return null }
+
+/** Whether the client's request came over HTTP/2 (its `stream` is the HTTP/2 stream). */
+function isHttp2 (raw: IncomingMessage | Http2ServerRequest): raw is Http2ServerRequest {
+  return raw.httpVersionMajor === 2
 }
 
-function noRetry (): null { return null }
+/** The route's reply-from options, as the gateway's functions type them. */
+interface ProxyFromHooks {
+  readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders
+  readonly rewriteHeaders: (headers: ResponseHeaders) => ResponseHeaders
+  readonly onError: ProxyErrorMapper
+  readonly onResponse: (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse) => void
+  readonly retryDelay: () => null
+}
+
+/**
+ * The one place the gateway's hook types meet reply-from's declarations, which differ in two ways
+ * only: they take the request and reply of any server (`RawServerBase`: HTTP/1.1 or HTTP/2) where
+ * the gateway's plugins type them with Fastify's defaults, and they declare `onResponse`'s
+ * `res` as a server response while reply-from hands it `{ statusCode, headers, stream }`
+ * (its lib/request.js), which is what `UpstreamResponse` says.
+ */
+function replyFromHooks (hooks: ProxyFromHooks): FastifyReplyFromHooks {
+  return hooks as unknown as FastifyReplyFromHooks
+}
 function noop (): void {}
 
 function resetUnreadStream (this: ServerHttp2Stream): void {
@@ -90,26 +96,26 @@ type ResponseHeaders = Record<string, string | string[] | undefined>
 interface ProxyRoute {
   readonly pool: UpstreamPool
   readonly config: Record<string, unknown> & { proxy: ProxyRouteConfig }
-  readonly methods: string[]
+  readonly methods: HTTPMethods[]
   readonly bufferBody: boolean
   readonly upstreamOrigin: string
   readonly basePath: string
-  readonly rewriteRequestHeaders: (request: FastifyRequest, headers: IncomingHttpHeaders) => IncomingHttpHeaders
-  /** reply-from's `rewriteHeaders`: hop-by-hop and fingerprints out, redirects mapped to the public prefix. */
-  readonly rewriteResponseHeaders: (headers: ResponseHeaders) => ResponseHeaders
+  /**
+   * reply-from's options for every request of the route: `rewriteRequestHeaders`, `rewriteHeaders`
+   * (hop-by-hop and fingerprints out, redirects mapped to the public prefix), `onError`,
+   * `onResponse` (small responses buffered and sent in one write, the rest streamed), no retries.
+   */
+  readonly fromHooks: FastifyReplyFromHooks
   /** OPTIONS with `Max-Forwards: 0`: answered by the gateway (RFC 9110 7.6.2); true when it did. */
   readonly answerMaxForwards: (request: FastifyRequest, reply: FastifyReply) => boolean
   /** WebSocket settings, when the route proxies upgrades. */
   readonly websocket: WebSocketPolicy | null
-  readonly onError: (reply: FastifyReply, ctx: { error: Error & { cause?: unknown, code?: string } }) => void
-  /** reply-from's `onResponse`: small responses buffered and sent in one write, the rest streamed. */
-  readonly onResponse: (request: FastifyRequest, reply: FastifyReply, res: UpstreamResponse) => void
   readonly preParsing: preParsingHookHandler[]
   readonly preHandler: preHandlerHookHandler[]
   readonly release: Array<onResponseHookHandler & onRequestAbortHookHandler>
 }
 
-function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route: Readonly<RouteOptions>): ProxyRoute {
+function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route: ProxyRouteInput): ProxyRoute {
   const upstreams = Array.isArray(route.upstream) ? route.upstream : [route.upstream]
   const targets = upstreams.map((u) => new URL(u))
   const first = targets[0] as URL
@@ -117,9 +123,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   const connectMs = typeof t === 'number' ? t : (t?.connectMs ?? DEFAULT_TIMEOUT_MS)
   const headersMs = typeof t === 'number' ? t : (t?.headersMs ?? DEFAULT_TIMEOUT_MS)
   const bodyIdleMs = typeof t === 'number' ? Math.max(t, DEFAULT_TIMEOUT_MS) : (t?.bodyIdleMs ?? DEFAULT_TIMEOUT_MS)
-  const rateLimit = route.rateLimit ?? runtime.defaultRateLimit
-  const inspect = route.inspect ?? runtime.defaultInspect
-  const bufferBody = buffersBodies(route, runtime)
+  const bufferBody = route.bufferBody
   const routeLabel = route.prefix
   const bodyLimit = runtime.options.bodyLimit
 
@@ -150,8 +154,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     }
   })
   runtime.pools.add(pool)
-  const policy = describePolicy(route, rateLimit, inspect)
-  runtime.routes.push({ prefix: route.prefix, targets: upstreams, ...policy, websocket: websocketEnabled(route) })
+  runtime.routes.push({ prefix: route.prefix, targets: [...upstreams], ...route.policy, websocket: websocketEnabled(route) })
 
   const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls, filter: runtime.requestHeaderFilter, trustedPeer: runtime.trustedPeer }
   const basePath = first.pathname.replace(/\/+$/, '')
@@ -167,7 +170,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     return out
   }
 
-  const methods = route.methods ?? DEFAULT_METHODS
+  const methods = [...(route.methods ?? DEFAULT_METHODS)]
   const allow = [...new Set(methods.includes('GET') ? [...methods, 'HEAD'] : methods)].join(', ')
 
   // RFC 9110 7.6.2: a recipient of OPTIONS with Max-Forwards 0 must not forward it and answers
@@ -181,11 +184,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   }
 
   function proxyRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
-    const out = rewriteUpstreamRequestHeaders(request, headers, forward) as Record<string | symbol, unknown>
-    // Symbol keys survive reply-from's copy and are invisible to undici's header iteration.
-    out[kProxyRequest] = request
-    out[kProxyPool] = pool
-    return out as IncomingHttpHeaders
+    return rewriteUpstreamRequestHeaders(request, headers, forward)
   }
 
   function proxyOnError (reply: FastifyReply, { error }: { error: Error & { cause?: unknown, code?: string } }): void {
@@ -196,8 +195,8 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     // bodies never read. Either way the client stops sending, and a drain never waits for it.
     const raw = reply.request.raw
     if (!raw.complete) {
-      if (raw.httpVersionMajor === 1) reply.header('connection', 'close')
-      else (raw as unknown as Http2ServerRequest).stream.once('finish', resetUnreadStream)
+      if (isHttp2(raw)) raw.stream.once('finish', resetUnreadStream)
+      else reply.header('connection', 'close')
     }
     reply.send(upstreamFailure(reply, error))
   }
@@ -234,8 +233,8 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     // HTTP/2 frames a body without Content-Length or Transfer-Encoding: a stream that its HEADERS
     // frame did not end carries content (RFC 9113 8.1), which BODY_LIMIT must count as well.
     const method = request.method
-    if (method === 'GET' || method === 'HEAD' || (declared === undefined && request.headers['transfer-encoding'] === undefined && !(request.raw.httpVersionMajor === 2 && !(request.raw as unknown as Http2ServerRequest).stream.endAfterHeaders))) done(null, payload)
-    else done(null, limitedBody(payload as unknown as Readable, bodyLimit, request.headers.expect !== undefined))
+    if (method === 'GET' || method === 'HEAD' || (declared === undefined && request.headers['transfer-encoding'] === undefined && !(isHttp2(request.raw) && !request.raw.stream.endAfterHeaders))) done(null, payload)
+    else done(null, limitedBody(payload, bodyLimit, request.headers.expect !== undefined))
   }
 
   // Bodies the inspection plugin judges are buffered (bounded by bodyLimit) and forwarded byte
@@ -253,15 +252,14 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
       if (upstreamError.hasSubscribers) upstreamError.publish({ route: routeLabel, kind: 'overload' })
       throw new RouteOverloadedError()
     }
-    pool.inFlight++;
-    (request as unknown as Record<symbol, boolean>)[kInFlight] = true
+    pool.inFlight++
+    request[kInFlight] = true
     done()
   }
 
   function proxyRelease (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const r = request as unknown as Record<symbol, boolean>
-    if (r[kInFlight] === true) {
-      r[kInFlight] = false
+    if (request[kInFlight] === true) {
+      request[kInFlight] = false
       pool.inFlight--
     }
     done()
@@ -270,31 +268,25 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   const capped = pool.maxInFlight > 0
   return {
     pool,
-    // One hidden class for every route's config (src/route-config.ts).
+    // One hidden class for every route's config (lib/route-config.ts).
     config: routeConfigWith<ProxyRoute['config']>(undefined, {
-      auth: route.auth ?? {},
-      rateLimit,
-      inspect,
+      ...route.config,
       websocket: websocketEnabled(route),
-      proxy: { prefix: route.prefix, pool },
-      cors: route.cors ?? false,
-      // Read by the ip-filter plugin; always present (possibly undefined) for one hidden class.
-      ipFilter: route.ipFilter,
-      allowedContentTypes: route.allowedContentTypes,
-      // Read by the openapi plugin: the contract, and how the public path maps to the upstream's.
-      openapi: route.openapi ?? false,
-      openapiPaths: { strip: fastify.prefix + (route.prefix === '/' ? '' : route.prefix), add: basePath + (route.rewritePrefix ?? '') }
+      proxy: { prefix: route.prefix, pool }
     }),
     methods,
     bufferBody,
     upstreamOrigin: first.origin,
     basePath,
-    rewriteRequestHeaders: proxyRequestHeaders,
-    rewriteResponseHeaders: proxyResponseHeaders,
+    fromHooks: replyFromHooks({
+      rewriteRequestHeaders: proxyRequestHeaders,
+      rewriteHeaders: proxyResponseHeaders,
+      onError: proxyOnError,
+      onResponse: responseSender(proxyOnError),
+      retryDelay: noRetry
+    }),
     answerMaxForwards: proxyAnswerMaxForwards,
     websocket: websocketEnabled(route) ? websocketPolicy(route, runtime, forward, connectMs + headersMs) : null,
-    onError: proxyOnError,
-    onResponse: responseSender(proxyOnError),
     preParsing: bufferBody ? [] : [proxyBodyLimit as preParsingHookHandler],
     preHandler: [...(bufferBody ? [proxyReplayBody as preHandlerHookHandler] : []), ...(capped ? [proxyAdmit as preHandlerHookHandler] : [])],
     release: capped ? [proxyRelease as onResponseHookHandler & onRequestAbortHookHandler] : []
@@ -306,10 +298,10 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
  * module with the same prefix, or the gateway's /healthz and /readyz), with the prefix named,
  * instead of Fastify's duplicate-route error.
  */
-function assertPathsFree (fastify: FastifyInstance, route: Readonly<RouteOptions>, methods: readonly string[], urls: readonly string[]): void {
+function assertPathsFree (fastify: FastifyInstance, route: ProxyRouteInput, methods: readonly HTTPMethods[], urls: readonly string[]): void {
   for (const url of urls) {
     for (const method of methods) {
-      if (fastify.hasRoute({ method: method as never, url })) {
+      if (fastify.hasRoute({ method, url })) {
         throw new ConfigError(`route ${route.prefix}`, [`prefix: ${method} ${url} is already routed by another route module, or is one of the gateway's own paths (/healthz, /readyz); choose another prefix`])
       }
     }
@@ -321,98 +313,72 @@ function prefixUrls (prefix: string): string[] {
   return prefix === '' ? ['/*'] : [prefix, `${prefix}/*`]
 }
 
-function runtimeOf (fastify: FastifyInstance, route: Readonly<RouteOptions>): ProxyRuntime {
+/** The gateway-proxy runtime a route registers against (GW_CONFIG_INVALID naming the prefix when the plugin is missing). */
+export function proxyRuntimeOf (fastify: FastifyInstance, prefix: string): ProxyRuntime {
   if (!fastify.hasDecorator('portcullisProxy')) {
-    throw new ConfigError(`route ${route.prefix}`, ['the gateway-proxy plugin (proxyPlugin) must be registered before defineRoute() plugins'])
+    throw new ConfigError(`route ${prefix}`, ['the gateway-proxy plugin (proxyPlugin) must be registered before defineRoute() plugins'])
   }
   return fastify.portcullisProxy
 }
 
 /**
- * Registers the proxy for one route definition through @fastify/http-proxy inside `fastify`,
- * which must be the route's own encapsulated context (its hooks and content-type parsers are local).
+ * Registers the proxy for one route definition inside `fastify`, which must be the route's own
+ * encapsulated context (its hooks, content-type parsers and reply-from are local): the same
+ * routes and handler as in the shared proxy scope (addProxyRoutes), plus WebSocket upgrades and,
+ * for routes that inspect bodies, Fastify's bounded body parser.
  */
-export async function registerProxyRoute (fastify: FastifyInstance, route: Readonly<RouteOptions>): Promise<void> {
-  const runtime = runtimeOf(fastify, route)
+export async function registerProxyRoute (fastify: FastifyInstance, route: ProxyRouteInput): Promise<void> {
+  const runtime = proxyRuntimeOf(fastify, route.prefix)
   const r = buildProxyRoute(fastify, runtime, route)
   assertPathsFree(fastify, route, r.methods, prefixUrls(fastify.prefix + (route.prefix === '/' ? '' : route.prefix)))
-
-  for (const hook of r.preParsing) fastify.addHook('preParsing', hook)
   if (r.bufferBody) {
     const bodyLimit = runtime.options.bodyLimit
     fastify.removeAllContentTypeParsers()
     fastify.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, function proxyBufferBody (_req, body, done) { done(null, body) })
+  } else {
+    passBodiesThrough(fastify)
   }
-  for (const hook of r.preHandler) fastify.addHook('preHandler', hook)
-  if (r.methods.includes('OPTIONS')) {
-    fastify.addHook('preHandler', function proxyMaxForwards (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
-      if (!r.answerMaxForwards(request, reply)) done()
-    })
-  }
-  for (const hook of r.release) {
-    fastify.addHook('onResponse', hook)
-    fastify.addHook('onRequestAbort', hook as onRequestAbortHookHandler)
-  }
-
-  const ws = r.websocket === null ? null : createWebSocketProxy(fastify, r.upstreamOrigin, r.websocket)
-  // Upgrades are handled here rather than by @fastify/http-proxy, which answers 101 before it
-  // has reached the upstream (see websocket.ts).
-  function proxyHandler (request: FastifyRequest, reply: FastifyReply, dest: string, options: unknown): unknown {
-    if (ws !== null && isWebSocketUpgrade(request)) {
-      return ws.proxy(request, reply, dest, r.release.length === 0 ? undefined : () => { for (const release of r.release) (release as onResponseHookHandler).call(fastify, request, reply, noop) })
-    }
-    return reply.from(dest, options as never)
-  }
-
-  const proxyOptions = {
-    upstream: r.upstreamOrigin,
-    prefix: route.prefix === '/' ? '' : route.prefix,
-    rewritePrefix: r.basePath + (route.rewritePrefix ?? ''),
-    httpMethods: r.methods,
-    websocket: false,
-    handler: proxyHandler,
-    proxyPayloads: !r.bufferBody,
-    undici: r.pool as never,
-    disableRequestLogging: true,
-    internalRewriteLocationHeader: false,
-    config: r.config,
-    replyOptions: {
-      rewriteRequestHeaders: r.rewriteRequestHeaders,
-      rewriteHeaders: r.rewriteResponseHeaders as never,
-      onError: r.onError as never,
-      onResponse: r.onResponse as never,
-      retryDelay: noRetry
-    }
-  }
-  await fastify.register(httpProxy as unknown as FastifyPluginAsync<typeof proxyOptions>, proxyOptions)
+  await fastify.register(replyFrom, REPLY_FROM_OPTIONS)
+  addProxyRoutes(fastify, r, route)
 }
 
 /**
  * Registers the routes of one HTTP route definition in the gateway's shared proxy scope.
- * The handler swaps the prefix for the rewrite prefix on the raw path (the query goes upstream
- * verbatim) and hands the request to the scope's @fastify/reply-from.
  */
-export function registerScopedProxyRoute (scope: FastifyInstance, runtime: ProxyRuntime, route: Readonly<RouteOptions>): void {
+export function registerScopedProxyRoute (scope: FastifyInstance, runtime: ProxyRuntime, route: ProxyRouteInput): void {
   const r = buildProxyRoute(scope, runtime, route)
-  const prefix = route.prefix === '/' ? '' : route.prefix
+  assertPathsFree(scope, route, r.methods, prefixUrls(scope.prefix + (route.prefix === '/' ? '' : route.prefix)))
+  addProxyRoutes(scope, r, route)
+}
+
+/**
+ * The Fastify routes of one route definition, in the shared proxy scope or in the route's own
+ * context alike: the prefix and everything under it, for the route's methods, with its `config`
+ * and its route-level hooks. The handler swaps the prefix for the rewrite prefix on the raw path
+ * (the query goes upstream verbatim) and hands the request to the context's @fastify/reply-from,
+ * or, for a WebSocket upgrade on a route that proxies them, to websocket.ts.
+ */
+function addProxyRoutes (instance: FastifyInstance, r: ProxyRoute, route: ProxyRouteInput): void {
+  const ownPrefix = route.prefix === '/' ? '' : route.prefix
+  // The raw path spells the prefixes of the contexts above as well.
+  const prefix = instance.prefix + ownPrefix
   const prefixLength = prefix.length
-  // No trailing slash: the rest of the path brings its own (as @fastify/http-proxy does it).
+  // No trailing slash: the rest of the path brings its own.
   const rewritePrefix = (r.basePath + (route.rewritePrefix ?? '')).replace(/\/+$/, '')
   // With the request guard in front, every path that gets here is already canonical.
-  const checkPath = !scope.hasPlugin('gateway-request-guard')
+  const checkPath = !instance.hasPlugin('portcullis-request-guard')
   const upstreamOrigin = r.upstreamOrigin
   const answerMaxForwards = r.answerMaxForwards
+  const pool = r.pool
+  const release = r.release
+  const ws = r.websocket === null ? null : createWebSocketProxy(instance, upstreamOrigin, r.websocket)
 
-  const fromOptions = {
+  const fromOptions: FastifyReplyFromHooks = {
     getUpstream: function upstreamOf (): string { return upstreamOrigin },
-    rewriteRequestHeaders: r.rewriteRequestHeaders,
-    rewriteHeaders: r.rewriteResponseHeaders,
-    onError: r.onError,
-    onResponse: r.onResponse,
-    retryDelay: noRetry
+    ...r.fromHooks
   }
 
-  function proxyHandler (request: FastifyRequest, reply: FastifyReply): void {
+  function proxyHandler (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> | undefined {
     const url = request.raw.url as string
     const q = url.indexOf('?')
     const path = q === -1 ? url : url.slice(0, q)
@@ -424,45 +390,55 @@ export function registerScopedProxyRoute (scope: FastifyInstance, runtime: Proxy
       return
     }
     if (request.method === 'OPTIONS' && answerMaxForwards(request, reply)) return
-    const rest = path.slice(prefixLength)
-    const dest = rewritePrefix + rest
-    reply.from(dest === '' ? '/' : dest, fromOptions as never)
+    const joined = rewritePrefix + path.slice(prefixLength)
+    const dest = joined === '' ? '/' : joined
+    // Upgrades are proxied by websocket.ts, which answers 101 only once the upstream has.
+    if (ws !== null && isWebSocketUpgrade(request)) {
+      return ws.proxy(request, reply, dest, release.length === 0 ? undefined : () => { for (const hook of release) (hook as onResponseHookHandler).call(instance, request, reply, noop) })
+    }
+    proxyFrom(reply, pool, dest, fromOptions)
   }
 
   const routeOptions = {
-    method: r.methods as never,
+    method: r.methods,
     config: r.config,
     handler: proxyHandler,
     ...(r.preParsing.length > 0 ? { preParsing: r.preParsing } : {}),
     ...(r.preHandler.length > 0 ? { preHandler: r.preHandler } : {}),
-    ...(r.release.length > 0 ? { onResponse: r.release, onRequestAbort: r.release } : {})
+    ...(release.length > 0 ? { onResponse: release, onRequestAbort: release } : {})
   }
-  const urls = prefixUrls(prefix)
-  assertPathsFree(scope, route, r.methods, urls)
-  for (const url of urls) scope.route({ ...routeOptions, url })
+  // Under a register prefix, the route '/' is the prefix itself and everything under it.
+  const urls = ownPrefix === '' && instance.prefix !== '' ? ['/', '/*'] : prefixUrls(ownPrefix)
+  for (const url of urls) instance.route({ ...routeOptions, url })
+}
+
+/** Every request body goes upstream as the bytes the client sent (a stream, never parsed). */
+function passBodiesThrough (instance: FastifyInstance): void {
+  instance.removeAllContentTypeParsers()
+  instance.addContentTypeParser('*', function proxyBody (_request: FastifyRequest, payload: RequestPayload, done: (err: Error | null, body?: unknown) => void) {
+    done(null, payload)
+  })
 }
 
 /**
- * Whether the route buffers request bodies (for inspection, or for its OpenAPI contract, which
- * needs the whole body) instead of streaming them.
+ * The @fastify/reply-from of a proxy context: the gateway's dispatcher (dispatcher.ts); no URL
+ * cache: with many prefixes its entries churn, outlive the young generation and make every
+ * old-generation collection dearer (measured: GC went from 3 to 28 µs per request).
  */
-function buffersBodies (route: Readonly<RouteOptions>, runtime: ProxyRuntime): boolean {
-  const inspect = route.inspect ?? runtime.defaultInspect
-  return (inspect !== false && inspect.body === true) || (route.openapi !== undefined && route.openapi !== false)
-}
+const REPLY_FROM_OPTIONS = { undici: replyFromDispatcher, disableRequestLogging: true, disableCache: true }
 
 /** Whether a route can live in the shared proxy scope: HTTP only, bodies streamed. */
-export function fitsProxyScope (route: Readonly<RouteOptions>, runtime: ProxyRuntime): boolean {
-  return !websocketEnabled(route) && !buffersBodies(route, runtime)
+export function fitsProxyScope (route: ProxyRouteInput): boolean {
+  return !websocketEnabled(route) && !route.bufferBody
 }
 
 /** Whether the route proxies WebSocket upgrades. */
-function websocketEnabled (route: Readonly<RouteOptions>): boolean {
+function websocketEnabled (route: ProxyRouteInput): boolean {
   return route.websocket !== undefined && route.websocket !== false
 }
 
 /** The route's WebSocket settings, resolved once. */
-function websocketPolicy (route: Readonly<RouteOptions>, runtime: ProxyRuntime, forward: ForwardPolicy, handshakeTimeoutMs: number): WebSocketPolicy {
+function websocketPolicy (route: ProxyRouteInput, runtime: ProxyRuntime, forward: ForwardPolicy, handshakeTimeoutMs: number): WebSocketPolicy {
   const o = typeof route.websocket === 'object' ? route.websocket : {}
   return Object.freeze({
     maxMessageBytes: o.maxMessageBytes ?? runtime.options.bodyLimit,
@@ -478,19 +454,9 @@ function websocketPolicy (route: Readonly<RouteOptions>, runtime: ProxyRuntime, 
 /**
  * The gateway's shared proxy scope: one encapsulated context holding the routes of the gateway's
  * route modules that stream bodies, with one @fastify/reply-from whose dispatcher hands each
- * request to its route's UpstreamPool, and one body parser that passes every body through untouched.
+ * request to its route's UpstreamPool (dispatcher.ts), and one body parser that passes every body through untouched.
  */
 export async function setUpProxyScope (scope: FastifyInstance): Promise<void> {
-  scope.removeAllContentTypeParsers()
-  scope.addContentTypeParser('*', function proxyBody (_request: FastifyRequest, payload: RequestPayload, done: (err: Error | null, body?: unknown) => void) {
-    done(null, payload)
-  })
-  const dispatcher = {
-    request (opts: { headers: Record<string | symbol, unknown> }, callback: (err: Error | null, data?: unknown) => void): void {
-      (opts.headers[kProxyPool] as UpstreamPool).request(opts as never, callback as never)
-    }
-  }
-  // No URL cache: with many prefixes its entries churn, outlive the young generation and make
-  // every old-generation collection dearer (measured: GC went from 3 to 28 µs per request).
-  await scope.register(replyFrom, { undici: dispatcher as never, disableRequestLogging: true, disableCache: true })
+  passBodiesThrough(scope)
+  await scope.register(replyFrom, REPLY_FROM_OPTIONS)
 }

@@ -2,23 +2,24 @@
  * Targets of one route: round-robin load balancing, passive health (a per-target circuit
  * breaker), optional active health checks, safe retries and the per-route in-flight cap.
  *
- * `UpstreamPool` is the dispatcher handed to @fastify/reply-from: it exposes undici's
- * `request(options, callback)` and dispatches to the gateway's shared undici Agent (one
- * connection pool per upstream origin, whatever the number of routes) with an UpstreamExchange
- * as the handler (exchange.ts: response buffering and streaming), choosing the target per attempt.
+ * `UpstreamPool.request` takes one proxied request from the dispatcher @fastify/reply-from
+ * calls (dispatcher.ts, which brings it the route's pool and the client's request) and
+ * dispatches it to the gateway's shared undici Agent (one connection pool per upstream origin,
+ * whatever the number of routes) with an UpstreamExchange as the handler (exchange.ts: response
+ * buffering and streaming), choosing the target per attempt.
  */
 import type { Dispatcher } from 'undici'
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
-import { BodyTooLargeError, UpstreamUnavailableError } from './errors.js'
+import { BodyTooLargeError, UpstreamUnavailableError } from '../../lib/errors.js'
 import { UpstreamExchange, type ExchangeCallback, type ExchangeOwner, type UpstreamRequest } from './exchange.js'
 import { upstreamDeadlines } from './deadlines.js'
+import { Target } from './target.js'
+import { kUpstreamTarget } from '../../lib/route-contract.js'
 
-/** Carries the Fastify request through reply-from into the dispatcher (symbol keys survive its header copy). */
-export const kProxyRequest = Symbol('portcullis.proxyRequest')
-/** Carries the route's pool to the shared reply-from dispatcher of the proxy scope. */
-export const kProxyPool = Symbol('portcullis.proxyPool')
+export { Target } from './target.js'
+
 /** The target that served (or last failed) a request; read by the access log. */
-export const kTarget = Symbol('portcullis.target')
+export const kTarget: typeof kUpstreamTarget = kUpstreamTarget
 
 export interface CircuitOptions { readonly failureThreshold: number, readonly cooldownMs: number }
 export interface HealthCheckOptions {
@@ -27,26 +28,6 @@ export interface HealthCheckOptions {
   readonly timeoutMs: number
   readonly healthyThreshold: number
   readonly unhealthyThreshold: number
-}
-
-/** One upstream target with its health state. */
-export class Target {
-  readonly origin: string
-  readonly host: string
-  /** Consecutive passive failures. */
-  failures = 0
-  /** Circuit open until this time (ms epoch); 0 = closed. */
-  openUntil = 0
-  /** A half-open trial request is in flight. */
-  trial = false
-  /** Active health verdict (true when checks are off). */
-  healthy = true
-  probeStreak = 0
-
-  constructor (url: URL) {
-    this.origin = url.origin
-    this.host = url.host
-  }
 }
 
 const RETRYABLE_CONNECT = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND'])
@@ -160,15 +141,18 @@ export class UpstreamPool implements ExchangeOwner {
     }
   }
 
-  /** undici-compatible entry point used by reply-from. */
-  request (opts: UpstreamRequest, callback: ExchangeCallback): void {
+  /**
+   * Sends one request (reply-from's dispatch options) to a target, and answers `callback` as
+   * undici's `request()` would; `client` is the request being proxied.
+   */
+  request (opts: UpstreamRequest, client: FastifyRequest, callback: ExchangeCallback): void {
     const target = this.pick()
     if (target === null) {
       this.onUpstreamError('unavailable')
       callback(new UpstreamUnavailableError())
       return
     }
-    const exchange = new UpstreamExchange(this, opts, callback)
+    const exchange = new UpstreamExchange(this, opts, client, callback)
     const body = opts.body
     exchange.retriesLeft = this.retries > 0 && IDEMPOTENT.has(opts.method) &&
       (body === undefined || body === null || body === '') && opts.headers['content-length'] === undefined
@@ -187,12 +171,7 @@ export class UpstreamPool implements ExchangeOwner {
     // per request.
     opts.headersTimeout = 0
     opts.bodyTimeout = 0
-    // Left on the headers (a symbol key: undici never sends it); deleting would slow the object.
-    const request = opts.headers[kProxyRequest] as (FastifyRequest & { [kTarget]?: Target }) | undefined
-    if (request !== undefined) {
-      request[kTarget] = target
-      exchange.client = request.raw
-    }
+    exchange.request[kTarget] = target
     this.agent.dispatch(opts, exchange)
   }
 

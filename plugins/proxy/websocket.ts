@@ -23,7 +23,7 @@ import { ServerResponse, type IncomingHttpHeaders, type IncomingMessage } from '
 import type { Duplex } from 'node:stream'
 import WebSocket, { WebSocketServer } from 'ws'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { BadGatewayError, UpstreamTimeoutError, WebSocketHandshakeError, WebSocketOriginError } from './errors.js'
+import { BadGatewayError, UpstreamTimeoutError, WebSocketHandshakeError, WebSocketOriginError } from '../../lib/errors.js'
 import { rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
 
 /** Settings of one WebSocket route, resolved at startup. */

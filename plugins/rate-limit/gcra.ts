@@ -14,8 +14,8 @@
  * The clock is the gateway's (`now`, injectable for tests): instances sharing a Redis need
  * synchronised clocks (NTP), as for any shared deadline.
  */
-import type { Redis } from 'ioredis'
-import type { DeadlineQueue, RateLimitStore, StoreAnswer, StoreCallback } from './redis-store.js'
+import { limitKey, type DeadlineQueue, type RateLimitStore, type StoreAnswer, type StoreCallback } from './redis-store.js'
+import type { RedisClient } from './store.js'
 
 /** The clock: epoch milliseconds. */
 export type Clock = () => number
@@ -95,9 +95,9 @@ interface ScriptedRedis {
   portcullisGcra: (key: string, nowUs: number, t: number, tolerance: number, cb: ScriptCallback) => void
 }
 
-/** GCRA in Redis under `prefix`, every call bounded by `deadlines`. */
-export function redisGcraStore (redis: Redis, prefix: string, deadlines: DeadlineQueue, now: Clock = Date.now): new () => RateLimitStore {
-  const scripted = redis as unknown as Redis & ScriptedRedis
+/** GCRA in Redis under `prefix` (keys `<prefix>{<key>}`, one slot per limit), every call bounded by `deadlines`. */
+export function redisGcraStore (redis: RedisClient, prefix: string, deadlines: DeadlineQueue, now: Clock = Date.now): new () => RateLimitStore {
+  const scripted = redis as unknown as RedisClient & ScriptedRedis
   if (typeof scripted.portcullisGcra !== 'function') {
     redis.defineCommand('portcullisGcra', { numberOfKeys: 1, lua: GCRA_LUA })
   }
@@ -106,7 +106,7 @@ export function redisGcraStore (redis: Redis, prefix: string, deadlines: Deadlin
       const { burst, key } = parse(raw)
       const t = intervalUs(timeWindow, max)
       const p = deadlines.add(cb)
-      scripted.portcullisGcra(prefix + key, now() * 1000, t, burst * t, (err, result) => {
+      scripted.portcullisGcra(limitKey(prefix, key), now() * 1000, t, burst * t, (err, result) => {
         if (err != null) {
           deadlines.settle(p, err)
           return

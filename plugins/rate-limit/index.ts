@@ -1,27 +1,32 @@
 /**
  * Rate limiting on @fastify/rate-limit, in two tiers (two plugins):
  *
- * - `ipRateLimitPlugin` (`gateway-ip-rate-limit`): a cheap per-client-IP limit (IPv6 per /64,
- *   IPv4-mapped as IPv4) in a global `onRequest` hook (@fastify/rate-limit's handler). Register it BEFORE
- *   authentication: it throttles every request, unrouted ones (404, spelling variants) included,
- *   so invalid credentials cannot mint fresh buckets. Counters live in memory (LRU bounded), or
- *   with REDIS_URL in Redis under `<keyPrefix>ip|`, shared by every instance. While Redis fails,
+ * - `ipRateLimitPlugin` (`portcullis-ip-rate-limit`): a cheap per-client-IP limit (IPv6 per /64,
+ *   IPv4-mapped as IPv4) in a global `onRequest` hook (@fastify/rate-limit's handler), so it runs
+ *   before authentication (a route-level hook) wherever it is registered: it throttles every
+ *   request, unrouted ones (404, spelling variants) included, so invalid credentials cannot mint
+ *   fresh buckets. Counters live in memory (LRU bounded), or
+ *   with Redis in Redis under `<keyPrefix>ip|{<client>}`, shared by every instance. While Redis fails,
  *   each instance counts in its own memory instead (whatever REDIS_FAILURE_MODE says): this tier
  *   runs on every request, health probes included, so `closed` would answer 503 to all of them
  *   and `open` would drop the flood guard in front of auth. Options: IP_RATE_LIMIT_MAX/_WINDOW.
- * - `routeRateLimitPlugin` (`gateway-route-rate-limit`): the per-route limit from each route's
+ * - `routeRateLimitPlugin` (`portcullis-route-rate-limit`): the per-route limit from each route's
  *   `config.rateLimit` (`{ max, timeWindow, keyBy, algorithm, burst }`; `false` or absent: no
  *   per-route limit; `algorithm`: `fixed` windows (default) or `gcra`, gcra.ts),
  *   keyed by `request.consumer.id`, or by client IP on public routes or with `keyBy: 'ip'`.
  *   Routes of one template sharing one policy object share one budget (a route and its HEAD twin,
  *   `/api`, `/api/` and `/api/*` of one `defineRoute` prefix). The check is a route-level `onRequest` hook
- *   (`rateLimitRouteOnRequest`) attached in `onRoute`: route-level hooks run after every
- *   instance-level `onRequest` hook, and after the route-level hooks of plugins registered earlier,
- *   so registering this plugin AFTER auth guarantees `request.consumer` is set; routes without a
- *   policy pay nothing. Counters live in memory, or in Redis (REDIS_URL) for every instance.
+ *   (`rateLimitRouteOnRequest`) appended in `onRoute`: route-level hooks run after every
+ *   instance-level `onRequest` hook, and authentication prepends its own, so `request.consumer` is
+ *   set when it runs (without an authentication plugin, requests count per IP); routes without a
+ *   policy pay nothing. Counters live in memory, or in Redis for every instance.
  *   A Redis failure applies REDIS_FAILURE_MODE within REDIS_TIMEOUT_MS of the request asking:
  *   `closed` answers 503 GW_RATE_LIMIT_STORE_UNAVAILABLE with Retry-After, `open` admits. The
  *   outage is logged once per interval with a count (store.ts), not per request.
+ *
+ * Redis is one server (`redisUrl`), the primary Sentinel names (`redisSentinels`,
+ * `redisSentinelName`; followed through failovers) or a Redis Cluster (`redisClusterNodes`);
+ * each limit's keys are hash-tagged to one slot (redis-store.ts).
  *
  * Both answer 429 GW_RATE_LIMITED with `Retry-After` and the draft RateLimit headers
  * (`ratelimit-limit`, `ratelimit-remaining`, `ratelimit-reset`), publish `rateLimited`, and the
@@ -30,15 +35,17 @@
 import fastifyRateLimit, { type RateLimitPluginOptions } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import type { Redis } from 'ioredis'
-import { clientKey, decorateClientKey } from '../ip-filter/client-ip.js'
-import { rateLimited } from '../observability/signals.js'
-import { RateLimitConfigError, RateLimitedError, RateLimitStoreUnavailableError } from './errors.js'
+import { clientKey, decorateClientKey } from '../../lib/client-ip.js'
+import { rateLimited } from '../../lib/signals.js'
+import { pluginConfigError, RateLimitedError, RateLimitStoreUnavailableError } from '../../lib/errors.js'
+
+const invalid = pluginConfigError('Invalid rate-limit configuration', 'GW_RATE_LIMIT_CONFIG_INVALID')
 import {
   IpRateLimitOptionsSchema,
   RateLimitRouteConfigSchema,
   RouteRateLimitOptionsSchema,
   burstProblem,
+  redisProblems,
   windowMs,
   windowProblem,
   type IpRateLimitOptions,
@@ -49,8 +56,8 @@ import {
 } from './schema.js'
 import { memoryGcraStore, redisGcraStore } from './gcra.js'
 import { DeadlineQueue, redisFixedWindowStore } from './redis-store.js'
-import { closeRedis, createRedisClient, StoreMonitor, waitReadyOnDatabase } from './store.js'
-import { compileOptions, schemaProblems } from './validate.js'
+import { closeRedis, createRedisClient, redisTargetOf, StoreMonitor, waitReadyOnDatabase, type RedisClient, type RedisTarget } from './store.js'
+import { compileOptions, schemaProblems } from '../../lib/validate.js'
 
 export type { IpRateLimitPluginOptions, RateLimitPolicy, RateLimitRouteConfig, RouteRateLimitPluginOptions } from './schema.js'
 export { RateLimitRouteConfigSchema } from './schema.js'
@@ -103,7 +110,7 @@ async function buildLimiter (fastify: FastifyInstance, settings: RateLimitPlugin
     await scope.register(fastifyRateLimit, { ...settings, global: false })
     handler = scope.rateLimit() as unknown as LimiterHandler
   })
-  if (handler === undefined) throw new RateLimitConfigError('@fastify/rate-limit did not load')
+  if (handler === undefined) throw invalid(['@fastify/rate-limit did not load'])
   return handler
 }
 
@@ -121,7 +128,7 @@ interface StoreOptions {
 }
 
 interface SharedStore {
-  readonly redis: Redis
+  readonly redis: RedisClient
   readonly monitor: StoreMonitor
   readonly deadlines: DeadlineQueue
 }
@@ -131,8 +138,8 @@ interface SharedStore {
  * the failure mode applies until it is back. A server that answers but refuses the URL's
  * database is a configuration error.
  */
-async function openStore (fastify: FastifyInstance, redisUrl: string, options: StoreOptions, tier: 'ip' | 'route'): Promise<SharedStore> {
-  const redis = await createRedisClient(redisUrl, options.redisTimeoutMs)
+async function openStore (fastify: FastifyInstance, target: RedisTarget, options: StoreOptions, tier: 'ip' | 'route'): Promise<SharedStore> {
+  const redis = await createRedisClient(target, options.redisTimeoutMs)
   // The per-IP tier falls back to this instance's memory, whatever the failure mode.
   const monitor = new StoreMonitor(fastify.log, options.failureLogIntervalMs, tier === 'ip' ? 'local' : options.failureMode, tier)
   monitor.watch(redis)
@@ -148,7 +155,7 @@ async function openStore (fastify: FastifyInstance, redisUrl: string, options: S
   } catch (err) {
     monitor.close()
     await closeRedis(redis)
-    throw new RateLimitConfigError(`redisUrl: the server refused the database it names (${(err as Error).message})`, { cause: err })
+    throw invalid([`redisUrl: the server refused the database it names (${(err as Error).message})`], err)
   }
   if (!ready) {
     fastify.log.warn({ tier, failureMode: tier === 'ip' ? 'local' : options.failureMode }, 'rate-limit store (redis) not reachable at startup')
@@ -178,11 +185,13 @@ function guarded (limiter: LimiterHandler, monitor: StoreMonitor, options: Store
 }
 
 async function gatewayIpRateLimit (fastify: FastifyInstance, rawOptions: IpRateLimitPluginOptions): Promise<void> {
-  const options = compileOptions<IpRateLimitOptions>(IpRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError, (o, problems) => {
+  const options = compileOptions<IpRateLimitOptions>(IpRateLimitOptionsSchema, rawOptions ?? {}, invalid, (o, problems) => {
     const p = windowProblem('timeWindow', o.timeWindow)
     if (p !== undefined) problems.push(p)
+    problems.push(...redisProblems(o))
   })
-  const shared = options.redisUrl === undefined ? undefined : await openStore(fastify, options.redisUrl, options, 'ip')
+  const target = redisTargetOf(options)
+  const shared = target === undefined ? undefined : await openStore(fastify, target, options, 'ip')
   decorateClientKey(fastify)
   const settings: RateLimitPluginOptions = {
     ...HEADERS,
@@ -235,9 +244,11 @@ function routeName (routeOptions: RouteOptions): string {
 }
 
 async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: RouteRateLimitPluginOptions): Promise<void> {
-  const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, RateLimitConfigError)
-
-  const shared = options.redisUrl === undefined ? undefined : await openStore(fastify, options.redisUrl, options, 'route')
+  const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, invalid, (o, problems) => {
+    problems.push(...redisProblems(o))
+  })
+  const target = redisTargetOf(options)
+  const shared = target === undefined ? undefined : await openStore(fastify, target, options, 'route')
 
   fastify.decorateRequest(kBucket, null)
   decorateClientKey(fastify)
@@ -304,7 +315,7 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
         const b = burstProblem('config.rateLimit', policy as RateLimitPolicy)
         if (b !== undefined) problems.push(b)
       }
-      if (problems.length > 0) throw new RateLimitConfigError(`${where}: ${problems.join('; ')}`)
+      if (problems.length > 0) throw invalid([`${where}: ${problems.join('; ')}`])
       const valid = policy as RateLimitPolicy
       // The template names the budget (in Redis keys too), so every instance with the same route
       // table derives the same names; another policy on the same template adds its methods.
@@ -328,19 +339,21 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
 }
 
 /**
- * Per-client-IP tier. Register before authentication:
+ * Per-client-IP tier; needs no other plugin:
  * `app.register(ipRateLimitPlugin, { max: config.rateLimit.ipMax, timeWindow: config.rateLimit.ipTimeWindow })`.
  */
 export const ipRateLimitPlugin = fp(gatewayIpRateLimit, {
-  name: 'gateway-ip-rate-limit',
-  fastify: '5.x'
+  name: 'portcullis-ip-rate-limit',
+  fastify: '5.x',
+  dependencies: []
 })
 
 /**
- * Per-route tier. Register after authentication and before the routes:
+ * Per-route tier; register it before the routes (onRoute):
  * `app.register(routeRateLimitPlugin, { redisUrl, redisTimeoutMs, failureMode })` from `config.rateLimit`.
  */
 export const routeRateLimitPlugin = fp(gatewayRouteRateLimit, {
-  name: 'gateway-route-rate-limit',
-  fastify: '5.x'
+  name: 'portcullis-route-rate-limit',
+  fastify: '5.x',
+  dependencies: []
 })

@@ -13,9 +13,14 @@
  *
  * The fixed window is one Lua script (INCR, PEXPIRE on the first hit, PTTL otherwise), atomic for
  * every gateway instance sharing the Redis.
+ *
+ * Keys are `<prefix>{<limit key>}` (`limitKey`): the braces are a Redis Cluster hash tag, so
+ * only the limit key picks the slot. Every key a script touches for one limit falls in one slot
+ * (a Lua script may only touch keys of one slot in a cluster), the fixed-window and GCRA keys
+ * of one route budget and client share it, and different limits spread over the cluster.
  */
-import type { Redis } from 'ioredis'
-import { RateLimitStoreTimeoutError } from './errors.js'
+import { RateLimitStoreTimeoutError } from '../../lib/errors.js'
+import type { RedisClient } from './store.js'
 
 /** What @fastify/rate-limit expects of a store's answer. */
 export interface StoreAnswer { current: number, ttl: number }
@@ -136,6 +141,16 @@ export class DeadlineQueue {
   }
 }
 
+/**
+ * The Redis key of one limit: `<prefix>{<key>}`. Redis hashes the text between the first `{`
+ * and the next `}`; a limit key holding a `}` (a consumer id may) ends the tag early, which still
+ * maps every key built for that limit to one slot. Limit keys start with `/` (routes) or a
+ * client address (the per-IP tier), never with `}`, so the tag is never empty.
+ */
+export function limitKey (prefix: string, key: string): string {
+  return `${prefix}{${key}}`
+}
+
 function answerOf (result: unknown): StoreAnswer {
   const r = result as [number, number]
   return { current: r[0], ttl: r[1] }
@@ -145,15 +160,15 @@ function answerOf (result: unknown): StoreAnswer {
  * A fixed-window store on `redis` under `prefix`, every call bounded by `deadlines`.
  * Returned as a class because @fastify/rate-limit constructs its `store` option.
  */
-export function redisFixedWindowStore (redis: Redis, prefix: string, deadlines: DeadlineQueue): new () => RateLimitStore {
-  const scripted = redis as unknown as Redis & ScriptedRedis
+export function redisFixedWindowStore (redis: RedisClient, prefix: string, deadlines: DeadlineQueue): new () => RateLimitStore {
+  const scripted = redis as unknown as RedisClient & ScriptedRedis
   if (typeof scripted.portcullisFixedWindow !== 'function') {
     redis.defineCommand('portcullisFixedWindow', { numberOfKeys: 1, lua: FIXED_WINDOW_LUA })
   }
   return class RedisFixedWindowStore implements RateLimitStore {
     incr (key: string, cb: StoreCallback, timeWindow: number): void {
       const p = deadlines.add(cb)
-      scripted.portcullisFixedWindow(prefix + key, timeWindow, (err, result) => {
+      scripted.portcullisFixedWindow(limitKey(prefix, key), timeWindow, (err, result) => {
         if (err != null) deadlines.settle(p, err)
         else deadlines.settle(p, null, answerOf(result))
       })

@@ -8,20 +8,69 @@
  * and logged once per interval with their count, never once per request.
  */
 import type { FastifyBaseLogger } from 'fastify'
-import type { Redis } from 'ioredis'
-import { storeState } from '../observability/signals.js'
+import type { Cluster, Redis } from 'ioredis'
+import { storeState } from '../../lib/signals.js'
+import type { RedisConnectionOptions } from './schema.js'
+
+/** A client of one Redis (direct or found through Sentinel) or of a Redis Cluster. */
+export type RedisClient = Redis | Cluster
+
+/** One `host:port` (IPv6 in brackets). */
+export interface RedisNode { readonly host: string, readonly port: number }
+
+/**
+ * Where the shared counters live: one server (`url`), the primary that Sentinel names for a
+ * group and follows through failovers, or a Redis Cluster (seed nodes; the rest are discovered).
+ */
+export type RedisTarget =
+  | { readonly kind: 'url', readonly url: string }
+  | { readonly kind: 'sentinel', readonly sentinels: readonly RedisNode[], readonly name: string, readonly password: string | undefined, readonly sentinelPassword: string | undefined }
+  | { readonly kind: 'cluster', readonly nodes: readonly RedisNode[], readonly password: string | undefined }
+
+/** A validated `host:port` (HOST_PORT_PATTERN in schema.ts) as a node. */
+function parseNode (text: string): RedisNode {
+  const at = text.lastIndexOf(':')
+  const host = text.slice(0, at)
+  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(text.slice(at + 1)) }
+}
+
+/** The Redis the validated options name (`redisProblems` found none), or undefined: in memory. */
+export function redisTargetOf (o: RedisConnectionOptions): RedisTarget | undefined {
+  if (o.redisUrl !== undefined) return { kind: 'url', url: o.redisUrl }
+  if (o.redisSentinels !== undefined && o.redisSentinelName !== undefined) {
+    return { kind: 'sentinel', sentinels: o.redisSentinels.map(parseNode), name: o.redisSentinelName, password: o.redisPassword, sentinelPassword: o.redisSentinelPassword }
+  }
+  if (o.redisClusterNodes !== undefined) return { kind: 'cluster', nodes: o.redisClusterNodes.map(parseNode), password: o.redisPassword }
+  return undefined
+}
+
+/** The error of a write sent to a replica (a primary demoted by a failover). */
+const READONLY = /^READONLY /
 
 /** Longest pause between reconnect attempts. */
 const MAX_RECONNECT_DELAY_MS = 1000
 
+function reconnectDelay (times: number): number {
+  return Math.min(50 * 2 ** Math.min(times, 10), MAX_RECONNECT_DELAY_MS)
+}
+
 /**
  * An ioredis client configured so that no request ever waits long on Redis. ioredis is loaded
  * here, so a gateway on the in-memory store never loads it.
+ *
+ * - Sentinel: the client asks the sentinels for the group's primary and connects to it (and
+ *   checks its role). When the primary dies, commands fail at once (no offline queue) while the
+ *   client asks again, with back-off, until the sentinels have promoted a replica. A primary
+ *   demoted while alive (a manual failover, or after a partition) refuses the scripts with
+ *   READONLY, which sends the client back to the sentinels.
+ * - Cluster: commands go to the node serving their key's slot; every rate-limit script touches
+ *   the keys of one limit only, hash-tagged to one slot (redis-store.ts).
  */
-export async function createRedisClient (url: string, timeoutMs: number): Promise<Redis> {
-  const { Redis: RedisClient } = await import('ioredis')
-  return new RedisClient(url, {
-    connectTimeout: Math.min(Math.max(timeoutMs * 5, 500), 5000),
+export async function createRedisClient (target: RedisTarget, timeoutMs: number): Promise<RedisClient> {
+  const { Redis: RedisConstructor, Cluster: ClusterConstructor } = await import('ioredis')
+  const connectTimeout = Math.min(Math.max(timeoutMs * 5, 500), 5000)
+  const common = {
+    connectTimeout,
     // Armed on send, so a command queued behind a timing-out auto-pipeline could wait twice as
     // long; the store's DeadlineQueue bounds each request's wait. This one still ends every
     // pipeline: a command lost with its connection is never answered otherwise, and ioredis
@@ -31,11 +80,46 @@ export async function createRedisClient (url: string, timeoutMs: number): Promis
     socketTimeout: Math.max(timeoutMs * 5, 1000),
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
-    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 10), MAX_RECONNECT_DELAY_MS),
+    retryStrategy: reconnectDelay,
     // The rate-limit script is idempotent per request only once; never replay it after a reconnect.
     autoResendUnfulfilledCommands: false,
     // Commands of concurrent requests issued in one tick go out in one write.
     enableAutoPipelining: true,
+    lazyConnect: false
+  }
+  if (target.kind === 'url') return new RedisConstructor(target.url, common)
+  if (target.kind === 'sentinel') {
+    return new RedisConstructor({
+      ...common,
+      sentinels: target.sentinels.map((n) => ({ host: n.host, port: n.port })),
+      name: target.name,
+      ...(target.password !== undefined ? { password: target.password } : {}),
+      ...(target.sentinelPassword !== undefined ? { sentinelPassword: target.sentinelPassword } : {}),
+      // A sentinel that accepts and never answers does not hold the reconnect up.
+      sentinelCommandTimeout: connectTimeout,
+      sentinelRetryStrategy: reconnectDelay,
+      // Not ioredis's failover detector: a `+switch-master` arriving while the client is
+      // reconnecting ends the client for good (its connect is aborted, and an aborted connect is
+      // not retried). A primary demoted while alive answers writes with READONLY instead, and
+      // that reconnects through the sentinels (without replaying the refused command).
+      failoverDetector: false,
+      reconnectOnError: (err: Error) => READONLY.test(err.message) ? 1 : false
+    })
+  }
+  return new ClusterConstructor(target.nodes.map((n) => ({ host: n.host, port: n.port })), {
+    redisOptions: {
+      connectTimeout: common.connectTimeout,
+      commandTimeout: common.commandTimeout,
+      socketTimeout: common.socketTimeout,
+      maxRetriesPerRequest: common.maxRetriesPerRequest,
+      autoResendUnfulfilledCommands: false,
+      ...(target.password !== undefined ? { password: target.password } : {})
+    },
+    enableOfflineQueue: false,
+    enableAutoPipelining: true,
+    // With none of the seed nodes reachable: try them again, backing off up to a second.
+    clusterRetryStrategy: reconnectDelay,
+    slotsRefreshTimeout: connectTimeout,
     lazyConnect: false
   })
 }
@@ -69,7 +153,7 @@ export class StoreMonitor {
   ) {}
 
   /** Watches the client's connection events. */
-  watch (client: Redis): void {
+  watch (client: RedisClient): void {
     client.on('ready', () => this.setUp(true))
     client.on('close', () => this.setUp(false))
     // Without a listener an 'error' event would crash the process; the log is interval-limited.
@@ -126,7 +210,7 @@ export class StoreMonitor {
 }
 
 /** Resolves when the client is ready or after `waitMs`, whichever comes first. */
-export async function waitReady (client: Redis, waitMs: number): Promise<boolean> {
+export async function waitReady (client: RedisClient, waitMs: number): Promise<boolean> {
   if (client.status === 'ready') return true
   return await new Promise<boolean>((resolve) => {
     const done = (ready: boolean): void => {
@@ -146,7 +230,7 @@ export async function waitReady (client: Redis, waitMs: number): Promise<boolean
  * ioredis reports the failed SELECT as an error and then goes ready on database 0, which would
  * count every limit in a database nobody configured.
  */
-export async function waitReadyOnDatabase (client: Redis, waitMs: number): Promise<boolean> {
+export async function waitReadyOnDatabase (client: RedisClient, waitMs: number): Promise<boolean> {
   let refused: Error | undefined
   const onError = (err: Error & { command?: { name?: string } }): void => {
     if (err.command?.name === 'select') refused = err
@@ -162,7 +246,7 @@ export async function waitReadyOnDatabase (client: Redis, waitMs: number): Promi
 }
 
 /** Closes the client without waiting on a dead connection. */
-export async function closeRedis (client: Redis): Promise<void> {
+export async function closeRedis (client: RedisClient): Promise<void> {
   try {
     if (client.status === 'ready') await client.quit()
   } catch {

@@ -20,10 +20,11 @@
  *
  * Requests without `Expect` never reach this code: Node emits these events only for them.
  */
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
 import type { EventEmitter } from 'node:events'
 import type { FastifyBaseLogger } from 'fastify'
+import { errorBody } from '../../lib/errors.js'
 
 type ClientRequest = IncomingMessage | Http2ServerRequest
 type ClientResponse = ServerResponse | Http2ServerResponse
@@ -34,12 +35,7 @@ const CONTINUE = /^[\t ]*100-continue[\t ]*$/i
 
 const kInstalled = Symbol('portcullis.expect')
 
-const EXPECTATION_FAILED = JSON.stringify({
-  statusCode: 417,
-  code: 'GW_REQUEST_EXPECTATION_FAILED',
-  error: STATUS_CODES[417],
-  message: 'Expectation not supported'
-})
+const EXPECTATION_FAILED = errorBody('GW_REQUEST_EXPECTATION_FAILED')
 
 /** Whether the request's framing announces content. */
 function hasContent (req: ClientRequest): boolean {

@@ -1,7 +1,7 @@
 /**
- * gateway-request-guard: refuses ambiguous or oversized requests before any policy runs.
+ * portcullis-request-guard: refuses ambiguous or oversized requests before any policy runs.
  *
- * Hook: onRequest (first after the request id).
+ * Hook: onRequest (instance-level, so before every route-level policy hook).
  * - framing: Content-Length with Transfer-Encoding, Transfer-Encoding other than exactly
  *   `chunked`, repeated or non-numeric Content-Length -> 400 (request smuggling shapes);
  * - path: dot segments (plain, encoded, `..;`), encoded `/` `\` NUL and controls, `//`, `\`,
@@ -31,11 +31,9 @@
 import fp from 'fastify-plugin'
 import { constants as h2constants, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { UpgradeNotAllowedError } from '../proxy/errors.js'
-import { BadRequestFramingError, HeadersTooLargeError, InvalidHostError, InvalidRequestTargetError, NonCanonicalPathError, UriTooLongError } from './errors.js'
-import { BAD_PATH } from './path.js'
+import { BadRequestFramingError, ConfigError, HeadersTooLargeError, InvalidRequestError, NonCanonicalPathError, UpgradeNotAllowedError, UriTooLongError } from '../../lib/errors.js'
+import { BAD_PATH } from '../../lib/path.js'
 import { RouteTable } from './route-table.js'
-import { ConfigError } from '../../src/errors.js'
 import { ownExpectations } from './expect.js'
 
 export interface RequestGuardOptions {
@@ -130,7 +128,7 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
     if (path.charCodeAt(0) !== 47 || BAD_PATH.test(path)) throw new NonCanonicalPathError()
     // HTTP/2 carries :path octets the HTTP/1 parser would refuse (RFC 3986 2: a URI is ASCII);
     // the query must not reach the upstream re-encoded, unseen as what it is.
-    if (q !== -1 && raw.httpVersionMajor === 2 && NON_ASCII.test(url)) throw new InvalidRequestTargetError()
+    if (q !== -1 && raw.httpVersionMajor === 2 && NON_ASCII.test(url)) throw new InvalidRequestError()
     if (routes !== undefined && routes.needsReading(path)) {
       const literal = request.is404 ? null : routes.idOf(request.routeOptions.url ?? '')
       if (literal !== undefined && routes.readsAsOtherRoute(raw.method ?? 'GET', path, literal)) {
@@ -141,9 +139,9 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
 
     const headers = raw.headers
     const host = headers.host
-    if (host !== undefined && (!HOST.test(host) || countHeader(raw.rawHeaders, 'host') !== 1)) throw new InvalidHostError()
+    if (host !== undefined && (!HOST.test(host) || countHeader(raw.rawHeaders, 'host') !== 1)) throw new InvalidRequestError()
     // RFC 9112 3.2: an HTTP/1.1 request without Host is answered 400.
-    if (host === undefined && raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1) throw new InvalidHostError()
+    if (host === undefined && raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1) throw new InvalidRequestError()
     if (raw.httpVersionMajor === 2) {
       // A body trickled in (slow POST) would hold the upstream request open for as long as the
       // client keeps the connection alive with PINGs: the whole request gets REQUEST_TIMEOUT_MS,
@@ -152,13 +150,13 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
       if (http2RequestTimeoutMs > 0 && stream.endAfterHeaders === false) armHttp2RequestDeadline(stream, http2RequestTimeoutMs)
       // HTTP/2: :authority is the host; a Host field beside it must name the same (RFC 9113 8.3.1).
       const authority = headers[':authority']
-      if (typeof authority === 'string' && (!HOST.test(authority) || (host !== undefined && host !== authority))) throw new InvalidHostError()
+      if (typeof authority === 'string' && (!HOST.test(authority) || (host !== undefined && host !== authority))) throw new InvalidRequestError()
     }
     if (publicHosts !== undefined && request.routeOptions.config.proxy !== undefined) {
       // The host goes upstream as x-forwarded-host, which backends build links and password-reset
       // URLs from: only the names the gateway serves (Django's ALLOWED_HOSTS, also a 400).
       const named = host ?? headers[':authority']
-      if (typeof named === 'string' && !isPublicHost(named, publicHosts, publicSuffixes)) throw new InvalidHostError()
+      if (typeof named === 'string' && !isPublicHost(named, publicHosts, publicSuffixes)) throw new InvalidRequestError()
     }
     const te = headers['transfer-encoding']
     const cl = headers['content-length']
@@ -183,6 +181,6 @@ async function requestGuardPlugin (fastify: FastifyInstance, opts: RequestGuardO
   })
 }
 
-export const requestGuardPlugin_ = fp(requestGuardPlugin, { name: 'gateway-request-guard', fastify: '5.x' })
+export const requestGuardPlugin_ = fp(requestGuardPlugin, { name: 'portcullis-request-guard', fastify: '5.x', dependencies: [] })
 export { requestGuardPlugin_ as requestGuardPlugin }
 export default requestGuardPlugin_

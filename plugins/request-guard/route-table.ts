@@ -8,7 +8,7 @@
  * refuses a request when the route its literal path took and a route its reading falls under differ.
  * Matching follows find-my-way's order (static, then parameter, then wildcard, with backtracking).
  */
-import { ConfigError } from '../../src/errors.js'
+import { ConfigError } from '../../lib/errors.js'
 import { AMBIGUOUS, readPath, readPatternSegment, shortNameBase, shortNameStem } from './canonical.js'
 
 interface Slot {

@@ -1,5 +1,5 @@
 /**
- * gateway-security-headers: the gateway's security headers on every response it sends, proxied
+ * portcullis-security-headers: the gateway's security headers on every response it sends, proxied
  * ones included, with a written precedence rule.
  *
  * Header values come from helmet (the engine of @fastify/helmet), evaluated ONCE at registration
@@ -14,7 +14,7 @@
  * 2. Strict-Transport-Security: the gateway's value with TLS on; removed without TLS (an upstream
  *    cannot pin or unpin HSTS for the gateway's host).
  * 3. `access-control-*`: removed, unless the route enables CORS (`config.cors`), where the
- *    gateway-cors plugin replaces them with the gateway's own CORS decision.
+ *    portcullis-cors plugin replaces them with the gateway's own CORS decision.
  * 4. Every other header: as sent by the handler or upstream.
  *
  * Hook: onSend `securityHeadersOnSend`. Config key read: `cors` (only to tell CORS routes).
@@ -23,9 +23,8 @@
 import fp from 'fastify-plugin'
 import helmet from 'helmet'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { ConfigError } from '../../src/errors.js'
-import { CORS_RESPONSE_HEADERS } from '../cors/schema.js'
-import type {} from '../cors/index.js'
+import { ConfigError } from '../../lib/errors.js'
+import { CORS_RESPONSE_HEADERS } from '../../lib/route-contract.js'
 import { resolveSecurityHeadersOptions, type SecurityHeadersOptions, type SecurityHeadersPluginOptions } from './schema.js'
 
 export type { SecurityHeadersPluginOptions } from './schema.js'
@@ -79,7 +78,7 @@ async function securityHeaders (fastify: FastifyInstance, opts: SecurityHeadersP
   fastify.addHook('onSend', function securityHeadersOnSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void) {
     for (let i = 0; i < count; i++) reply.header(names[i] as string, values[i])
     if (stripHsts && reply.hasHeader(HSTS)) reply.removeHeader(HSTS)
-    const cors = request.routeOptions.config.cors
+    const cors = (request.routeOptions.config as { cors?: unknown }).cors
     if (cors === undefined || cors === false) {
       for (let i = 0; i < corsCount; i++) {
         const name = CORS_RESPONSE_HEADERS[i] as string
@@ -100,7 +99,7 @@ declare module 'fastify' {
 /**
  * Security headers on every response. Its onSend hook is instance-wide (fastify-plugin), so it
  * covers every route of the instance, 404s and error replies included, whenever it is registered
- * before `ready()`. Register it before gateway-cors (whose route-level onSend runs after it).
+ * before `ready()`. Needs no other plugin (portcullis-cors's route-level onSend runs after it).
  */
-export const securityHeadersPlugin = fp(securityHeaders, { name: 'gateway-security-headers', fastify: '5.x' })
+export const securityHeadersPlugin = fp(securityHeaders, { name: 'portcullis-security-headers', fastify: '5.x', dependencies: [] })
 export default securityHeadersPlugin

@@ -3,7 +3,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { ConfigError } from '../../src/errors.js'
+import { ConfigError } from '../../lib/errors.js'
 
 export const SecurityHeadersOptionsSchema = Type.Object({
   tls: Type.Boolean({ default: false, description: 'Clients reach the gateway over TLS: send Strict-Transport-Security (never without TLS).' }),

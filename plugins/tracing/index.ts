@@ -1,5 +1,5 @@
 /**
- * gateway-tracing: W3C Trace Context continued through the gateway.
+ * portcullis-tracing: W3C Trace Context continued through the gateway.
  *
  * Hook: onRequest `tracingOnRequest`. With a valid incoming `traceparent`, the upstream gets the
  * same trace id and a NEW parent id (the gateway's span) and the sampled flag as received; with none or an
@@ -18,14 +18,14 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { ConfigError } from '../../src/errors.js'
-import { kTraceparent, kTracestate, type TracedRequest } from './propagation.js'
+import { ConfigError } from '../../lib/errors.js'
+import { kTraceparent, kTracestate, type TracedRequest } from '../../lib/trace-propagation.js'
 import { parseTraceparent, randomHex, validTracestate } from './trace-context.js'
 import { resolveTracingOptions, type TracingPluginOptions } from './schema.js'
 
 export type { TracingPluginOptions } from './schema.js'
 export { parseTraceparent, validTracestate } from './trace-context.js'
-export { applyTraceHeaders, traceIdsOf, kTraceparent, kTracestate } from './propagation.js'
+export { applyTraceHeaders, traceIdsOf, kTraceparent, kTracestate } from '../../lib/trace-propagation.js'
 
 /** The part of an OpenTelemetry span context the gateway reads. */
 interface SpanContextLike { traceId: string, spanId: string, traceFlags: number, traceState?: { serialize: () => string } }
@@ -92,5 +92,5 @@ async function gatewayTracing (fastify: FastifyInstance, opts: TracingPluginOpti
 }
 
 /** W3C trace context continuation; register before the routes. */
-export const tracingPlugin = fp(gatewayTracing, { name: 'gateway-tracing', fastify: '5.x' })
+export const tracingPlugin = fp(gatewayTracing, { name: 'portcullis-tracing', fastify: '5.x', dependencies: [] })
 export default tracingPlugin

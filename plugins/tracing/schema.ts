@@ -3,7 +3,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
-import { ConfigError } from '../../src/errors.js'
+import { ConfigError } from '../../lib/errors.js'
 
 export const TracingOptionsSchema = Type.Object({
   sampleNewTraces: Type.Boolean({ default: true, description: 'Set the sampled flag on traces the gateway starts (the incoming sampled flag is kept).' }),

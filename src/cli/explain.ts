@@ -4,6 +4,8 @@
  * the verdict is the gateway's own, not a re-implementation of it.
  */
 import { AMBIGUOUS, readPath } from '../../plugins/request-guard/canonical.js'
+import { GATEWAY_CHAIN } from '../chain.js'
+import type { GatewayConfig } from '../config.js'
 import type { EffectiveRoute } from './effective.js'
 import type { Problem } from './load.js'
 import { describeAuth, describeInspect, describeRateLimit } from './routes.js'
@@ -68,7 +70,7 @@ const CODE_STEP: ReadonlyArray<readonly [RegExp, string]> = [
   [/^GW_ROUTE_NOT_FOUND$/, 'router (no route)'],
   [/^GW_CORS_/, 'cors'],
   [/^GW_AUTH_/, 'auth'],
-  [/^GW_RATE_LIMIT/, 'rate limit'],
+  [/^GW_RATE_LIMIT/, 'rate limit (ip-rate-limit or route-rate-limit)'],
   [/^GW_INSPECT_/, 'inspect'],
   [/^GW_(UPSTREAM|ROUTE_OVERLOADED|CLIENT_GONE|WEBSOCKET)/, 'proxy']
 ]
@@ -95,22 +97,34 @@ function matchRoute (segments: string[] | undefined, routes: readonly EffectiveR
     .sort((a, b) => b.prefix.length - a.prefix.length)[0]
 }
 
-function chainFor (r: EffectiveRoute | undefined, env: { pathCheck: string, publicHosts: string, ipAllow: string, ipDeny: string, ipLimit: string }): ChainStep[] {
-  const steps: ChainStep[] = [
-    { step: 'overload', config: 'event-loop and heap pressure: 503' },
-    { step: 'ip-filter', config: `IP_ALLOW=${env.ipAllow} IP_DENY=${env.ipDeny}${r !== undefined && (r.ipFilter.allow.length + r.ipFilter.deny.length) > 0 ? `; route allow=${r.ipFilter.allow.join(',')} deny=${r.ipFilter.deny.join(',')}` : ''}` },
-    { step: 'ip rate limit', config: env.ipLimit },
-    { step: 'request-guard', config: `PATH_CHECK=${env.pathCheck} PUBLIC_HOSTS=${env.publicHosts}; framing, sizes, upgrades` }
-  ]
-  if (r === undefined) return [...steps, { step: 'router', config: 'no route: 404 GW_ROUTE_NOT_FOUND' }]
-  return [
-    ...steps,
-    { step: 'cors', config: r.cors === false ? 'off' : `${r.cors.origins.join(',')}${r.cors.credentials ? ' +credentials' : ''}` },
-    { step: 'auth', config: describeAuth(r) },
-    { step: 'rate limit', config: describeRateLimit(r) },
-    { step: 'inspect', config: describeInspect(r) },
-    { step: 'proxy', config: `${r.methods.join(',')} -> ${r.upstreams.join(' ')}${r.rewritePrefix !== undefined ? ` (prefix rewritten to "${r.rewritePrefix}")` : ' (prefix stripped)'}; body ${r.body.handling}, max ${r.body.limit} B; retries ${r.retries}` }
-  ]
+interface ChainFacts { pathCheck: string, publicHosts: string, ipAllow: string, ipDeny: string, ipLimit: string }
+
+/** What decides each request-time step of the chain, for one route (GATEWAY_CHAIN order). */
+function stepConfig (name: string, r: EffectiveRoute | undefined, env: ChainFacts): string | undefined {
+  switch (name) {
+    case 'portcullis-overload': return 'event-loop and heap pressure: 503'
+    case 'portcullis-ip-filter': return `IP_ALLOW=${env.ipAllow} IP_DENY=${env.ipDeny}${r !== undefined && (r.ipFilter.allow.length + r.ipFilter.deny.length) > 0 ? `; route allow=${r.ipFilter.allow.join(',')} deny=${r.ipFilter.deny.join(',')}` : ''}`
+    case 'portcullis-ip-rate-limit': return env.ipLimit
+    case 'portcullis-request-guard': return `PATH_CHECK=${env.pathCheck} PUBLIC_HOSTS=${env.publicHosts}; framing, sizes, upgrades`
+    case 'portcullis-cors': return r === undefined ? undefined : r.cors === false ? 'off' : `${r.cors.origins.join(',')}${r.cors.credentials ? ' +credentials' : ''}`
+    case 'portcullis-auth': return r === undefined ? undefined : describeAuth(r)
+    case 'portcullis-route-rate-limit': return r === undefined ? undefined : describeRateLimit(r)
+    case 'portcullis-inspect': return r === undefined ? undefined : describeInspect(r)
+    case 'portcullis-proxy': return r === undefined ? undefined : `${r.methods.join(',')} -> ${r.upstreams.join(' ')}${r.rewritePrefix !== undefined ? ` (prefix rewritten to "${r.rewritePrefix}")` : ' (prefix stripped)'}; body ${r.body.handling}, max ${r.body.limit} B; retries ${r.retries}`
+    default: return undefined // response-side or bookkeeping plugins (logging, metrics, headers)
+  }
+}
+
+/** The steps that can decide a request, in the gateway's chain order (src/chain.ts). */
+function chainFor (r: EffectiveRoute | undefined, config: GatewayConfig, env: ChainFacts): ChainStep[] {
+  const steps: ChainStep[] = []
+  for (const link of GATEWAY_CHAIN) {
+    if (link.options(config) === undefined) continue
+    const decides = stepConfig(link.name, r, env)
+    if (decides !== undefined) steps.push({ step: link.name.replace(/^portcullis-/, ''), config: decides })
+  }
+  if (r === undefined) steps.push({ step: 'router', config: 'no route: 404 GW_ROUTE_NOT_FOUND' })
+  return steps
 }
 
 function serialise (req: ExplainRequest): string {
@@ -149,11 +163,11 @@ export async function explain (env: NodeJS.ProcessEnv, req: ExplainRequest, rout
       canonicalPath: path,
       route: matched === undefined ? null : { prefix: matched.prefix, file: matched.file },
       ...(matched === undefined ? { whyNoRoute: segments === undefined ? 'the path has no single reading' : `no route prefix covers ${path} (prefixes: ${sandbox.routes.map((r) => r.prefix).join(', ')})` } : {}),
-      chain: chainFor(matched, {
+      chain: chainFor(matched, c, {
         pathCheck: c.pathCheck,
         publicHosts: c.publicHosts?.join(',') ?? '(any)',
-        ipAllow: c.inspect.ipAllow.join(',') || '(any)',
-        ipDeny: c.inspect.ipDeny.join(',') || '(none)',
+        ipAllow: c.ipFilter.allow.join(',') || '(any)',
+        ipDeny: c.ipFilter.deny.join(',') || '(none)',
         ipLimit: `${c.rateLimit.ipMax} per ${c.rateLimit.ipTimeWindow} per client IP (IP_RATE_LIMIT_MAX, IP_RATE_LIMIT_WINDOW)`
       }),
       verdict: { status: res.status, code, decidedBy: decidedBy(res.status, code, hit !== undefined) },

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { buildGateway } from '../app.js'
 import { loadConfig, type GatewayConfig } from '../config.js'
 import { environmentWarnings } from '../config.js'
-import { ConfigError } from '../errors.js'
+import { ConfigError } from '../../lib/errors.js'
 import { registeredRoutes, type RoutePlugin } from '../route.js'
 import { routesProblem } from '../server.js'
 

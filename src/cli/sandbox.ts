@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { buildGateway } from '../app.js'
 import { loadConfig, type GatewayConfig } from '../config.js'
-import { ConfigError } from '../errors.js'
+import { ConfigError } from '../../lib/errors.js'
 import { defineRoute, type RouteDefinition, type RoutePlugin } from '../route.js'
 import { DEFAULT_ROUTES_DIR, loadRouteModules } from '../route-loader.js'
 import { routesProblem } from '../server.js'
@@ -91,6 +91,8 @@ export async function startSandbox (env: NodeJS.ProcessEnv, opts: SandboxOptions
       ...o,
       upstream: `${base}${MARK}${i}${first.pathname.replace(/\/+$/, '')}`,
       healthCheck: false,
+      // One local stand-in: a refused or cut-off probe must not take it out for the next ones.
+      circuitBreaker: false,
       ...(opts.noRouteLimits === true ? { rateLimit: false } : {})
     } as RouteDefinition
     return defineRoute(options)

@@ -11,8 +11,7 @@ exports['test/route.test.ts > TAP > route table: printed policy per route > fast
 ├── /a (DELETE, GET, HEAD, PATCH, POST, PUT, OPTIONS)
 │   └── * (DELETE, GET, HEAD, PATCH, POST, PUT, OPTIONS)
 └── /b (DELETE, GET, HEAD, PATCH, POST, PUT, OPTIONS)
-    └── / (DELETE, GET, HEAD, PATCH, POST, PUT, OPTIONS)
-        └── * (DELETE, GET, HEAD, PATCH, POST, PUT, OPTIONS)
+    └── * (DELETE, GET, HEAD, PATCH, POST, PUT, OPTIONS)
 
 `
 

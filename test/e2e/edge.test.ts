@@ -33,17 +33,17 @@ function route (options: RouteOptions & { cors?: CorsRouteConfig }): FastifyPlug
 
 function edgePlugins (config: GatewayConfig): FastifyPluginAsync {
   return fp(async function testEdgePlugins (fastify) {
-    if (!fastify.hasPlugin('gateway-auth')) await fastify.register(authPlugin, config.auth)
+    if (!fastify.hasPlugin('portcullis-auth')) await fastify.register(authPlugin, config.auth)
     if (!DEFINE_ROUTE_HAS_CORS) {
       fastify.addHook('onRoute', function bridgeCors (r: FastifyRouteOptions) {
         const cors = r.config?.proxy !== undefined ? bridgedCors.get(r.config.proxy.prefix) : undefined
         if (cors !== undefined) r.config = { ...r.config, cors }
       })
     }
-    if (!fastify.hasPlugin('gateway-security-headers')) await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
-    if (!fastify.hasPlugin('gateway-cors')) await fastify.register(corsPlugin)
-    if (!fastify.hasPlugin('gateway-tracing')) await fastify.register(tracingPlugin)
-    if (config.admin.port !== undefined && !fastify.hasPlugin('gateway-metrics')) {
+    if (!fastify.hasPlugin('portcullis-security-headers')) await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
+    if (!fastify.hasPlugin('portcullis-cors')) await fastify.register(corsPlugin)
+    if (!fastify.hasPlugin('portcullis-tracing')) await fastify.register(tracingPlugin)
+    if (config.admin.port !== undefined && !fastify.hasPlugin('portcullis-metrics')) {
       await fastify.register(metricsPlugin, { port: config.admin.port, host: config.admin.host })
     }
     if (!PROXY_WRITES_TRACE) {

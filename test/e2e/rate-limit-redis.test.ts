@@ -108,7 +108,7 @@ t.test('two instances, one Redis: concurrent load on both admits the limit in to
   t.equal(a.hits() + b.hits(), admitted, 'the handlers saw exactly the admitted requests')
   t.ok(a.hits() > 0 && b.hits() > 0, `both instances admitted some (${a.hits()} + ${b.hits()})`)
   const keys = await redis.keys()
-  t.strictSame(keys, [`${redis.prefix}/api/items|c:alice`], 'one shared counter per route and consumer, under the test prefix')
+  t.strictSame(keys, [`${redis.prefix}{/api/items|c:alice}`], 'one shared counter per route and consumer, under the test prefix, hash-tagged')
   t.equal(await redis.client.get(keys[0]), '160')
   t.equal((await call(a.url, 'bob')).status, 200, 'another consumer has its own budget')
 })
@@ -204,7 +204,7 @@ t.test('the database a REDIS_URL names: counted there; one the server refuses st
   const db3 = redis.client.duplicate({ db: 3 })
   t.teardown(() => { db3.disconnect() })
   await db3.connect()
-  const key = `${redis.prefix}/api/items|c:alice`
+  const key = `${redis.prefix}{/api/items|c:alice}`
   t.equal(await db3.get(key), '1', 'the counter is in database 3')
   await db3.del(key)
   t.equal(await redis.client.get(key), null, 'and not in database 0')

@@ -16,11 +16,11 @@ import { tracingPlugin } from '../../plugins/tracing/index.js'
 /** The chain's plugins on the real gateway, unless src/app.ts registers them already. */
 function chainPlugins (config: GatewayConfig): FastifyPluginAsync {
   return fp(async function testChainPlugins (fastify) {
-    if (!fastify.hasPlugin('gateway-auth')) await fastify.register(authPlugin, config.auth)
-    if (!fastify.hasPlugin('gateway-route-rate-limit')) await fastify.register(routeRateLimitPlugin, {})
-    if (!fastify.hasPlugin('gateway-security-headers')) await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
-    if (!fastify.hasPlugin('gateway-cors')) await fastify.register(corsPlugin)
-    if (!fastify.hasPlugin('gateway-tracing')) await fastify.register(tracingPlugin)
+    if (!fastify.hasPlugin('portcullis-auth')) await fastify.register(authPlugin, config.auth)
+    if (!fastify.hasPlugin('portcullis-route-rate-limit')) await fastify.register(routeRateLimitPlugin, {})
+    if (!fastify.hasPlugin('portcullis-security-headers')) await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
+    if (!fastify.hasPlugin('portcullis-cors')) await fastify.register(corsPlugin)
+    if (!fastify.hasPlugin('portcullis-tracing')) await fastify.register(tracingPlugin)
   }, { name: 'test-chain-plugins' })
 }
 
@@ -65,8 +65,8 @@ t.test('canary secrets never reach a log line at trace level, on success and on 
       boom
     ]
   })
-  t.ok(gw.app.hasPlugin('gateway-auth'), 'authentication is in the chain')
-  t.ok(gw.app.hasPlugin('gateway-route-rate-limit'), 'route rate limiting is in the chain')
+  t.ok(gw.app.hasPlugin('portcullis-auth'), 'authentication is in the chain')
+  t.ok(gw.app.hasPlugin('portcullis-route-rate-limit'), 'route rate limiting is in the chain')
 
   const secrets = {
     authorization: `Bearer ${CANARY.validJwt}`,

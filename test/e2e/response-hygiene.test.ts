@@ -43,7 +43,7 @@ async function gatewayFor (t: Parameters<typeof startUpstream>[0], ups: Upstream
   const targets = ups.map((u) => `${u.url}/base`)
   return await startGateway(t, {
     routes: [
-      // streamed bodies (the shared proxy scope) and buffered bodies (@fastify/http-proxy)
+      // streamed bodies (the shared proxy scope) and buffered bodies (a context of the route's own)
       defineRoute({ prefix: '/pub', upstream: targets.length === 1 ? targets[0] as string : targets, rewritePrefix: '/v1', auth: false, rateLimit: { max: 50, timeWindow: 60_000 }, cors: { origins: [APP] }, retries: 0 }),
       defineRoute({ prefix: '/buf', upstream: targets[0] as string, rewritePrefix: '/v1', auth: false, inspect: { mode: 'block', body: true }, retries: 0 })
     ]

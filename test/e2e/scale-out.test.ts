@@ -48,8 +48,8 @@ t.test('two gateways, one Redis: together they admit exactly IP_RATE_LIMIT_MAX f
   t.equal(limited.length, answers.length - max, 'the rest refused')
   t.ok(limited.every((x) => x.code === 'GW_RATE_LIMITED' && x.retryAfter !== undefined), '429 GW_RATE_LIMITED with Retry-After')
   t.equal(up.requests.length, max, 'the upstream received only the admitted requests')
-  t.strictSame(await redis.keys(), [`${redis.prefix}ip|127.0.0.1`], 'one shared per-IP counter, apart from route keys')
-  t.equal(await redis.client.get(`${redis.prefix}ip|127.0.0.1`), String(answers.length))
+  t.strictSame(await redis.keys(), [`${redis.prefix}ip|{127.0.0.1}`], 'one shared per-IP counter, apart from route keys')
+  t.equal(await redis.client.get(`${redis.prefix}ip|{127.0.0.1}`), String(answers.length))
 
   const scrape = async (gw: TestGateway): Promise<string> => await (await request(`${gw.app.portcullisAdmin.url ?? ''}/metrics`)).body.text()
   const [ta, tb] = await Promise.all([scrape(a), scrape(b)])

@@ -18,7 +18,7 @@ import { securityHeadersPlugin } from '../../plugins/security-headers/index.js'
 /** The security headers plugin on the real gateway, unless src/app.ts registers it already. */
 function edgePlugins (config: GatewayConfig): FastifyPluginAsync {
   return fp(async function testEdgePlugins (fastify) {
-    if (!fastify.hasPlugin('gateway-security-headers')) await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
+    if (!fastify.hasPlugin('portcullis-security-headers')) await fastify.register(securityHeadersPlugin, { tls: config.tls !== undefined })
   }, { name: 'test-edge-plugins' })
 }
 

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 import Fastify, { LogController, type FastifyInstance, type InjectOptions } from 'fastify'
 import { gatewayErrorHandler, gatewayNotFoundHandler } from '../../src/errors.js'
 import { inspectPlugin, createEngine, evaluateRequest, parseField, type InspectPluginOptions, type InspectRouteConfig } from '../../plugins/inspect/index.js'
-import type { InspectMatchSignal } from '../../plugins/observability/signals.js'
+import type { InspectMatchSignal } from '../../lib/signals.js'
 import { loadConfig } from '../../src/config.js'
 import { rulesetFile } from '../helpers/rulesets.js'
 

@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import t from 'tap'
 import { createEngine, collectRequest } from '../../plugins/inspect/index.js'
 import { readRuleset, BUILTIN_RULES_FILE, withTextCounterparts } from '../../plugins/inspect/engine.js'
-import { TEXT_COUNTERPART } from '../../plugins/inspect/extract.js'
+import { TEXT_COUNTERPART } from '../../plugins/inspect/addresses.js'
 import { TEXT_WORD, regexCanMatchTextWord, conditionCanMatchTextWord } from '../../plugins/inspect/text-words.js'
 import { rulesetFile } from '../helpers/rulesets.js'
 

@@ -16,7 +16,7 @@ import {
   type InspectPluginOptions,
   type InspectRouteConfig
 } from '../../plugins/inspect/index.js'
-import type { InspectMatchSignal } from '../../plugins/observability/signals.js'
+import type { InspectMatchSignal } from '../../lib/signals.js'
 import { rulesetFile, TIED_PAIR_RULESET } from '../helpers/rulesets.js'
 
 const BLOCKED = { statusCode: 403, code: 'GW_INSPECT_BLOCKED', error: 'Forbidden', message: 'Request blocked' }
@@ -429,7 +429,7 @@ t.test('verdictCacheSize: 0 turns the cache off; a small cache stays correct whi
 t.test('bare-word screen: every word a rule matches reaches the engine (corpus, benign set, rule keywords)', async (t) => {
   const { readFileSync, existsSync } = await import('node:fs')
   const { resolve } = await import('node:path')
-  const { WORD_LISTS } = await import('../../plugins/inspect/extract.js')
+  const { WORD_LISTS } = await import('../../plugins/inspect/addresses.js')
   const { readRuleset, BUILTIN_RULES_FILE } = await import('../../plugins/inspect/engine.js')
   const engine = createEngine()
   t.teardown(() => { engine.dispose() })
@@ -491,7 +491,7 @@ t.test('bare-word screen: an operator rule it cannot read in JavaScript lets eve
   }))
   const engine = createEngine(file)
   t.teardown(() => { engine.dispose() })
-  const { WORD_LISTS } = await import('../../plugins/inspect/extract.js')
+  const { WORD_LISTS } = await import('../../plugins/inspect/addresses.js')
   t.equal(engine.wordScreen.relevant(WORD_LISTS['portcullis.request.query.plain'] as number, '12345'), true, 'query words all go to the engine')
   t.equal(engine.wordScreen.relevant(WORD_LISTS['portcullis.request.body.plain'] as number, '12345'), false, 'other lists keep their screen')
 })

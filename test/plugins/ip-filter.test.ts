@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { gatewayErrorHandler, gatewayNotFoundHandler } from '../../src/errors.js'
 import { ipFilterPlugin, type IpFilterPluginOptions, type IpFilterRouteConfig } from '../../plugins/ip-filter/index.js'
-import { clientKeyOf, INVALID_CLIENT_KEY, normalizeIp } from '../../plugins/ip-filter/client-ip.js'
+import { clientKeyOf, INVALID_CLIENT_KEY, normalizeIp } from '../../lib/client-ip.js'
 
 const FORBIDDEN = { statusCode: 403, code: 'GW_IP_FORBIDDEN', error: 'Forbidden', message: 'Forbidden' }
 

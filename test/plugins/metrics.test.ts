@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { request } from 'undici'
 import { gatewayErrorHandler, gatewayNotFoundHandler } from 'portcullis'
 import { metricsPlugin, type MetricsPluginOptions } from '../../plugins/metrics/index.js'
-import { authFailure, inspectMatch, rateLimited, storeState, upstreamError } from '../../plugins/observability/signals.js'
+import { authFailure, inspectMatch, rateLimited, storeState, upstreamError } from '../../lib/signals.js'
 import { waitFor } from '../helpers/wait-for.js'
 
 async function build (t: Test, opts: Partial<MetricsPluginOptions> = {}): Promise<{ app: FastifyInstance, release: () => void }> {

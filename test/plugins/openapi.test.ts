@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import Fastify from 'fastify'
 import { defineRoute, gatewayErrorHandler, openApiPlugin, routePolicy } from 'portcullis'
-import type { ContractViolationSignal } from '../../plugins/observability/signals.js'
+import type { ContractViolationSignal } from '../../lib/signals.js'
 import { startGateway } from '../helpers/gateway.js'
 import { startUpstream, type UpstreamHandler } from '../helpers/upstream.js'
 

@@ -116,7 +116,7 @@ t.test('a gateway route with algorithm gcra (defineRoute): burst + 1 at once, th
     // T = 30 s; the next admission is 30 s away.
     t.equal(refused?.headers['retry-after'], '30', `${where}: Retry-After is the wait for the next admission`)
     t.equal(refused?.headers['ratelimit-limit'], '2')
-    if (where === 'redis') t.ok((await redis.keys()).some((k) => k.startsWith(`${redis.prefix}g|/svc|ip:`)), 'GCRA keys are apart from fixed-window keys (`g|`)')
+    if (where === 'redis') t.ok((await redis.keys()).some((k) => k.startsWith(`${redis.prefix}g|{/svc|ip:`)), 'GCRA keys are apart from fixed-window keys (`g|`)')
   }
 })
 

@@ -5,7 +5,7 @@ import fp from 'fastify-plugin'
 import { gatewayErrorHandler, gatewayNotFoundHandler } from '../../src/errors.js'
 import { loadConfig } from '../../src/config.js'
 import { ipRateLimitPlugin, routeRateLimitPlugin, type IpRateLimitPluginOptions, type RateLimitRouteConfig, type RouteRateLimitPluginOptions } from '../../plugins/rate-limit/index.js'
-import type { Consumer } from '../../plugins/auth/consumer.js'
+import type { Consumer } from '../../lib/consumer.js'
 
 const LIMITED_BODY = { statusCode: 429, code: 'GW_RATE_LIMITED', error: 'Too Many Requests', message: 'Rate limit exceeded' }
 

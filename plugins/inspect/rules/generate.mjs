@@ -2,9 +2,13 @@
 // a family (tags.family), the inputs it reads and a short why (its name). Edit here, then run
 // `node plugins/inspect/rules/generate.mjs` and commit both files. Written for Portcullis, not
 // derived from another project's ruleset; tuned on general attack shapes only.
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-const A = { path: 'server.request.uri.path', query: 'server.request.query', headers: 'server.request.headers.no_cookies', cookies: 'server.request.cookies', body: 'server.request.body', keys: 'portcullis.request.keys', files: 'server.request.body.filenames', text: 'portcullis.request.body.text', words: 'portcullis.request.keys.plain', qwords: 'portcullis.request.query.plain', cwords: 'portcullis.request.cookies.plain', bwords: 'portcullis.request.body.plain' }
+// Rules name the standard addresses only (the registry, ../addresses.json). The derived ones (long
+// prose, bare words, text words, screened words) are routed when the ruleset is loaded, by
+// ../routing.ts, from each rule itself.
+const registry = JSON.parse(readFileSync(fileURLToPath(new URL('../addresses.json', import.meta.url)), 'utf8'))
+const A = Object.fromEntries(registry.lists.filter((l) => l.kind === 'standard').map((l) => [l.name, l.address]))
 const ALL = ['path', 'query', 'headers', 'cookies', 'body', 'keys']
 const ARGS = ['query', 'cookies', 'body', 'keys']
 const ARGSP = ['path', 'query', 'cookies', 'body', 'keys']
@@ -12,24 +16,13 @@ const ARGSP = ['path', 'query', 'cookies', 'body', 'keys']
 const ARGSPH = [...ARGSP, 'headers']
 const DEC = ['urlDecodeUni', 'htmlEntityDecode', 'jsDecode', 'removeNulls', 'lowercase']
 const rules = []
-// libinjection fingerprints short parameter values; on prose it misfires, so long free text is left to the regex rules.
-const noText = new Set(['pc-sqli-001'])
-// Plain identifier keys and bare-word values (letters, digits, _ and -, at most 64) are read only by the
-// rules that can match a bare word; no decoding transformer changes such a string.
-const wordRules = new Set(['pc-xss-007', 'pc-lfi-002', 'pc-lfi-003', 'pc-rce-009', 'pc-generic-002', 'pc-generic-005', 'pc-java-002', 'pc-java-004', 'pc-java-007', 'pc-rce-006', 'pc-rce-007', 'pc-rce-012', 'pc-generic-001', 'pc-generic-003', 'pc-sqli-005', 'pc-php-006', 'pc-php-002'])
-const PLAIN = { keys: 'words', query: 'qwords', cookies: 'cwords', body: 'bwords' }
-const expand = (id, i) => [
-  { address: A[i] },
-  ...(i === 'body' && !noText.has(id) ? [{ address: A.text }] : []),
-  ...(PLAIN[i] !== undefined && wordRules.has(id) ? [{ address: A[PLAIN[i]] }] : [])
-]
 function rule (id, family, why, op, inputs, params, transformers = DEC) {
   // Each rule is its own collection (type): libddwaf reports one match per type, and per-route exclusions need every match.
   rules.push({
     id,
     name: why,
     tags: { type: id, category: 'attack_attempt', family },
-    conditions: [{ operator: op, parameters: { inputs: inputs.flatMap((i) => expand(id, i)), ...params } }],
+    conditions: [{ operator: op, parameters: { inputs: inputs.map((i) => ({ address: A[i] })), ...params } }],
     transformers
   })
 }

@@ -3,7 +3,6 @@
  * apply the TypeBox schema's defaults to a copy, collect every problem, run the cross-field
  * validator, then freeze. Never mutates the caller's object.
  */
-import type { FastifyErrorConstructor } from '@fastify/error'
 import type { TSchema } from '@sinclair/typebox'
 import { Value, ValueErrorType, type ValueError } from '@sinclair/typebox/value'
 
@@ -82,22 +81,22 @@ export function schemaProblems (schema: TSchema, value: unknown, where = ''): st
 
 /**
  * Validates plugin options against `schema` (defaults applied to a copy), then `crossCheck`;
- * throws `new ErrorClass(<every problem>)` or returns the frozen result.
+ * throws `invalid(<every problem>)` or returns the frozen result.
  */
 export function compileOptions<T> (
   schema: TSchema,
   input: unknown,
-  ErrorClass: FastifyErrorConstructor,
+  invalid: (problems: readonly string[]) => Error,
   crossCheck?: (options: T, problems: string[]) => void
 ): Readonly<T> {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
-    throw new ErrorClass('options: must be an object')
+    throw invalid(['options: must be an object'])
   }
   const own: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(input)) if (!REGISTER_KEYS.has(k)) own[k] = v
   const copy = Value.Default(schema, Value.Clone(own))
   const problems = schemaProblems(schema, copy)
   if (problems.length === 0 && crossCheck !== undefined) crossCheck(copy as T, problems)
-  if (problems.length > 0) throw new ErrorClass(problems.join('; '))
+  if (problems.length > 0) throw invalid(problems)
   return deepFreeze(copy as T)
 }
