@@ -413,5 +413,5 @@ function replaceWithBadGateway (request: FastifyRequest, reply: FastifyReply): v
  * API contract enforcement. Register before any route (its `onRoute` hook must see them), after
  * the inspection plugin: `app.register(openApiPlugin)`.
  */
-export const openApiPlugin = fp(gatewayOpenApi, { name: 'portcullis-openapi', fastify: '5.x' })
+export const openApiPlugin = fp(gatewayOpenApi, { name: 'portcullis-openapi', fastify: '5.x', dependencies: [] })
 export default openApiPlugin
