@@ -9,6 +9,10 @@
 //       - buffered: no contract, body buffered (`inspect.body: true`), the buffering a contract needs;
 //       - contract: `openapi` in block mode (body buffered and validated).
 //     Traffic: a GET with a query, header and cookie parameters, and a POST with a 0.5 KiB JSON body.
+//  3. the contract's own work, without network: the same two requests injected into a bare Fastify
+//     app whose route has `config.openapi` (hooks of openApiPlugin) or not; best of 5 rounds, the
+//     difference in µs per request is what the contract adds (matching, parameters, JSON parse
+//     and schema of the body).
 //
 //   npm run build && node bench/openapi-micro.mjs [--requests 20000]
 import { createServer } from 'node:http'
@@ -115,3 +119,41 @@ console.log(`contract vs plain: ${ratio('contract', 'plain')} CPU per request; c
 await app.close()
 await agent.close()
 upstream.close()
+
+// 3. the contract's own work (inject, no network)
+const { default: Fastify } = await import('fastify')
+const { openApiPlugin } = await import(pathToFileURL(join(dist, 'src/index.js')).href)
+const host = Fastify()
+await host.register(openApiPlugin)
+host.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, b, done) => { done(null, b) })
+const reply = async () => '[]'
+// The key check passes: the contract sees an API-key consumer, as behind the auth plugin.
+host.decorateRequest('consumer', null)
+host.addHook('onRequest', async (request) => { request.consumer = { id: 'bench', strategy: 'apiKey', scopes: [] } })
+host.route({ method: ['GET', 'POST'], url: '/v2/*', handler: reply })
+host.route({ method: ['GET', 'POST'], url: '/c/v2/*', handler: reply, config: { openapi: { spec: ORDERS }, openapiPaths: { strip: '/c', add: '' } } })
+await host.ready()
+const injectOne = (prefix, i) => host.inject(i % 2 === 0
+  ? { method: 'GET', url: `${prefix}/v2/orders?page=2&status=open,shipped&filter[minTotal]=5&filter[currency]=EUR`, headers }
+  : { method: 'POST', url: `${prefix}/v2/orders`, headers: { ...headers, 'content-type': 'application/json' }, payload: body })
+async function injectRound (prefix, n) {
+  const c0 = process.cpuUsage()
+  for (let i = 0; i < n; i++) {
+    const res = await injectOne(prefix, i)
+    if (res.statusCode !== 200) throw new Error(`${prefix}: ${res.statusCode} ${res.body}`)
+  }
+  const cpu = process.cpuUsage(c0)
+  return (cpu.user + cpu.system) / n
+}
+const bare = []
+const checked = []
+await injectRound('', 2000)
+await injectRound('/c', 2000)
+for (let round = 0; round < 5; round++) {
+  bare.push(await injectRound('', 5000))
+  checked.push(await injectRound('/c', 5000))
+}
+const minBare = Math.min(...bare)
+const minChecked = Math.min(...checked)
+console.log(`inject: bare route ${minBare.toFixed(1)} µs/request, with the contract ${minChecked.toFixed(1)} µs/request: the contract adds ${(minChecked - minBare).toFixed(1)} µs per request`)
+await host.close()
