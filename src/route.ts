@@ -6,6 +6,7 @@
  * Policies (`auth`, `rateLimit`, `inspect`) ride on the proxied routes' Fastify `config`, where
  * the gateway's plugins read them.
  */
+import { dirname, isAbsolute, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
@@ -19,6 +20,8 @@ import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
 import { legacyExcludeProblems, tuningProblems } from '../plugins/inspect/fields.js'
 import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
 import { AllowedContentTypesSchema, IpFilterRouteConfigSchema } from '../plugins/ip-filter/schema.js'
+import { OpenApiRouteConfigSchema } from '../plugins/openapi/schema.js'
+import { ContractLoadError, contractFor } from '../plugins/openapi/contract.js'
 import { fitsProxyScope, proxyRuntimeOf, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
 import type { ProxyRouteInput, ProxyRuntime } from '../plugins/proxy/schema.js'
 import type { RoutePolicySummary } from '../lib/route-contract.js'
@@ -88,7 +91,8 @@ export const RouteOptionsSchema = Type.Object({
   inspect: Type.Optional(InspectRouteConfigSchema),
   cors: Type.Optional(CorsRouteConfigSchema),
   ipFilter: Type.Optional(IpFilterRouteConfigSchema),
-  allowedContentTypes: Type.Optional(AllowedContentTypesSchema)
+  allowedContentTypes: Type.Optional(AllowedContentTypesSchema),
+  openapi: Type.Optional(OpenApiRouteConfigSchema)
 }, { additionalProperties: false })
 
 /** Everything the schema accepts (the plugins still reject `keyBy: 'consumer'` on public routes). */
@@ -214,12 +218,15 @@ function describePolicy (route: Readonly<RouteOptions>, rateLimit: RateLimitRout
  * the gateway defaults (a route without `rateLimit` or `inspect` gets the runtime's), put on the
  * `config` of its Fastify routes for the policy plugins to read.
  */
-function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime): ProxyRouteInput {
+function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime, publicBase: string): ProxyRouteInput {
   const rateLimit: RateLimitRouteConfig = route.rateLimit ?? runtime.defaultRateLimit
   const inspect: InspectRouteConfig = route.inspect ?? runtime.defaultInspect
+  const openapi = route.openapi ?? false
+  const first = Array.isArray(route.upstream) ? route.upstream[0] as string : route.upstream as string
   return {
     ...route,
-    bufferBody: inspect !== false && inspect.body === true,
+    // A contract judges whole bodies: they are buffered (up to BODY_LIMIT) as for inspection.
+    bufferBody: (inspect !== false && inspect.body === true) || openapi !== false,
     policy: describePolicy(route, rateLimit, inspect),
     config: {
       auth: route.auth ?? {},
@@ -228,7 +235,10 @@ function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime): Prox
       cors: route.cors ?? false,
       // Read by the ip-filter plugin; always present (possibly undefined) for one hidden class.
       ipFilter: route.ipFilter,
-      allowedContentTypes: route.allowedContentTypes
+      allowedContentTypes: route.allowedContentTypes,
+      // Read by the openapi plugin: the contract, and the public path as the upstream sees it.
+      openapi,
+      openapiPaths: { strip: publicBase + (route.prefix === '/' ? '' : route.prefix), add: new URL(first).pathname.replace(/\/+$/, '') + (route.rewritePrefix ?? '') }
     }
   }
 }
@@ -245,13 +255,19 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   const targets = Array.isArray(options.upstream) ? options.upstream : [options.upstream]
   const missingVariables = Object.freeze(targets.map(missingUpstreamVariable).filter((v) => v !== undefined))
 
-  const frozen: Readonly<RouteOptions> = Object.freeze(structuredClone(options))
+  const copy = structuredClone(options)
+  // The contract's path is relative to the route module (its source, not the compiled copy).
+  if (copy.openapi !== undefined && copy.openapi !== false && !isAbsolute(copy.openapi.spec)) {
+    copy.openapi = { ...copy.openapi, spec: resolve(file.startsWith('<') ? process.cwd() : dirname(resolve(file)), copy.openapi.spec) }
+  }
+  const frozen: Readonly<RouteOptions> = Object.freeze(copy)
   // Not encapsulating by itself: the routes join the gateway's shared proxy scope when registered
   // on the instance that opened it; anywhere else they get a context of their own, created here
   // with the register options (a `prefix` there still prepends to the route's prefix).
   const plugin = async function portcullisRoute (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     if (missingVariables.length > 0) throw new ConfigError('invalid route', missingVariableProblems(route), '')
     try {
+      await loadRouteContract(fastify)
       await registerRoute(fastify, opts)
       if (fastify.hasDecorator('portcullisProxy')) {
         const list = registered.get(fastify.portcullisProxy)
@@ -269,11 +285,24 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
       throw err
     }
   }
+  /** The route's OpenAPI document, loaded and compiled before its routes exist (startup error otherwise). */
+  const loadRouteContract = async function (fastify: FastifyInstance): Promise<void> {
+    const openapi = frozen.openapi
+    if (openapi === undefined || openapi === false) return
+    // Without the plugin the contract would silently not be enforced.
+    if (!fastify.hasPlugin('portcullis-openapi')) throw new ConfigError('', ['openapi: register openApiPlugin (portcullis-openapi) before routes with a contract'])
+    try {
+      await contractFor(openapi.spec)
+    } catch (err) {
+      const e = err instanceof ContractLoadError ? err : new ContractLoadError(openapi.spec, '', (err as Error).message)
+      throw new ConfigError('', [`openapi.spec: ${e.file}${e.pointer === '' ? '' : `#${e.pointer}`}: ${e.reason}`])
+    }
+  }
   const registerRoute = async function (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     const runtime = proxyRuntimeOf(fastify, frozen.prefix)
-    const input = proxyInput(frozen, runtime)
-    const scope = runtime.scope
     const registerOptions = (opts ?? {}) as { prefix?: string }
+    const input = proxyInput(frozen, runtime, fastify.prefix + (registerOptions.prefix ?? ''))
+    const scope = runtime.scope
     if (scope !== undefined && scope.owner === fastify && (registerOptions.prefix ?? '') === '' && fitsProxyScope(input)) {
       registerScopedProxyRoute(scope.instance, runtime, input)
       return

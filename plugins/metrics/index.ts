@@ -5,7 +5,7 @@
  * route, method and status; latency histogram), onRequestAbort `metricsOnAbort` (in-flight).
  * onRoute `metricsOnRoute` precomputes each route's label and prom-client children.
  * Signals (node:diagnostics_channel, see lib/signals.ts): upstreamError,
- * authFailure, rateLimited, inspectMatch, storeState.
+ * authFailure, rateLimited, inspectMatch, storeState, contractViolation.
  * Config key read: `proxy` (the route label of a proxied route is its public prefix).
  * Admin listener: node:http on `host:port`, GET/HEAD /metrics only (404 otherwise), started in
  * onReady and closed in onClose; its address is `fastify.portcullisAdmin.url`.
@@ -20,11 +20,11 @@ import fp from 'fastify-plugin'
 import type { Registry } from 'prom-client'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import {
-  authFailure, inspectMatch, rateLimited, storeState, upstreamError,
-  type AuthFailureSignal, type InspectMatchSignal, type RateLimitedSignal, type StoreStateSignal, type UpstreamErrorSignal
+  authFailure, contractViolation, inspectMatch, rateLimited, storeState, upstreamError,
+  type AuthFailureSignal, type ContractViolationSignal, type InspectMatchSignal, type RateLimitedSignal, type StoreStateSignal, type UpstreamErrorSignal
 } from '../../lib/signals.js'
 import { HistogramCell, RequestCells, RouteHistogram } from './cells.js'
-import { BoundedLabel, UNROUTED, methodLabel } from './labels.js'
+import { BoundedLabel, OPERATION, UNROUTED, methodLabel } from './labels.js'
 import { defaultInstance, resolveMetricsOptions, type MetricsPluginOptions } from './schema.js'
 import '../../lib/route-contract.js'
 import { routeConfigWith } from '../../lib/route-config.js'
@@ -87,6 +87,7 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
   const authFailures = new Counter({ name: 'portcullis_auth_failures_total', help: 'Authentication (401) and authorization (403) failures, by route and reason.', labelNames: ['route', 'status', 'reason'], registers: [registry] })
   const limited = new Counter({ name: 'portcullis_rate_limited_total', help: 'Requests refused by a rate limit, by route and tier (ip, route).', labelNames: ['route', 'tier'], registers: [registry] })
   const inspected = new Counter({ name: 'portcullis_inspect_matches_total', help: 'Requests matched by an inspection rule, by route, rule, family and action (blocked, detected).', labelNames: ['route', 'rule', 'family', 'action'], registers: [registry] })
+  const contractViolations = new Counter({ name: 'portcullis_contract_violations_total', help: 'Requests and responses that broke their route\'s API contract (OpenAPI), by route, operation, kind and action (blocked, detected); kind shadow counts operations the document lacks.', labelNames: ['route', 'operation', 'kind', 'action'], registers: [registry] })
   const storeUp = new Gauge({ name: 'portcullis_store_up', help: 'Shared store reachable (1) or not (0).', labelNames: ['store'], registers: [registry] })
   const storeErrors = new Counter({ name: 'portcullis_store_errors_total', help: 'Shared store operations that failed (the failure mode applied).', labelNames: ['store'], registers: [registry] })
   if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: 'portcullis_' })
@@ -98,6 +99,8 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
   const rules = new BoundedLabel(1000)
   const families = new BoundedLabel(64)
   const stores = new BoundedLabel(8)
+  const operations = new BoundedLabel(1000, OPERATION)
+  const contractKinds = new BoundedLabel(32)
   /** Route url or prefix as published in signals -> route label. */
   const signalRoutes = new Map<string, string>([['<unrouted>', UNROUTED], [UNROUTED, UNROUTED]])
   // `series`: route label -> cells (routes registered before this plugin are resolved lazily).
@@ -178,6 +181,10 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
     const m = message as InspectMatchSignal
     inspected.inc({ route: signalRoute(m.route), rule: rules.value(m.ruleId), family: families.value(m.family), action: m.blocked ? 'blocked' : 'detected' })
   }
+  function onContractViolation (message: unknown): void {
+    const m = message as ContractViolationSignal
+    contractViolations.inc({ route: signalRoute(m.route), operation: operations.value(m.operation), kind: contractKinds.value(m.kind), action: m.blocked ? 'blocked' : 'detected' })
+  }
   function onStoreState (message: unknown): void {
     const m = message as StoreStateSignal
     const store = stores.value(m.store)
@@ -186,7 +193,7 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
   }
   const subscriptions = [
     [upstreamError, onUpstreamError], [authFailure, onAuthFailure], [rateLimited, onRateLimited],
-    [inspectMatch, onInspectMatch], [storeState, onStoreState]
+    [inspectMatch, onInspectMatch], [storeState, onStoreState], [contractViolation, onContractViolation]
   ] as const
   for (const [channel, fn] of subscriptions) channel.subscribe(fn)
 
