@@ -23,7 +23,6 @@ export interface ExtractLimits {
 /** A raw body may carry this many times the text budget in syntax (JSON punctuation, numbers, tags). */
 const RAW_FACTOR = 4
 
-
 /**
  * The number of object members written in a JSON text: the strings followed by `:`. `text` is
  * valid JSON (it parsed), so every string is closed. JSON.parse keeps one member per key (the last

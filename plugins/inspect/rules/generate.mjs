@@ -52,7 +52,7 @@ re('pc-sqli-016', 'sqli', 'a quote, an SQL operator and a quote (\' = \', a\' ^ 
 // More quoted-operator shapes. libinjection's test data is URL-encoded (`+` a space), as is what
 // reaches a JSON, XML or header value; without jsDecode (MySQL's `\N` is NULL, not a letter).
 const SQT = ['urlDecodeUni', 'removeNulls', 'lowercase']
-const SQOP = "(?:<=>|<>|!=|<=|>=|<<|>>|[=&^/<>*+%|~!-]|\\b(?:or|and|xor|is|div|mod|like|rlike|regexp)\\b)"
+const SQOP = '(?:<=>|<>|!=|<=|>=|<<|>>|[=&^/<>*+%|~!-]|\\b(?:or|and|xor|is|div|mod|like|rlike|regexp)\\b)'
 re('pc-sqli-017', 'sqli', 'a quote, an operator, anything, an operator and a quote (aa\'|x*0!=\'1, \'<~\', 1\'/c is not null - \')', [...ARGS, 'headers'], `^[\\w.@-]{0,40}'\\s*${SQOP}[^']{0,60}${SQOP}\\s*'[\\w.@ +-]{0,40}$`, SQT)
 const QUOTED_OP = "^[\\w.@-]{0,40}\\s?'\\s*(?:<=>|<>|!=|<=|>=|<<|>>|[=&^/<>*+%|~-]|div|mod|regexp|rlike|not\\s+like|not\\s+rlike|sounds\\s+like|like|xor)\\s*'\\s?[\\w.@-]{0,40}$"
 re('pc-sqli-018', 'sqli', 'a quoted SQL operator between two words (A \'!=\' B, A \'DIV\' B, \'SOUNDS LIKE\')', [...ARGS, 'headers'], QUOTED_OP, SQT)
