@@ -8,7 +8,9 @@ import { connect as http2Connect, type ClientHttp2Session } from 'node:http2'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
+import { once } from 'node:events'
 import { Agent, request } from 'undici'
+import WebSocket, { WebSocketServer } from 'ws'
 import { defineRoute, loadConfig, checkConfig, type RouteDefinition } from 'portcullis'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
@@ -254,6 +256,45 @@ t.test('upstreamTls: the route presents its client certificate to an upstream th
   t.equal(byName.statusCode, 200, 'serverName: SNI and verification against orders.internal')
   await byName.body.dump()
   t.same(named.peers, ['gateway'])
+})
+
+t.test('upstreamTls: WebSocket connections of the route present the certificate too', async (t) => {
+  const peers: string[] = []
+  const srv = createHttpsServer({ ...(({ cert, key }) => ({ cert, key }))(ca.issue('ws-upstream', { server: true, san: 'IP:127.0.0.1' })), ca: ca.cert, requestCert: true, rejectUnauthorized: true })
+  const wss = new WebSocketServer({ server: srv })
+  wss.on('connection', (ws, req) => {
+    peers.push(String((req.socket as TLSSocket).getPeerCertificate().subject.CN))
+    ws.on('message', (m) => { ws.send(`echo:${String(m)}`) })
+  })
+  await new Promise<void>((resolve) => { srv.listen(0, '127.0.0.1', resolve) })
+  t.teardown(async () => {
+    for (const c of wss.clients) c.terminate()
+    srv.closeAllConnections()
+    await new Promise((resolve) => { srv.close(resolve) })
+  })
+  const gatewayClient = ca.issue('gateway')
+  const target = `https://127.0.0.1:${(srv.address() as AddressInfo).port}`
+  const gw = await startGateway(t, {
+    env: { JWT_SECRET, LOG_LEVEL: 'warn', UPSTREAM_CA_FILE: ca.certFile },
+    routes: [
+      defineRoute({ prefix: '/ws', upstream: target, auth: false, websocket: true, upstreamTls: { certFile: gatewayClient.certFile, keyFile: gatewayClient.keyFile } }),
+      defineRoute({ prefix: '/ws-plain', upstream: target, auth: false, websocket: true })
+    ]
+  })
+  const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/ws/chat`)
+  t.teardown(() => { ws.terminate() })
+  await once(ws, 'open')
+  ws.send('hi')
+  const [reply] = await once(ws, 'message') as [Buffer]
+  t.equal(String(reply), 'echo:hi')
+  t.same(peers, ['gateway'])
+
+  const refused = new WebSocket(`ws://127.0.0.1:${gw.port}/ws-plain/chat`)
+  refused.on('error', () => {})
+  t.teardown(() => { refused.terminate() })
+  const [, res] = await once(refused, 'unexpected-response') as [unknown, { statusCode: number }]
+  t.equal(res.statusCode, 502, 'without upstreamTls the upstream refuses the handshake')
+  t.same(peers, ['gateway'])
 })
 
 t.test('upstreamTls options are read and checked when the route is defined', async (t) => {
