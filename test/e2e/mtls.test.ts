@@ -15,6 +15,9 @@ import { defineRoute, loadConfig, checkConfig, type RouteDefinition } from 'port
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { makeCa, makeCert, type TestCert } from '../helpers/certs.js'
+import Fastify from 'fastify'
+import { authPlugin } from '../../plugins/auth/index.js'
+import { certificateConsumerId } from '../../plugins/auth/mtls.js'
 
 const ca = makeCa('Client CA')
 const otherCa = makeCa('Other CA')
@@ -72,12 +75,13 @@ t.test('a verified client certificate names the consumer; everything else gets 4
   const up = await startUpstream(t)
   const gw = await startGateway(t, { env: tlsEnv(), routes: routes(up.url) })
 
-  const ok = await call(gw, '/certs/a', client(t, alice), { 'x-consumer-id': 'admin' })
+  const ok = await call(gw, '/certs/a', client(t, alice), { 'x-consumer-id': 'admin', 'x-ssl-client-s-dn': 'CN=admin', 'x-client-cert': 'forged' })
   t.equal(ok.status, 200)
   t.equal(up.requests.length, 1)
   t.equal(upstreamHeaders(up)['x-consumer-id'], 'alice', 'the certificate CN, not the client\'s header')
   t.equal(upstreamHeaders(up)['x-consumer-strategy'], 'mtls')
-  t.equal(upstreamHeaders(up)['x-client-cert'], undefined, 'the certificate is never forwarded')
+  t.equal(upstreamHeaders(up)['x-client-cert'], undefined, 'no certificate header goes upstream (the client\'s is dropped)')
+  t.equal(upstreamHeaders(up)['x-ssl-client-s-dn'], undefined)
 
   for (const [name, cert] of [['no certificate', undefined], ['a certificate of another CA', stranger], ['a revoked certificate', revoked]] as const) {
     const res = await call(gw, '/certs/a', client(t, cert))
@@ -319,4 +323,33 @@ t.test('upstreamTls options are read and checked when the route is defined', asy
   t.match(problemsOf({ ...base, upstreamTls: { certFile: good.certFile } } as unknown as RouteDefinition), [/upstreamTls/])
   t.same(problemsOf({ ...base, upstreamTls: { certFile: good.certFile, keyFile: good.keyFile, serverName: 'orders.internal' } }), [])
   t.ok(makeCert().cert.length > 0)
+})
+
+t.test('certificate fields: Node\'s subjectaltname string, quoted values, the first entry of a kind', async (t) => {
+  const san = 'DNS:first.example, DNS:second.example, URI:spiffe://td/ns/a, email:"odd, name@example.com", email:ops@example.com'
+  t.equal(certificateConsumerId({ subjectaltname: san }, 'san.dns'), 'first.example')
+  t.equal(certificateConsumerId({ subjectaltname: san }, 'san.uri'), 'spiffe://td/ns/a', 'read, then refused by the consumer pattern')
+  t.equal(certificateConsumerId({ subjectaltname: san }, 'san.email'), 'odd, name@example.com', 'a quoted value is unquoted (and then fails the pattern)')
+  t.equal(certificateConsumerId({ subject: { CN: ['a', 'b'] } }, 'subject.CN'), undefined, 'several CNs: ambiguous')
+  t.equal(certificateConsumerId({ subject: { CN: 'svc-a' } }, 'subject.CN'), 'svc-a')
+  t.equal(certificateConsumerId({}, 'san.dns'), undefined)
+})
+
+t.test('the auth plugin alone: mtlsConsumerField switches the strategy on; no TLS socket, no certificate', async (t) => {
+  const app = Fastify()
+  t.teardown(async () => { await app.close() })
+  await app.register(authPlugin, { mtlsConsumerField: 'san.dns' })
+  app.get('/x', { config: { auth: { strategies: ['mtls'] } } }, async () => 'ok')
+  await app.ready()
+  t.same(app.portcullisAuth.strategies, ['mtls'])
+  const res = await app.inject({ url: '/x' })
+  t.equal(res.statusCode, 401)
+  t.equal(res.headers['www-authenticate'], 'ClientCert realm="portcullis"')
+
+  const bad = Fastify()
+  t.teardown(async () => { await bad.close() })
+  await t.rejects(async () => {
+    await bad.register(authPlugin, { mtlsConsumerField: 'subject.O' as 'subject.CN' })
+    await bad.ready()
+  }, { code: 'GW_CONFIG_INVALID' })
 })
