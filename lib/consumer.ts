@@ -18,11 +18,11 @@ export interface PortcullisClaims {
 
 /** Who the caller is, as decided by the auth plugin. */
 export interface Consumer {
-  /** JWT `sub`, or the consumer name of the API key; sent upstream as `x-consumer-id`. */
+  /** JWT `sub`, the consumer name of the API key, or the client certificate's field; sent upstream as `x-consumer-id`. */
   readonly id: string
   /** The strategy that authenticated the caller. */
-  readonly strategy: 'jwt' | 'apiKey'
-  /** Scopes granted (JWT `scope`/`scp`); empty for API keys. */
+  readonly strategy: 'jwt' | 'apiKey' | 'mtls'
+  /** Scopes granted (JWT `scope`/`scp`); empty for API keys and client certificates. */
   readonly scopes: readonly string[]
   /** Verified JWT claims; undefined for API keys. */
   readonly claims?: Readonly<PortcullisClaims>

@@ -84,6 +84,21 @@ function gatewayFrameworkErrors (err: FastifyError, request: FastifyRequest, rep
   gatewayErrorHandler(err, request, reply)
 }
 
+/**
+ * TLS options asking clients for a certificate (TLS_CLIENT_CA_FILE). In `request` mode the
+ * handshake never fails for want of a valid one (`rejectUnauthorized: false`): the `mtls` strategy
+ * reads the socket's verdict and answers 401 with the gateway's body on the routes that need it.
+ */
+function clientCertOptions (tls: NonNullable<GatewayConfig['tls']>): { ca?: Buffer, crl?: Buffer, requestCert?: boolean, rejectUnauthorized?: boolean } {
+  if (tls.clientCaFile === undefined) return {}
+  return {
+    ca: readFileSync(tls.clientCaFile),
+    ...(tls.clientCrlFile !== undefined ? { crl: readFileSync(tls.clientCrlFile) } : {}),
+    requestCert: true,
+    rejectUnauthorized: tls.clientCertMode === 'require'
+  }
+}
+
 /** Fastify server options for the gateway: bounded headers, bodies and time (slowloris). */
 export function serverOptions (config: GatewayConfig): FastifyServerOptions {
   const base: FastifyServerOptions = {
@@ -105,7 +120,7 @@ export function serverOptions (config: GatewayConfig): FastifyServerOptions {
     frameworkErrors: gatewayFrameworkErrors
   }
   if (config.tls !== undefined) {
-    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS, requireHostHeader: false }
+    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS, requireHostHeader: false, ...clientCertOptions(config.tls) }
     if (config.tls.http2) return { ...base, http2: true, https: { ...https, allowHTTP1: true } } as FastifyServerOptions
     return { ...base, https } as FastifyServerOptions
   }

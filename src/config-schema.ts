@@ -8,7 +8,7 @@
  * schemas: docs/reference/environment.md and `.env.example` (`npm run docs`).
  */
 import { Type, type Static, type TArray, type TLiteral, type TSchema, type TString, type TUndefined, type TUnion } from '@sinclair/typebox'
-import { ApiKeyEntrySchema, CLOCK_SKEW_S, JWKS_URL_PATTERN, JWT_SECRET_MIN_BYTES, type ReadonlyDeep } from '../plugins/auth/schema.js'
+import { ApiKeyEntrySchema, CLOCK_SKEW_S, DEFAULT_MTLS_CONSUMER_FIELD, JWKS_URL_PATTERN, JWT_SECRET_MIN_BYTES, MTLS_CONSUMER_FIELDS, type ReadonlyDeep } from '../plugins/auth/schema.js'
 import { DEFAULT_INSPECT_MODE, INSPECT_MODES, INSPECT_TIMEOUT_MS, VERDICT_CACHE_SIZE } from '../plugins/inspect/schema.js'
 import { DEFAULT_ADMIN_HOST, INSTANCE_PATTERN } from '../plugins/metrics/schema.js'
 import { BODY_LIMIT, RESPONSE_BUFFER_BYTES, SEND_TIMEOUT_MS } from '../plugins/proxy/schema.js'
@@ -18,6 +18,8 @@ import { DEFAULT_FAILURE_MODE, DEFAULT_IP_RATE_LIMIT, DEFAULT_ROUTE_RATE_LIMIT, 
 export const DEMO_UPSTREAM_DEFAULT_PORT = 8081
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+/** TLS_CLIENT_CERT_MODE values. */
+export const CLIENT_CERT_MODES = ['request', 'require'] as const
 const literals = <T extends string>(values: readonly T[]): Array<TLiteral<T>> => values.map((v) => Type.Literal(v))
 
 const listener = {
@@ -95,6 +97,10 @@ const edge = {
   TLS_CERT_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/tls.crt'], description: 'PEM certificate chain: serve HTTPS.' })),
   TLS_KEY_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/tls.key'], description: 'PEM private key for TLS_CERT_FILE.' })),
   HTTP2: Type.Boolean({ default: false, description: 'Serve HTTP/2 (with HTTP/1.1 fallback) when TLS is on.' }),
+  TLS_CLIENT_CA_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/client-ca.pem'], description: 'PEM bundle of the CAs whose client certificates are accepted: asks clients for a certificate and switches the `mtls` auth strategy on (needs TLS_CERT_FILE and TLS_KEY_FILE).' })),
+  TLS_CLIENT_CERT_MODE: Type.Optional(Type.Union(literals(CLIENT_CERT_MODES), { description: 'With TLS_CLIENT_CA_FILE: `request` (default) asks for a certificate but lets connections without a valid one reach routes that do not need `mtls` (those that do answer 401); `require` ends the TLS handshake of any client without a verified certificate (no HTTP answer at all).' })),
+  TLS_CLIENT_CRL_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/client-ca.crl'], description: 'PEM certificate revocation list(s) of the client CAs: revoked client certificates are refused (with TLS_CLIENT_CA_FILE; read at startup).' })),
+  TLS_CLIENT_CONSUMER_FIELD: Type.Optional(Type.Union(literals(MTLS_CONSUMER_FIELDS), { description: `The client certificate field sent upstream as \`x-consumer-id\`: \`${DEFAULT_MTLS_CONSUMER_FIELD}\` (default), or the first \`san.dns\`, \`san.uri\` or \`san.email\` entry; a value outside the consumer-name pattern (letters, digits, \`._@-\`, 1-128) is refused with 401.` })),
   ADMIN_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, examples: [9090], description: 'Admin listener (metrics); unset = off.' })),
   ADMIN_HOST: Type.String({ minLength: 1, default: DEFAULT_ADMIN_HOST, description: 'Admin listen address.' }),
   INSTANCE_ID: Type.Optional(Type.String({ pattern: INSTANCE_PATTERN, description: 'The `instance` label on every metric; unset = `<hostname>-<pid>` of each process.' })),
@@ -168,7 +174,8 @@ export const GatewayConfigSchema = Type.Object({
     audience: unset(list('JWT_AUDIENCE entries.')),
     clockSkewS: env.JWT_CLOCK_SKEW_S,
     maxLifetimeS: unset(env.JWT_MAX_LIFETIME_S),
-    apiKeys: Type.Array(ApiKeyEntrySchema, { description: 'API_KEYS, then API_KEYS_FILE; the demo key outside production when no credential is set.' })
+    apiKeys: Type.Array(ApiKeyEntrySchema, { description: 'API_KEYS, then API_KEYS_FILE; the demo key outside production when no credential is set.' }),
+    mtlsConsumerField: unset(Type.Union(literals(MTLS_CONSUMER_FIELDS), { description: 'TLS_CLIENT_CONSUMER_FIELD (default subject.CN) when TLS_CLIENT_CA_FILE is set; unset otherwise.' }))
   }),
   rateLimit: Type.Object({
     max: env.RATE_LIMIT_MAX,
@@ -207,7 +214,10 @@ export const GatewayConfigSchema = Type.Object({
   tls: unset(Type.Object({
     certFile: Type.String({ description: 'TLS_CERT_FILE.' }),
     keyFile: Type.String({ description: 'TLS_KEY_FILE.' }),
-    http2: env.HTTP2
+    http2: env.HTTP2,
+    clientCaFile: unset(Type.String({ description: 'TLS_CLIENT_CA_FILE.' })),
+    clientCrlFile: unset(Type.String({ description: 'TLS_CLIENT_CRL_FILE.' })),
+    clientCertMode: unset(Type.Union(literals(CLIENT_CERT_MODES), { description: 'TLS_CLIENT_CERT_MODE (default request) when TLS_CLIENT_CA_FILE is set.' }))
   })),
   otel: env.OTEL_ENABLED,
   upstreamTls: Type.Object({

@@ -16,7 +16,7 @@ import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { createSecureContext } from 'node:tls'
 import envSchema from 'env-schema'
-import { API_KEY, CONSUMER_PATTERN, JWT_SECRET_MIN_BYTES } from '../plugins/auth/schema.js'
+import { API_KEY, CONSUMER_PATTERN, DEFAULT_MTLS_CONSUMER_FIELD, JWT_SECRET_MIN_BYTES } from '../plugins/auth/schema.js'
 import { IP_LIST, parseIpEntry } from '../plugins/ip-filter/schema.js'
 import { HOST_PORT_PATTERN, windowProblem } from '../plugins/rate-limit/schema.js'
 import { stripNameProblem, trustedProxyProblem } from '../plugins/proxy/client-headers.js'
@@ -247,6 +247,10 @@ function envSettings (e: GatewayEnv, p: Problems): EnvSettings {
 
   if ((e.TLS_CERT_FILE === undefined) !== (e.TLS_KEY_FILE === undefined)) p.add('TLS_CERT_FILE and TLS_KEY_FILE', 'set both or neither')
   if (e.HTTP2 && e.TLS_CERT_FILE === undefined) p.add('HTTP2', 'needs TLS_CERT_FILE and TLS_KEY_FILE')
+  if (e.TLS_CLIENT_CA_FILE !== undefined && e.TLS_CERT_FILE === undefined) p.add('TLS_CLIENT_CA_FILE', 'needs TLS_CERT_FILE and TLS_KEY_FILE (client certificates come with TLS)')
+  for (const name of ['TLS_CLIENT_CERT_MODE', 'TLS_CLIENT_CRL_FILE', 'TLS_CLIENT_CONSUMER_FIELD'] as const) {
+    if (e[name] !== undefined && e.TLS_CLIENT_CA_FILE === undefined) p.add(name, 'only with TLS_CLIENT_CA_FILE')
+  }
   if (e.PROXY_PROTOCOL && trustProxy.length === 0) p.add('PROXY_PROTOCOL', 'needs TRUST_PROXY (the balancer addresses allowed to announce a client address)')
   for (const [name, window] of [['RATE_LIMIT_WINDOW', e.RATE_LIMIT_WINDOW], ['IP_RATE_LIMIT_WINDOW', e.IP_RATE_LIMIT_WINDOW]] as const) {
     const problem = windowProblem(name, window)
@@ -302,6 +306,46 @@ function tlsProblems (certFile: string, keyFile: string, p: Problems): void {
   }
 }
 
+/**
+ * TLS_CLIENT_CA_FILE (and TLS_CLIENT_CRL_FILE): PEM certificates (and CRLs) that Node's TLS
+ * accepts as `ca` (and `crl`).
+ */
+function clientCaProblems (caFile: string, crlFile: string | undefined, p: Problems): void {
+  let ca: string
+  try {
+    ca = readText(caFile)
+  } catch {
+    p.add('TLS_CLIENT_CA_FILE', 'cannot be read')
+    return
+  }
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
+    p.add('TLS_CLIENT_CA_FILE', 'no PEM certificate in the file')
+    return
+  }
+  try {
+    createSecureContext({ ca })
+  } catch {
+    p.add('TLS_CLIENT_CA_FILE', 'not a usable PEM certificate bundle')
+    return
+  }
+  if (crlFile === undefined) return
+  let crl: string
+  try {
+    crl = readText(crlFile)
+  } catch {
+    p.add('TLS_CLIENT_CRL_FILE', 'cannot be read')
+    return
+  }
+  if (!crl.includes('-----BEGIN X509 CRL-----')) p.add('TLS_CLIENT_CRL_FILE', 'no PEM CRL (-----BEGIN X509 CRL-----) in the file')
+  else {
+    try {
+      createSecureContext({ ca, crl })
+    } catch {
+      p.add('TLS_CLIENT_CRL_FILE', 'not a usable PEM certificate revocation list')
+    }
+  }
+}
+
 /** Step 3: reads and checks every file a variable names (keys, PEM, the routes folder). */
 function readFiles (e: GatewayEnv, p: Problems): FileContents {
   let apiKeys: SourcedKey[] = []
@@ -323,6 +367,7 @@ function readFiles (e: GatewayEnv, p: Problems): FileContents {
     }
   }
   if (e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined) tlsProblems(e.TLS_CERT_FILE, e.TLS_KEY_FILE, p)
+  if (e.TLS_CLIENT_CA_FILE !== undefined) clientCaProblems(e.TLS_CLIENT_CA_FILE, e.TLS_CLIENT_CRL_FILE, p)
   let upstreamCa: string | undefined
   if (e.UPSTREAM_CA_FILE !== undefined) {
     try {
@@ -453,15 +498,17 @@ function crossChecks (e: GatewayEnv, s: EnvSettings, f: FileContents, p: Problem
   let jwtSecret = e.JWT_SECRET
   let apiKeys = keys.map(([, k]) => k)
   const jwtSources = [e.JWT_SECRET, e.JWT_PUBLIC_KEY, e.JWKS_URL].filter((v) => v !== undefined).length
+  // Client certificates are a credential source too (the `mtls` strategy).
+  const certSource = e.TLS_CLIENT_CA_FILE !== undefined
   if (production) {
     placeholderProblems(jwtSecret, keys, e.REDIS_URL, p)
-    if (jwtSources === 0 && apiKeys.length === 0) {
+    if (jwtSources === 0 && apiKeys.length === 0 && !certSource) {
       p.add('JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS', `production needs at least one credential source; generate a JWT secret and an API key with: ${SECRETS_COMMAND}`)
     }
     if (e.UPSTREAM_TLS_INSECURE) p.add('UPSTREAM_TLS_INSECURE', 'not allowed in production (use UPSTREAM_CA_FILE)')
     // Per-process rate-limit state would multiply every limit by the number of workers.
     if (s.workers > 1 && e.REDIS_URL === undefined && e.REDIS_SENTINELS === undefined && e.REDIS_CLUSTER_NODES === undefined) p.add('WORKERS', 'more than one worker process needs REDIS_URL in production (or REDIS_SENTINELS or REDIS_CLUSTER_NODES: rate limits must be shared)')
-  } else if (jwtSources === 0 && apiKeys.length === 0) {
+  } else if (jwtSources === 0 && apiKeys.length === 0 && !certSource) {
     jwtSecret = DEMO_JWT_SECRET
     apiKeys = [{ consumer: DEMO_CONSUMER, key: DEMO_API_KEY }]
   }
@@ -509,7 +556,8 @@ function assemble (e: GatewayEnv, s: EnvSettings, f: FileContents, c: Credential
       audience: e.JWT_AUDIENCE === undefined ? undefined : list(e.JWT_AUDIENCE),
       clockSkewS: e.JWT_CLOCK_SKEW_S,
       maxLifetimeS: e.JWT_MAX_LIFETIME_S,
-      apiKeys: c.apiKeys
+      apiKeys: c.apiKeys,
+      mtlsConsumerField: e.TLS_CLIENT_CA_FILE === undefined ? undefined : e.TLS_CLIENT_CONSUMER_FIELD ?? DEFAULT_MTLS_CONSUMER_FIELD
     },
     rateLimit: {
       max: e.RATE_LIMIT_MAX,
@@ -529,7 +577,14 @@ function assemble (e: GatewayEnv, s: EnvSettings, f: FileContents, c: Credential
     admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST, instance: e.INSTANCE_ID },
     workers: s.workers,
     tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined
-      ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, http2: e.HTTP2 }
+      ? {
+          certFile: e.TLS_CERT_FILE,
+          keyFile: e.TLS_KEY_FILE,
+          http2: e.HTTP2,
+          clientCaFile: e.TLS_CLIENT_CA_FILE,
+          clientCrlFile: e.TLS_CLIENT_CRL_FILE,
+          clientCertMode: e.TLS_CLIENT_CA_FILE === undefined ? undefined : e.TLS_CLIENT_CERT_MODE ?? 'request'
+        }
       : undefined,
     otel: e.OTEL_ENABLED,
     upstreamTls: { ca: f.upstreamCa, insecure: e.UPSTREAM_TLS_INSECURE }

@@ -7,6 +7,7 @@
  * the gateway's plugins read them.
  */
 import { dirname, isAbsolute, resolve } from 'node:path'
+import { createSecureContext } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
@@ -23,9 +24,10 @@ import { AllowedContentTypesSchema, IpFilterRouteConfigSchema } from '../plugins
 import { OpenApiRouteConfigSchema } from '../plugins/openapi/schema.js'
 import { ContractLoadError, contractFor } from '../plugins/openapi/contract.js'
 import { fitsProxyScope, proxyRuntimeOf, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
-import type { ProxyRouteInput, ProxyRuntime } from '../plugins/proxy/schema.js'
+import type { ProxyRouteInput, ProxyRuntime, ProxyUpstreamTls } from '../plugins/proxy/schema.js'
 import type { RoutePolicySummary } from '../lib/route-contract.js'
 import { errorLines } from '../lib/validate.js'
+import { readText } from '../lib/files.js'
 import type { AuthPolicy } from '../plugins/auth/schema.js'
 import type { RateLimitRouteConfig } from '../plugins/rate-limit/schema.js'
 import type { InspectRouteConfig } from '../plugins/inspect/schema.js'
@@ -69,6 +71,13 @@ const WebSocketOptionsSchema = Type.Object({
   requireOrigin: Type.Optional(Type.Boolean({ description: 'Refuse handshakes without an Origin header with 403 (default false: non-browser clients send none).' }))
 }, { additionalProperties: false })
 
+const UpstreamTlsSchema = Type.Object({
+  certFile: Type.String({ minLength: 1, description: 'PEM client certificate (chain) the gateway presents to the upstreams; read at startup (a relative path is taken from the working directory).' }),
+  keyFile: Type.String({ minLength: 1, description: 'PEM private key of `certFile`.' }),
+  caFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM CA bundle that verifies the upstreams instead of UPSTREAM_CA_FILE and the system CAs.' })),
+  serverName: Type.Optional(Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.-]+$', patternMessage: 'must be a DNS host name', description: 'TLS server name (SNI, and the name the upstream certificate must carry) instead of the upstream URL\'s host.' }))
+}, { additionalProperties: false, description: 'Mutual TLS toward the upstreams (https targets only): the client certificate the gateway presents, and optionally the CA and server name that verify them (default: no client certificate).' })
+
 export const RouteOptionsSchema = Type.Object({
   prefix: Type.String({ pattern: PREFIX_PATTERN, patternMessage: PREFIX_WORDS, maxLength: 512, description: 'Public path prefix; matches at a segment boundary only.' }),
   upstream: Type.Union([
@@ -86,6 +95,7 @@ export const RouteOptionsSchema = Type.Object({
   circuitBreaker: Type.Optional(Type.Union([Type.Literal(false), CircuitBreakerSchema], { description: 'Passive health per target (default on: 5 failures, 10 s).' })),
   websocket: Type.Optional(Type.Union([Type.Boolean(), WebSocketOptionsSchema], { description: 'Proxy WebSocket upgrades inside this prefix: `true` or WebSocket options (default false).' })),
   maxInFlight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Cap on concurrent upstream requests of this route; excess gets 503 at once (default unlimited).' })),
+  upstreamTls: Type.Optional(UpstreamTlsSchema),
   auth: Type.Optional(AuthRouteConfigSchema),
   rateLimit: Type.Optional(RateLimitRouteConfigSchema),
   inspect: Type.Optional(InspectRouteConfigSchema),
@@ -195,6 +205,7 @@ function crossFieldProblems (o: RouteOptions): string[] {
   if (o.websocket !== undefined && o.websocket !== false && o.methods !== undefined && !o.methods.includes('GET')) {
     problems.push('websocket: needs GET among methods')
   }
+  if (o.upstreamTls !== undefined && targets.some((u) => !u.startsWith('https://'))) problems.push('upstreamTls: needs https:// upstreams (a client certificate is presented over TLS only)')
   if (typeof o.websocket === 'object') {
     for (const origin of o.websocket.allowedOrigins ?? []) {
       // Browsers send the serialised origin: lower case, no default port (RFC 6454 6.2).
@@ -203,6 +214,44 @@ function crossFieldProblems (o: RouteOptions): string[] {
     }
   }
   return problems
+}
+
+/**
+ * `upstreamTls`: the files read and checked (PEM, the key matching the certificate), or the
+ * problems, each naming its option and file.
+ */
+function loadUpstreamTls (o: NonNullable<RouteOptions['upstreamTls']>, problems: string[]): ProxyUpstreamTls | undefined {
+  const read = (option: string, file: string): string | undefined => {
+    try {
+      return readText(file)
+    } catch (err) {
+      problems.push(`upstreamTls.${option}: cannot read "${file}" (${(err as { code?: string }).code ?? 'error'})`)
+      return undefined
+    }
+  }
+  const cert = read('certFile', o.certFile)
+  const key = read('keyFile', o.keyFile)
+  const ca = o.caFile === undefined ? undefined : read('caFile', o.caFile)
+  const before = problems.length
+  if (cert !== undefined && !cert.includes('-----BEGIN CERTIFICATE-----')) problems.push(`upstreamTls.certFile: no PEM certificate in "${o.certFile}"`)
+  if (key !== undefined && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) problems.push(`upstreamTls.keyFile: no PEM private key in "${o.keyFile}"`)
+  if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`upstreamTls.caFile: no PEM certificate in "${o.caFile ?? ''}"`)
+  if (cert === undefined || key === undefined || (o.caFile !== undefined && ca === undefined) || problems.length > before) return undefined
+  try {
+    createSecureContext({ cert, key })
+  } catch {
+    problems.push(`upstreamTls.certFile, upstreamTls.keyFile: "${o.certFile}" and "${o.keyFile}" are not a usable certificate and private key pair (does the key match the certificate?)`)
+    return undefined
+  }
+  if (ca !== undefined) {
+    try {
+      createSecureContext({ ca })
+    } catch {
+      problems.push(`upstreamTls.caFile: "${o.caFile ?? ''}" is not a usable PEM certificate bundle`)
+      return undefined
+    }
+  }
+  return Object.freeze({ cert, key, ...(ca !== undefined ? { ca } : {}), ...(o.serverName !== undefined ? { serverName: o.serverName } : {}) })
 }
 
 /** The route table's words for a route's resolved policies. */
@@ -218,13 +267,15 @@ function describePolicy (route: Readonly<RouteOptions>, rateLimit: RateLimitRout
  * the gateway defaults (a route without `rateLimit` or `inspect` gets the runtime's), put on the
  * `config` of its Fastify routes for the policy plugins to read.
  */
-function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime, publicBase: string): ProxyRouteInput {
+function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime, publicBase: string, upstreamTls: ProxyUpstreamTls | undefined): ProxyRouteInput {
   const rateLimit: RateLimitRouteConfig = route.rateLimit ?? runtime.defaultRateLimit
   const inspect: InspectRouteConfig = route.inspect ?? runtime.defaultInspect
   const openapi = route.openapi ?? false
   const first = Array.isArray(route.upstream) ? route.upstream[0] as string : route.upstream as string
+  const { upstreamTls: files, ...transport } = route
   return {
-    ...route,
+    ...transport,
+    ...(files !== undefined ? { upstreamTls } : {}),
     // A contract judges whole bodies: they are buffered (up to BODY_LIMIT) as for inspection.
     bufferBody: (inspect !== false && inspect.body === true) || openapi !== false,
     policy: describePolicy(route, rateLimit, inspect),
@@ -251,6 +302,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   const file = callerFile()
   const problems = describeProblems(options)
   if (problems.length === 0) problems.push(...crossFieldProblems(options))
+  const upstreamTls = problems.length === 0 && options.upstreamTls !== undefined ? loadUpstreamTls(options.upstreamTls, problems) : undefined
   if (problems.length > 0) throw new ConfigError(`invalid route in ${file}`, problems, file)
   const targets = Array.isArray(options.upstream) ? options.upstream : [options.upstream]
   const missingVariables = Object.freeze(targets.map(missingUpstreamVariable).filter((v) => v !== undefined))
@@ -301,7 +353,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   const registerRoute = async function (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     const runtime = proxyRuntimeOf(fastify, frozen.prefix)
     const registerOptions = (opts ?? {}) as { prefix?: string }
-    const input = proxyInput(frozen, runtime, fastify.prefix + (registerOptions.prefix ?? ''))
+    const input = proxyInput(frozen, runtime, fastify.prefix + (registerOptions.prefix ?? ''), upstreamTls)
     const scope = runtime.scope
     if (scope !== undefined && scope.owner === fastify && (registerOptions.prefix ?? '') === '' && fitsProxyScope(input)) {
       registerScopedProxyRoute(scope.instance, runtime, input)

@@ -6,8 +6,10 @@
  * Hook: route-level onRequest `authOnRequest`, prepended so nothing route-specific runs before
  * authentication; it sets `request.consumer` ({ id, strategy, scopes, claims? }).
  * Credentials: `Authorization: Bearer <jwt>` (scheme case-insensitive, RFC 9110 §11.1; exactly one
- * header, one token, never the query) and `x-api-key` (exactly one header, one key).
- * Errors: GW_AUTH_UNAUTHORIZED (401 + WWW-Authenticate), GW_AUTH_FORBIDDEN (403, insufficient_scope),
+ * header, one token, never the query), `x-api-key` (exactly one header, one key) and a client
+ * certificate verified by the TLS layer (`mtls`, mtls.ts).
+ * Errors: GW_AUTH_UNAUTHORIZED (401 + WWW-Authenticate: Bearer, or ClientCert where only a
+ * certificate is accepted), GW_AUTH_FORBIDDEN (403, insufficient_scope),
  * GW_CONFIG_INVALID at startup (bad options, bad route policy, strategy not configured).
  * Signals: `authFailure` (route template, status, fixed reason token).
  */
@@ -20,6 +22,7 @@ import { ApiKeyStore } from './api-keys.js'
 import type { Consumer } from '../../lib/consumer.js'
 import { ConfigError, ForbiddenError, UnauthorizedError } from '../../lib/errors.js'
 import { JwksClient, type JwksKey } from './jwks.js'
+import { mtlsCredential } from './mtls.js'
 import { AuthFailure, HS_ALGORITHMS, claimRules, compileVerifier, consumerFromPayload, narrow, parsePublicKeyPem, reasonOf, type ClaimRules, type CompiledVerifier } from './jwt.js'
 import {
   AuthPluginOptionsSchema, AuthPolicySchema, crossFieldProblems,
@@ -39,6 +42,11 @@ declare module 'fastify' {
 const REALM = 'portcullis'
 const CHALLENGE = `Bearer realm="${REALM}"`
 const CHALLENGE_INVALID = `Bearer realm="${REALM}", error="invalid_token"`
+/**
+ * No HTTP scheme is registered for TLS client certificates; RFC 9110 §11.6.1 still wants a
+ * challenge on every 401, and a Bearer one would send clients after a token the route refuses.
+ */
+const CHALLENGE_CERT = `ClientCert realm="${REALM}"`
 /** RFC 6750 §2.1 b64token after a case-insensitive `Bearer` and one or more spaces. */
 const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*)$/i
 const BEARER_SCHEME = /^bearer(?:[ \t]|$)/i
@@ -142,6 +150,7 @@ class Authenticator {
   readonly #jwks: JwksClient | undefined
   readonly #apiKeys: ApiKeyStore
   readonly #cache: TokenCache | undefined
+  readonly mtlsField: ResolvedAuthOptions['mtlsConsumerField']
 
   constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: TokenCache | undefined) {
     this.#rules = claimRules(o)
@@ -150,9 +159,11 @@ class Authenticator {
     this.#jwks = jwks
     this.#apiKeys = new ApiKeyStore(o.apiKeys)
     this.#cache = cache
+    this.mtlsField = o.mtlsConsumerField
     const s = new Set<AuthStrategy>()
     if (staticVerifier !== undefined || jwks !== undefined) s.add('jwt')
     if (this.#apiKeys.size > 0) s.add('apiKey')
+    if (o.mtlsConsumerField !== undefined) s.add('mtls')
     this.strategies = s
   }
 
@@ -227,17 +238,19 @@ interface CompiledPolicy {
   readonly route: string
   readonly jwt: boolean
   readonly apiKey: boolean
+  readonly mtls: boolean
   readonly all: boolean
-  /** Strategy whose consumer identifies the caller when several pass. */
-  readonly primary: AuthStrategy
   readonly scopes: readonly string[]
   readonly forbiddenChallenge: string
+  /** The challenge of a 401 without any credential: ClientCert when a certificate is the only way in. */
+  readonly missingChallenge: string
 }
 
 /** How to configure each strategy (the process entry's variables). */
 const STRATEGY_FIX: Readonly<Record<AuthStrategy, string>> = {
   jwt: 'set JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL',
-  apiKey: 'set API_KEYS or API_KEYS_FILE'
+  apiKey: 'set API_KEYS or API_KEYS_FILE',
+  mtls: 'set TLS_CLIENT_CA_FILE (with TLS_CERT_FILE and TLS_KEY_FILE)'
 }
 
 function compilePolicy (policy: AuthPolicy, configured: ReadonlySet<AuthStrategy>, where: string, route: string): CompiledPolicy {
@@ -253,21 +266,24 @@ function compilePolicy (policy: AuthPolicy, configured: ReadonlySet<AuthStrategy
   if (scopes.length > 0 && !strategies.includes('jwt')) problems.push('auth.scopes: scopes come from JWTs; add the "jwt" strategy')
   if (problems.length > 0) throw new ConfigError(`invalid auth policy of route ${where}`, problems)
   const jwt = strategies.includes('jwt')
+  const apiKey = strategies.includes('apiKey')
+  const mtls = strategies.includes('mtls')
   return Object.freeze({
     route,
     jwt,
-    apiKey: strategies.includes('apiKey'),
+    apiKey,
+    mtls,
     all: policy.relation === 'all' && strategies.length > 1,
-    primary: jwt ? 'jwt' : 'apiKey',
     scopes: Object.freeze([...scopes]),
-    forbiddenChallenge: `Bearer realm="${REALM}", error="insufficient_scope", scope="${scopes.join(' ')}"`
+    forbiddenChallenge: `Bearer realm="${REALM}", error="insufficient_scope", scope="${scopes.join(' ')}"`,
+    missingChallenge: mtls && !jwt && !apiKey ? CHALLENGE_CERT : CHALLENGE
   })
 }
 
 const kAuthHook = Symbol('portcullis.authHook')
 
 function reject (request: FastifyRequest, reply: FastifyReply, policy: CompiledPolicy, failure: AuthFailure): never {
-  reply.header('www-authenticate', failure.tokenPresented ? CHALLENGE_INVALID : CHALLENGE)
+  reply.header('www-authenticate', failure.tokenPresented ? CHALLENGE_INVALID : policy.missingChallenge)
   request.log.debug({ reason: failure.reason, route: policy.route }, 'authentication failed')
   if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 401, reason: failure.reason })
   throw new UnauthorizedError()
@@ -278,17 +294,19 @@ function makeHook (engine: Authenticator, policy: CompiledPolicy): onRequestHook
     let viaJwt = policy.jwt ? engine.jwt(request) : undefined
     if (viaJwt instanceof Promise) viaJwt = await viaJwt
     const viaKey = policy.apiKey ? engine.apiKey(request) : undefined
-    // A presented but invalid credential always fails, whatever the other one says.
+    const viaCert = policy.mtls ? mtlsCredential(request, engine.mtlsField ?? 'subject.CN') : undefined
+    // A presented but invalid credential always fails, whatever the others say.
     if (viaJwt instanceof AuthFailure) reject(request, reply, policy, viaJwt)
     if (viaKey instanceof AuthFailure) reject(request, reply, policy, viaKey)
-    let consumer: Consumer | undefined
+    if (viaCert instanceof AuthFailure) reject(request, reply, policy, viaCert)
     if (policy.all) {
-      if (viaJwt === undefined || viaKey === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
-      consumer = policy.primary === 'jwt' ? viaJwt : viaKey
-    } else {
-      consumer = policy.primary === 'jwt' ? (viaJwt ?? viaKey) : (viaKey ?? viaJwt)
-      if (consumer === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
+      if ((policy.jwt && viaJwt === undefined) || (policy.apiKey && viaKey === undefined) || (policy.mtls && viaCert === undefined)) {
+        reject(request, reply, policy, new AuthFailure('missing_credentials', false))
+      }
     }
+    // The primary strategy (jwt, then apiKey, then mtls) names the caller when several pass.
+    const consumer: Consumer | undefined = viaJwt ?? viaKey ?? viaCert
+    if (consumer === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
     for (const scope of policy.scopes) {
       if (!consumer.scopes.includes(scope)) {
         reply.header('www-authenticate', policy.forbiddenChallenge)

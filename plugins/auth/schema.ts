@@ -4,8 +4,8 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 
-export const AuthStrategySchema = Type.Union([Type.Literal('jwt'), Type.Literal('apiKey')], {
-  description: 'An authentication strategy: a JWT bearer token or an API key in `x-api-key`.'
+export const AuthStrategySchema = Type.Union([Type.Literal('jwt'), Type.Literal('apiKey'), Type.Literal('mtls')], {
+  description: 'An authentication strategy: a JWT bearer token, an API key in `x-api-key`, or a verified TLS client certificate (`mtls`).'
 })
 export type AuthStrategy = Static<typeof AuthStrategySchema>
 
@@ -54,6 +54,11 @@ export const ApiKeyEntrySchema = Type.Object({
   key: Type.String({ ...API_KEY, description: 'The plain key (printable ASCII, no comma); hashed at registration, never kept.' })
 }, { additionalProperties: false })
 
+/** Client-certificate fields that can name the consumer (TLS_CLIENT_CONSUMER_FIELD, `mtlsConsumerField`). */
+export const MTLS_CONSUMER_FIELDS = ['subject.CN', 'san.dns', 'san.uri', 'san.email'] as const
+export type MtlsConsumerField = typeof MTLS_CONSUMER_FIELDS[number]
+export const DEFAULT_MTLS_CONSUMER_FIELD: MtlsConsumerField = 'subject.CN'
+
 const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
 export type JwtAlgorithm = typeof JWT_ALGORITHMS[number]
 
@@ -77,7 +82,10 @@ export const AuthPluginOptionsSchema = Type.Object({
   jwksTimeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Deadline of one JWKS fetch (headers and body).' }),
   jwksMaxBytes: Type.Integer({ minimum: 1024, maximum: 4_194_304, default: 262_144, description: 'Largest JWKS document accepted.' }),
   tokenCacheSize: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 1000, description: 'Verified tokens remembered (LRU); 0 switches the cache off.' }),
-  tokenCacheTtlMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 10_000, description: 'Longest time a verified token is remembered (never past its `exp`).' })
+  tokenCacheTtlMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 10_000, description: 'Longest time a verified token is remembered (never past its `exp`).' }),
+  mtlsConsumerField: Type.Optional(Type.Union(MTLS_CONSUMER_FIELDS.map((f) => Type.Literal(f)), {
+    description: 'Switches the `mtls` strategy on: the field of the verified client certificate that names the consumer (`subject.CN`, or the first `san.dns`/`san.uri`/`san.email` entry; it must fit the consumer-name pattern). The server must ask for client certificates (`requestCert: true`, `rejectUnauthorized: false`, `ca`).'
+  }))
 }, { additionalProperties: false })
 
 /** `T` with every array and object read-only (so frozen configs such as `config.auth` fit). */

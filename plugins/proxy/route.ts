@@ -129,7 +129,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
 
   const pool = new UpstreamPool({
     targets,
-    agent: runtime.agentFor(connectMs),
+    agent: runtime.agentFor(connectMs, route.upstreamTls),
     headersTimeoutMs: headersMs,
     bodyIdleTimeoutMs: bodyIdleMs,
     sendTimeoutMs: runtime.options.sendTimeoutMs,
@@ -447,7 +447,8 @@ function websocketPolicy (route: ProxyRouteInput, runtime: ProxyRuntime, forward
     handshakeTimeoutMs,
     forward,
     rejectUnauthorized: runtime.options.upstreamRejectUnauthorized,
-    ca: runtime.options.upstreamCa
+    ca: route.upstreamTls?.ca ?? runtime.options.upstreamCa,
+    clientTls: route.upstreamTls
   })
 }
 

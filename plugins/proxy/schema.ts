@@ -69,8 +69,11 @@ export interface ProxyRuntime {
   readonly defaultRateLimit: ResolvedProxyOptions['defaultRateLimit']
   /** Inspection of routes that set none (`defineRoute()` resolves it). */
   readonly defaultInspect: { readonly mode: ResolvedProxyOptions['defaultInspectMode'] }
-  /** The shared Agent for a connect timeout (routes with equal settings share pools per origin). */
-  agentFor: (connectTimeoutMs: number) => Dispatcher
+  /**
+   * The shared Agent for a connect timeout (routes with equal settings share pools per origin);
+   * with `tls`, the Agent of that client certificate (one per route's `upstreamTls`).
+   */
+  agentFor: (connectTimeoutMs: number, tls?: ProxyUpstreamTls) => Dispatcher
   /** Classifies client request headers: the built-in list plus `stripRequestHeaders`. */
   readonly requestHeaderFilter: RequestHeaderFilter
   /** Whether a socket peer is in `trustProxy` (undefined: none is). */
@@ -105,6 +108,18 @@ export interface ProxyWebSocketOptions {
   readonly requireOrigin?: boolean
 }
 
+/** A route's TLS client identity toward its upstreams (`upstreamTls`, the files already read). */
+export interface ProxyUpstreamTls {
+  /** PEM client certificate (chain) presented to the upstream. */
+  readonly cert: string
+  /** PEM private key of `cert`. */
+  readonly key: string
+  /** PEM CA bundle verifying the upstream instead of the gateway's (UPSTREAM_CA_FILE / system CAs). */
+  readonly ca?: string
+  /** TLS server name (SNI and certificate check) instead of the upstream URL's host. */
+  readonly serverName?: string
+}
+
 /**
  * One route as the proxy registers it: the transport options of a validated route definition,
  * plus what the policies resolved to (the proxy does not read the policy plugins' schemas).
@@ -120,6 +135,8 @@ export interface ProxyRouteInput {
   readonly circuitBreaker?: false | { readonly failureThreshold?: number, readonly cooldownMs?: number }
   readonly websocket?: boolean | ProxyWebSocketOptions
   readonly maxInFlight?: number
+  /** Client certificate toward the upstreams (https targets only). */
+  readonly upstreamTls?: ProxyUpstreamTls
   /** Request bodies are buffered (for inspection) instead of streamed. */
   readonly bufferBody: boolean
   /** The route's policies, as the route table shows them. */

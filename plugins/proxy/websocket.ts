@@ -25,6 +25,7 @@ import WebSocket, { WebSocketServer } from 'ws'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { BadGatewayError, UpstreamTimeoutError, WebSocketHandshakeError, WebSocketOriginError } from '../../lib/errors.js'
 import { rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
+import type { ProxyUpstreamTls } from './schema.js'
 
 /** Settings of one WebSocket route, resolved at startup. */
 export interface WebSocketPolicy {
@@ -39,6 +40,19 @@ export interface WebSocketPolicy {
   readonly forward: ForwardPolicy
   readonly rejectUnauthorized: boolean
   readonly ca: string | undefined
+  /** The route's client certificate and server name toward the upstream (`upstreamTls`). */
+  readonly clientTls: ProxyUpstreamTls | undefined
+}
+
+/** Options of the TLS connection to an upstream (wss://). */
+function tlsOptions (policy: WebSocketPolicy): { rejectUnauthorized: boolean, ca?: string, cert?: string, key?: string, servername?: string } {
+  const c = policy.clientTls
+  return {
+    rejectUnauthorized: policy.rejectUnauthorized,
+    ...(policy.ca !== undefined ? { ca: policy.ca } : {}),
+    ...(c !== undefined ? { cert: c.cert, key: c.key } : {}),
+    ...(c?.serverName !== undefined ? { servername: c.serverName } : {})
+  }
 }
 
 const kSocket = Symbol('portcullis.wsSocket')
@@ -238,7 +252,7 @@ export function createWebSocketProxy (fastify: FastifyInstance, upstreamOrigin: 
       perMessageDeflate: false,
       maxPayload: policy.maxMessageBytes,
       handshakeTimeout: policy.handshakeTimeoutMs,
-      ...(secure ? { rejectUnauthorized: policy.rejectUnauthorized, ...(policy.ca !== undefined ? { ca: policy.ca } : {}) } : {})
+      ...(secure ? tlsOptions(policy) : {})
     })
     function clientLeft (): void { upstream.terminate() }
     socket.once('close', clientLeft)
