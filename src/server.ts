@@ -6,7 +6,7 @@
  * On SIGTERM/SIGINT: /readyz turns 503 and responses carry `connection: close`; the listener
  * keeps accepting for DRAIN_DELAY_MS (default 0) so balancers polling /readyz stop sending
  * first; then it stops accepting, idle keep-alive connections close, in-flight requests finish,
- * and the process exits within DRAIN_TIMEOUT_MS more.
+ * and the process exits within DRAIN_TIMEOUT_MS more. On SIGHUP: API_KEYS_FILE is re-read.
  */
 import cluster from 'node:cluster'
 import { existsSync, realpathSync } from 'node:fs'
@@ -200,6 +200,8 @@ export async function runServer (): Promise<void> {
     }
     process.exit(1)
   }
+  // SIGHUP re-reads API_KEYS_FILE (a bad file keeps the keys in use) instead of ending the process.
+  process.on('SIGHUP', () => { running.app.portcullisAuth.reloadApiKeys() })
   closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs }, async ({ signal, err }) => {
     if (err !== undefined) running.app.log.error({ err }, 'shutting down after an error')
     else running.app.log.info({ signal }, 'draining')
