@@ -201,8 +201,11 @@ export async function runServer (): Promise<void> {
     process.exit(1)
   }
   // SIGHUP re-reads API_KEYS_FILE (a bad file keeps the keys in use) instead of ending the process.
-  process.on('SIGHUP', () => { running.app.portcullisAuth.reloadApiKeys() })
-  closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs }, async ({ signal, err }) => {
+  process.on('SIGHUP', () => {
+    const { status, keys } = running.app.portcullisAuth.reloadApiKeys()
+    running.app.log.info({ signal: 'SIGHUP', status, apiKeys: keys }, 'API keys re-read')
+  })
+  closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err !== undefined) running.app.log.error({ err }, 'shutting down after an error')
     else running.app.log.info({ signal }, 'draining')
     await running.close()
