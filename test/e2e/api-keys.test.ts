@@ -72,6 +72,7 @@ t.test('scopes and expiry over TCP: a 403 for a missing scope carries no bearer 
   t.equal(ok.status, 200)
   t.equal(upstream.requests.length, 1)
   t.equal(upstream.requests[0]?.headers['x-consumer-id'], 'reader', 'x-consumer-id upstream')
+  t.equal(upstream.requests[0]?.headers['x-consumer-scopes'], 'orders:read', 'the key\'s scopes go upstream')
   t.equal(upstream.requests[0]?.headers['x-api-key'], undefined, 'the key never goes upstream')
   t.equal((await get(gw, '/admin/1', WRITER)).status, 200)
   t.equal(upstream.requests.length, 2)
