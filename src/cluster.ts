@@ -11,6 +11,7 @@
  * - SIGTERM/SIGINT go to every worker, which drain as a single process does; the primary exits
  *   when all have exited (SIGKILL for any still running DRAIN_DELAY_MS + DRAIN_TIMEOUT_MS + 5 s later), with
  *   status 0 when every worker exited cleanly.
+ * - SIGHUP goes to every serving worker (each re-reads API_KEYS_FILE).
  */
 import cluster, { type Worker } from 'node:cluster'
 import type { GatewayConfig } from './config.js'
@@ -79,6 +80,9 @@ export async function runPrimary (config: GatewayConfig, env: NodeJS.ProcessEnv 
     }
     process.on('SIGTERM', () => { stop('SIGTERM') })
     process.on('SIGINT', () => { stop('SIGINT') })
+    // Only to serving workers: one still starting has no SIGHUP handler yet, and the signal
+    // would end it (a failed start stops the group).
+    process.on('SIGHUP', () => { for (const worker of serving) worker.process.kill('SIGHUP') })
 
     for (let slot = 1; slot <= config.workers; slot++) fork(slot)
   })

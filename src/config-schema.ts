@@ -51,8 +51,8 @@ const authentication = {
   JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, examples: ['orders-api,billing-api'], description: 'Accepted `aud` values, comma separated.' })),
   JWT_CLOCK_SKEW_S: Type.Integer({ ...CLOCK_SKEW_S, description: 'Tolerance for exp/nbf/iat.' }),
   JWT_MAX_LIFETIME_S: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'Reject tokens whose exp - iat exceeds this.' })),
-  API_KEYS: Type.Optional(Type.String({ description: '`consumer:key` pairs, comma separated.' })),
-  API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/api-keys'], description: 'File with one `consumer:key` per line.' }))
+  API_KEYS: Type.Optional(Type.String({ description: '`consumer:key` pairs, comma separated; one pair may carry ` scopes=a,b expires=<RFC 3339>` (see API_KEYS_FILE).' })),
+  API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/api-keys'], description: 'File with one `consumer:key [scopes=a,b] [expires=2027-01-31T00:00:00Z]` per line; re-read on SIGHUP and when its folder changes (a bad file keeps the keys in use).' }))
 }
 
 const rateLimits = {
@@ -174,7 +174,8 @@ export const GatewayConfigSchema = Type.Object({
     audience: unset(list('JWT_AUDIENCE entries.')),
     clockSkewS: env.JWT_CLOCK_SKEW_S,
     maxLifetimeS: unset(env.JWT_MAX_LIFETIME_S),
-    apiKeys: Type.Array(ApiKeyEntrySchema, { description: 'API_KEYS, then API_KEYS_FILE; the demo key outside production when no credential is set.' }),
+    apiKeys: Type.Array(ApiKeyEntrySchema, { description: 'API_KEYS; the demo key outside production when no credential is set.' }),
+    apiKeysFile: unset(Type.String({ description: 'API_KEYS_FILE (read, and re-read, by the auth plugin).' })),
     mtlsConsumerField: unset(Type.Union(literals(MTLS_CONSUMER_FIELDS), { description: 'TLS_CLIENT_CONSUMER_FIELD (default subject.CN) when TLS_CLIENT_CA_FILE is set; unset otherwise.' }))
   }),
   rateLimit: Type.Object({

@@ -6,7 +6,7 @@
  * On SIGTERM/SIGINT: /readyz turns 503 and responses carry `connection: close`; the listener
  * keeps accepting for DRAIN_DELAY_MS (default 0) so balancers polling /readyz stop sending
  * first; then it stops accepting, idle keep-alive connections close, in-flight requests finish,
- * and the process exits within DRAIN_TIMEOUT_MS more.
+ * and the process exits within DRAIN_TIMEOUT_MS more. On SIGHUP: API_KEYS_FILE is re-read.
  */
 import cluster from 'node:cluster'
 import { existsSync, realpathSync } from 'node:fs'
@@ -200,7 +200,12 @@ export async function runServer (): Promise<void> {
     }
     process.exit(1)
   }
-  closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs }, async ({ signal, err }) => {
+  // SIGHUP re-reads API_KEYS_FILE (a bad file keeps the keys in use) instead of ending the process.
+  process.on('SIGHUP', () => {
+    const { status, keys } = running.app.portcullisAuth.reloadApiKeys()
+    running.app.log.info({ signal: 'SIGHUP', status, apiKeys: keys }, 'API keys re-read')
+  })
+  closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err !== undefined) running.app.log.error({ err }, 'shutting down after an error')
     else running.app.log.info({ signal }, 'draining')
     await running.close()

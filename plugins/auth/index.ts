@@ -7,10 +7,12 @@
  * authentication; it sets `request.consumer` ({ id, strategy, scopes, claims? }).
  * Credentials: `Authorization: Bearer <jwt>` (scheme case-insensitive, RFC 9110 §11.1; exactly one
  * header, one token, never the query), `x-api-key` (exactly one header, one key) and a client
- * certificate verified by the TLS layer (`mtls`, mtls.ts).
+ * certificate verified by the TLS layer (`mtls`, mtls.ts). API keys carry optional scopes and an
+ * expiry; `apiKeysFile` is re-read by `reloadApiKeys()` and on changes (api-keys-reload.ts).
  * Errors: GW_AUTH_UNAUTHORIZED (401 + WWW-Authenticate: Bearer, or ClientCert where only a
- * certificate is accepted), GW_AUTH_FORBIDDEN (403, insufficient_scope),
- * GW_CONFIG_INVALID at startup (bad options, bad route policy, strategy not configured).
+ * certificate is accepted), GW_AUTH_FORBIDDEN (403; for a JWT with the RFC 6750
+ * insufficient_scope challenge, for an API key naming the missing scope, no challenge),
+ * GW_CONFIG_INVALID at startup (bad options, bad key file, bad route policy, strategy not configured).
  * Signals: `authFailure` (route template, status, fixed reason token).
  */
 import fp from 'fastify-plugin'
@@ -18,7 +20,8 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler } from 'fastify'
 import { authFailure } from '../../lib/signals.js'
 import { errorLines } from '../../lib/validate.js'
-import { ApiKeyStore } from './api-keys.js'
+import { ApiKeyStore, KEY_EXPIRED } from './api-keys.js'
+import { ApiKeysFileSource, type ApiKeysReloadResult } from './api-keys-reload.js'
 import type { Consumer } from '../../lib/consumer.js'
 import { ConfigError, ForbiddenError, UnauthorizedError } from '../../lib/errors.js'
 import { JwksClient, type JwksKey } from './jwks.js'
@@ -31,6 +34,7 @@ import {
 import '../../lib/consumer.js'
 
 export type { AuthPluginOptions } from './schema.js'
+export type { ApiKeysReloadResult } from './api-keys-reload.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -59,6 +63,8 @@ const DEFAULTS = {
   clockSkewS: 30,
   maxTokenBytes: 8192,
   apiKeys: [],
+  apiKeysWatch: true,
+  apiKeysReloadDelayMs: 200,
   jwksCooldownMs: 30_000,
   jwksMaxAgeMs: 600_000,
   jwksTimeoutMs: 5000,
@@ -148,24 +154,31 @@ class Authenticator {
   readonly #maxHeaderLength: number
   readonly #staticVerifier: CompiledVerifier | undefined
   readonly #jwks: JwksClient | undefined
-  readonly #apiKeys: ApiKeyStore
+  #apiKeys: ApiKeyStore
   readonly #cache: TokenCache | undefined
   readonly mtlsField: ResolvedAuthOptions['mtlsConsumerField']
 
-  constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: TokenCache | undefined) {
+  constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: TokenCache | undefined, apiKeys: ApiKeyStore) {
     this.#rules = claimRules(o)
     this.#maxHeaderLength = o.maxTokenBytes + 'Bearer '.length
     this.#staticVerifier = staticVerifier
     this.#jwks = jwks
-    this.#apiKeys = new ApiKeyStore(o.apiKeys)
+    this.#apiKeys = apiKeys
     this.#cache = cache
     this.mtlsField = o.mtlsConsumerField
     const s = new Set<AuthStrategy>()
     if (staticVerifier !== undefined || jwks !== undefined) s.add('jwt')
-    if (this.#apiKeys.size > 0) s.add('apiKey')
+    // A key file configures the strategy even while it holds no key: a reload may add some.
+    if (this.#apiKeys.size > 0 || o.apiKeysFile !== undefined) s.add('apiKey')
     if (o.mtlsConsumerField !== undefined) s.add('mtls')
     this.strategies = s
   }
+
+  /** Keys in use. */
+  get apiKeyCount (): number { return this.#apiKeys.size }
+
+  /** Puts a new key table in use (one assignment: a lookup sees the old table or the new one). */
+  setApiKeys (store: ApiKeyStore): void { this.#apiKeys = store }
 
   /**
    * The bearer credential: undefined when none was presented. Synchronous except when an
@@ -229,7 +242,9 @@ class Authenticator {
     if (typeof value !== 'string' || headerCount(request.raw.rawHeaders, 'x-api-key') !== 1) return new AuthFailure('duplicate_header', false)
     if (value === '') return new AuthFailure('empty_api_key', false)
     if (value.includes(',')) return new AuthFailure('multiple_api_keys', false)
-    return this.#apiKeys.lookup(value) ?? new AuthFailure('invalid_api_key', false)
+    const found = this.#apiKeys.lookup(value)
+    if (found === KEY_EXPIRED) return new AuthFailure('key_expired', false)
+    return found ?? new AuthFailure('invalid_api_key', false)
   }
 }
 
@@ -263,7 +278,6 @@ function compilePolicy (policy: AuthPolicy, configured: ReadonlySet<AuthStrategy
     if (!configured.has(s)) problems.push(`auth.strategies: "${s}" is not configured on this gateway; ${STRATEGY_FIX[s]}, or remove "${s}" from the route's auth.strategies`)
   }
   const scopes = policy.scopes ?? []
-  if (scopes.length > 0 && !strategies.includes('jwt')) problems.push('auth.scopes: scopes come from JWTs; add the "jwt" strategy')
   if (problems.length > 0) throw new ConfigError(`invalid auth policy of route ${where}`, problems)
   const jwt = strategies.includes('jwt')
   const apiKey = strategies.includes('apiKey')
@@ -289,6 +303,19 @@ function reject (request: FastifyRequest, reply: FastifyReply, policy: CompiledP
   throw new UnauthorizedError()
 }
 
+/** 403 for a missing scope: a bearer token gets the RFC 6750 §3.1 challenge, an API key the scope's name. */
+function forbid (request: FastifyRequest, reply: FastifyReply, policy: CompiledPolicy, consumer: Consumer, scope: string): never {
+  const err = new ForbiddenError()
+  // RFC 6750 §3.1: the insufficient_scope challenge (and its `scope`) belongs to bearer tokens.
+  // An API key is no bearer token; its caller learns the missing scope from the message, which
+  // discloses no more than the challenge would (the route's required scopes).
+  if (consumer.strategy === 'jwt') reply.header('www-authenticate', policy.forbiddenChallenge)
+  else err.message = `Forbidden: missing scope ${scope}`
+  request.log.debug({ reason: 'insufficient_scope', scope, strategy: consumer.strategy, route: policy.route }, 'authorization failed')
+  if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 403, reason: 'insufficient_scope' })
+  throw err
+}
+
 function makeHook (engine: Authenticator, policy: CompiledPolicy): onRequestHookHandler {
   const authOnRequest = async function authOnRequest (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     let viaJwt = policy.jwt ? engine.jwt(request) : undefined
@@ -308,12 +335,7 @@ function makeHook (engine: Authenticator, policy: CompiledPolicy): onRequestHook
     const consumer: Consumer | undefined = viaJwt ?? viaKey ?? viaCert
     if (consumer === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
     for (const scope of policy.scopes) {
-      if (!consumer.scopes.includes(scope)) {
-        reply.header('www-authenticate', policy.forbiddenChallenge)
-        request.log.debug({ reason: 'insufficient_scope', route: policy.route }, 'authorization failed')
-        if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 403, reason: 'insufficient_scope' })
-        throw new ForbiddenError()
-      }
+      if (!consumer.scopes.includes(scope)) forbid(request, reply, policy, consumer, scope)
     }
     request.consumer = consumer
   }
@@ -344,6 +366,20 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
       else staticVerifier = compileVerifier(info.pem, algorithms, rules)
     }
   }
+  let keySource: ApiKeysFileSource | undefined
+  let apiKeys: ApiKeyStore | undefined
+  if (o.apiKeysFile !== undefined && problems.length === 0) {
+    keySource = new ApiKeysFileSource({
+      file: o.apiKeysFile,
+      staticEntries: o.apiKeys,
+      log: fastify.log,
+      swap: (store) => { engine.setApiKeys(store) },
+      delayMs: o.apiKeysReloadDelayMs
+    })
+    const first = keySource.initial()
+    if (Array.isArray(first)) problems.push(...first.map((p) => `apiKeysFile: ${p}`))
+    else apiKeys = first
+  }
   if (problems.length > 0) throw new ConfigError('invalid gateway-auth options', problems)
 
   const cache = o.tokenCacheSize > 0 ? new TokenCache(o.tokenCacheSize, o.tokenCacheTtlMs) : undefined
@@ -364,13 +400,20 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
     fastify.addHook('onClose', async function authClose () { await client.close() })
     await client.refresh()
   }
-  const engine = new Authenticator(o, staticVerifier, jwks, cache)
+  const engine = new Authenticator(o, staticVerifier, jwks, cache, apiKeys ?? new ApiKeyStore(o.apiKeys))
+  if (keySource !== undefined) {
+    const source = keySource
+    if (o.apiKeysWatch) source.watch()
+    fastify.addHook('onClose', async function authCloseKeyWatch () { source.close() })
+  }
   const compiled = new WeakMap<object, CompiledPolicy>()
 
   fastify.decorateRequest('consumer', null)
   fastify.decorate('portcullisAuth', Object.freeze({
     strategies: Object.freeze([...engine.strategies]),
-    jwksFetches: () => jwks?.fetches ?? 0
+    jwksFetches: () => jwks?.fetches ?? 0,
+    apiKeyCount: () => engine.apiKeyCount,
+    reloadApiKeys: (): ApiKeysReloadResult => keySource?.reload() ?? { status: 'static', keys: engine.apiKeyCount }
   }))
 
   fastify.addHook('onRoute', function authOnRoute (routeOptions: RouteOptions) {
@@ -396,8 +439,15 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Read-only facts about the auth plugin (configured strategies, JWKS fetch count). */
-    portcullisAuth: { readonly strategies: readonly AuthStrategy[], readonly jwksFetches: () => number }
+    /** Facts about the auth plugin (configured strategies, JWKS fetch count, API keys in use) and the key reload. */
+    portcullisAuth: {
+      readonly strategies: readonly AuthStrategy[]
+      readonly jwksFetches: () => number
+      /** API keys in use (the `apiKeys` option and `apiKeysFile`). */
+      readonly apiKeyCount: () => number
+      /** Re-reads `apiKeysFile` now (SIGHUP in the process entry); a bad file keeps the keys in use. */
+      readonly reloadApiKeys: () => ApiKeysReloadResult
+    }
   }
 }
 

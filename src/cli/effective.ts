@@ -30,7 +30,7 @@ export interface EffectiveRoute {
 export function configuredStrategies (config: GatewayConfig): string[] {
   const s: string[] = []
   if (config.auth.jwtSecret !== undefined || config.auth.jwtPublicKey !== undefined || config.auth.jwksUrl !== undefined) s.push('jwt')
-  if (config.auth.apiKeys.length > 0) s.push('apiKey')
+  if (config.auth.apiKeys.length > 0 || config.auth.apiKeysFile !== undefined) s.push('apiKey')
   return s
 }
 
