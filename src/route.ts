@@ -37,6 +37,9 @@ const HttpMethodSchema = Type.Union(
 const PREFIX_PATTERN = '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._~!$&\'()*+,=:@-]+)+$|^/$'
 const UPSTREAM_PATTERN = '^https?://[^\\s/?#@]+(/[^\\s?#]*)?$'
 const ORIGIN_PATTERN = '^https?://[^\\s/?#@]+$'
+/** A lower-case DNS name, or `*.` and one (any subdomain); no port. */
+const HOST_PATTERN = '^(\\*\\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$'
+const HOST_WORDS = 'must be a lower-case host name without a port ("api.example.com"), or "*." and a name for any subdomain ("*.example.com")'
 /** The patterns above, in words, for messages. */
 const PREFIX_WORDS = 'must be a literal path: start with "/", no trailing "/", no empty ("//"), "." or ".." segments, no ":" or "*", only letters, digits and -._~!$&\'()+,=@ (for example "/api/orders")'
 const UPSTREAM_WORDS = 'must be an http:// or https:// URL with a host and no credentials, query or fragment (for example "http://orders-api:8080")'
@@ -66,7 +69,13 @@ const WebSocketOptionsSchema = Type.Object({
   requireOrigin: Type.Optional(Type.Boolean({ description: 'Refuse handshakes without an Origin header with 403 (default false: non-browser clients send none).' }))
 }, { additionalProperties: false })
 
+const HostNameSchema = Type.String({ pattern: HOST_PATTERN, patternMessage: HOST_WORDS, maxLength: 253 })
+
 export const RouteOptionsSchema = Type.Object({
+  host: Type.Optional(Type.Union([
+    HostNameSchema,
+    Type.Array(HostNameSchema, { minItems: 1, maxItems: 100, uniqueItems: true })
+  ], { description: 'Host names (Host / HTTP/2 `:authority`, port ignored) this route answers; `*.example.com` = any subdomain. Routes of one prefix can then go to different upstreams per host; a route without `host` serves every other host (default: any host).' })),
   prefix: Type.String({ pattern: PREFIX_PATTERN, patternMessage: PREFIX_WORDS, maxLength: 512, description: 'Public path prefix; matches at a segment boundary only.' }),
   upstream: Type.Union([
     Type.String({ pattern: UPSTREAM_PATTERN, patternMessage: UPSTREAM_WORDS }),
@@ -214,11 +223,12 @@ function describePolicy (route: Readonly<RouteOptions>, rateLimit: RateLimitRout
  * the gateway defaults (a route without `rateLimit` or `inspect` gets the runtime's), put on the
  * `config` of its Fastify routes for the policy plugins to read.
  */
-function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime): ProxyRouteInput {
+function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime, file: string): ProxyRouteInput {
   const rateLimit: RateLimitRouteConfig = route.rateLimit ?? runtime.defaultRateLimit
   const inspect: InspectRouteConfig = route.inspect ?? runtime.defaultInspect
   return {
     ...route,
+    source: file,
     bufferBody: inspect !== false && inspect.body === true,
     policy: describePolicy(route, rateLimit, inspect),
     config: {
@@ -276,7 +286,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   }
   const registerRoute = async function (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     const runtime = proxyRuntimeOf(fastify, frozen.prefix)
-    const input = proxyInput(frozen, runtime)
+    const input = proxyInput(frozen, runtime, file)
     const scope = runtime.scope
     const registerOptions = (opts ?? {}) as { prefix?: string }
     if (scope !== undefined && scope.owner === fastify && (registerOptions.prefix ?? '') === '' && fitsProxyScope(input)) {
