@@ -66,7 +66,10 @@ const CircuitBreakerSchema = Type.Object({
 const WebSocketOptionsSchema = Type.Object({
   maxMessageBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024, description: 'Largest WebSocket message relayed, in either direction; a larger one closes the connection with 1009 (default BODY_LIMIT).' })),
   allowedOrigins: Type.Optional(Type.Array(Type.String({ pattern: ORIGIN_PATTERN }), { minItems: 1, maxItems: 1000, uniqueItems: true, description: 'Exact origins (`https://app.example.com[:port]`) allowed to open a WebSocket; others get 403 (default: any origin).' })),
-  requireOrigin: Type.Optional(Type.Boolean({ description: 'Refuse handshakes without an Origin header with 403 (default false: non-browser clients send none).' }))
+  requireOrigin: Type.Optional(Type.Boolean({ description: 'Refuse handshakes without an Origin header with 403 (default false: non-browser clients send none).' })),
+  bearerProtocol: Type.Optional(Type.Boolean({ description: 'Browsers: accept the JWT as a `Sec-WebSocket-Protocol` offer `portcullis.bearer.<jwt>` beside the real subprotocol; the offer is authenticated like `Authorization: Bearer`, never forwarded or echoed. Needs `allowedOrigins` and authentication (default false).' })),
+  maxMessagesPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Messages a client may send per second on one connection; one more closes it with 1008 (default unlimited).' })),
+  idleTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'A connection with no message in either direction for this long is closed with 1001 on both sides (default none).' }))
 }, { additionalProperties: false })
 
 const HostNameSchema = Type.String({ pattern: HOST_PATTERN, patternMessage: HOST_WORDS, maxLength: 253 })
@@ -205,6 +208,11 @@ function crossFieldProblems (o: RouteOptions): string[] {
       // Browsers send the serialised origin: lower case, no default port (RFC 6454 6.2).
       const serialised = URL.canParse(origin) ? new URL(origin).origin : null
       if (serialised !== origin) problems.push(`websocket.allowedOrigins: "${origin}" is not a serialised origin${serialised === null ? '' : ` (write it as "${serialised}")`}`)
+    }
+    if (o.websocket.bearerProtocol === true) {
+      // The token stands in for a cookie-free credential; the origin list still keeps other sites' pages off.
+      if (o.websocket.allowedOrigins === undefined) problems.push('websocket.bearerProtocol: needs websocket.allowedOrigins (the origins of the pages that may connect)')
+      if (o.auth === false) problems.push('websocket.bearerProtocol: needs authentication (the route has auth: false)')
     }
   }
   return problems

@@ -34,7 +34,7 @@ import { responseSender, type ProxyErrorMapper, type UpstreamResponse } from './
 import { errorKind, UpstreamPool } from './upstream-pool.js'
 import { proxyFrom, replyFromDispatcher } from './dispatcher.js'
 import type { ProxyRouteInput, ProxyRuntime } from './schema.js'
-import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from './websocket.js'
+import { createWebSocketProxy, isWebSocketUpgrade, takeBearerOffer, type WebSocketPolicy } from './websocket.js'
 import '../../lib/consumer.js'
 import type { ProxyRouteInfo } from '../../lib/route-contract.js'
 import { routeConfigWith } from '../../lib/route-config.js'
@@ -401,6 +401,8 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Proxy
   } else {
     passBodiesThrough(fastify)
   }
+  // In the route's context, so it runs before the auth plugin's route-level hook.
+  if (r.websocket?.bearerProtocol === true) fastify.addHook('onRequest', takeBearerOffer)
   await fastify.register(replyFrom, REPLY_FROM_OPTIONS)
   addProxyRoutes(fastify, r, route)
 }
@@ -509,6 +511,9 @@ function websocketPolicy (route: ProxyRouteInput, runtime: ProxyRuntime, forward
     maxMessageBytes: o.maxMessageBytes ?? runtime.options.bodyLimit,
     allowedOrigins: o.allowedOrigins === undefined ? null : new Set(o.allowedOrigins),
     requireOrigin: o.requireOrigin ?? false,
+    bearerProtocol: o.bearerProtocol ?? false,
+    maxMessagesPerSecond: o.maxMessagesPerSecond ?? 0,
+    idleTimeoutMs: o.idleTimeoutMs ?? 0,
     handshakeTimeoutMs,
     forward,
     rejectUnauthorized: runtime.options.upstreamRejectUnauthorized,

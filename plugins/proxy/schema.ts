@@ -105,6 +105,9 @@ export interface ProxyWebSocketOptions {
   readonly maxMessageBytes?: number
   readonly allowedOrigins?: readonly string[]
   readonly requireOrigin?: boolean
+  readonly bearerProtocol?: boolean
+  readonly maxMessagesPerSecond?: number
+  readonly idleTimeoutMs?: number
 }
 
 /**
