@@ -110,11 +110,11 @@ export function takeBearerOffer (request: FastifyRequest, _reply: FastifyReply, 
   for (const part of header.split(',')) {
     const p = part.trim()
     if (!p.startsWith(BEARER_PROTOCOL_PREFIX)) rest.push(p)
-    else if (token !== undefined || p.length === BEARER_PROTOCOL_PREFIX.length) {
+    else if (token === undefined && p.length > BEARER_PROTOCOL_PREFIX.length) token = p.slice(BEARER_PROTOCOL_PREFIX.length)
+    else {
       done(new WebSocketHandshakeError())
       return
     }
-    else token = p.slice(BEARER_PROTOCOL_PREFIX.length)
   }
   request[kUpgradeBearer] = token
   if (rest.length === 0) delete request.headers['sec-websocket-protocol']

@@ -5,7 +5,7 @@
  * Make sure to inspect the output below.  Do not ignore changes!
  */
 'use strict'
-exports[`test/route.test.ts > TAP > route table: printed policy per route > fastify route tree 1`] = `
+exports['test/route.test.ts > TAP > route table: printed policy per route > fastify route tree 1'] = `
 ├── /healthz (GET, HEAD)
 ├── /readyz (GET, HEAD)
 ├── /a (DELETE, GET, HEAD, PATCH, POST, PUT, OPTIONS)
@@ -15,7 +15,7 @@ exports[`test/route.test.ts > TAP > route table: printed policy per route > fast
 
 `
 
-exports[`test/route.test.ts > TAP > route table: printed policy per route > route table 1`] = `
+exports['test/route.test.ts > TAP > route table: printed policy per route > route table 1'] = `
 Array [
   Object {
     "auth": "any configured",
