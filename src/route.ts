@@ -42,6 +42,9 @@ const HttpMethodSchema = Type.Union(
 const PREFIX_PATTERN = '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._~!$&\'()*+,=:@-]+)+$|^/$'
 const UPSTREAM_PATTERN = '^https?://[^\\s/?#@]+(/[^\\s?#]*)?$'
 const ORIGIN_PATTERN = '^https?://[^\\s/?#@]+$'
+/** A lower-case DNS name, or `*.` and one (any subdomain); no port. */
+const HOST_PATTERN = '^(\\*\\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$'
+const HOST_WORDS = 'must be a lower-case host name without a port ("api.example.com"), or "*." and a name for any subdomain ("*.example.com")'
 /** The patterns above, in words, for messages. */
 const PREFIX_WORDS = 'must be a literal path: start with "/", no trailing "/", no empty ("//"), "." or ".." segments, no ":" or "*", only letters, digits and -._~!$&\'()+,=@ (for example "/api/orders")'
 const UPSTREAM_WORDS = 'must be an http:// or https:// URL with a host and no credentials, query or fragment (for example "http://orders-api:8080")'
@@ -68,7 +71,10 @@ const CircuitBreakerSchema = Type.Object({
 const WebSocketOptionsSchema = Type.Object({
   maxMessageBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024, description: 'Largest WebSocket message relayed, in either direction; a larger one closes the connection with 1009 (default BODY_LIMIT).' })),
   allowedOrigins: Type.Optional(Type.Array(Type.String({ pattern: ORIGIN_PATTERN }), { minItems: 1, maxItems: 1000, uniqueItems: true, description: 'Exact origins (`https://app.example.com[:port]`) allowed to open a WebSocket; others get 403 (default: any origin).' })),
-  requireOrigin: Type.Optional(Type.Boolean({ description: 'Refuse handshakes without an Origin header with 403 (default false: non-browser clients send none).' }))
+  requireOrigin: Type.Optional(Type.Boolean({ description: 'Refuse handshakes without an Origin header with 403 (default false: non-browser clients send none).' })),
+  bearerProtocol: Type.Optional(Type.Boolean({ description: 'Browsers: accept the JWT as a `Sec-WebSocket-Protocol` offer `portcullis.bearer.<jwt>` beside the real subprotocol; the offer is authenticated like `Authorization: Bearer`, never forwarded or echoed. Needs `allowedOrigins` and authentication (default false).' })),
+  maxMessagesPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Messages a client may send per second on one connection; one more closes it with 1008 (default unlimited).' })),
+  idleTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'A connection with no message in either direction for this long is closed with 1001 on both sides (default none).' }))
 }, { additionalProperties: false })
 
 const UpstreamTlsSchema = Type.Object({
@@ -78,7 +84,13 @@ const UpstreamTlsSchema = Type.Object({
   serverName: Type.Optional(Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.-]+$', patternMessage: 'must be a DNS host name', description: 'TLS server name (SNI, and the name the upstream certificate must carry) instead of the upstream URL\'s host.' }))
 }, { additionalProperties: false, description: 'Mutual TLS toward the upstreams (https targets only): the client certificate the gateway presents, and optionally the CA and server name that verify them (default: no client certificate).' })
 
+const HostNameSchema = Type.String({ pattern: HOST_PATTERN, patternMessage: HOST_WORDS, maxLength: 253 })
+
 export const RouteOptionsSchema = Type.Object({
+  host: Type.Optional(Type.Union([
+    HostNameSchema,
+    Type.Array(HostNameSchema, { minItems: 1, maxItems: 100, uniqueItems: true })
+  ], { description: 'Host names (Host / HTTP/2 `:authority`, port ignored) this route answers; `*.example.com` = any subdomain. Routes of one prefix can then go to different upstreams per host; a route without `host` serves every other host (default: any host).' })),
   prefix: Type.String({ pattern: PREFIX_PATTERN, patternMessage: PREFIX_WORDS, maxLength: 512, description: 'Public path prefix; matches at a segment boundary only.' }),
   upstream: Type.Union([
     Type.String({ pattern: UPSTREAM_PATTERN, patternMessage: UPSTREAM_WORDS }),
@@ -212,6 +224,11 @@ function crossFieldProblems (o: RouteOptions): string[] {
       const serialised = URL.canParse(origin) ? new URL(origin).origin : null
       if (serialised !== origin) problems.push(`websocket.allowedOrigins: "${origin}" is not a serialised origin${serialised === null ? '' : ` (write it as "${serialised}")`}`)
     }
+    if (o.websocket.bearerProtocol === true) {
+      // The token stands in for a cookie-free credential; the origin list still keeps other sites' pages off.
+      if (o.websocket.allowedOrigins === undefined) problems.push('websocket.bearerProtocol: needs websocket.allowedOrigins (the origins of the pages that may connect)')
+      if (o.auth === false) problems.push('websocket.bearerProtocol: needs authentication (the route has auth: false)')
+    }
   }
   return problems
 }
@@ -267,7 +284,7 @@ function describePolicy (route: Readonly<RouteOptions>, rateLimit: RateLimitRout
  * the gateway defaults (a route without `rateLimit` or `inspect` gets the runtime's), put on the
  * `config` of its Fastify routes for the policy plugins to read.
  */
-function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime, publicBase: string, upstreamTls: ProxyUpstreamTls | undefined): ProxyRouteInput {
+function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime, publicBase: string, upstreamTls: ProxyUpstreamTls | undefined, file: string): ProxyRouteInput {
   const rateLimit: RateLimitRouteConfig = route.rateLimit ?? runtime.defaultRateLimit
   const inspect: InspectRouteConfig = route.inspect ?? runtime.defaultInspect
   const openapi = route.openapi ?? false
@@ -278,6 +295,7 @@ function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime, publi
     ...(files !== undefined ? { upstreamTls } : {}),
     // A contract judges whole bodies: they are buffered (up to BODY_LIMIT) as for inspection.
     bufferBody: (inspect !== false && inspect.body === true) || openapi !== false,
+    source: file,
     policy: describePolicy(route, rateLimit, inspect),
     config: {
       auth: route.auth ?? {},
@@ -353,7 +371,7 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   const registerRoute = async function (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     const runtime = proxyRuntimeOf(fastify, frozen.prefix)
     const registerOptions = (opts ?? {}) as { prefix?: string }
-    const input = proxyInput(frozen, runtime, fastify.prefix + (registerOptions.prefix ?? ''), upstreamTls)
+    const input = proxyInput(frozen, runtime, fastify.prefix + (registerOptions.prefix ?? ''), upstreamTls, file)
     const scope = runtime.scope
     if (scope !== undefined && scope.owner === fastify && (registerOptions.prefix ?? '') === '' && fitsProxyScope(input)) {
       registerScopedProxyRoute(scope.instance, runtime, input)

@@ -32,6 +32,7 @@ import {
   type AuthPluginOptions, type AuthPolicy, type AuthRouteConfig, type AuthStrategy, type JwtAlgorithm, type ResolvedAuthOptions
 } from './schema.js'
 import '../../lib/consumer.js'
+import { kUpgradeBearer } from '../../lib/upgrade-credential.js'
 
 export type { AuthPluginOptions } from './schema.js'
 export type { ApiKeysReloadResult } from './api-keys-reload.js'
@@ -187,9 +188,12 @@ class Authenticator {
   jwt (request: FastifyRequest): JwtResult | Promise<JwtResult> {
     const q = request.query as Record<string, unknown> | null | undefined
     if (q !== null && typeof q === 'object' && q.access_token !== undefined) return new AuthFailure('token_in_query', true)
-    const value = request.headers.authorization
+    // A WebSocket handshake's token from its subprotocol offers (lib/upgrade-credential.ts).
+    const offered = request[kUpgradeBearer]
+    if (offered !== undefined && request.headers.authorization !== undefined) return new AuthFailure('duplicate_header', true)
+    const value = offered === undefined ? request.headers.authorization : `Bearer ${offered}`
     if (value === undefined) return undefined
-    if (typeof value !== 'string' || headerCount(request.raw.rawHeaders, 'authorization') !== 1) return new AuthFailure('duplicate_header', true)
+    if (typeof value !== 'string' || (offered === undefined && headerCount(request.raw.rawHeaders, 'authorization') !== 1)) return new AuthFailure('duplicate_header', true)
     const presented = BEARER_SCHEME.test(value)
     if (value.length > this.#maxHeaderLength) return new AuthFailure('token_too_large', presented)
     const m = BEARER.exec(value)

@@ -55,6 +55,8 @@ export type ResolvedProxyOptions = Static<typeof ProxyPluginOptionsSchema>
 
 /** One line of the route table printed at startup. */
 export interface RouteSummary extends RoutePolicySummary {
+  /** Host names the route is bound to (empty: any host). */
+  readonly hosts: readonly string[]
   readonly prefix: string
   readonly targets: readonly string[]
   readonly websocket: boolean
@@ -106,6 +108,9 @@ export interface ProxyWebSocketOptions {
   readonly maxMessageBytes?: number
   readonly allowedOrigins?: readonly string[]
   readonly requireOrigin?: boolean
+  readonly bearerProtocol?: boolean
+  readonly maxMessagesPerSecond?: number
+  readonly idleTimeoutMs?: number
 }
 
 /** A route's TLS client identity toward its upstreams (`upstreamTls`, the files already read). */
@@ -125,6 +130,10 @@ export interface ProxyUpstreamTls {
  * plus what the policies resolved to (the proxy does not read the policy plugins' schemas).
  */
 export interface ProxyRouteInput {
+  /** The route module, as messages name it (`routes/orders.ts`). */
+  readonly source?: string
+  /** Host names the route answers (lower case, no port; `*.example.com` = any subdomain); absent: any host. */
+  readonly host?: string | readonly string[]
   readonly prefix: string
   readonly upstream: string | readonly string[]
   readonly rewritePrefix?: string
