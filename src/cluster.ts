@@ -11,6 +11,8 @@
  * - SIGTERM/SIGINT go to every worker, which drain as a single process does; the primary exits
  *   when all have exited (SIGKILL for any still running DRAIN_DELAY_MS + DRAIN_TIMEOUT_MS + 5 s later), with
  *   status 0 when every worker exited cleanly.
+ * - SIGHUP goes to every worker, which reloads its configuration in place (src/reload.ts): no
+ *   worker restarts, so no connection is dropped.
  */
 import cluster, { type Worker } from 'node:cluster'
 import type { GatewayConfig } from './config.js'
@@ -79,6 +81,11 @@ export async function runPrimary (config: GatewayConfig, env: NodeJS.ProcessEnv 
     }
     process.on('SIGTERM', () => { stop('SIGTERM') })
     process.on('SIGINT', () => { stop('SIGINT') })
+    process.on('SIGHUP', () => {
+      if (stopping) return
+      log(`reloading the configuration of ${String(serving.size)} workers`)
+      for (const worker of serving) worker.process.kill('SIGHUP')
+    })
 
     for (let slot = 1; slot <= config.workers; slot++) fork(slot)
   })
