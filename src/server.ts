@@ -325,7 +325,7 @@ export async function runServer (): Promise<void> {
       for (const task of reloadTasks) await task().catch((err: unknown) => { running.app.log.error({ err }, 'reload failed') })
     })()
   })
-  closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs }, async ({ signal, err }) => {
+  closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err !== undefined) running.app.log.error({ err }, 'shutting down after an error')
     else running.app.log.info({ signal }, 'draining')
     await running.close()
