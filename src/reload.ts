@@ -130,7 +130,7 @@ export class GenerationSwitch {
   #settled (g: Generation): void {
     if (g.requests === 0) {
       for (const fn of g.idle.splice(0)) fn()
-      if (g.retired && g.upgrades === 0) void this.#close(g)
+      if (g.retired && g.upgrades === 0) this.#close(g).catch(() => {})
     }
   }
 

@@ -189,6 +189,9 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
       }
     }
     if (restartOnly.length > 0) return { ok: false, problems: restartOnly }
+    // ADMIN_PORT=0: the port the running gateway bound (its listener is shared, never moved).
+    const adminPort = Number(/:(\d+)$/.exec(app.hasDecorator('portcullisAdmin') ? app.portcullisAdmin.url ?? '' : '')?.[1])
+    if (next.admin.port === 0 && adminPort > 0) next = { ...next, admin: { ...next.admin, port: adminPort } }
     if (demo !== undefined) setDemoUpstreamUrl(demo.url)
     let nextApp: FastifyInstance | undefined
     try {
@@ -206,6 +209,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   async function reloadOnce (): Promise<ReloadOutcome> {
     const log = generations.app.log
     const version = ++generations.generation
+    const started = performance.now()
     const built = await build(version)
     if (!built.ok || built.app === undefined || built.config === undefined) {
       log.warn({ problems: built.problems }, `configuration reload refused, the running configuration keeps serving: ${built.problems.join('; ')}`)
@@ -222,7 +226,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
       built.app.log[built.config.production ? 'warn' : 'debug']({ risk: risk.id }, `configuration warning: ${risk.source}: ${risk.message}; ${risk.fix}`)
     }
     const routes = built.app.portcullisProxy.routes.map((r) => r.prefix)
-    built.app.log.info({ generation: version, routes }, `configuration reloaded (${routes.length} routes${built.tls !== undefined ? ', TLS certificate' : ''})`)
+    built.app.log.info({ generation: version, routes, ms: Math.round(performance.now() - started) }, `configuration reloaded (${routes.length} routes${built.tls !== undefined ? ', TLS certificate' : ''})`)
     if (destination !== undefined) flushLog(destination)
     return { ok: true, problems: [] }
   }
@@ -298,6 +302,12 @@ function startFailure (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
+/**
+ * What SIGHUP runs after the configuration reload (`RunningGateway.reload`), in order; a task
+ * that throws is logged and the next runs.
+ */
+export const reloadTasks: Array<(running: RunningGateway) => Promise<unknown>> = []
+
 /** The process entry: `npm start`, and `portcullis` / `portcullis start`. */
 export async function runServer (): Promise<void> {
   let running: RunningGateway
@@ -317,13 +327,16 @@ export async function runServer (): Promise<void> {
     }
     process.exit(1)
   }
-  // SIGHUP reloads the configuration (the default would end the process).
-  const reloadTasks: Array<() => Promise<unknown>> = [async () => await running.reload()]
+  // SIGHUP reloads the configuration (the default would end the process), then runs the other
+  // reload tasks in order.
+  const gateway = running
   process.on('SIGHUP', () => {
-    running.app.log.info({ signal: 'SIGHUP' }, 'reloading the configuration')
-    void (async () => {
-      for (const task of reloadTasks) await task().catch((err: unknown) => { running.app.log.error({ err }, 'reload failed') })
-    })()
+    gateway.app.log.info({ signal: 'SIGHUP' }, 'reloading the configuration')
+    ;(async () => {
+      for (const task of [async () => await gateway.reload(), ...reloadTasks]) {
+        await task(gateway).catch((err: unknown) => { gateway.app.log.error({ err }, 'reload failed') })
+      }
+    })().catch(() => {})
   })
   closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err !== undefined) running.app.log.error({ err }, 'shutting down after an error')

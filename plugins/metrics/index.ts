@@ -217,7 +217,7 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
 
   const admin: AdminListener = { url: undefined, registry, reload: undefined }
   fastify.decorate('portcullisAdmin', admin)
-  const key = options.port === 0 ? undefined : `${options.host}:${String(options.port)}`
+  let key = options.port === 0 ? undefined : `${options.host}:${String(options.port)}`
   let shared: SharedAdmin | undefined
 
   fastify.addHook('onReady', async function metricsListen () {
@@ -237,7 +237,9 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
       })
       users.push(admin)
       shared = { server, users }
-      if (key !== undefined) sharedAdmins.set(key, shared)
+      // Port 0: the port really bound, which a reload asks for by number.
+      key ??= `${options.host}:${String((server.address() as AddressInfo).port)}`
+      sharedAdmins.set(key, shared)
     }
     const address = shared.server.address() as AddressInfo
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address

@@ -128,11 +128,11 @@ t.test('under load: no failed request across 5 reloads, and a WebSocket opened b
 
   const agent = new Agent({ connections: 8 })
   t.teardown(async () => { await agent.close() })
-  let reloads = 0
+  const progress = { reloads: 0 }
   let ok = 0
   const failures: string[] = []
   async function client (): Promise<void> {
-    while (reloads < 5) {
+    while (progress.reloads < 5) {
       try {
         const res = await request(`${url}/api/x`, { dispatcher: agent })
         await res.body.text()
@@ -149,7 +149,7 @@ t.test('under load: no failed request across 5 reloads, and a WebSocket opened b
     await waitFor(() => ok > before + 50, { message: 'traffic flowing' })
     route(dir, 'api.mjs', `{ prefix: '/api', upstream: '${up}', auth: false, websocket: true, timeout: ${10_000 + i} }`)
     t.equal(await sighup(p), 'reloaded')
-    reloads++
+    progress.reloads++
   }
   await Promise.all(clients)
   t.strictSame(failures, [], `no failed request among ${ok + failures.length} during 5 reloads`)
