@@ -201,3 +201,22 @@ t.test('SIGHUP: a new TLS certificate is served to new connections', async (t) =
   t.equal(res.statusCode, 200)
   t.equal(await res.body.text(), 'ok')
 })
+
+t.test('WORKERS=2: SIGHUP to the primary reloads every worker', async (t) => {
+  const one = await startUpstream(t, (_req, res) => { res.end('one') })
+  const two = await startUpstream(t, (_req, res) => { res.end('two') })
+  const dir = routesDir(t)
+  route(dir, 'a.mjs', `{ prefix: '/a', upstream: '${one.url}', auth: false }`)
+  const p = start(t, { ROUTES_DIR: dir, WORKERS: '2' })
+  const url = await listening(p)
+  await waitFor(() => count(p, 'Server listening at') === 2, { message: 'both workers listening' })
+  route(dir, 'a.mjs', `{ prefix: '/a', upstream: '${two.url}', auth: false }`)
+  p.child.kill('SIGHUP')
+  await waitFor(() => count(p, 'configuration reloaded') === 2, { message: 'both workers reloaded' })
+  for (let i = 0; i < 6; i++) {
+    const res = await request(`${url}/a/x`, { reset: true })
+    t.equal(await res.body.text(), 'two', 'every worker serves the new route')
+  }
+  p.child.kill('SIGTERM')
+  t.equal(await p.exited, 0)
+})
