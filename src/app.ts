@@ -7,6 +7,7 @@
  * into docs/reference/chain.md.
  */
 import { readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { GatewayConfig } from './config.js'
@@ -25,6 +26,8 @@ export interface GatewayAppOptions {
   readonly config: GatewayConfig
   /** Route plugins to register instead of loading `config.routesDir`. */
   readonly routes?: readonly FastifyPluginAsync[]
+  /** Imports the route modules afresh (a configuration reload; see loadRouteModules). */
+  readonly routesVersion?: number
 }
 
 /** Registers the whole chain and the routes on an existing Fastify instance. */
@@ -40,7 +43,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
     if (missing.length > 0) throw new ConfigError('invalid routes', missing, '')
     for (const route of opts.routes) await fastify.register(route)
   } else {
-    const routes = await loadRouteModules(config.routesDir ?? DEFAULT_ROUTES_DIR, config.production)
+    const routes = await loadRouteModules(config.routesDir ?? DEFAULT_ROUTES_DIR, config.production, opts.routesVersion)
     for (const route of routes) await fastify.register(route)
   }
 }
@@ -66,6 +69,13 @@ export interface BuildGatewayOptions {
   /** Logger: options, a pino instance, or false (default: from config). */
   logger?: FastifyServerOptions['logger']
   loggerInstance?: FastifyServerOptions['loggerInstance']
+  /**
+   * A configuration reload: the app gets no listening server of its own (a private, never
+   * listening one whose events the running server forwards: src/reload.ts), so the per-server
+   * settings (timeouts, TLS, PROXY protocol, client errors) stay those of the running server,
+   * and the route modules are imported afresh under this version.
+   */
+  reloadVersion?: number
 }
 
 /**
@@ -134,6 +144,11 @@ export async function buildGateway (config: GatewayConfig, opts: BuildGatewayOpt
   const logging = opts.loggerInstance !== undefined
     ? { loggerInstance: opts.loggerInstance }
     : { logger: opts.logger ?? loggerOptions(config) }
+  if (opts.reloadVersion !== undefined) {
+    const app = Fastify({ ...serverOptions(config), ...logging, serverFactory: (handler) => createServer(handler) }) as unknown as FastifyInstance
+    await app.register(gatewayPlugin, { config, routesVersion: opts.reloadVersion, ...(opts.routes !== undefined ? { routes: opts.routes } : {}) })
+    return app
+  }
   const app = Fastify({ ...serverOptions(config), ...logging }) as unknown as FastifyInstance
   if (config.tls?.http2 !== true) {
     app.server.headersTimeout = config.headersTimeoutMs
