@@ -282,6 +282,8 @@ function compilePolicy (policy: AuthPolicy, configured: ReadonlySet<AuthStrategy
     if (!configured.has(s)) problems.push(`auth.strategies: "${s}" is not configured on this gateway; ${STRATEGY_FIX[s]}, or remove "${s}" from the route's auth.strategies`)
   }
   const scopes = policy.scopes ?? []
+  // Only JWTs and API keys carry scopes: a route whose strategies carry none would refuse everyone.
+  if (scopes.length > 0 && !strategies.includes('jwt') && !strategies.includes('apiKey')) problems.push('auth.scopes: scopes come from JWTs and API keys; add the "jwt" or "apiKey" strategy')
   if (problems.length > 0) throw new ConfigError(`invalid auth policy of route ${where}`, problems)
   const jwt = strategies.includes('jwt')
   const apiKey = strategies.includes('apiKey')
