@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import { createServer as createNetServer } from 'node:net'
 import { hostname } from 'node:os'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { request } from 'undici'
@@ -170,8 +171,11 @@ t.test('invalid options stop ready() with GW_CONFIG_INVALID; a busy port fails r
     await t.rejects(async () => { await app.ready() }, { code: 'GW_CONFIG_INVALID' }, JSON.stringify(opts))
     await app.close()
   }
-  const { app } = await build(t)
-  const port = Number(new URL(app.portcullisAdmin.url ?? '').port)
+  // A port held by another program (gateways of one process share their admin listener).
+  const other = createNetServer()
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { other.close() })
+  const port = (other.address() as { port: number }).port
   const clash = Fastify()
   clash.register(metricsPlugin, { port })
   await t.rejects(async () => { await clash.ready() }, { code: 'EADDRINUSE' })

@@ -91,9 +91,12 @@ async function gateway (t: Teardown, upstream: string, extra: Parameters<typeof 
 
 /** A route's shape, its own URL prefix taken off and the objects that differ by identity (pool) left out. */
 function shape (r: SeenRoute, prefix: string): object {
-  const { proxy, ...config } = r.config as { proxy: { prefix: string }, url?: string, method?: string }
+  const { proxy, ...config } = r.config as { proxy: { prefix: string }, url?: string, method?: string, openapiPaths?: { strip: string, add: string } }
   delete config.url
   delete config.method
+  // The contract's public path is the URL prefix too (OpenAPI paths are matched below it).
+  const paths = config.openapiPaths
+  if (paths !== undefined) config.openapiPaths = { ...paths, strip: paths.strip.slice(prefix.length) }
   return { url: r.url.slice(prefix.length), method: r.method, config, proxyPrefix: proxy.prefix, constraints: r.constraints, hooks: r.hooks }
 }
 
