@@ -1,13 +1,18 @@
 /**
- * portcullis-auth: who the caller is (JWT bearer token or API key) and whether they may pass.
+ * portcullis-auth: who the caller is (JWT bearer token, API key, opaque bearer token checked by
+ * token introspection, or an external forward-auth service's decision) and whether they may pass.
  *
  * Config key: `config.auth` on each route (`false` = public; `{ strategies?, relation?, scopes? }`),
  * validated and precomputed in an onRoute hook. A route without `config.auth` is untouched.
  * Hook: route-level onRequest `authOnRequest`, prepended so nothing route-specific runs before
  * authentication; it sets `request.consumer` ({ id, strategy, scopes, claims? }).
  * Credentials: `Authorization: Bearer <jwt>` (scheme case-insensitive, RFC 9110 §11.1; exactly one
- * header, one token, never the query) and `x-api-key` (exactly one header, one key).
+ * header, one token, never the query) and `x-api-key` (exactly one header, one key). A bearer
+ * token goes to `jwt` when it is shaped like a JWT (three base64url parts, a JSON object header)
+ * and the route accepts `jwt`; otherwise to `introspection` (introspection.ts). `forwardAuth`
+ * (forward-auth.ts) runs last, only when still needed.
  * Errors: GW_AUTH_UNAUTHORIZED (401 + WWW-Authenticate), GW_AUTH_FORBIDDEN (403, insufficient_scope),
+ * GW_AUTH_UNAVAILABLE (503: introspection endpoint or forward-auth service unusable; fail closed),
  * GW_CONFIG_INVALID at startup (bad options, bad route policy, strategy not configured).
  * Signals: `authFailure` (route template, status, fixed reason token).
  */
@@ -19,6 +24,8 @@ import { errorLines } from '../../lib/validate.js'
 import { ApiKeyStore } from './api-keys.js'
 import type { Consumer } from '../../lib/consumer.js'
 import { ConfigError, ForbiddenError, UnauthorizedError } from '../../lib/errors.js'
+import { ForwardAuthClient } from './forward-auth.js'
+import { IntrospectionClient } from './introspection.js'
 import { JwksClient, type JwksKey } from './jwks.js'
 import { AuthFailure, HS_ALGORITHMS, claimRules, compileVerifier, consumerFromPayload, narrow, parsePublicKeyPem, reasonOf, type ClaimRules, type CompiledVerifier } from './jwt.js'
 import {
@@ -56,7 +63,15 @@ const DEFAULTS = {
   jwksTimeoutMs: 5000,
   jwksMaxBytes: 262_144,
   tokenCacheSize: 1000,
-  tokenCacheTtlMs: 10_000
+  tokenCacheTtlMs: 10_000,
+  introspectionTimeoutMs: 2000,
+  introspectionCacheTtlS: 60,
+  introspectionNegativeCacheTtlS: 5,
+  introspectionCacheSize: 10_000,
+  forwardAuthTimeoutMs: 2000,
+  forwardAuthRequestHeaders: ['authorization', 'cookie'],
+  forwardAuthResponseHeaders: [],
+  forwardAuthConsumerHeader: 'x-user-id'
 }
 
 /**
@@ -133,6 +148,13 @@ function headerCount (raw: readonly string[], name: string): number {
 
 type JwtResult = Consumer | AuthFailure | undefined
 
+/** A JWT's shape: three base64url parts whose first decodes to a JSON object. */
+function looksLikeJwt (token: string): boolean {
+  const first = token.indexOf('.')
+  const second = first === -1 ? -1 : token.indexOf('.', first + 1)
+  return second !== -1 && token.indexOf('.', second + 1) === -1 && joseHeader(token) !== undefined
+}
+
 /** The verification engine of one plugin instance (JWT key source, API keys, token cache). */
 class Authenticator {
   readonly strategies: ReadonlySet<AuthStrategy>
@@ -142,25 +164,29 @@ class Authenticator {
   readonly #jwks: JwksClient | undefined
   readonly #apiKeys: ApiKeyStore
   readonly #cache: TokenCache | undefined
+  readonly introspection: IntrospectionClient | undefined
+  readonly forwardAuth: ForwardAuthClient | undefined
 
-  constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: TokenCache | undefined) {
+  constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: TokenCache | undefined,
+    introspection: IntrospectionClient | undefined, forwardAuth: ForwardAuthClient | undefined) {
     this.#rules = claimRules(o)
     this.#maxHeaderLength = o.maxTokenBytes + 'Bearer '.length
     this.#staticVerifier = staticVerifier
     this.#jwks = jwks
     this.#apiKeys = new ApiKeyStore(o.apiKeys)
     this.#cache = cache
+    this.introspection = introspection
+    this.forwardAuth = forwardAuth
     const s = new Set<AuthStrategy>()
     if (staticVerifier !== undefined || jwks !== undefined) s.add('jwt')
     if (this.#apiKeys.size > 0) s.add('apiKey')
+    if (introspection !== undefined) s.add('introspection')
+    if (forwardAuth !== undefined) s.add('forwardAuth')
     this.strategies = s
   }
 
-  /**
-   * The bearer credential: undefined when none was presented. Synchronous except when an
-   * unknown `kid` makes it wait for a JWKS refresh.
-   */
-  jwt (request: FastifyRequest): JwtResult | Promise<JwtResult> {
+  /** The bearer token presented (undefined: none), or why the header is refused. */
+  bearer (request: FastifyRequest): string | AuthFailure | undefined {
     const q = request.query as Record<string, unknown> | null | undefined
     if (q !== null && typeof q === 'object' && q.access_token !== undefined) return new AuthFailure('token_in_query', true)
     const value = request.headers.authorization
@@ -170,7 +196,14 @@ class Authenticator {
     if (value.length > this.#maxHeaderLength) return new AuthFailure('token_too_large', presented)
     const m = BEARER.exec(value)
     if (m === null) return new AuthFailure(presented ? 'malformed_header' : 'unsupported_scheme', presented)
-    const token = m[1] as string
+    return m[1] as string
+  }
+
+  /**
+   * Verifies a bearer token as a JWT. Synchronous except when an unknown `kid` makes it wait
+   * for a JWKS refresh.
+   */
+  jwt (token: string): JwtResult | Promise<JwtResult> {
     const now = Date.now()
     const cached = this.#cache?.get(token, now)
     if (cached !== undefined) return cached
@@ -227,7 +260,11 @@ interface CompiledPolicy {
   readonly route: string
   readonly jwt: boolean
   readonly apiKey: boolean
+  readonly introspection: boolean
+  readonly forwardAuth: boolean
   readonly all: boolean
+  /** The route's strategies, in the order their consumer identifies the caller. */
+  readonly order: readonly AuthStrategy[]
   /** Strategy whose consumer identifies the caller when several pass. */
   readonly primary: AuthStrategy
   readonly scopes: readonly string[]
@@ -237,28 +274,38 @@ interface CompiledPolicy {
 /** How to configure each strategy (the process entry's variables). */
 const STRATEGY_FIX: Readonly<Record<AuthStrategy, string>> = {
   jwt: 'set JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL',
-  apiKey: 'set API_KEYS or API_KEYS_FILE'
+  apiKey: 'set API_KEYS or API_KEYS_FILE',
+  introspection: 'set INTROSPECTION_URL, INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET (or _FILE)',
+  forwardAuth: 'set FORWARD_AUTH_URL'
 }
+
+/** Which strategy's consumer identifies the caller when several pass. */
+const PRIORITY: readonly AuthStrategy[] = ['jwt', 'introspection', 'apiKey', 'forwardAuth']
 
 function compilePolicy (policy: AuthPolicy, configured: ReadonlySet<AuthStrategy>, where: string, route: string): CompiledPolicy {
   const problems: string[] = []
   const strategies = policy.strategies ?? [...configured]
   if (policy.strategies === undefined && strategies.length === 0) {
-    problems.push('auth: the route requires authentication but no strategy is configured; set JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS, or make the route public with auth: false')
+    problems.push('auth: the route requires authentication but no strategy is configured; set JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL, API_KEYS, INTROSPECTION_URL or FORWARD_AUTH_URL, or make the route public with auth: false')
   }
   for (const s of policy.strategies ?? []) {
     if (!configured.has(s)) problems.push(`auth.strategies: "${s}" is not configured on this gateway; ${STRATEGY_FIX[s]}, or remove "${s}" from the route's auth.strategies`)
   }
   const scopes = policy.scopes ?? []
-  if (scopes.length > 0 && !strategies.includes('jwt')) problems.push('auth.scopes: scopes come from JWTs; add the "jwt" strategy')
+  if (scopes.length > 0 && !strategies.includes('jwt') && !strategies.includes('introspection')) problems.push('auth.scopes: scopes come from JWTs and introspected tokens; add the "jwt" or "introspection" strategy')
+  const all = policy.relation === 'all' && strategies.length > 1
+  if (all && strategies.includes('jwt') && strategies.includes('introspection')) problems.push('auth.relation: "jwt" and "introspection" read the same bearer token, so both can never pass; use relation "any"')
   if (problems.length > 0) throw new ConfigError(`invalid auth policy of route ${where}`, problems)
-  const jwt = strategies.includes('jwt')
+  const order = PRIORITY.filter((s) => strategies.includes(s))
   return Object.freeze({
     route,
-    jwt,
+    jwt: strategies.includes('jwt'),
     apiKey: strategies.includes('apiKey'),
-    all: policy.relation === 'all' && strategies.length > 1,
-    primary: jwt ? 'jwt' : 'apiKey',
+    introspection: strategies.includes('introspection'),
+    forwardAuth: strategies.includes('forwardAuth'),
+    all,
+    order: Object.freeze(order),
+    primary: order[0] as AuthStrategy,
     scopes: Object.freeze([...scopes]),
     forbiddenChallenge: `Bearer realm="${REALM}", error="insufficient_scope", scope="${scopes.join(' ')}"`
   })
@@ -273,29 +320,57 @@ function reject (request: FastifyRequest, reply: FastifyReply, policy: CompiledP
   throw new UnauthorizedError()
 }
 
+function forbid (request: FastifyRequest, reply: FastifyReply, policy: CompiledPolicy, reason: string, challenge: string | undefined): never {
+  if (challenge !== undefined) reply.header('www-authenticate', challenge)
+  request.log.debug({ reason, route: policy.route }, 'authorization failed')
+  if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 403, reason })
+  throw new ForbiddenError()
+}
+
+type Outcome = Consumer | AuthFailure | undefined
+
 function makeHook (engine: Authenticator, policy: CompiledPolicy): onRequestHookHandler {
+  const identityHeaders = policy.forwardAuth ? (engine.forwardAuth as ForwardAuthClient).identityHeaders : []
   const authOnRequest = async function authOnRequest (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    let viaJwt = policy.jwt ? engine.jwt(request) : undefined
-    if (viaJwt instanceof Promise) viaJwt = await viaJwt
-    const viaKey = policy.apiKey ? engine.apiKey(request) : undefined
-    // A presented but invalid credential always fails, whatever the other one says.
-    if (viaJwt instanceof AuthFailure) reject(request, reply, policy, viaJwt)
-    if (viaKey instanceof AuthFailure) reject(request, reply, policy, viaKey)
+    // Only the forward-auth service's answer may carry these upstream.
+    for (const name of identityHeaders) delete request.headers[name]
+    const results = new Map<AuthStrategy, Outcome>()
+    if (policy.jwt || policy.introspection) {
+      const token = engine.bearer(request)
+      if (token === undefined || token instanceof AuthFailure) {
+        results.set(policy.jwt ? 'jwt' : 'introspection', token)
+      } else if (policy.jwt && (!policy.introspection || looksLikeJwt(token))) {
+        let viaJwt = engine.jwt(token)
+        if (viaJwt instanceof Promise) viaJwt = await viaJwt
+        results.set('jwt', viaJwt)
+      } else {
+        results.set('introspection', await (engine.introspection as IntrospectionClient).check(token))
+      }
+    }
+    if (policy.apiKey) results.set('apiKey', engine.apiKey(request))
+    // A presented but invalid credential always fails, whatever the others say.
+    for (const r of results.values()) if (r instanceof AuthFailure) reject(request, reply, policy, r)
     let consumer: Consumer | undefined
+    if (policy.forwardAuth && (policy.all || !policy.order.some((s) => results.get(s) !== undefined))) {
+      const decision = await (engine.forwardAuth as ForwardAuthClient).decide(request, request.headers)
+      if (decision === 'forbidden') forbid(request, reply, policy, 'forward_auth_forbidden', undefined)
+      if (decision instanceof AuthFailure) reject(request, reply, policy, decision)
+      results.set('forwardAuth', decision)
+    }
     if (policy.all) {
-      if (viaJwt === undefined || viaKey === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
-      consumer = policy.primary === 'jwt' ? viaJwt : viaKey
+      if (policy.order.some((s) => results.get(s) === undefined)) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
+      consumer = results.get(policy.primary) as Consumer
+      const forwarded = results.get('forwardAuth') as Consumer | undefined
+      if (forwarded !== undefined && forwarded !== consumer) consumer = Object.freeze({ ...consumer, headers: forwarded.headers })
     } else {
-      consumer = policy.primary === 'jwt' ? (viaJwt ?? viaKey) : (viaKey ?? viaJwt)
+      for (const s of policy.order) {
+        consumer = results.get(s) as Consumer | undefined
+        if (consumer !== undefined) break
+      }
       if (consumer === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
     }
     for (const scope of policy.scopes) {
-      if (!consumer.scopes.includes(scope)) {
-        reply.header('www-authenticate', policy.forbiddenChallenge)
-        request.log.debug({ reason: 'insufficient_scope', route: policy.route }, 'authorization failed')
-        if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 403, reason: 'insufficient_scope' })
-        throw new ForbiddenError()
-      }
+      if (!consumer.scopes.includes(scope)) forbid(request, reply, policy, 'insufficient_scope', policy.forbiddenChallenge)
     }
     request.consumer = consumer
   }
@@ -346,13 +421,46 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
     fastify.addHook('onClose', async function authClose () { await client.close() })
     await client.refresh()
   }
-  const engine = new Authenticator(o, staticVerifier, jwks, cache)
+  let introspection: IntrospectionClient | undefined
+  if (o.introspectionUrl !== undefined && o.introspectionClientId !== undefined && o.introspectionClientSecret !== undefined) {
+    const client = new IntrospectionClient({
+      url: o.introspectionUrl,
+      clientId: o.introspectionClientId,
+      clientSecret: o.introspectionClientSecret,
+      issuer: o.introspectionIssuer,
+      audience: o.introspectionAudience,
+      skewMs: rules.skewMs,
+      timeoutMs: o.introspectionTimeoutMs,
+      cacheTtlMs: o.introspectionCacheTtlS * 1000,
+      negativeCacheTtlMs: o.introspectionNegativeCacheTtlS * 1000,
+      cacheSize: o.introspectionCacheSize,
+      log: fastify.log
+    })
+    introspection = client
+    fastify.addHook('onClose', async function authIntrospectionClose () { await client.close() })
+  }
+  let forwardAuth: ForwardAuthClient | undefined
+  if (o.forwardAuthUrl !== undefined) {
+    const client = new ForwardAuthClient({
+      url: o.forwardAuthUrl,
+      timeoutMs: o.forwardAuthTimeoutMs,
+      requestHeaders: o.forwardAuthRequestHeaders,
+      responseHeaders: o.forwardAuthResponseHeaders,
+      consumerHeader: o.forwardAuthConsumerHeader,
+      log: fastify.log
+    })
+    forwardAuth = client
+    fastify.addHook('onClose', async function authForwardAuthClose () { await client.close() })
+  }
+  const engine = new Authenticator(o, staticVerifier, jwks, cache, introspection, forwardAuth)
   const compiled = new WeakMap<object, CompiledPolicy>()
 
   fastify.decorateRequest('consumer', null)
   fastify.decorate('portcullisAuth', Object.freeze({
     strategies: Object.freeze([...engine.strategies]),
-    jwksFetches: () => jwks?.fetches ?? 0
+    jwksFetches: () => jwks?.fetches ?? 0,
+    introspectionCalls: () => introspection?.calls ?? 0,
+    forwardAuthCalls: () => forwardAuth?.calls ?? 0
   }))
 
   fastify.addHook('onRoute', function authOnRoute (routeOptions: RouteOptions) {
@@ -378,8 +486,13 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Read-only facts about the auth plugin (configured strategies, JWKS fetch count). */
-    portcullisAuth: { readonly strategies: readonly AuthStrategy[], readonly jwksFetches: () => number }
+    /** Read-only facts about the auth plugin (configured strategies, calls to the JWKS, introspection and forward-auth endpoints). */
+    portcullisAuth: {
+      readonly strategies: readonly AuthStrategy[]
+      readonly jwksFetches: () => number
+      readonly introspectionCalls: () => number
+      readonly forwardAuthCalls: () => number
+    }
   }
 }
 
