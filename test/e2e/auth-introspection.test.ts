@@ -126,8 +126,17 @@ t.test('single flight: lookups of one token in flight together make one call', a
   const token = await idp.getToken('orders:read')
   const silent = { warn: () => {} } as unknown as ConstructorParameters<typeof IntrospectionClient>[0]['log']
   const client = new IntrospectionClient({
-    url: idp.introspectionUrl, clientId: idp.clientId, clientSecret: idp.clientSecret, issuer: idp.issuer, audience: [idp.resource],
-    skewMs: 0, timeoutMs: 5000, cacheTtlMs: 0, negativeCacheTtlMs: 0, cacheSize: 10, log: silent
+    url: idp.introspectionUrl,
+    clientId: idp.clientId,
+    clientSecret: idp.clientSecret,
+    issuer: idp.issuer,
+    audience: [idp.resource],
+    skewMs: 0,
+    timeoutMs: 5000,
+    cacheTtlMs: 0,
+    negativeCacheTtlMs: 0,
+    cacheSize: 10,
+    log: silent
   })
   t.teardown(async () => { await client.close() })
   const results = await Promise.all(Array.from({ length: 10 }, async () => await client.check(token)))
