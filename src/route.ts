@@ -260,16 +260,11 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
       }
     } catch (err) {
       // Problems found while registering (a prefix already routed, an unconfigured strategy)
-      // name the route module they come from.
+      // name the route module they come from, in the route's terms (`inspect.exclude`, not the
+      // plugin's `config.inspect.exclude`): a problem of a route file is GW_CONFIG_INVALID.
       if (err instanceof ConfigError && err.where === undefined) {
         const where = `${file} (route ${frozen.prefix})`
-        throw new ConfigError(where, err.problems, where, { code: err.code })
-      }
-      // The inspection plugin's route problems (an unknown rule id) carry the option paths.
-      const routeProblems = (err as { code?: unknown, problems?: unknown } | null)?.problems
-      if ((err as { code?: unknown }).code === 'GW_INSPECT_CONFIG_INVALID' && Array.isArray(routeProblems)) {
-        const where = `${file} (route ${frozen.prefix})`
-        throw new ConfigError(where, (routeProblems as string[]).map((p) => p.replace(/^config\./, '')), where)
+        throw new ConfigError(where, err.problems.map((p) => p.replace(/^config\./, '')), where)
       }
       throw err
     }

@@ -18,6 +18,8 @@ import { effectiveRoute, type EffectiveRoute } from './effective.js'
 import { toProblems, type Problem } from './load.js'
 
 const MARK = '/__portcullis-route-'
+/** The inspection time budget in the sandbox (INSPECT_TIMEOUT_MS when larger). */
+const SANDBOX_INSPECT_TIMEOUT_MS = 10_000
 
 export interface Received {
   /** Index of the route (in `Sandbox.routes`) whose upstream received the request. */
@@ -100,7 +102,11 @@ export async function startSandbox (env: NodeJS.ProcessEnv, opts: SandboxOptions
   const sandboxConfig: GatewayConfig = {
     ...config,
     admin: { ...config.admin, port: undefined },
-    rateLimit: { ...config.rateLimit, redisUrl: undefined, ...(opts.noRouteLimits === true ? { ipMax: 1_000_000 } : {}) }
+    // Never the operator's Redis: probes must not spend real budgets.
+    rateLimit: { ...config.rateLimit, redisUrl: undefined, redisSentinels: undefined, redisSentinelName: undefined, redisClusterNodes: undefined, ...(opts.noRouteLimits === true ? { ipMax: 1_000_000 } : {}) },
+    // The verdict is the rules', not the machine's load: an engine timeout (fail closed) would
+    // read as a refusal.
+    inspect: { ...config.inspect, timeoutMs: Math.max(config.inspect.timeoutMs, SANDBOX_INSPECT_TIMEOUT_MS) }
   }
   let app: FastifyInstance | undefined
   try {

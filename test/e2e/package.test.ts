@@ -57,9 +57,9 @@ t.test('npm pack ships dist, the ruleset and no tests', async (t) => {
   t.strictSame(files.filter((f) => f.startsWith('dist/routes/')), [], 'the example routes are not shipped')
   const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { private?: boolean, bin?: Record<string, string>, engines?: Record<string, string> }
   t.equal(pkg.private, undefined, 'publishable')
-  t.strictSame(pkg.bin, { portcullis: 'dist/src/server.js' })
+  t.strictSame(pkg.bin, { portcullis: 'dist/src/cli.js' })
   t.ok(pkg.engines?.node !== undefined)
-  t.match(readFileSync(join(root, 'dist/src/server.js'), 'utf8'), /^#!\/usr\/bin\/env node\n/, 'the bin starts with a shebang')
+  t.match(readFileSync(join(root, 'dist/src/cli.js'), 'utf8'), /^#!\/usr\/bin\/env node\n/, 'the bin starts with a shebang')
   // Keep a Changelog: `## [0.1.0] - date` once released, `## [Unreleased]` naming the version before.
   const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version.replaceAll('.', '\\.')
   t.match(readFileSync(join(root, 'CHANGELOG.md'), 'utf8'), new RegExp(`^## (?:\\[?${version}\\]?\\b|\\[Unreleased\\]\\n+[^#]*\\bversion ${version}\\b)`, 'm'), 'a changelog entry for this version')
@@ -217,6 +217,11 @@ t.test('the installed `portcullis` command: a clear message without routes, serv
   const routes = join(app, 'routes')
   mkdirSync(routes, { recursive: true })
   writeFileSync(join(routes, 'svc.mjs'), "import { defineRoute } from 'portcullis'\nexport default defineRoute({ prefix: '/svc', upstream: process.env.SVC_URL, auth: false })\n")
+  const checked = spawnIn(bin, ['check', '--json'], { ...production, ROUTES_DIR: routes, SVC_URL: upstream.url })
+  t.equal(await checked.exited, 0, `the installed command checks the folder: ${checked.err()}`)
+  t.match(JSON.parse(checked.out()), { ok: true, routes: 1 })
+  t.equal(upstream.requests.length, 0, 'checking contacts no upstream')
+
   const served = spawnIn(bin, [], { ...production, ROUTES_DIR: routes, SVC_URL: upstream.url })
   t.teardown(served.kill)
   const [, url] = await waitFor(served, /Server listening at (http:\/\/127\.0\.0\.1:\d+)/)

@@ -9,12 +9,9 @@ const routesJs = fileURLToPath(new URL('../fixtures/routes-js', import.meta.url)
 const routesTry = fileURLToPath(new URL('../fixtures/routes-try', import.meta.url))
 
 async function listening (p: GatewayProcess): Promise<string> {
-  for (let i = 0; i < 200; i++) {
-    const m = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(p.out())
-    if (m?.[1] !== undefined) return m[1]
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`gateway did not start: ${p.out()} ${p.err()}`)
+  // Generous: a loaded machine starts a process slowly; the bound only guards against a hang.
+  return await waitFor(() => /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(p.out())?.[1], { timeoutMs: 60_000, intervalMs: 50, message: 'gateway did not start' })
+    .catch((err: unknown) => { throw new Error(`${(err as Error).message}: ${p.out()} ${p.err()}`) })
 }
 
 t.test('npm start defaults: example routes, demo upstream, one line per route and a working curl', async (t) => {
