@@ -20,12 +20,13 @@ export interface PortcullisClaims {
 export interface Consumer {
   /**
    * JWT `sub`, the consumer name of the API key, the introspected token's `sub` (else
-   * `client_id`), or the forward-auth service's identity header; sent upstream as `x-consumer-id`.
+   * `client_id`), the forward-auth service's identity header, or the client certificate's field;
+   * sent upstream as `x-consumer-id`.
    */
   readonly id: string
   /** The strategy that authenticated the caller. */
-  readonly strategy: 'jwt' | 'apiKey' | 'introspection' | 'forwardAuth'
-  /** Scopes granted (JWT `scope`/`scp`, introspection `scope`); empty for API keys and forward auth. */
+  readonly strategy: 'jwt' | 'apiKey' | 'introspection' | 'forwardAuth' | 'mtls'
+  /** Scopes granted (JWT `scope`/`scp`, introspection `scope`, the API key's `scopes`); empty for forward auth and client certificates. */
   readonly scopes: readonly string[]
   /** Verified JWT claims, or the introspection response; undefined for API keys and forward auth. */
   readonly claims?: Readonly<PortcullisClaims>

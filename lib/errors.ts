@@ -71,7 +71,7 @@ const entries = [
   { code: 'GW_REQUEST_EXPECTATION_FAILED', status: 417, message: 'Expectation not supported', source: 'handler', writtenIn: 'plugins/request-guard/expect.ts', meaning: 'An `Expect` field other than `100-continue`; answered before the request reaches the gateway\'s hooks (no request id), and an HTTP/1.1 connection closes.' },
   { code: 'GW_REQUEST_UPGRADE_NOT_ALLOWED', status: 400, message: 'Upgrade not allowed', source: 'class', meaning: 'An Upgrade request outside a WebSocket-enabled route.' },
   { code: 'GW_REQUEST_BODY_TOO_LARGE', status: 413, message: 'Request body too large', source: 'class', fastifyCodes: ['FST_ERR_CTP_BODY_TOO_LARGE'], meaning: 'The request body exceeds BODY_LIMIT (declared or streamed; a buffered body, on a route with `inspect.body`, as Fastify\'s body parser reports it).' },
-  { code: 'GW_REQUEST_UNSUPPORTED_MEDIA_TYPE', status: 415, message: 'Unsupported media type', source: 'class', fastifyCodes: ['FST_ERR_CTP_INVALID_MEDIA_TYPE'], meaning: 'The request body\'s media type is not on the route\'s `allowedContentTypes` list, or a buffered body whose content type no parser accepts.' },
+  { code: 'GW_REQUEST_UNSUPPORTED_MEDIA_TYPE', status: 415, message: 'Unsupported media type', source: 'class', fastifyCodes: ['FST_ERR_CTP_INVALID_MEDIA_TYPE'], meaning: 'The request body\'s media type is not on the route\'s `allowedContentTypes` list, or not declared for the operation by the route\'s OpenAPI document (or coded, on a validated operation), or a buffered body whose content type no parser accepts.' },
   { code: 'GW_ROUTE_NOT_FOUND', status: 404, message: 'Route not found', source: 'handler', writtenIn: 'src/errors.ts', meaning: 'Nothing routes there (the path is not echoed).' },
   // Policies.
   { code: 'GW_IP_FORBIDDEN', status: 403, message: 'Forbidden', source: 'class', meaning: 'The client address is denied (deny list, or not on an allow list).' },
@@ -84,6 +84,13 @@ const entries = [
   { code: 'GW_INSPECT_TOO_LARGE', status: 413, message: 'Request too large to inspect', source: 'class', meaning: 'More text than the inspection budget (`maxInspectBytes`) on a route in block mode.' },
   { code: 'GW_INSPECT_ENCODING_UNSUPPORTED', status: 415, message: 'Unsupported content encoding', source: 'class', meaning: 'A Content-Encoding inspection does not decode (or a route that refuses coded bodies), block mode.' },
   { code: 'GW_INSPECT_CHARSET_UNSUPPORTED', status: 415, message: 'Unsupported charset', source: 'class', meaning: 'A charset (or byte-order mark) inspection does not decode, block mode.' },
+  // API contracts (OpenAPI, route option `openapi`).
+  { code: 'GW_CONTRACT_VIOLATION', status: 400, message: 'Request does not match the API contract', source: 'class', meaning: 'A path, query, header or cookie parameter or the body breaks the operation\'s schema in the route\'s OpenAPI document (block mode), or a required body is missing. The body lists `violations`: the JSON pointer and rule of each failing field (`/query/limit: maximum`), never its value.' },
+  { code: 'GW_CONTRACT_UNKNOWN_OPERATION', status: 404, message: 'No such operation in the API contract', source: 'class', meaning: 'The path matches no operation of the route\'s OpenAPI document (unless `unknownOperations: \'pass\'`).' },
+  { code: 'GW_CONTRACT_METHOD_NOT_ALLOWED', status: 405, message: 'Method not allowed by the API contract', source: 'class', meaning: 'The path is in the route\'s OpenAPI document, the method is not; the answer carries `Allow`.' },
+  { code: 'GW_CONTRACT_UNAUTHORIZED', status: 401, message: 'Authentication required by the API contract', source: 'class', meaning: 'The operation\'s security requirements need credentials and the request has none the gateway verified (a public route, or one that accepted anonymous callers).' },
+  { code: 'GW_CONTRACT_FORBIDDEN', status: 403, message: 'Insufficient credentials for this operation', source: 'class', meaning: 'The caller is authenticated, but not with a scheme (API key, bearer token) or the scopes any of the operation\'s security requirements asks for.' },
+  { code: 'GW_CONTRACT_RESPONSE', status: 502, message: 'Bad gateway', source: 'class', meaning: 'With `responses: \'block\'`, the upstream answered with a status the operation does not declare or a JSON body that breaks its schema; the upstream\'s answer is dropped.' },
   // Upstreams and load.
   { code: 'GW_UPSTREAM_BAD_GATEWAY', status: 502, message: 'Bad gateway', source: 'class', meaning: 'The upstream refused or reset the connection, or sent an invalid response.' },
   { code: 'GW_UPSTREAM_TIMEOUT', status: 504, message: 'Upstream timed out', source: 'class', meaning: 'Connect, response-header or body-idle timeout.' },
@@ -151,6 +158,20 @@ export const InspectBodyInvalidError = errorClass('GW_INSPECT_BODY_INVALID')
 export const InspectTooLargeError = errorClass('GW_INSPECT_TOO_LARGE')
 export const InspectEncodingUnsupportedError = errorClass('GW_INSPECT_ENCODING_UNSUPPORTED')
 export const InspectCharsetUnsupportedError = errorClass('GW_INSPECT_CHARSET_UNSUPPORTED')
+const ContractViolationBase = errorClass('GW_CONTRACT_VIOLATION')
+/** A request that breaks its route's API contract; `violations` go in the body (pointers and rules, never values). */
+export class ContractViolationError extends ContractViolationBase {
+  readonly violations: readonly string[]
+  constructor (violations: readonly string[]) {
+    super()
+    this.violations = violations
+  }
+}
+export const ContractUnknownOperationError = errorClass('GW_CONTRACT_UNKNOWN_OPERATION')
+export const ContractMethodNotAllowedError = errorClass('GW_CONTRACT_METHOD_NOT_ALLOWED')
+export const ContractUnauthorizedError = errorClass('GW_CONTRACT_UNAUTHORIZED')
+export const ContractForbiddenError = errorClass('GW_CONTRACT_FORBIDDEN')
+export const ContractResponseError = errorClass('GW_CONTRACT_RESPONSE')
 export const BadGatewayError = errorClass('GW_UPSTREAM_BAD_GATEWAY')
 export const UpstreamTimeoutError = errorClass('GW_UPSTREAM_TIMEOUT')
 export const UpstreamUnavailableError = errorClass('GW_UPSTREAM_UNAVAILABLE')

@@ -7,6 +7,7 @@
  * into docs/reference/chain.md.
  */
 import { readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { GatewayConfig } from './config.js'
@@ -25,6 +26,8 @@ export interface GatewayAppOptions {
   readonly config: GatewayConfig
   /** Route plugins to register instead of loading `config.routesDir`. */
   readonly routes?: readonly FastifyPluginAsync[]
+  /** Imports the route modules afresh (a configuration reload; see loadRouteModules). */
+  readonly routesVersion?: number
 }
 
 /** Registers the whole chain and the routes on an existing Fastify instance. */
@@ -40,7 +43,7 @@ async function gatewayApp (fastify: FastifyInstance, opts: GatewayAppOptions): P
     if (missing.length > 0) throw new ConfigError('invalid routes', missing, '')
     for (const route of opts.routes) await fastify.register(route)
   } else {
-    const routes = await loadRouteModules(config.routesDir ?? DEFAULT_ROUTES_DIR, config.production)
+    const routes = await loadRouteModules(config.routesDir ?? DEFAULT_ROUTES_DIR, config.production, opts.routesVersion)
     for (const route of routes) await fastify.register(route)
   }
 }
@@ -66,6 +69,13 @@ export interface BuildGatewayOptions {
   /** Logger: options, a pino instance, or false (default: from config). */
   logger?: FastifyServerOptions['logger']
   loggerInstance?: FastifyServerOptions['loggerInstance']
+  /**
+   * A configuration reload: the app gets no listening server of its own (a private, never
+   * listening one whose events the running server forwards: src/reload.ts), so the per-server
+   * settings (timeouts, TLS, PROXY protocol, client errors) stay those of the running server,
+   * and the route modules are imported afresh under this version.
+   */
+  reloadVersion?: number
 }
 
 /**
@@ -82,6 +92,21 @@ function gatewayFrameworkErrors (err: FastifyError, request: FastifyRequest, rep
   if (request.server.hasDecorator('portcullisSecurityHeaders')) reply.headers(request.server.portcullisSecurityHeaders)
   reply.header('x-request-id', request.id)
   gatewayErrorHandler(err, request, reply)
+}
+
+/**
+ * TLS options asking clients for a certificate (TLS_CLIENT_CA_FILE). In `request` mode the
+ * handshake never fails for want of a valid one (`rejectUnauthorized: false`): the `mtls` strategy
+ * reads the socket's verdict and answers 401 with the gateway's body on the routes that need it.
+ */
+function clientCertOptions (tls: NonNullable<GatewayConfig['tls']>): { ca?: Buffer, crl?: Buffer, requestCert?: boolean, rejectUnauthorized?: boolean } {
+  if (tls.clientCaFile === undefined) return {}
+  return {
+    ca: readFileSync(tls.clientCaFile),
+    ...(tls.clientCrlFile !== undefined ? { crl: readFileSync(tls.clientCrlFile) } : {}),
+    requestCert: true,
+    rejectUnauthorized: tls.clientCertMode === 'require'
+  }
 }
 
 /** Fastify server options for the gateway: bounded headers, bodies and time (slowloris). */
@@ -105,7 +130,7 @@ export function serverOptions (config: GatewayConfig): FastifyServerOptions {
     frameworkErrors: gatewayFrameworkErrors
   }
   if (config.tls !== undefined) {
-    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS, requireHostHeader: false }
+    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS, requireHostHeader: false, ...clientCertOptions(config.tls) }
     if (config.tls.http2) return { ...base, http2: true, https: { ...https, allowHTTP1: true } } as FastifyServerOptions
     return { ...base, https } as FastifyServerOptions
   }
@@ -119,6 +144,11 @@ export async function buildGateway (config: GatewayConfig, opts: BuildGatewayOpt
   const logging = opts.loggerInstance !== undefined
     ? { loggerInstance: opts.loggerInstance }
     : { logger: opts.logger ?? loggerOptions(config) }
+  if (opts.reloadVersion !== undefined) {
+    const app = Fastify({ ...serverOptions(config), ...logging, serverFactory: (handler) => createServer(handler) }) as unknown as FastifyInstance
+    await app.register(gatewayPlugin, { config, routesVersion: opts.reloadVersion, ...(opts.routes !== undefined ? { routes: opts.routes } : {}) })
+    return app
+  }
   const app = Fastify({ ...serverOptions(config), ...logging }) as unknown as FastifyInstance
   if (config.tls?.http2 !== true) {
     app.server.headersTimeout = config.headersTimeoutMs

@@ -24,6 +24,7 @@ import { overloadPlugin } from '../plugins/overload/index.js'
 import { ipFilterPlugin } from '../plugins/ip-filter/index.js'
 import { ipRateLimitPlugin, routeRateLimitPlugin, type IpRateLimitPluginOptions } from '../plugins/rate-limit/index.js'
 import { inspectPlugin } from '../plugins/inspect/index.js'
+import { openApiPlugin } from '../plugins/openapi/index.js'
 
 /**
  * Where a plugin acts. Plain hook names are instance-level hooks (every request); `route ...`
@@ -220,6 +221,14 @@ export const GATEWAY_CHAIN: readonly ChainLink[] = Object.freeze([
     configKeys: ['inspect'],
     options: (config) => ({ mode: config.inspect.mode, detectRules: [...config.inspect.detectRules], verdictCacheSize: config.inspect.verdictCacheSize, timeoutMs: config.inspect.timeoutMs, ...(config.inspect.rulesFile !== undefined ? { rulesFile: config.inspect.rulesFile } : {}) }),
     description: 'Request inspection (libddwaf): path, query, headers and cookies, then the body on routes with `inspect.body`. After the route rate limit, so a limited client costs no inspection.'
+  }),
+  link({
+    plugin: openApiPlugin,
+    name: 'portcullis-openapi',
+    phases: ['route onRequest', 'route preValidation', 'route onSend'],
+    configKeys: ['openapi', 'openapiPaths'],
+    options: () => ({}),
+    description: 'API contracts (OpenAPI 3.0/3.1) on routes with `openapi`: the operation, its security requirements against `request.consumer` and its parameters, then the body (buffered), and with `responses` the upstream\'s answer. After inspection, before the proxy.'
   }),
   link({
     plugin: proxyPlugin,

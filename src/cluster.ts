@@ -11,6 +11,8 @@
  * - SIGTERM/SIGINT go to every worker, which drain as a single process does; the primary exits
  *   when all have exited (SIGKILL for any still running DRAIN_DELAY_MS + DRAIN_TIMEOUT_MS + 5 s later), with
  *   status 0 when every worker exited cleanly.
+ * - SIGHUP goes to every serving worker, which reloads its configuration in place (src/reload.ts;
+ *   API_KEYS_FILE included): no worker restarts, so no connection is dropped.
  */
 import cluster, { type Worker } from 'node:cluster'
 import type { GatewayConfig } from './config.js'
@@ -79,6 +81,13 @@ export async function runPrimary (config: GatewayConfig, env: NodeJS.ProcessEnv 
     }
     process.on('SIGTERM', () => { stop('SIGTERM') })
     process.on('SIGINT', () => { stop('SIGINT') })
+    // Only to serving workers: one still starting has no SIGHUP handler yet, and the signal
+    // would end it (a failed start stops the group).
+    process.on('SIGHUP', () => {
+      if (stopping) return
+      log(`reloading the configuration of ${String(serving.size)} workers`)
+      for (const worker of serving) worker.process.kill('SIGHUP')
+    })
 
     for (let slot = 1; slot <= config.workers; slot++) fork(slot)
   })

@@ -9,8 +9,8 @@
  */
 import { Type, type Static, type TArray, type TLiteral, type TSchema, type TString, type TUndefined, type TUnion } from '@sinclair/typebox'
 import {
-  ApiKeyEntrySchema, AUTH_SERVICE_URL_PATTERN, CLOCK_SKEW_S, FORWARD_AUTH_CONSUMER_HEADER, FORWARD_AUTH_REQUEST_HEADERS, FORWARD_AUTH_TIMEOUT_MS, HEADER_NAME_PATTERN,
-  INTROSPECTION_CACHE_TTL_S, INTROSPECTION_NEGATIVE_CACHE_TTL_S, INTROSPECTION_TIMEOUT_MS, JWKS_URL_PATTERN, JWT_SECRET_MIN_BYTES, type ReadonlyDeep
+  ApiKeyEntrySchema, AUTH_SERVICE_URL_PATTERN, CLOCK_SKEW_S, DEFAULT_MTLS_CONSUMER_FIELD, FORWARD_AUTH_CONSUMER_HEADER, FORWARD_AUTH_REQUEST_HEADERS, FORWARD_AUTH_TIMEOUT_MS, HEADER_NAME_PATTERN,
+  INTROSPECTION_CACHE_TTL_S, INTROSPECTION_NEGATIVE_CACHE_TTL_S, INTROSPECTION_TIMEOUT_MS, JWKS_URL_PATTERN, JWT_SECRET_MIN_BYTES, MTLS_CONSUMER_FIELDS, type ReadonlyDeep
 } from '../plugins/auth/schema.js'
 import { DEFAULT_INSPECT_MODE, INSPECT_MODES, INSPECT_TIMEOUT_MS, VERDICT_CACHE_SIZE } from '../plugins/inspect/schema.js'
 import { DEFAULT_ADMIN_HOST, INSTANCE_PATTERN } from '../plugins/metrics/schema.js'
@@ -21,6 +21,8 @@ import { DEFAULT_FAILURE_MODE, DEFAULT_IP_RATE_LIMIT, DEFAULT_ROUTE_RATE_LIMIT, 
 export const DEMO_UPSTREAM_DEFAULT_PORT = 8081
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+/** TLS_CLIENT_CERT_MODE values. */
+export const CLIENT_CERT_MODES = ['request', 'require'] as const
 const literals = <T extends string>(values: readonly T[]): Array<TLiteral<T>> => values.map((v) => Type.Literal(v))
 
 const listener = {
@@ -52,8 +54,8 @@ const authentication = {
   JWT_AUDIENCE: Type.Optional(Type.String({ minLength: 1, examples: ['orders-api,billing-api'], description: 'Accepted `aud` values, comma separated.' })),
   JWT_CLOCK_SKEW_S: Type.Integer({ ...CLOCK_SKEW_S, description: 'Tolerance for exp/nbf/iat.' }),
   JWT_MAX_LIFETIME_S: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'Reject tokens whose exp - iat exceeds this.' })),
-  API_KEYS: Type.Optional(Type.String({ description: '`consumer:key` pairs, comma separated.' })),
-  API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/api-keys'], description: 'File with one `consumer:key` per line.' })),
+  API_KEYS: Type.Optional(Type.String({ description: '`consumer:key` pairs, comma separated; one pair may carry ` scopes=a,b expires=<RFC 3339>` (see API_KEYS_FILE).' })),
+  API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/api-keys'], description: 'File with one `consumer:key [scopes=a,b] [expires=2027-01-31T00:00:00Z]` per line; re-read on SIGHUP and when its folder changes (a bad file keeps the keys in use).' })),
   INTROSPECTION_URL: Type.Optional(Type.String({ pattern: AUTH_SERVICE_URL_PATTERN, examples: ['https://idp.example.com/token/introspection'], description: 'OAuth 2.0 token introspection endpoint (RFC 7662): opaque bearer tokens are checked there (the `introspection` strategy). Needs INTROSPECTION_CLIENT_ID and a secret.' })),
   INTROSPECTION_CLIENT_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Client id of the gateway at the introspection endpoint (client_secret_basic).' })),
   INTROSPECTION_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'Client secret for the introspection endpoint (prefer INTROSPECTION_CLIENT_SECRET_FILE).' })),
@@ -112,6 +114,10 @@ const edge = {
   TLS_CERT_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/tls.crt'], description: 'PEM certificate chain: serve HTTPS.' })),
   TLS_KEY_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/tls.key'], description: 'PEM private key for TLS_CERT_FILE.' })),
   HTTP2: Type.Boolean({ default: false, description: 'Serve HTTP/2 (with HTTP/1.1 fallback) when TLS is on.' }),
+  TLS_CLIENT_CA_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/client-ca.pem'], description: 'PEM bundle of the CAs whose client certificates are accepted: asks clients for a certificate and switches the `mtls` auth strategy on (needs TLS_CERT_FILE and TLS_KEY_FILE).' })),
+  TLS_CLIENT_CERT_MODE: Type.Optional(Type.Union(literals(CLIENT_CERT_MODES), { description: 'With TLS_CLIENT_CA_FILE: `request` (default) asks for a certificate but lets connections without a valid one reach routes that do not need `mtls` (those that do answer 401); `require` ends the TLS handshake of any client without a verified certificate (no HTTP answer at all).' })),
+  TLS_CLIENT_CRL_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/client-ca.crl'], description: 'PEM certificate revocation list(s) of the client CAs: revoked client certificates are refused (with TLS_CLIENT_CA_FILE; read at startup).' })),
+  TLS_CLIENT_CONSUMER_FIELD: Type.Optional(Type.Union(literals(MTLS_CONSUMER_FIELDS), { description: `The client certificate field sent upstream as \`x-consumer-id\`: \`${DEFAULT_MTLS_CONSUMER_FIELD}\` (default), or the first \`san.dns\`, \`san.uri\` or \`san.email\` entry; a value outside the consumer-name pattern (letters, digits, \`._@-\`, 1-128) is refused with 401.` })),
   ADMIN_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535, examples: [9090], description: 'Admin listener (metrics); unset = off.' })),
   ADMIN_HOST: Type.String({ minLength: 1, default: DEFAULT_ADMIN_HOST, description: 'Admin listen address.' }),
   INSTANCE_ID: Type.Optional(Type.String({ pattern: INSTANCE_PATTERN, description: 'The `instance` label on every metric; unset = `<hostname>-<pid>` of each process.' })),
@@ -185,7 +191,9 @@ export const GatewayConfigSchema = Type.Object({
     audience: unset(list('JWT_AUDIENCE entries.')),
     clockSkewS: env.JWT_CLOCK_SKEW_S,
     maxLifetimeS: unset(env.JWT_MAX_LIFETIME_S),
-    apiKeys: Type.Array(ApiKeyEntrySchema, { description: 'API_KEYS, then API_KEYS_FILE; the demo key outside production when no credential is set.' }),
+    apiKeys: Type.Array(ApiKeyEntrySchema, { description: 'API_KEYS; the demo key outside production when no credential is set.' }),
+    apiKeysFile: unset(Type.String({ description: 'API_KEYS_FILE (read, and re-read, by the auth plugin).' })),
+    mtlsConsumerField: unset(Type.Union(literals(MTLS_CONSUMER_FIELDS), { description: 'TLS_CLIENT_CONSUMER_FIELD (default subject.CN) when TLS_CLIENT_CA_FILE is set; unset otherwise.' })),
     introspectionUrl: unset(env.INTROSPECTION_URL),
     introspectionClientId: unset(env.INTROSPECTION_CLIENT_ID),
     introspectionClientSecret: unset(Type.String({ description: 'INTROSPECTION_CLIENT_SECRET, or the content of INTROSPECTION_CLIENT_SECRET_FILE.' })),
@@ -237,7 +245,10 @@ export const GatewayConfigSchema = Type.Object({
   tls: unset(Type.Object({
     certFile: Type.String({ description: 'TLS_CERT_FILE.' }),
     keyFile: Type.String({ description: 'TLS_KEY_FILE.' }),
-    http2: env.HTTP2
+    http2: env.HTTP2,
+    clientCaFile: unset(Type.String({ description: 'TLS_CLIENT_CA_FILE.' })),
+    clientCrlFile: unset(Type.String({ description: 'TLS_CLIENT_CRL_FILE.' })),
+    clientCertMode: unset(Type.Union(literals(CLIENT_CERT_MODES), { description: 'TLS_CLIENT_CERT_MODE (default request) when TLS_CLIENT_CA_FILE is set.' }))
   })),
   otel: env.OTEL_ENABLED,
   upstreamTls: Type.Object({

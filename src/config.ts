@@ -16,7 +16,8 @@ import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { createSecureContext } from 'node:tls'
 import envSchema from 'env-schema'
-import { API_KEY, CONSUMER_PATTERN, HEADER_NAME_PATTERN, JWT_SECRET_MIN_BYTES } from '../plugins/auth/schema.js'
+import { DEFAULT_MTLS_CONSUMER_FIELD, HEADER_NAME_PATTERN, JWT_SECRET_MIN_BYTES } from '../plugins/auth/schema.js'
+import { fileProblemLine, parseApiKeyText } from '../plugins/auth/api-keys-file.js'
 import { IP_LIST, parseIpEntry } from '../plugins/ip-filter/schema.js'
 import { HOST_PORT_PATTERN, windowProblem } from '../plugins/rate-limit/schema.js'
 import { stripNameProblem, trustedProxyProblem } from '../plugins/proxy/client-headers.js'
@@ -159,26 +160,35 @@ export function cidrProblem (entry: string): string | undefined {
   return undefined
 }
 
-const CONSUMER = new RegExp(CONSUMER_PATTERN)
-const KEY = new RegExp(API_KEY.pattern)
+/**
+ * Parses API keys (`consumer:key [scopes=a,b] [expires=<RFC 3339>]`, the grammar of
+ * plugins/auth/api-keys-file.ts); reports problems without ever echoing a key. A file's problems
+ * name the file and the line; API_KEYS's name the entry (or the consumer).
+ */
+export function parseApiKeys (text: string, source: string, problems: ConfigProblem[], file?: string): ApiKeyEntry[] {
+  const parsed = parseApiKeyText(text, ` (generate one with: ${SECRETS_COMMAND})`)
+  for (const p of parsed.problems) {
+    const message = file !== undefined ? fileProblemLine(file, p) : p.namesConsumer ? p.message : `entry ${p.entry}: ${p.message}`
+    problems.push({ variable: source, message })
+  }
+  return parsed.entries
+}
 
-/** Parses `consumer:key` pairs (the rules of the auth plugin's `apiKeys`); reports problems without ever echoing a key. */
-export function parseApiKeys (text: string, source: string, problems: ConfigProblem[]): ApiKeyEntry[] {
-  const out: ApiKeyEntry[] = []
-  const entries = text.split(/[,\n]/).map((s) => s.trim()).filter((s) => s !== '' && !s.startsWith('#'))
-  entries.forEach((entry, i) => {
-    const at = entry.indexOf(':')
-    const consumer = at > 0 ? entry.slice(0, at).trim() : ''
-    const key = at > 0 ? entry.slice(at + 1).trim() : ''
-    if (!CONSUMER.test(consumer)) {
-      problems.push({ variable: source, message: `entry ${i + 1} needs a consumer name of letters, digits, '._@-' before ':'` })
-    } else if (key.length < API_KEY.minLength || key.length > API_KEY.maxLength || !KEY.test(key)) {
-      problems.push({ variable: source, message: `the key of consumer "${consumer}" must be ${API_KEY.minLength}-${API_KEY.maxLength} printable characters without spaces (generate one with: ${SECRETS_COMMAND})` })
-    } else {
-      out.push({ consumer, key })
-    }
-  })
-  return out
+/**
+ * Every API key the configuration names: API_KEYS (or the demo key), then API_KEYS_FILE as it
+ * reads now (for tools such as `portcullis audit`; an unreadable or invalid file adds none).
+ */
+export function configuredApiKeys (config: GatewayConfig): ApiKeyEntry[] {
+  const keys = [...config.auth.apiKeys]
+  if (config.auth.apiKeysFile === undefined) return keys
+  let text: string
+  try {
+    text = readText(config.auth.apiKeysFile)
+  } catch {
+    return keys
+  }
+  const parsed = parseApiKeyText(text)
+  return parsed.problems.length > 0 ? keys : [...keys, ...parsed.entries]
 }
 
 /** A problem with a REDIS_URL (never echoing it: it may hold a password), or undefined. */
@@ -267,6 +277,10 @@ function envSettings (e: GatewayEnv, p: Problems): EnvSettings {
 
   if ((e.TLS_CERT_FILE === undefined) !== (e.TLS_KEY_FILE === undefined)) p.add('TLS_CERT_FILE and TLS_KEY_FILE', 'set both or neither')
   if (e.HTTP2 && e.TLS_CERT_FILE === undefined) p.add('HTTP2', 'needs TLS_CERT_FILE and TLS_KEY_FILE')
+  if (e.TLS_CLIENT_CA_FILE !== undefined && e.TLS_CERT_FILE === undefined) p.add('TLS_CLIENT_CA_FILE', 'needs TLS_CERT_FILE and TLS_KEY_FILE (client certificates come with TLS)')
+  for (const name of ['TLS_CLIENT_CERT_MODE', 'TLS_CLIENT_CRL_FILE', 'TLS_CLIENT_CONSUMER_FIELD'] as const) {
+    if (e[name] !== undefined && e.TLS_CLIENT_CA_FILE === undefined) p.add(name, 'only with TLS_CLIENT_CA_FILE')
+  }
   if (e.PROXY_PROTOCOL && trustProxy.length === 0) p.add('PROXY_PROTOCOL', 'needs TRUST_PROXY (the balancer addresses allowed to announce a client address)')
   for (const [name, window] of [['RATE_LIMIT_WINDOW', e.RATE_LIMIT_WINDOW], ['IP_RATE_LIMIT_WINDOW', e.IP_RATE_LIMIT_WINDOW]] as const) {
     const problem = windowProblem(name, window)
@@ -324,6 +338,46 @@ function tlsProblems (certFile: string, keyFile: string, p: Problems): void {
   }
 }
 
+/**
+ * TLS_CLIENT_CA_FILE (and TLS_CLIENT_CRL_FILE): PEM certificates (and CRLs) that Node's TLS
+ * accepts as `ca` (and `crl`).
+ */
+function clientCaProblems (caFile: string, crlFile: string | undefined, p: Problems): void {
+  let ca: string
+  try {
+    ca = readText(caFile)
+  } catch {
+    p.add('TLS_CLIENT_CA_FILE', 'cannot be read')
+    return
+  }
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
+    p.add('TLS_CLIENT_CA_FILE', 'no PEM certificate in the file')
+    return
+  }
+  try {
+    createSecureContext({ ca })
+  } catch {
+    p.add('TLS_CLIENT_CA_FILE', 'not a usable PEM certificate bundle')
+    return
+  }
+  if (crlFile === undefined) return
+  let crl: string
+  try {
+    crl = readText(crlFile)
+  } catch {
+    p.add('TLS_CLIENT_CRL_FILE', 'cannot be read')
+    return
+  }
+  if (!crl.includes('-----BEGIN X509 CRL-----')) p.add('TLS_CLIENT_CRL_FILE', 'no PEM CRL (-----BEGIN X509 CRL-----) in the file')
+  else {
+    try {
+      createSecureContext({ ca, crl })
+    } catch {
+      p.add('TLS_CLIENT_CRL_FILE', 'not a usable PEM certificate revocation list')
+    }
+  }
+}
+
 /** Step 3: reads and checks every file a variable names (keys, PEM, the routes folder). */
 function readFiles (e: GatewayEnv, p: Problems): FileContents {
   let apiKeys: SourcedKey[] = []
@@ -334,7 +388,7 @@ function readFiles (e: GatewayEnv, p: Problems): FileContents {
     } catch {
       p.add('API_KEYS_FILE', 'cannot be read')
     }
-    if (text !== undefined) apiKeys = parseApiKeys(text, 'API_KEYS_FILE', p.list).map((k): SourcedKey => ['API_KEYS_FILE', k])
+    if (text !== undefined) apiKeys = parseApiKeys(text, 'API_KEYS_FILE', p.list, e.API_KEYS_FILE).map((k): SourcedKey => ['API_KEYS_FILE', k])
   }
   let jwtPublicKey = e.JWT_PUBLIC_KEY
   if (jwtPublicKey !== undefined && !jwtPublicKey.includes('-----BEGIN')) {
@@ -345,6 +399,7 @@ function readFiles (e: GatewayEnv, p: Problems): FileContents {
     }
   }
   if (e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined) tlsProblems(e.TLS_CERT_FILE, e.TLS_KEY_FILE, p)
+  if (e.TLS_CLIENT_CA_FILE !== undefined) clientCaProblems(e.TLS_CLIENT_CA_FILE, e.TLS_CLIENT_CRL_FILE, p)
   let upstreamCa: string | undefined
   if (e.UPSTREAM_CA_FILE !== undefined) {
     try {
@@ -464,6 +519,7 @@ function redisHaSettings (e: GatewayEnv, p: Problems): RedisHaSettings {
 /** The credentials the gateway runs with. */
 interface Credentials {
   readonly jwtSecret: string | undefined
+  /** API_KEYS (or the demo key); API_KEYS_FILE's keys are read by the auth plugin itself, which re-reads them. */
   readonly apiKeys: ApiKeyEntry[]
 }
 
@@ -482,17 +538,19 @@ function crossChecks (e: GatewayEnv, s: EnvSettings, f: FileContents, p: Problem
     seenKeys.add(k.key)
   }
   let jwtSecret = e.JWT_SECRET
-  let apiKeys = keys.map(([, k]) => k)
-  const credentialSources = [e.JWT_SECRET, e.JWT_PUBLIC_KEY, e.JWKS_URL, e.INTROSPECTION_URL, e.FORWARD_AUTH_URL].filter((v) => v !== undefined).length
+  let apiKeys = s.apiKeys.map(([, k]) => k)
+  const credentialSources = [e.JWT_SECRET, e.JWT_PUBLIC_KEY, e.JWKS_URL, e.INTROSPECTION_URL, e.FORWARD_AUTH_URL, e.API_KEYS_FILE].filter((v) => v !== undefined).length
+  // Client certificates are a credential source too (the `mtls` strategy).
+  const certSource = e.TLS_CLIENT_CA_FILE !== undefined
   if (production) {
     placeholderProblems(jwtSecret, keys, e.REDIS_URL, p)
-    if (credentialSources === 0 && apiKeys.length === 0) {
-      p.add('JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS', `production needs at least one credential source (these, INTROSPECTION_URL or FORWARD_AUTH_URL); generate a JWT secret and an API key with: ${SECRETS_COMMAND}`)
+    if (credentialSources === 0 && keys.length === 0 && !certSource) {
+      p.add('JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS', `production needs at least one credential source (these, INTROSPECTION_URL, FORWARD_AUTH_URL or TLS_CLIENT_CA_FILE); generate a JWT secret and an API key with: ${SECRETS_COMMAND}`)
     }
     if (e.UPSTREAM_TLS_INSECURE) p.add('UPSTREAM_TLS_INSECURE', 'not allowed in production (use UPSTREAM_CA_FILE)')
     // Per-process rate-limit state would multiply every limit by the number of workers.
     if (s.workers > 1 && e.REDIS_URL === undefined && e.REDIS_SENTINELS === undefined && e.REDIS_CLUSTER_NODES === undefined) p.add('WORKERS', 'more than one worker process needs REDIS_URL in production (or REDIS_SENTINELS or REDIS_CLUSTER_NODES: rate limits must be shared)')
-  } else if (credentialSources === 0 && apiKeys.length === 0) {
+  } else if (credentialSources === 0 && keys.length === 0 && !certSource) {
     jwtSecret = DEMO_JWT_SECRET
     apiKeys = [{ consumer: DEMO_CONSUMER, key: DEMO_API_KEY }]
   }
@@ -553,7 +611,9 @@ function assemble (e: GatewayEnv, s: EnvSettings, f: FileContents, c: Credential
       forwardAuthTimeoutMs: e.FORWARD_AUTH_TIMEOUT_MS,
       forwardAuthRequestHeaders: s.forwardAuthRequestHeaders,
       forwardAuthResponseHeaders: s.forwardAuthResponseHeaders,
-      forwardAuthConsumerHeader: e.FORWARD_AUTH_CONSUMER_HEADER
+      forwardAuthConsumerHeader: e.FORWARD_AUTH_CONSUMER_HEADER,
+      mtlsConsumerField: e.TLS_CLIENT_CA_FILE === undefined ? undefined : e.TLS_CLIENT_CONSUMER_FIELD ?? DEFAULT_MTLS_CONSUMER_FIELD,
+      apiKeysFile: e.API_KEYS_FILE
     },
     rateLimit: {
       max: e.RATE_LIMIT_MAX,
@@ -573,7 +633,14 @@ function assemble (e: GatewayEnv, s: EnvSettings, f: FileContents, c: Credential
     admin: { port: e.ADMIN_PORT, host: e.ADMIN_HOST, instance: e.INSTANCE_ID },
     workers: s.workers,
     tls: e.TLS_CERT_FILE !== undefined && e.TLS_KEY_FILE !== undefined
-      ? { certFile: e.TLS_CERT_FILE, keyFile: e.TLS_KEY_FILE, http2: e.HTTP2 }
+      ? {
+          certFile: e.TLS_CERT_FILE,
+          keyFile: e.TLS_KEY_FILE,
+          http2: e.HTTP2,
+          clientCaFile: e.TLS_CLIENT_CA_FILE,
+          clientCrlFile: e.TLS_CLIENT_CRL_FILE,
+          clientCertMode: e.TLS_CLIENT_CA_FILE === undefined ? undefined : e.TLS_CLIENT_CERT_MODE ?? 'request'
+        }
       : undefined,
     otel: e.OTEL_ENABLED,
     upstreamTls: { ca: f.upstreamCa, insecure: e.UPSTREAM_TLS_INSECURE }

@@ -60,6 +60,12 @@ export function gatewayErrorHandler (this: unknown, err: FastifyError, request: 
     reply.code(statusCode).send({ statusCode, code, error, message, requestId: request.id })
     return
   }
+  const violations = (err as { violations?: unknown }).violations
+  if (code === 'GW_CONTRACT_VIOLATION' && Array.isArray(violations)) {
+    // Each failing field's JSON pointer and rule (`/query/limit: maximum`), never its value.
+    reply.code(statusCode).send({ statusCode, code, error, message, violations })
+    return
+  }
   reply.code(statusCode).send({ statusCode, code, error, message })
 }
 

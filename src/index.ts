@@ -33,6 +33,8 @@ export { routeRateLimitPlugin, ipRateLimitPlugin } from '../plugins/rate-limit/i
 export type { RouteRateLimitPluginOptions, IpRateLimitPluginOptions } from '../plugins/rate-limit/index.js'
 export { inspectPlugin } from '../plugins/inspect/index.js'
 export type { InspectPluginOptions } from '../plugins/inspect/index.js'
+export { openApiPlugin } from '../plugins/openapi/index.js'
+export type { OpenApiRouteConfig, OpenApiPolicy, OpenApiPluginOptions } from '../plugins/openapi/index.js'
 export { securityHeadersPlugin } from '../plugins/security-headers/index.js'
 export type { SecurityHeadersPluginOptions } from '../plugins/security-headers/index.js'
 export { corsPlugin } from '../plugins/cors/index.js'

@@ -6,6 +6,7 @@
 import type { AuthPolicy } from '../plugins/auth/schema.js'
 import type { RateLimitPolicy, RateLimitRouteConfig } from '../plugins/rate-limit/schema.js'
 import type { InspectRouteConfig } from '../plugins/inspect/schema.js'
+import type { OpenApiRouteConfig } from '../plugins/openapi/schema.js'
 
 /** Rate limit of a public route: there is no consumer, so it can only count per client IP. */
 export type PublicRateLimitConfig = false | (Omit<RateLimitPolicy, 'keyBy'> & { keyBy?: 'ip' })
@@ -15,6 +16,8 @@ export interface PublicRoutePolicy {
   auth: false
   rateLimit?: PublicRateLimitConfig
   inspect?: InspectRouteConfig
+  /** The route's OpenAPI contract; a relative `spec` path is read from the working folder. */
+  openapi?: OpenApiRouteConfig
 }
 
 /** Policy of an authenticated route (`auth` omitted means every configured strategy). */
@@ -22,6 +25,8 @@ export interface ProtectedRoutePolicy {
   auth?: AuthPolicy
   rateLimit?: RateLimitRouteConfig
   inspect?: InspectRouteConfig
+  /** The route's OpenAPI contract; a relative `spec` path is read from the working folder. */
+  openapi?: OpenApiRouteConfig
 }
 
 /** A route's `config` policy: public or protected. */

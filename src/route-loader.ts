@@ -75,20 +75,24 @@ function packageRoot (): string {
  * in name order for the gateway to register. Every problem is gathered and thrown at once (GW_CONFIG_INVALID), each line
  * naming the file (mapped back to its source and line when compiled): a syntax error or a
  * top-level exception, a missing or wrong default export, and in production the upstream
- * variables routes need but are unset, and a folder with no routes at all.
+ * variables routes need but are unset, and a folder with no routes at all. `version` (a
+ * configuration reload) imports the files afresh instead of from Node's module cache.
  *
  * One at a time on purpose: Node's ESM loader walks the whole module graph behind every
  * top-level import; starting all imports at once (as @fastify/autoload does) keeps a thousand
  * walks of the gateway's graph alive together with a thousand route modules (hundreds of MB).
  */
-export async function loadRouteModules (dir: string, production: boolean): Promise<RoutePlugin[]> {
+export async function loadRouteModules (dir: string, production: boolean, version?: number): Promise<RoutePlugin[]> {
+  // Node keeps every imported module for the life of the process: a reload imports the files
+  // again under a new URL (only the route modules themselves; modules they import stay cached).
+  const query = version === undefined ? '' : `?v=${String(version)}`
   const problems: string[] = []
   const files = await routeModuleFiles(dir)
   const routes: RoutePlugin[] = []
   for (const file of files) {
     let mod: Record<string, unknown>
     try {
-      mod = await import(pathToFileURL(file).href) as Record<string, unknown>
+      mod = await import(pathToFileURL(file).href + query) as Record<string, unknown>
     } catch (err) {
       if (err instanceof ConfigError && err.where !== undefined) {
         problems.push(...err.lines())

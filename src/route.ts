@@ -6,6 +6,8 @@
  * Policies (`auth`, `rateLimit`, `inspect`) ride on the proxied routes' Fastify `config`, where
  * the gateway's plugins read them.
  */
+import { dirname, isAbsolute, resolve } from 'node:path'
+import { createSecureContext } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { Type, type Static } from '@sinclair/typebox'
 import { TypeCompiler } from '@sinclair/typebox/compiler'
@@ -19,10 +21,13 @@ import { InspectRouteConfigSchema } from '../plugins/inspect/schema.js'
 import { legacyExcludeProblems, tuningProblems } from '../plugins/inspect/fields.js'
 import { CorsRouteConfigSchema, corsCrossFieldProblems } from '../plugins/cors/schema.js'
 import { AllowedContentTypesSchema, IpFilterRouteConfigSchema } from '../plugins/ip-filter/schema.js'
+import { OpenApiRouteConfigSchema } from '../plugins/openapi/schema.js'
+import { ContractLoadError, contractFor } from '../plugins/openapi/contract.js'
 import { fitsProxyScope, proxyRuntimeOf, registerProxyRoute, registerScopedProxyRoute } from '../plugins/proxy/route.js'
-import type { ProxyRouteInput, ProxyRuntime } from '../plugins/proxy/schema.js'
+import type { ProxyRouteInput, ProxyRuntime, ProxyUpstreamTls } from '../plugins/proxy/schema.js'
 import type { RoutePolicySummary } from '../lib/route-contract.js'
 import { errorLines } from '../lib/validate.js'
+import { readText } from '../lib/files.js'
 import type { AuthPolicy } from '../plugins/auth/schema.js'
 import type { RateLimitRouteConfig } from '../plugins/rate-limit/schema.js'
 import type { InspectRouteConfig } from '../plugins/inspect/schema.js'
@@ -37,6 +42,9 @@ const HttpMethodSchema = Type.Union(
 const PREFIX_PATTERN = '^(/(?!\\.{1,2}(/|$))[A-Za-z0-9._~!$&\'()*+,=:@-]+)+$|^/$'
 const UPSTREAM_PATTERN = '^https?://[^\\s/?#@]+(/[^\\s?#]*)?$'
 const ORIGIN_PATTERN = '^https?://[^\\s/?#@]+$'
+/** A lower-case DNS name, or `*.` and one (any subdomain); no port. */
+const HOST_PATTERN = '^(\\*\\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$'
+const HOST_WORDS = 'must be a lower-case host name without a port ("api.example.com"), or "*." and a name for any subdomain ("*.example.com")'
 /** The patterns above, in words, for messages. */
 const PREFIX_WORDS = 'must be a literal path: start with "/", no trailing "/", no empty ("//"), "." or ".." segments, no ":" or "*", only letters, digits and -._~!$&\'()+,=@ (for example "/api/orders")'
 const UPSTREAM_WORDS = 'must be an http:// or https:// URL with a host and no credentials, query or fragment (for example "http://orders-api:8080")'
@@ -63,10 +71,26 @@ const CircuitBreakerSchema = Type.Object({
 const WebSocketOptionsSchema = Type.Object({
   maxMessageBytes: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 * 1024 * 1024, description: 'Largest WebSocket message relayed, in either direction; a larger one closes the connection with 1009 (default BODY_LIMIT).' })),
   allowedOrigins: Type.Optional(Type.Array(Type.String({ pattern: ORIGIN_PATTERN }), { minItems: 1, maxItems: 1000, uniqueItems: true, description: 'Exact origins (`https://app.example.com[:port]`) allowed to open a WebSocket; others get 403 (default: any origin).' })),
-  requireOrigin: Type.Optional(Type.Boolean({ description: 'Refuse handshakes without an Origin header with 403 (default false: non-browser clients send none).' }))
+  requireOrigin: Type.Optional(Type.Boolean({ description: 'Refuse handshakes without an Origin header with 403 (default false: non-browser clients send none).' })),
+  bearerProtocol: Type.Optional(Type.Boolean({ description: 'Browsers: accept the JWT as a `Sec-WebSocket-Protocol` offer `portcullis.bearer.<jwt>` beside the real subprotocol; the offer is authenticated like `Authorization: Bearer`, never forwarded or echoed. Needs `allowedOrigins` and authentication (default false).' })),
+  maxMessagesPerSecond: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Messages a client may send per second on one connection; one more closes it with 1008 (default unlimited).' })),
+  idleTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'A connection with no message in either direction for this long is closed with 1001 on both sides (default none).' }))
 }, { additionalProperties: false })
 
+const UpstreamTlsSchema = Type.Object({
+  certFile: Type.String({ minLength: 1, description: 'PEM client certificate (chain) the gateway presents to the upstreams; read at startup (a relative path is taken from the working directory).' }),
+  keyFile: Type.String({ minLength: 1, description: 'PEM private key of `certFile`.' }),
+  caFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM CA bundle that verifies the upstreams instead of UPSTREAM_CA_FILE and the system CAs.' })),
+  serverName: Type.Optional(Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.-]+$', patternMessage: 'must be a DNS host name', description: 'TLS server name (SNI, and the name the upstream certificate must carry) instead of the upstream URL\'s host.' }))
+}, { additionalProperties: false, description: 'Mutual TLS toward the upstreams (https targets only): the client certificate the gateway presents, and optionally the CA and server name that verify them (default: no client certificate).' })
+
+const HostNameSchema = Type.String({ pattern: HOST_PATTERN, patternMessage: HOST_WORDS, maxLength: 253 })
+
 export const RouteOptionsSchema = Type.Object({
+  host: Type.Optional(Type.Union([
+    HostNameSchema,
+    Type.Array(HostNameSchema, { minItems: 1, maxItems: 100, uniqueItems: true })
+  ], { description: 'Host names (Host / HTTP/2 `:authority`, port ignored) this route answers; `*.example.com` = any subdomain. Routes of one prefix can then go to different upstreams per host; a route without `host` serves every other host (default: any host).' })),
   prefix: Type.String({ pattern: PREFIX_PATTERN, patternMessage: PREFIX_WORDS, maxLength: 512, description: 'Public path prefix; matches at a segment boundary only.' }),
   upstream: Type.Union([
     Type.String({ pattern: UPSTREAM_PATTERN, patternMessage: UPSTREAM_WORDS }),
@@ -83,12 +107,14 @@ export const RouteOptionsSchema = Type.Object({
   circuitBreaker: Type.Optional(Type.Union([Type.Literal(false), CircuitBreakerSchema], { description: 'Passive health per target (default on: 5 failures, 10 s).' })),
   websocket: Type.Optional(Type.Union([Type.Boolean(), WebSocketOptionsSchema], { description: 'Proxy WebSocket upgrades inside this prefix: `true` or WebSocket options (default false).' })),
   maxInFlight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'Cap on concurrent upstream requests of this route; excess gets 503 at once (default unlimited).' })),
+  upstreamTls: Type.Optional(UpstreamTlsSchema),
   auth: Type.Optional(AuthRouteConfigSchema),
   rateLimit: Type.Optional(RateLimitRouteConfigSchema),
   inspect: Type.Optional(InspectRouteConfigSchema),
   cors: Type.Optional(CorsRouteConfigSchema),
   ipFilter: Type.Optional(IpFilterRouteConfigSchema),
-  allowedContentTypes: Type.Optional(AllowedContentTypesSchema)
+  allowedContentTypes: Type.Optional(AllowedContentTypesSchema),
+  openapi: Type.Optional(OpenApiRouteConfigSchema)
 }, { additionalProperties: false })
 
 /** Everything the schema accepts (the plugins still reject `keyBy: 'consumer'` on public routes). */
@@ -191,14 +217,58 @@ function crossFieldProblems (o: RouteOptions): string[] {
   if (o.websocket !== undefined && o.websocket !== false && o.methods !== undefined && !o.methods.includes('GET')) {
     problems.push('websocket: needs GET among methods')
   }
+  if (o.upstreamTls !== undefined && targets.some((u) => !u.startsWith('https://'))) problems.push('upstreamTls: needs https:// upstreams (a client certificate is presented over TLS only)')
   if (typeof o.websocket === 'object') {
     for (const origin of o.websocket.allowedOrigins ?? []) {
       // Browsers send the serialised origin: lower case, no default port (RFC 6454 6.2).
       const serialised = URL.canParse(origin) ? new URL(origin).origin : null
       if (serialised !== origin) problems.push(`websocket.allowedOrigins: "${origin}" is not a serialised origin${serialised === null ? '' : ` (write it as "${serialised}")`}`)
     }
+    if (o.websocket.bearerProtocol === true) {
+      // The token stands in for a cookie-free credential; the origin list still keeps other sites' pages off.
+      if (o.websocket.allowedOrigins === undefined) problems.push('websocket.bearerProtocol: needs websocket.allowedOrigins (the origins of the pages that may connect)')
+      if (o.auth === false) problems.push('websocket.bearerProtocol: needs authentication (the route has auth: false)')
+    }
   }
   return problems
+}
+
+/**
+ * `upstreamTls`: the files read and checked (PEM, the key matching the certificate), or the
+ * problems, each naming its option and file.
+ */
+function loadUpstreamTls (o: NonNullable<RouteOptions['upstreamTls']>, problems: string[]): ProxyUpstreamTls | undefined {
+  const read = (option: string, file: string): string | undefined => {
+    try {
+      return readText(file)
+    } catch (err) {
+      problems.push(`upstreamTls.${option}: cannot read "${file}" (${(err as { code?: string }).code ?? 'error'})`)
+      return undefined
+    }
+  }
+  const cert = read('certFile', o.certFile)
+  const key = read('keyFile', o.keyFile)
+  const ca = o.caFile === undefined ? undefined : read('caFile', o.caFile)
+  const before = problems.length
+  if (cert !== undefined && !cert.includes('-----BEGIN CERTIFICATE-----')) problems.push(`upstreamTls.certFile: no PEM certificate in "${o.certFile}"`)
+  if (key !== undefined && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(key)) problems.push(`upstreamTls.keyFile: no PEM private key in "${o.keyFile}"`)
+  if (ca !== undefined && !ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`upstreamTls.caFile: no PEM certificate in "${o.caFile ?? ''}"`)
+  if (cert === undefined || key === undefined || (o.caFile !== undefined && ca === undefined) || problems.length > before) return undefined
+  try {
+    createSecureContext({ cert, key })
+  } catch {
+    problems.push(`upstreamTls.certFile, upstreamTls.keyFile: "${o.certFile}" and "${o.keyFile}" are not a usable certificate and private key pair (does the key match the certificate?)`)
+    return undefined
+  }
+  if (ca !== undefined) {
+    try {
+      createSecureContext({ ca })
+    } catch {
+      problems.push(`upstreamTls.caFile: "${o.caFile ?? ''}" is not a usable PEM certificate bundle`)
+      return undefined
+    }
+  }
+  return Object.freeze({ cert, key, ...(ca !== undefined ? { ca } : {}), ...(o.serverName !== undefined ? { serverName: o.serverName } : {}) })
 }
 
 /** The route table's words for a route's resolved policies. */
@@ -214,12 +284,18 @@ function describePolicy (route: Readonly<RouteOptions>, rateLimit: RateLimitRout
  * the gateway defaults (a route without `rateLimit` or `inspect` gets the runtime's), put on the
  * `config` of its Fastify routes for the policy plugins to read.
  */
-function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime): ProxyRouteInput {
+function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime, publicBase: string, upstreamTls: ProxyUpstreamTls | undefined, file: string): ProxyRouteInput {
   const rateLimit: RateLimitRouteConfig = route.rateLimit ?? runtime.defaultRateLimit
   const inspect: InspectRouteConfig = route.inspect ?? runtime.defaultInspect
+  const openapi = route.openapi ?? false
+  const first = Array.isArray(route.upstream) ? route.upstream[0] as string : route.upstream as string
+  const { upstreamTls: files, ...transport } = route
   return {
-    ...route,
-    bufferBody: inspect !== false && inspect.body === true,
+    ...transport,
+    ...(files !== undefined ? { upstreamTls } : {}),
+    // A contract judges whole bodies: they are buffered (up to BODY_LIMIT) as for inspection.
+    bufferBody: (inspect !== false && inspect.body === true) || openapi !== false,
+    source: file,
     policy: describePolicy(route, rateLimit, inspect),
     config: {
       auth: route.auth ?? {},
@@ -228,7 +304,10 @@ function proxyInput (route: Readonly<RouteOptions>, runtime: ProxyRuntime): Prox
       cors: route.cors ?? false,
       // Read by the ip-filter plugin; always present (possibly undefined) for one hidden class.
       ipFilter: route.ipFilter,
-      allowedContentTypes: route.allowedContentTypes
+      allowedContentTypes: route.allowedContentTypes,
+      // Read by the openapi plugin: the contract, and the public path as the upstream sees it.
+      openapi,
+      openapiPaths: { strip: publicBase + (route.prefix === '/' ? '' : route.prefix), add: new URL(first).pathname.replace(/\/+$/, '') + (route.rewritePrefix ?? '') }
     }
   }
 }
@@ -241,17 +320,24 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
   const file = callerFile()
   const problems = describeProblems(options)
   if (problems.length === 0) problems.push(...crossFieldProblems(options))
+  const upstreamTls = problems.length === 0 && options.upstreamTls !== undefined ? loadUpstreamTls(options.upstreamTls, problems) : undefined
   if (problems.length > 0) throw new ConfigError(`invalid route in ${file}`, problems, file)
   const targets = Array.isArray(options.upstream) ? options.upstream : [options.upstream]
   const missingVariables = Object.freeze(targets.map(missingUpstreamVariable).filter((v) => v !== undefined))
 
-  const frozen: Readonly<RouteOptions> = Object.freeze(structuredClone(options))
+  const copy = structuredClone(options)
+  // The contract's path is relative to the route module (its source, not the compiled copy).
+  if (copy.openapi !== undefined && copy.openapi !== false && !isAbsolute(copy.openapi.spec)) {
+    copy.openapi = { ...copy.openapi, spec: resolve(file.startsWith('<') ? process.cwd() : dirname(resolve(file)), copy.openapi.spec) }
+  }
+  const frozen: Readonly<RouteOptions> = Object.freeze(copy)
   // Not encapsulating by itself: the routes join the gateway's shared proxy scope when registered
   // on the instance that opened it; anywhere else they get a context of their own, created here
   // with the register options (a `prefix` there still prepends to the route's prefix).
   const plugin = async function portcullisRoute (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     if (missingVariables.length > 0) throw new ConfigError('invalid route', missingVariableProblems(route), '')
     try {
+      await loadRouteContract(fastify)
       await registerRoute(fastify, opts)
       if (fastify.hasDecorator('portcullisProxy')) {
         const list = registered.get(fastify.portcullisProxy)
@@ -269,11 +355,24 @@ export function defineRoute (options: RouteDefinition): RoutePlugin {
       throw err
     }
   }
+  /** The route's OpenAPI document, loaded and compiled before its routes exist (startup error otherwise). */
+  const loadRouteContract = async function (fastify: FastifyInstance): Promise<void> {
+    const openapi = frozen.openapi
+    if (openapi === undefined || openapi === false) return
+    // Without the plugin the contract would silently not be enforced.
+    if (!fastify.hasPlugin('portcullis-openapi')) throw new ConfigError('', ['openapi: register openApiPlugin (portcullis-openapi) before routes with a contract'])
+    try {
+      await contractFor(openapi.spec)
+    } catch (err) {
+      const e = err instanceof ContractLoadError ? err : new ContractLoadError(openapi.spec, '', (err as Error).message)
+      throw new ConfigError('', [`openapi.spec: ${e.file}${e.pointer === '' ? '' : `#${e.pointer}`}: ${e.reason}`])
+    }
+  }
   const registerRoute = async function (fastify: FastifyInstance, opts: FastifyRegisterOptions<Record<string, unknown>>): Promise<void> {
     const runtime = proxyRuntimeOf(fastify, frozen.prefix)
-    const input = proxyInput(frozen, runtime)
-    const scope = runtime.scope
     const registerOptions = (opts ?? {}) as { prefix?: string }
+    const input = proxyInput(frozen, runtime, fastify.prefix + (registerOptions.prefix ?? ''), upstreamTls, file)
+    const scope = runtime.scope
     if (scope !== undefined && scope.owner === fastify && (registerOptions.prefix ?? '') === '' && fitsProxyScope(input)) {
       registerScopedProxyRoute(scope.instance, runtime, input)
       return

@@ -6,11 +6,12 @@
  * On SIGTERM/SIGINT: /readyz turns 503 and responses carry `connection: close`; the listener
  * keeps accepting for DRAIN_DELAY_MS (default 0) so balancers polling /readyz stop sending
  * first; then it stops accepting, idle keep-alive connections close, in-flight requests finish,
- * and the process exits within DRAIN_TIMEOUT_MS more.
+ * and the process exits within DRAIN_TIMEOUT_MS more. On SIGHUP: API_KEYS_FILE is re-read.
  */
 import cluster from 'node:cluster'
-import { existsSync, realpathSync } from 'node:fs'
+import { existsSync, readFileSync, realpathSync } from 'node:fs'
 import type { Server } from 'node:http'
+import { createSecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
@@ -22,18 +23,29 @@ import { startDemoUpstreamSomewhere } from './demo-upstream.js'
 import { ConfigError } from '../lib/errors.js'
 import { registeredRoutes } from './route.js'
 import { riskWarnings } from './risks.js'
+import { GenerationSwitch, type ReloadOutcome } from './reload.js'
+
+export type { ReloadOutcome } from './reload.js'
 
 export interface RunningGateway {
+  /** The app serving new requests (another after each successful reload). */
   readonly app: FastifyInstance
+  /** The configuration of `app`. */
   readonly config: GatewayConfig
   readonly url: string
+  /**
+   * Builds the configuration afresh from the environment and the files it names (routes, TLS
+   * certificate, JWKS fetched again) and serves it once it is complete; a configuration with
+   * problems is refused with one warning and the running one keeps serving. Never throws.
+   */
+  reload: () => Promise<ReloadOutcome>
   close: () => Promise<void>
 }
 
 function printRoutes (app: FastifyInstance, config: GatewayConfig, url: string): void {
   const routes = app.portcullisProxy.routes
   for (const r of routes) {
-    app.log.info(`route ${r.prefix} -> ${r.targets.join(', ')} (auth: ${r.auth}, rateLimit: ${r.rateLimit}, inspect: ${r.inspect}${r.websocket ? ', websocket' : ''})`)
+    app.log.info(`route ${r.hosts.length > 0 ? `${r.hosts.join(',')} ` : ''}${r.prefix} -> ${r.targets.join(', ')} (auth: ${r.auth}, rateLimit: ${r.rateLimit}, inspect: ${r.inspect}${r.websocket ? ', websocket' : ''})`)
   }
   const first = routes.find((r) => r.auth !== 'public') ?? routes[0]
   if (first !== undefined) {
@@ -151,14 +163,104 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   if (cluster.isWorker) process.send?.(WORKER_SERVING)
   if (printsStartupHints()) printRoutes(app, config, url)
   if (destination !== undefined) flushLog(destination)
+  const generations = new GenerationSwitch(app.server, app)
+  let current = config
+  let reloading: Promise<ReloadOutcome> | undefined
+  let again = false
+
+  /** Builds the next configuration; problems are returned, nothing changes until it is ready. */
+  async function build (version: number): Promise<ReloadOutcome & { app?: FastifyInstance, config?: GatewayConfig, tls?: SecureContextOptions }> {
+    let next: GatewayConfig
+    try {
+      next = loadConfig(env)
+      const noRoutes = routesProblem(next)
+      if (noRoutes !== undefined) throw noRoutes
+    } catch (err) {
+      return { ok: false, problems: problemsOf(err) }
+    }
+    const restartOnly = restartOnlyChanges(config, next)
+    let tls: SecureContextOptions | undefined
+    if (next.tls !== undefined && restartOnly.length === 0) {
+      try {
+        tls = { cert: readFileSync(next.tls.certFile), key: readFileSync(next.tls.keyFile), minVersion: 'TLSv1.2' }
+        createSecureContext(tls)
+      } catch (err) {
+        return { ok: false, problems: [`TLS_CERT_FILE/TLS_KEY_FILE: ${(err as Error).message}`] }
+      }
+    }
+    if (restartOnly.length > 0) return { ok: false, problems: restartOnly }
+    // ADMIN_PORT=0: the port the running gateway bound (its listener is shared, never moved).
+    const adminPort = Number(/:(\d+)$/.exec(app.hasDecorator('portcullisAdmin') ? app.portcullisAdmin.url ?? '' : '')?.[1])
+    if (next.admin.port === 0 && adminPort > 0) next = { ...next, admin: { ...next.admin, port: adminPort } }
+    if (demo !== undefined) setDemoUpstreamUrl(demo.url)
+    let nextApp: FastifyInstance | undefined
+    try {
+      nextApp = await buildGateway(next, { reloadVersion: version, ...(destination === undefined ? {} : { logger: { ...loggerOptions(next) as object, stream: destination } }) })
+      await nextApp.ready()
+    } catch (err) {
+      await nextApp?.close().catch(() => {})
+      return { ok: false, problems: problemsOf(err) }
+    } finally {
+      setDemoUpstreamUrl(undefined)
+    }
+    return { ok: true, problems: [], app: nextApp, config: next, ...(tls !== undefined ? { tls } : {}) }
+  }
+
+  async function reloadOnce (): Promise<ReloadOutcome> {
+    const log = generations.app.log
+    const version = ++generations.generation
+    const started = performance.now()
+    const built = await build(version)
+    if (!built.ok || built.app === undefined || built.config === undefined) {
+      log.warn({ problems: built.problems }, `configuration reload refused, the running configuration keeps serving: ${built.problems.join('; ')}`)
+      return { ok: false, problems: built.problems }
+    }
+    if (built.tls !== undefined) (generations.app.server as unknown as TlsServer).setSecureContext(built.tls)
+    const previous = generations.app
+    generations.swap(built.app)
+    current = built.config
+    if (built.app.hasDecorator('portcullisAdmin')) built.app.portcullisAdmin.reload = reload
+    if (previous.hasDecorator('portcullisAdmin')) previous.portcullisAdmin.reload = undefined
+    for (const warning of environmentWarnings(env)) built.app.log.warn(warning)
+    for (const risk of riskWarnings(built.config, registeredRoutes(built.app))) {
+      built.app.log[built.config.production ? 'warn' : 'debug']({ risk: risk.id }, `configuration warning: ${risk.source}: ${risk.message}; ${risk.fix}`)
+    }
+    const routes = built.app.portcullisProxy.routes.map((r) => r.prefix)
+    built.app.log.info({ generation: version, routes, ms: Math.round(performance.now() - started) }, `configuration reloaded (${routes.length} routes${built.tls !== undefined ? ', TLS certificate' : ''})`)
+    if (destination !== undefined) flushLog(destination)
+    return { ok: true, problems: [] }
+  }
+
+  /** One reload at a time; a request during one runs once more after it (it may have missed a change). */
+  async function reload (): Promise<ReloadOutcome> {
+    if (reloading !== undefined) {
+      again = true
+      return await reloading
+    }
+    reloading = (async () => {
+      let outcome: ReloadOutcome
+      do {
+        again = false
+        outcome = await reloadOnce().catch((err: unknown) => ({ ok: false, problems: problemsOf(err) }))
+      } while (again)
+      return outcome
+    })().finally(() => { reloading = undefined })
+    return await reloading
+  }
+  if (app.hasDecorator('portcullisAdmin')) app.portcullisAdmin.reload = reload
+
   return {
-    app,
-    config,
+    get app () { return generations.app },
+    get config () { return current },
     url,
+    reload,
     async close () {
-      app.portcullisState.draining = true
+      const serving = generations.app
+      serving.portcullisState.draining = true
       if (config.drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.drainDelayMs))
-      await app.close()
+      await reloading?.catch(() => {})
+      if (generations.switched) await generations.close()
+      else await app.close()
       await closeServer(demo?.server)
       if (destination !== undefined) {
         flushLog(destination)
@@ -166,6 +268,25 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
       }
     }
   }
+}
+
+/** A reload's problems, one line each (a configuration error lists its own). */
+function problemsOf (err: unknown): string[] {
+  if (err instanceof ConfigError) return err.lines()
+  return [err instanceof Error ? err.message : String(err)]
+}
+
+/** Settings of the listening server or the process: a reload cannot change them. */
+function restartOnlyChanges (running: GatewayConfig, next: GatewayConfig): string[] {
+  const changed: string[] = []
+  const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
+  if (running.port !== next.port || running.host !== next.host) changed.push('PORT/HOST')
+  if ((running.tls === undefined) !== (next.tls === undefined) || running.tls?.http2 !== next.tls?.http2) changed.push('TLS on/off or HTTP/2')
+  if (running.proxyProtocol !== next.proxyProtocol) changed.push('PROXY_PROTOCOL')
+  if (!same(running.admin, next.admin)) changed.push('ADMIN_PORT/ADMIN_HOST/INSTANCE_ID')
+  if (running.workers !== next.workers) changed.push('WORKERS')
+  if (running.requestTimeoutMs !== next.requestTimeoutMs || running.keepAliveTimeoutMs !== next.keepAliveTimeoutMs || running.headersTimeoutMs !== next.headersTimeoutMs) changed.push('server timeouts')
+  return changed.map((what) => `${what}: changed; a reload cannot apply it (restart the gateway)`)
 }
 
 /** Why the process could not start, in the operator's terms where Node's are cryptic. */
@@ -180,6 +301,12 @@ function startFailure (err: unknown): string {
   }
   return err instanceof Error ? err.message : String(err)
 }
+
+/**
+ * What SIGHUP runs after the configuration reload (`RunningGateway.reload`), in order; a task
+ * that throws is logged and the next runs.
+ */
+export const reloadTasks: Array<(running: RunningGateway) => Promise<unknown>> = []
 
 /** The process entry: `npm start`, and `portcullis` / `portcullis start`. */
 export async function runServer (): Promise<void> {
@@ -200,7 +327,24 @@ export async function runServer (): Promise<void> {
     }
     process.exit(1)
   }
-  closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs }, async ({ signal, err }) => {
+  // SIGHUP reloads the configuration, API_KEYS_FILE included (the default would end the
+  // process), then runs the other reload tasks in order.
+  const gateway = running
+  process.on('SIGHUP', () => {
+    gateway.app.log.info({ signal: 'SIGHUP' }, 'reloading the configuration')
+    ;(async () => {
+      const apiKeys = async (): Promise<void> => {
+        // The new configuration read the file already; this names the outcome in the log even
+        // when the reload itself was refused (a bad route keeps the old one, keys still change).
+        const { status, keys } = gateway.app.portcullisAuth.reloadApiKeys()
+        gateway.app.log.info({ signal: 'SIGHUP', status, apiKeys: keys }, 'API keys re-read')
+      }
+      for (const task of [async () => await gateway.reload(), apiKeys, ...reloadTasks]) {
+        await task(gateway).catch((err: unknown) => { gateway.app.log.error({ err }, 'reload failed') })
+      }
+    })().catch(() => {})
+  })
+  closeWithGrace({ delay: running.config.drainDelayMs + running.config.drainTimeoutMs, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err !== undefined) running.app.log.error({ err }, 'shutting down after an error')
     else running.app.log.info({ signal }, 'draining')
     await running.close()

@@ -25,6 +25,7 @@ const EXPECTED = [
   'portcullis-auth',
   'portcullis-route-rate-limit',
   'portcullis-inspect',
+  'portcullis-openapi',
   'portcullis-proxy',
   'portcullis-proxy-scope'
 ]

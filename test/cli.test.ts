@@ -8,10 +8,12 @@ import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { runCli } from '../src/cli.js'
 import type { CheckReport } from '../src/cli/check.js'
-import type { DiffReport } from '../src/cli/diff.js'
-import type { EffectiveRoute } from '../src/cli/effective.js'
+import { diffRoutes, type DiffReport } from '../src/cli/diff.js'
+import { effectiveRoute, type EffectiveRoute } from '../src/cli/effective.js'
+import { formatTable, routeRow } from '../src/cli/routes.js'
+import { defineRoute } from '../src/route.js'
 import type { ExplainReport } from '../src/cli/explain.js'
-import { DEMO_API_KEY } from '../src/config.js'
+import { DEMO_API_KEY, loadConfig } from '../src/config.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const WEAK = fileURLToPath(new URL('fixtures/routes-weak', import.meta.url))
@@ -83,8 +85,8 @@ t.test('routes: defaults shown as resolved values', async (t) => {
   const weak = JSON.parse((await cli(['routes', '--json', '--routes', STRONG], { RATE_LIMIT_MAX: '7' })).out) as EffectiveRoute[]
   t.match(weak.find((x) => x.prefix === '/status')?.rateLimit, { max: 10 })
   const table = (await cli(['routes'])).out
-  t.match(table, /^PREFIX +METHODS +UPSTREAM +AUTH/m)
-  t.match(table, /^\/echo +DELETE,GET,HEAD,PATCH,POST,PUT,OPTIONS +http:\/\/127\.0\.0\.1:8081 +jwt\|apiKey +100\/1 minute per consumer/m)
+  t.match(table, /^HOST +PREFIX +METHODS +UPSTREAM +AUTH/m)
+  t.match(table, /^\* +\/echo +DELETE,GET,HEAD,PATCH,POST,PUT,OPTIONS +http:\/\/127\.0\.0\.1:8081 +jwt\|apiKey +100\/1 minute per consumer/m)
   const invalid = await cli(['routes', '--routes', BAD])
   t.equal(invalid.code, 1)
   t.match(invalid.err, /broken\.ts/)
@@ -139,6 +141,30 @@ t.test('diff: every weakening is listed and fails the command unless allowed', a
   t.ok(back.changes.some((c) => c.kind === 'tightens' && c.prefix === '/status' && /now requires authentication/.test(c.what)))
   t.equal((await cli(['diff', WEAK, STRONG])).code, 0)
   t.equal((await cli(['diff', WEAK])).code, 2)
+})
+
+t.test('routes and diff: routes bound to hosts are listed and paired by host and prefix', async (t) => {
+  const config = loadConfig({ LOG_LEVEL: 'silent' })
+  const mk = (host: string | undefined, upstream: string, pub: boolean): EffectiveRoute => effectiveRoute(defineRoute({
+    ...(host !== undefined ? { host } : {}),
+    prefix: '/api',
+    upstream,
+    ...(pub ? { auth: false } : {})
+  }), config)
+  const a = mk('a.example.com', 'http://a:1', false)
+  const b = mk('b.example.com', 'http://b:1', false)
+  t.match(formatTable([routeRow(a), routeRow(mk(undefined, 'http://d:1', false))]), /^a\.example\.com +\/api +[\s\S]*^\* +\/api /m)
+  const changes = diffRoutes([a, b], [a, mk('b.example.com', 'http://b:1', true), mk('c.example.com', 'http://c:1', false)])
+  t.strictSame([...new Set(changes.map((c) => `${c.kind} ${c.prefix}`))].sort(), [
+    'changes b.example.com /api',
+    'changes c.example.com /api',
+    'weakens b.example.com /api'
+  ], 'a.example.com /api is unchanged')
+  t.match(changes.find((c) => c.prefix === 'b.example.com /api')?.what, /lost authentication/)
+  t.strictSame(diffRoutes([a], [b]).map((c) => `${c.kind} ${c.prefix} ${c.what}`).sort(), [
+    'changes b.example.com /api new route (jwt|apiKey) to http://b:1',
+    'tightens a.example.com /api route removed'
+  ], 'another host is another route')
 })
 
 t.test('the installed command: exit codes and output of the built tool', async (t) => {

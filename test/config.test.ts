@@ -5,7 +5,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import { Value } from '@sinclair/typebox/value'
 import { DEMO_API_KEY, DEMO_JWT_SECRET, checkConfig, defineRoute, loadConfig, upstreamFromEnv } from 'portcullis'
-import { EnvSchema, GatewayConfigSchema } from '../src/config.js'
+import { EnvSchema, GatewayConfigSchema, configuredApiKeys } from '../src/config.js'
 import { AuthPluginOptionsSchema } from '../plugins/auth/schema.js'
 import { InspectOptionsSchema } from '../plugins/inspect/schema.js'
 import { IpRateLimitOptionsSchema, RouteRateLimitOptionsSchema } from '../plugins/rate-limit/schema.js'
@@ -128,7 +128,10 @@ t.test('good values of the same variables load', async (t) => {
   // Saved by a Windows editor: a byte-order mark and CRLF line ends.
   const keys = join(mkdtempSync(join(tmpdir(), 'portcullis-keys-')), 'keys.txt')
   writeFileSync(keys, '\uFEFFbilling:0123456789abcdef-billing\r\n# comment\r\nreports:0123456789abcdef-reports\r\n')
-  t.strictSame(loadConfig({ API_KEYS_FILE: keys }).auth.apiKeys, [
+  const fromFile = loadConfig({ API_KEYS_FILE: keys })
+  t.equal(fromFile.auth.apiKeysFile, keys, 'the auth plugin reads (and re-reads) the file itself')
+  t.strictSame(fromFile.auth.apiKeys, [], 'API_KEYS only')
+  t.strictSame(configuredApiKeys(fromFile), [
     { consumer: 'billing', key: '0123456789abcdef-billing' },
     { consumer: 'reports', key: '0123456789abcdef-reports' }
   ])

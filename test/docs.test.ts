@@ -33,7 +33,7 @@ t.test('the reference names every variable, option and code it is generated from
     t.match(errors, `| \`${code}\` | ${status} |`, code)
   }
   const chain = files.get('docs/reference/chain.md') ?? ''
-  for (const [i, name] of [[1, 'portcullis-observability'], [10, 'portcullis-auth'], [14, 'portcullis-proxy-scope']] as const) {
+  for (const [i, name] of [[1, 'portcullis-observability'], [10, 'portcullis-auth'], [15, 'portcullis-proxy-scope']] as const) {
     t.match(chain, new RegExp(`^\\| ${i} \\| \`\\w+\` \\| \`${name}\` \\|`, 'm'), `${name} is number ${i}`)
   }
 })

@@ -7,13 +7,18 @@
  * Hook: route-level onRequest `authOnRequest`, prepended so nothing route-specific runs before
  * authentication; it sets `request.consumer` ({ id, strategy, scopes, claims? }).
  * Credentials: `Authorization: Bearer <jwt>` (scheme case-insensitive, RFC 9110 §11.1; exactly one
- * header, one token, never the query) and `x-api-key` (exactly one header, one key). A bearer
- * token goes to `jwt` when it is shaped like a JWT (three base64url parts, a JSON object header)
- * and the route accepts `jwt`; otherwise to `introspection` (introspection.ts). `forwardAuth`
- * (forward-auth.ts) runs last, only when still needed.
- * Errors: GW_AUTH_UNAUTHORIZED (401 + WWW-Authenticate), GW_AUTH_FORBIDDEN (403, insufficient_scope),
- * GW_AUTH_UNAVAILABLE (503: introspection endpoint or forward-auth service unusable; fail closed),
- * GW_CONFIG_INVALID at startup (bad options, bad route policy, strategy not configured).
+ * header, one token, never the query), `x-api-key` (exactly one header, one key) and a client
+ * certificate verified by the TLS layer (`mtls`, mtls.ts). A bearer token goes to `jwt` when it
+ * is shaped like a JWT (three base64url parts, a JSON object header) and the route accepts `jwt`;
+ * otherwise to `introspection` (introspection.ts). `forwardAuth` (forward-auth.ts) runs last,
+ * only when still needed. API keys carry optional scopes and an expiry; `apiKeysFile` is re-read
+ * by `reloadApiKeys()` and on changes (api-keys-reload.ts).
+ * Errors: GW_AUTH_UNAUTHORIZED (401 + WWW-Authenticate: Bearer, or ClientCert where only a
+ * certificate is accepted), GW_AUTH_FORBIDDEN (403; for a bearer token with the RFC 6750
+ * insufficient_scope challenge, for an API key naming the missing scope, no challenge; a
+ * forward-auth refusal without either), GW_AUTH_UNAVAILABLE (503: introspection endpoint or
+ * forward-auth service unusable; fail closed), GW_CONFIG_INVALID at startup (bad options, bad key
+ * file, bad route policy, strategy not configured).
  * Signals: `authFailure` (route template, status, fixed reason token).
  */
 import fp from 'fastify-plugin'
@@ -21,20 +26,24 @@ import { TypeCompiler } from '@sinclair/typebox/compiler'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions, onRequestHookHandler } from 'fastify'
 import { authFailure } from '../../lib/signals.js'
 import { errorLines } from '../../lib/validate.js'
-import { ApiKeyStore } from './api-keys.js'
+import { ApiKeyStore, KEY_EXPIRED } from './api-keys.js'
+import { ApiKeysFileSource, type ApiKeysReloadResult } from './api-keys-reload.js'
 import type { Consumer } from '../../lib/consumer.js'
 import { ConfigError, ForbiddenError, UnauthorizedError } from '../../lib/errors.js'
 import { ForwardAuthClient } from './forward-auth.js'
 import { IntrospectionClient } from './introspection.js'
 import { JwksClient, type JwksKey } from './jwks.js'
+import { mtlsCredential } from './mtls.js'
 import { AuthFailure, HS_ALGORITHMS, claimRules, compileVerifier, consumerFromPayload, narrow, parsePublicKeyPem, reasonOf, type ClaimRules, type CompiledVerifier } from './jwt.js'
 import {
   AuthPluginOptionsSchema, AuthPolicySchema, crossFieldProblems,
   type AuthPluginOptions, type AuthPolicy, type AuthRouteConfig, type AuthStrategy, type JwtAlgorithm, type ResolvedAuthOptions
 } from './schema.js'
 import '../../lib/consumer.js'
+import { kUpgradeBearer } from '../../lib/upgrade-credential.js'
 
 export type { AuthPluginOptions } from './schema.js'
+export type { ApiKeysReloadResult } from './api-keys-reload.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -46,6 +55,11 @@ declare module 'fastify' {
 const REALM = 'portcullis'
 const CHALLENGE = `Bearer realm="${REALM}"`
 const CHALLENGE_INVALID = `Bearer realm="${REALM}", error="invalid_token"`
+/**
+ * No HTTP scheme is registered for TLS client certificates; RFC 9110 §11.6.1 still wants a
+ * challenge on every 401, and a Bearer one would send clients after a token the route refuses.
+ */
+const CHALLENGE_CERT = `ClientCert realm="${REALM}"`
 /** RFC 6750 §2.1 b64token after a case-insensitive `Bearer` and one or more spaces. */
 const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*)$/i
 const BEARER_SCHEME = /^bearer(?:[ \t]|$)/i
@@ -58,6 +72,8 @@ const DEFAULTS = {
   clockSkewS: 30,
   maxTokenBytes: 8192,
   apiKeys: [],
+  apiKeysWatch: true,
+  apiKeysReloadDelayMs: 200,
   jwksCooldownMs: 30_000,
   jwksMaxAgeMs: 600_000,
   jwksTimeoutMs: 5000,
@@ -162,36 +178,49 @@ class Authenticator {
   readonly #maxHeaderLength: number
   readonly #staticVerifier: CompiledVerifier | undefined
   readonly #jwks: JwksClient | undefined
-  readonly #apiKeys: ApiKeyStore
+  #apiKeys: ApiKeyStore
   readonly #cache: TokenCache | undefined
   readonly introspection: IntrospectionClient | undefined
   readonly forwardAuth: ForwardAuthClient | undefined
+  readonly mtlsField: ResolvedAuthOptions['mtlsConsumerField']
 
   constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: TokenCache | undefined,
-    introspection: IntrospectionClient | undefined, forwardAuth: ForwardAuthClient | undefined) {
+    apiKeys: ApiKeyStore, introspection: IntrospectionClient | undefined, forwardAuth: ForwardAuthClient | undefined) {
     this.#rules = claimRules(o)
     this.#maxHeaderLength = o.maxTokenBytes + 'Bearer '.length
     this.#staticVerifier = staticVerifier
     this.#jwks = jwks
-    this.#apiKeys = new ApiKeyStore(o.apiKeys)
+    this.#apiKeys = apiKeys
     this.#cache = cache
     this.introspection = introspection
     this.forwardAuth = forwardAuth
+    this.mtlsField = o.mtlsConsumerField
     const s = new Set<AuthStrategy>()
     if (staticVerifier !== undefined || jwks !== undefined) s.add('jwt')
-    if (this.#apiKeys.size > 0) s.add('apiKey')
     if (introspection !== undefined) s.add('introspection')
+    // A key file configures the strategy even while it holds no key: a reload may add some.
+    if (this.#apiKeys.size > 0 || o.apiKeysFile !== undefined) s.add('apiKey')
+    if (o.mtlsConsumerField !== undefined) s.add('mtls')
     if (forwardAuth !== undefined) s.add('forwardAuth')
     this.strategies = s
   }
+
+  /** Keys in use. */
+  get apiKeyCount (): number { return this.#apiKeys.size }
+
+  /** Puts a new key table in use (one assignment: a lookup sees the old table or the new one). */
+  setApiKeys (store: ApiKeyStore): void { this.#apiKeys = store }
 
   /** The bearer token presented (undefined: none), or why the header is refused. */
   bearer (request: FastifyRequest): string | AuthFailure | undefined {
     const q = request.query as Record<string, unknown> | null | undefined
     if (q !== null && typeof q === 'object' && q.access_token !== undefined) return new AuthFailure('token_in_query', true)
-    const value = request.headers.authorization
+    // A WebSocket handshake's token from its subprotocol offers (lib/upgrade-credential.ts).
+    const offered = request[kUpgradeBearer]
+    if (offered !== undefined && request.headers.authorization !== undefined) return new AuthFailure('duplicate_header', true)
+    const value = offered === undefined ? request.headers.authorization : `Bearer ${offered}`
     if (value === undefined) return undefined
-    if (typeof value !== 'string' || headerCount(request.raw.rawHeaders, 'authorization') !== 1) return new AuthFailure('duplicate_header', true)
+    if (typeof value !== 'string' || (offered === undefined && headerCount(request.raw.rawHeaders, 'authorization') !== 1)) return new AuthFailure('duplicate_header', true)
     const presented = BEARER_SCHEME.test(value)
     if (value.length > this.#maxHeaderLength) return new AuthFailure('token_too_large', presented)
     const m = BEARER.exec(value)
@@ -251,7 +280,9 @@ class Authenticator {
     if (typeof value !== 'string' || headerCount(request.raw.rawHeaders, 'x-api-key') !== 1) return new AuthFailure('duplicate_header', false)
     if (value === '') return new AuthFailure('empty_api_key', false)
     if (value.includes(',')) return new AuthFailure('multiple_api_keys', false)
-    return this.#apiKeys.lookup(value) ?? new AuthFailure('invalid_api_key', false)
+    const found = this.#apiKeys.lookup(value)
+    if (found === KEY_EXPIRED) return new AuthFailure('key_expired', false)
+    return found ?? new AuthFailure('invalid_api_key', false)
   }
 }
 
@@ -262,6 +293,7 @@ interface CompiledPolicy {
   readonly apiKey: boolean
   readonly introspection: boolean
   readonly forwardAuth: boolean
+  readonly mtls: boolean
   readonly all: boolean
   /** The route's strategies, in the order their consumer identifies the caller. */
   readonly order: readonly AuthStrategy[]
@@ -269,6 +301,8 @@ interface CompiledPolicy {
   readonly primary: AuthStrategy
   readonly scopes: readonly string[]
   readonly forbiddenChallenge: string
+  /** The challenge of a 401 without any credential: ClientCert when a certificate is the only way in. */
+  readonly missingChallenge: string
 }
 
 /** How to configure each strategy (the process entry's variables). */
@@ -276,55 +310,78 @@ const STRATEGY_FIX: Readonly<Record<AuthStrategy, string>> = {
   jwt: 'set JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL',
   apiKey: 'set API_KEYS or API_KEYS_FILE',
   introspection: 'set INTROSPECTION_URL, INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET (or _FILE)',
-  forwardAuth: 'set FORWARD_AUTH_URL'
+  forwardAuth: 'set FORWARD_AUTH_URL',
+  mtls: 'set TLS_CLIENT_CA_FILE (with TLS_CERT_FILE and TLS_KEY_FILE)'
 }
 
 /** Which strategy's consumer identifies the caller when several pass. */
-const PRIORITY: readonly AuthStrategy[] = ['jwt', 'introspection', 'apiKey', 'forwardAuth']
+const PRIORITY: readonly AuthStrategy[] = ['jwt', 'introspection', 'apiKey', 'mtls', 'forwardAuth']
+
+/** Strategies whose credential carries scopes. */
+const SCOPED: ReadonlySet<AuthStrategy> = new Set(['jwt', 'introspection', 'apiKey'])
 
 function compilePolicy (policy: AuthPolicy, configured: ReadonlySet<AuthStrategy>, where: string, route: string): CompiledPolicy {
   const problems: string[] = []
   const strategies = policy.strategies ?? [...configured]
   if (policy.strategies === undefined && strategies.length === 0) {
-    problems.push('auth: the route requires authentication but no strategy is configured; set JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL, API_KEYS, INTROSPECTION_URL or FORWARD_AUTH_URL, or make the route public with auth: false')
+    problems.push('auth: the route requires authentication but no strategy is configured; set JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL, API_KEYS, API_KEYS_FILE, INTROSPECTION_URL, FORWARD_AUTH_URL or TLS_CLIENT_CA_FILE, or make the route public with auth: false')
   }
   for (const s of policy.strategies ?? []) {
     if (!configured.has(s)) problems.push(`auth.strategies: "${s}" is not configured on this gateway; ${STRATEGY_FIX[s]}, or remove "${s}" from the route's auth.strategies`)
   }
   const scopes = policy.scopes ?? []
-  if (scopes.length > 0 && !strategies.includes('jwt') && !strategies.includes('introspection')) problems.push('auth.scopes: scopes come from JWTs and introspected tokens; add the "jwt" or "introspection" strategy')
+  if (scopes.length > 0 && !strategies.some((s) => SCOPED.has(s))) problems.push('auth.scopes: scopes come from JWTs, introspected tokens and API keys; add the "jwt", "introspection" or "apiKey" strategy')
   const all = policy.relation === 'all' && strategies.length > 1
   if (all && strategies.includes('jwt') && strategies.includes('introspection')) problems.push('auth.relation: "jwt" and "introspection" read the same bearer token, so both can never pass; use relation "any"')
   if (problems.length > 0) throw new ConfigError(`invalid auth policy of route ${where}`, problems)
   const order = PRIORITY.filter((s) => strategies.includes(s))
+  const jwt = strategies.includes('jwt')
+  const apiKey = strategies.includes('apiKey')
+  const introspection = strategies.includes('introspection')
+  const forwardAuth = strategies.includes('forwardAuth')
+  const mtls = strategies.includes('mtls')
   return Object.freeze({
     route,
-    jwt: strategies.includes('jwt'),
-    apiKey: strategies.includes('apiKey'),
-    introspection: strategies.includes('introspection'),
-    forwardAuth: strategies.includes('forwardAuth'),
+    jwt,
+    apiKey,
+    introspection,
+    forwardAuth,
+    mtls,
     all,
     order: Object.freeze(order),
     primary: order[0] as AuthStrategy,
     scopes: Object.freeze([...scopes]),
-    forbiddenChallenge: `Bearer realm="${REALM}", error="insufficient_scope", scope="${scopes.join(' ')}"`
+    forbiddenChallenge: `Bearer realm="${REALM}", error="insufficient_scope", scope="${scopes.join(' ')}"`,
+    missingChallenge: mtls && strategies.length === 1 ? CHALLENGE_CERT : CHALLENGE
   })
 }
 
 const kAuthHook = Symbol('portcullis.authHook')
 
 function reject (request: FastifyRequest, reply: FastifyReply, policy: CompiledPolicy, failure: AuthFailure): never {
-  reply.header('www-authenticate', failure.tokenPresented ? CHALLENGE_INVALID : CHALLENGE)
+  reply.header('www-authenticate', failure.tokenPresented ? CHALLENGE_INVALID : policy.missingChallenge)
   request.log.debug({ reason: failure.reason, route: policy.route }, 'authentication failed')
   if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 401, reason: failure.reason })
   throw new UnauthorizedError()
 }
 
-function forbid (request: FastifyRequest, reply: FastifyReply, policy: CompiledPolicy, reason: string, challenge: string | undefined): never {
-  if (challenge !== undefined) reply.header('www-authenticate', challenge)
-  request.log.debug({ reason, route: policy.route }, 'authorization failed')
+/**
+ * 403 for a missing scope: a bearer token (JWT or introspected) gets the RFC 6750 §3.1
+ * challenge, an API key the scope's name. Without a scope (a forward-auth refusal): neither.
+ */
+function forbid (request: FastifyRequest, reply: FastifyReply, policy: CompiledPolicy, consumer: Consumer | undefined, scope: string | undefined): never {
+  const err = new ForbiddenError()
+  const reason = scope === undefined ? 'forward_auth_forbidden' : 'insufficient_scope'
+  // RFC 6750 §3.1: the insufficient_scope challenge (and its `scope`) belongs to bearer tokens.
+  // An API key is no bearer token; its caller learns the missing scope from the message, which
+  // discloses no more than the challenge would (the route's required scopes).
+  if (scope !== undefined) {
+    if (consumer?.strategy === 'jwt' || consumer?.strategy === 'introspection') reply.header('www-authenticate', policy.forbiddenChallenge)
+    else err.message = `Forbidden: missing scope ${scope}`
+  }
+  request.log.debug({ reason, scope, strategy: consumer?.strategy, route: policy.route }, 'authorization failed')
   if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 403, reason })
-  throw new ForbiddenError()
+  throw err
 }
 
 type Outcome = Consumer | AuthFailure | undefined
@@ -348,12 +405,13 @@ function makeHook (engine: Authenticator, policy: CompiledPolicy): onRequestHook
       }
     }
     if (policy.apiKey) results.set('apiKey', engine.apiKey(request))
+    if (policy.mtls) results.set('mtls', mtlsCredential(request, engine.mtlsField ?? 'subject.CN'))
     // A presented but invalid credential always fails, whatever the others say.
     for (const r of results.values()) if (r instanceof AuthFailure) reject(request, reply, policy, r)
     let consumer: Consumer | undefined
     if (policy.forwardAuth && (policy.all || !policy.order.some((s) => results.get(s) !== undefined))) {
       const decision = await (engine.forwardAuth as ForwardAuthClient).decide(request, request.headers)
-      if (decision === 'forbidden') forbid(request, reply, policy, 'forward_auth_forbidden', undefined)
+      if (decision === 'forbidden') forbid(request, reply, policy, undefined, undefined)
       if (decision instanceof AuthFailure) reject(request, reply, policy, decision)
       results.set('forwardAuth', decision)
     }
@@ -369,8 +427,9 @@ function makeHook (engine: Authenticator, policy: CompiledPolicy): onRequestHook
       }
       if (consumer === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
     }
+    // The first strategy in PRIORITY order (jwt, introspection, apiKey, mtls, forwardAuth) names the caller.
     for (const scope of policy.scopes) {
-      if (!consumer.scopes.includes(scope)) forbid(request, reply, policy, 'insufficient_scope', policy.forbiddenChallenge)
+      if (!consumer.scopes.includes(scope)) forbid(request, reply, policy, consumer, scope)
     }
     request.consumer = consumer
   }
@@ -400,6 +459,20 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
       if (algorithms.length === 0) problems.push(`jwtAlgorithms: the key allows only ${info.algorithms.join(', ')}`)
       else staticVerifier = compileVerifier(info.pem, algorithms, rules)
     }
+  }
+  let keySource: ApiKeysFileSource | undefined
+  let apiKeys: ApiKeyStore | undefined
+  if (o.apiKeysFile !== undefined && problems.length === 0) {
+    keySource = new ApiKeysFileSource({
+      file: o.apiKeysFile,
+      staticEntries: o.apiKeys,
+      log: fastify.log,
+      swap: (store) => { engine.setApiKeys(store) },
+      delayMs: o.apiKeysReloadDelayMs
+    })
+    const first = keySource.initial()
+    if (Array.isArray(first)) problems.push(...first.map((p) => `apiKeysFile: ${p}`))
+    else apiKeys = first
   }
   if (problems.length > 0) throw new ConfigError('invalid gateway-auth options', problems)
 
@@ -452,7 +525,12 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
     forwardAuth = client
     fastify.addHook('onClose', async function authForwardAuthClose () { await client.close() })
   }
-  const engine = new Authenticator(o, staticVerifier, jwks, cache, introspection, forwardAuth)
+  const engine = new Authenticator(o, staticVerifier, jwks, cache, apiKeys ?? new ApiKeyStore(o.apiKeys), introspection, forwardAuth)
+  if (keySource !== undefined) {
+    const source = keySource
+    if (o.apiKeysWatch) source.watch()
+    fastify.addHook('onClose', async function authCloseKeyWatch () { source.close() })
+  }
   const compiled = new WeakMap<object, CompiledPolicy>()
 
   fastify.decorateRequest('consumer', null)
@@ -460,7 +538,9 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
     strategies: Object.freeze([...engine.strategies]),
     jwksFetches: () => jwks?.fetches ?? 0,
     introspectionCalls: () => introspection?.calls ?? 0,
-    forwardAuthCalls: () => forwardAuth?.calls ?? 0
+    forwardAuthCalls: () => forwardAuth?.calls ?? 0,
+    apiKeyCount: () => engine.apiKeyCount,
+    reloadApiKeys: (): ApiKeysReloadResult => keySource?.reload() ?? { status: 'static', keys: engine.apiKeyCount }
   }))
 
   fastify.addHook('onRoute', function authOnRoute (routeOptions: RouteOptions) {
@@ -486,12 +566,16 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Read-only facts about the auth plugin (configured strategies, calls to the JWKS, introspection and forward-auth endpoints). */
+    /** Facts about the auth plugin (configured strategies, calls to the JWKS, introspection and forward-auth endpoints, API keys in use) and the key reload. */
     portcullisAuth: {
       readonly strategies: readonly AuthStrategy[]
       readonly jwksFetches: () => number
       readonly introspectionCalls: () => number
       readonly forwardAuthCalls: () => number
+      /** API keys in use (the `apiKeys` option and `apiKeysFile`). */
+      readonly apiKeyCount: () => number
+      /** Re-reads `apiKeysFile` now (SIGHUP in the process entry); a bad file keeps the keys in use. */
+      readonly reloadApiKeys: () => ApiKeysReloadResult
     }
   }
 }

@@ -4,8 +4,8 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 
-export const AuthStrategySchema = Type.Union([Type.Literal('jwt'), Type.Literal('apiKey'), Type.Literal('introspection'), Type.Literal('forwardAuth')], {
-  description: 'An authentication strategy: a JWT bearer token, an API key in `x-api-key`, an opaque bearer token checked by OAuth 2.0 token introspection (RFC 7662), or the decision of an external forward-auth service.'
+export const AuthStrategySchema = Type.Union([Type.Literal('jwt'), Type.Literal('apiKey'), Type.Literal('introspection'), Type.Literal('forwardAuth'), Type.Literal('mtls')], {
+  description: 'An authentication strategy: a JWT bearer token, an API key in `x-api-key`, an opaque bearer token checked by OAuth 2.0 token introspection (RFC 7662), the decision of an external forward-auth service, or a verified TLS client certificate (`mtls`).'
 })
 export type AuthStrategy = Static<typeof AuthStrategySchema>
 
@@ -24,7 +24,7 @@ export const AuthPolicySchema = Type.Object({
   scopes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: SCOPE_TOKEN_PATTERN }), {
     uniqueItems: true,
     maxItems: 64,
-    description: 'Scopes the caller must all hold (JWT `scope`/`scp`, introspection `scope`); missing scopes answer 403.'
+    description: 'Scopes the caller must all hold (JWT `scope`/`scp`, introspection `scope`, or the API key\'s `scopes`); missing scopes answer 403.'
   }))
 }, { additionalProperties: false })
 export type AuthPolicy = Static<typeof AuthPolicySchema>
@@ -61,10 +61,26 @@ export const FORWARD_AUTH_CONSUMER_HEADER = 'x-user-id'
 /** Tolerance for exp/nbf/iat, seconds (JWT_CLOCK_SKEW_S, `clockSkewS`). */
 export const CLOCK_SKEW_S = Object.freeze({ minimum: 0, maximum: 300, default: 30 })
 
+/** An RFC 3339 timestamp with a time zone (`expires=` of an API key). */
+export const TIMESTAMP_PATTERN = '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(?::\\d{2}(?:\\.\\d{1,9})?)?(?:Z|z|[+-]\\d{2}:\\d{2})$'
+/** Most scopes one API key may carry. */
+export const MAX_KEY_SCOPES = 64
+
+const ScopeSchema = Type.String({ minLength: 1, maxLength: 256, pattern: SCOPE_TOKEN_PATTERN })
+
 export const ApiKeyEntrySchema = Type.Object({
   consumer: Type.String({ pattern: CONSUMER_PATTERN, description: 'Consumer name, sent upstream as `x-consumer-id`.' }),
-  key: Type.String({ ...API_KEY, description: 'The plain key (printable ASCII, no comma); hashed at registration, never kept.' })
+  key: Type.String({ ...API_KEY, description: 'The plain key (printable ASCII, no comma); hashed at registration, never kept.' }),
+  scopes: Type.Optional(Type.Array(ScopeSchema, { uniqueItems: true, maxItems: MAX_KEY_SCOPES, description: 'Scopes the key grants (checked against a route\'s `auth.scopes`); none when omitted.' })),
+  expires: Type.Optional(Type.String({ pattern: TIMESTAMP_PATTERN, description: 'RFC 3339 time (with a time zone) from which the key is refused like an unknown one; never when omitted.' }))
 }, { additionalProperties: false })
+/** One API key entry (plugin option `apiKeys[]`, a line of API_KEYS / API_KEYS_FILE). */
+export type ApiKeyEntrySpec = Static<typeof ApiKeyEntrySchema>
+
+/** Client-certificate fields that can name the consumer (TLS_CLIENT_CONSUMER_FIELD, `mtlsConsumerField`). */
+export const MTLS_CONSUMER_FIELDS = ['subject.CN', 'san.dns', 'san.uri', 'san.email'] as const
+export type MtlsConsumerField = typeof MTLS_CONSUMER_FIELDS[number]
+export const DEFAULT_MTLS_CONSUMER_FIELD: MtlsConsumerField = 'subject.CN'
 
 const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
 export type JwtAlgorithm = typeof JWT_ALGORITHMS[number]
@@ -83,7 +99,10 @@ export const AuthPluginOptionsSchema = Type.Object({
   clockSkewS: Type.Integer({ ...CLOCK_SKEW_S, description: 'Tolerance in seconds for `exp`, `nbf` and `iat`.' }),
   maxLifetimeS: Type.Optional(Type.Integer({ minimum: 1, description: 'Reject tokens whose `exp` lies further than this after `iat` (or after now without `iat`).' })),
   maxTokenBytes: Type.Integer({ minimum: 128, maximum: 65_536, default: 8192, description: 'Largest bearer token accepted.' }),
-  apiKeys: Type.Array(ApiKeyEntrySchema, { default: [], description: 'Consumers and their API keys (held only as SHA-256 digests).' }),
+  apiKeys: Type.Array(ApiKeyEntrySchema, { default: [], description: 'Consumers and their API keys (held only as SHA-256 digests); several keys per consumer are allowed (rotation).' }),
+  apiKeysFile: Type.Optional(Type.String({ minLength: 1, description: 'File of more API keys, one `consumer:key [scopes=a,b] [expires=<RFC 3339>]` per line; read at registration and again by `reloadApiKeys()` (a bad file keeps the keys in use).' })),
+  apiKeysWatch: Type.Boolean({ default: true, description: 'Re-read `apiKeysFile` when anything in its folder changes (fs.watch; Kubernetes Secret volumes swap a symlink there).' }),
+  apiKeysReloadDelayMs: Type.Integer({ minimum: 0, maximum: 60_000, default: 200, description: 'Quiet time after the last change in the folder before `apiKeysFile` is re-read.' }),
   jwksCooldownMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 30_000, description: 'Least time between two JWKS fetches triggered by unknown `kid`s.' }),
   jwksMaxAgeMs: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 600_000, description: 'Age after which the JWKS is refreshed in the background.' }),
   jwksTimeoutMs: Type.Integer({ minimum: 100, maximum: 60_000, default: 5000, description: 'Deadline of one JWKS fetch (headers and body).' }),
@@ -103,7 +122,10 @@ export const AuthPluginOptionsSchema = Type.Object({
   forwardAuthTimeoutMs: Type.Integer({ ...FORWARD_AUTH_TIMEOUT_MS, description: 'Deadline of one forward-auth call; past it the request gets 503.' }),
   forwardAuthRequestHeaders: Type.Array(Type.String({ pattern: HEADER_NAME_PATTERN }), { default: [...FORWARD_AUTH_REQUEST_HEADERS], uniqueItems: true, maxItems: 32, description: 'Client request headers copied to the forward-auth call (lower case).' }),
   forwardAuthResponseHeaders: Type.Array(Type.String({ pattern: HEADER_NAME_PATTERN }), { default: [], uniqueItems: true, maxItems: 32, description: 'Headers of the service\'s 2xx answer sent upstream as identity (lower case); client-sent copies are always dropped.' }),
-  forwardAuthConsumerHeader: Type.String({ pattern: HEADER_NAME_PATTERN, default: FORWARD_AUTH_CONSUMER_HEADER, description: 'Header of the service\'s 2xx answer naming the caller (becomes `x-consumer-id`); a 2xx without it is a 503.' })
+  forwardAuthConsumerHeader: Type.String({ pattern: HEADER_NAME_PATTERN, default: FORWARD_AUTH_CONSUMER_HEADER, description: 'Header of the service\'s 2xx answer naming the caller (becomes `x-consumer-id`); a 2xx without it is a 503.' }),
+  mtlsConsumerField: Type.Optional(Type.Union(MTLS_CONSUMER_FIELDS.map((f) => Type.Literal(f)), {
+    description: 'Switches the `mtls` strategy on: the field of the verified client certificate that names the consumer (`subject.CN`, or the first `san.dns`/`san.uri`/`san.email` entry; it must fit the consumer-name pattern). The server must ask for client certificates (`requestCert: true`, `rejectUnauthorized: false`, `ca`).'
+  }))
 }, { additionalProperties: false })
 
 /** `T` with every array and object read-only (so frozen configs such as `config.auth` fit). */
@@ -143,6 +165,7 @@ export function crossFieldProblems (o: ResolvedAuthOptions): string[] {
   o.apiKeys.forEach((k, i) => {
     if (seen.has(k.key)) problems.push(`apiKeys.${i}: consumer "${k.consumer}" reuses another entry's key`)
     seen.add(k.key)
+    if (k.expires !== undefined && Number.isNaN(Date.parse(k.expires))) problems.push(`apiKeys.${i}: expires is not a valid time`)
   })
   return problems
 }

@@ -24,14 +24,6 @@ export interface ExtractLimits {
 const RAW_FACTOR = 4
 
 /**
- * An absolute URL ending in `?`: in a form or query parameter, the remote file inclusion trick of
- * cutting off the suffix an application appends (pc-rfi-002). In a JSON document it is plain data
- * (GitHub's webhook payloads carry avatar URLs ending in `?`): the URL is judged without its
- * trailing `?`, by every other rule.
- */
-const URL_TRAILING_QUERY = /^\s*(?:https?|ftps?):\/\/[^\s]*?\?+$/i
-
-/**
  * The number of object members written in a JSON text: the strings followed by `:`. `text` is
  * valid JSON (it parsed), so every string is closed. JSON.parse keeps one member per key (the last
  * of equal keys, compared after unescaping, at any depth), so fewer members in the parsed value
@@ -59,16 +51,16 @@ export function countJsonKeys (text: string): number {
 }
 
 /**
- * Walks a parsed body: keys and string/number leaves, with depth and key-count limits. `json`: the
- * object came from a JSON document (see URL_TRAILING_QUERY). Returns the number of object members.
+ * Walks a parsed body: keys and string/number leaves, with depth and key-count limits. Returns the
+ * number of object members.
  */
-export function collectObject (c: Collected, value: unknown, limits: ExtractLimits, json = false): number {
+export function collectObject (c: Collected, value: unknown, limits: ExtractLimits): number {
   let keys = 0
   let members = 0
   const walk = (v: unknown, depth: number, key: string): void => {
     if (typeof v === 'string') {
       if (isLoopbackRedirect(key, v)) return
-      c.addBody(json && v.endsWith('?') && URL_TRAILING_QUERY.test(v) ? v.replace(/\?+$/, '') : v)
+      c.addBody(v)
       return
     }
     if (typeof v !== 'object' || v === null) return
@@ -167,8 +159,59 @@ export function collectXml (c: Collected, text: string): void {
 }
 
 const BOUNDARY = /boundary=(?:"([^"]{1,200})"|([^\s;]{1,200}))/i
-const DISPOSITION_NAME = /\bname="([^"]*)"/i
-const DISPOSITION_FILE = /\bfilename\*?="?([^";\r\n]*)"?/i
+const DISPOSITION_LINE = /^content-disposition:[ \t]*([^\r\n]*)/im
+
+/**
+ * The parameters of a part's Content-Disposition (RFC 7578, RFC 2183 and RFC 2045 syntax):
+ * `; name=value` where a value is a token (up to the next `;`) or a quoted string, which ends at
+ * the first unescaped `"` and reads `\x` as `x` (a value with such an escape is also kept as
+ * written, a second occurrence); an unterminated one runs to the end of the line.
+ * A `;` inside a quoted file name is part of the name, as multipart parsers (busboy, multer,
+ * Spring) read it. Names lower-cased; every occurrence kept, in order.
+ */
+export function dispositionParams (head: string): Array<[string, string]> {
+  const line = DISPOSITION_LINE.exec(head)?.[1]
+  const out: Array<[string, string]> = []
+  if (line === undefined) return out
+  let i = line.indexOf(';')
+  const n = line.length
+  while (i !== -1 && i < n) {
+    i++
+    while (i < n && (line[i] === ' ' || line[i] === '\t')) i++
+    const eq = line.indexOf('=', i)
+    const semi = line.indexOf(';', i)
+    if (eq === -1 || (semi !== -1 && semi < eq)) {
+      i = semi
+      continue
+    }
+    const name = line.slice(i, eq).trim().toLowerCase()
+    let j = eq + 1
+    while (j < n && (line[j] === ' ' || line[j] === '\t')) j++
+    let value = ''
+    if (line[j] === '"') {
+      const start = ++j
+      let escaped = false
+      while (j < n && line[j] !== '"') {
+        if (line[j] === '\\' && j + 1 < n) {
+          escaped = true
+          j++
+        }
+        value += line[j]
+        j++
+      }
+      out.push([name, value])
+      // Parsers that do not read `\` as an escape (browsers never write one) see the name as written.
+      if (escaped) out.push([name, line.slice(start, j)])
+      i = line.indexOf(';', j)
+    } else {
+      const end = line.indexOf(';', j)
+      value = line.slice(j, end === -1 ? n : end).trim()
+      out.push([name, value])
+      i = end
+    }
+  }
+  return out
+}
 
 const PART_TYPE = /content-type:\s*([^\r\n]+)/i
 const PART_CODING = /content-(?:transfer-)?encoding:\s*([^\r\n]*)/i
@@ -198,12 +241,15 @@ export function collectMultipart (c: Collected, text: string, contentType: strin
     let content = sep === -1 ? '' : part.slice(sep + (part.startsWith('\r\n\r\n', sep) ? 4 : 2))
     if (content.endsWith('\r\n')) content = content.slice(0, -2)
     else if (content.endsWith('\n')) content = content.slice(0, -1)
-    const name = DISPOSITION_NAME.exec(head)?.[1]
-    const file = DISPOSITION_FILE.exec(head)?.[1]
-    if (name !== undefined) c.addKey(name)
-    if (file !== undefined) {
-      c.add(c.files, file)
-      c.add(c.body, file)
+    let name: string | undefined
+    for (const [param, value] of dispositionParams(head)) {
+      if (param === 'name') {
+        name ??= value
+        c.addKey(value)
+      } else if (param === 'filename' || param === 'filename*') {
+        c.add(c.files, value)
+        c.add(c.body, value)
+      }
     }
     // A part's own coding (base64, quoted-printable, gzip) would hide its content from inspection.
     const transfer = PART_CODING.exec(head)?.[1]
@@ -243,7 +289,7 @@ function collectText (c: Collected, text: string, contentType: string, limits: E
       c.addBody(text)
       return
     }
-    if (collectObject(c, parsed, limits, true) !== countJsonKeys(text)) throw new InspectLimitError('duplicate')
+    if (collectObject(c, parsed, limits) !== countJsonKeys(text)) throw new InspectLimitError('duplicate')
   } else if (type === 'application/x-www-form-urlencoded') {
     collectForm(c, text, c.body)
   } else if (isXml(type)) {
@@ -277,6 +323,6 @@ export function collectBody (c: Collected, body: unknown, contentType: string | 
     if (body.length > limits.maxInspectBytes * RAW_FACTOR) throw new InspectLimitError('size')
     collectText(c, body, contentType ?? 'text/plain', limits, false)
   } else if (typeof body === 'object') {
-    collectObject(c, body, limits, contentType !== undefined && isJson(mediaType(contentType)))
+    collectObject(c, body, limits)
   }
 }

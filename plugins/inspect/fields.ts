@@ -262,10 +262,10 @@ export function splitBody<E extends FieldExclusion> (body: unknown, contentType:
     }
     for (const ex of bodyFields) {
       const c = newCollected(limits, screen)
-      takePath(copy, ex.field.path, 0, (v) => { collectObject(c, v, limits, isJson(media)) })
+      takePath(copy, ex.field.path, 0, (v) => { collectObject(c, v, limits) })
       out.push({ c, exclusion: ex })
     }
-    collectObject(rest, copy, limits, contentType !== undefined && isJson(media))
+    collectObject(rest, copy, limits)
     return { rest, fields: out }
   }
   if (!Buffer.isBuffer(body) && typeof body !== 'string') return undefined
@@ -280,10 +280,10 @@ export function splitBody<E extends FieldExclusion> (body: unknown, contentType:
     }
     for (const ex of bodyFields) {
       const c = newCollected(limits, screen)
-      takePath(parsed, ex.field.path, 0, (v) => { collectObject(c, v, limits, true) })
+      takePath(parsed, ex.field.path, 0, (v) => { collectObject(c, v, limits) })
       out.push({ c, exclusion: ex })
     }
-    collectObject(rest, parsed, limits, true)
+    collectObject(rest, parsed, limits)
     return { rest, fields: out }
   }
   if (media === 'application/x-www-form-urlencoded') {

@@ -5,10 +5,14 @@
  * route, method and status; latency histogram), onRequestAbort `metricsOnAbort` (in-flight).
  * onRoute `metricsOnRoute` precomputes each route's label and prom-client children.
  * Signals (node:diagnostics_channel, see lib/signals.ts): upstreamError,
- * authFailure, rateLimited, inspectMatch, storeState.
+ * authFailure, rateLimited, inspectMatch, storeState, contractViolation.
  * Config key read: `proxy` (the route label of a proxied route is its public prefix).
- * Admin listener: node:http on `host:port`, GET/HEAD /metrics only (404 otherwise), started in
- * onReady and closed in onClose; its address is `fastify.portcullisAdmin.url`.
+ * Admin listener: node:http on `host:port`, GET/HEAD /metrics (404 otherwise), started in
+ * onReady and closed in onClose; its address is `fastify.portcullisAdmin.url`. `POST /reload`
+ * runs `portcullisAdmin.reload` (set by the process entry) for loopback peers only (403 for
+ * others, 404 when no reload is set). Gateways of one process on the same fixed port share one
+ * listener (a configuration reload builds the next gateway while the previous still serves):
+ * the newest open one answers, and the last one closed closes it.
  * Labels are bounded: route templates (never raw paths; `(unrouted)` for 404s), fixed tokens for
  * kinds/reasons/rules, and `(other)` past a cap. Each app has its own prom-client Registry, and
  * every series carries `instance` (INSTANCE_ID, default `<hostname>-<pid>`).
@@ -20,11 +24,11 @@ import fp from 'fastify-plugin'
 import type { Registry } from 'prom-client'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import {
-  authFailure, inspectMatch, rateLimited, storeState, upstreamError,
-  type AuthFailureSignal, type InspectMatchSignal, type RateLimitedSignal, type StoreStateSignal, type UpstreamErrorSignal
+  authFailure, contractViolation, inspectMatch, rateLimited, storeState, upstreamError,
+  type AuthFailureSignal, type ContractViolationSignal, type InspectMatchSignal, type RateLimitedSignal, type StoreStateSignal, type UpstreamErrorSignal
 } from '../../lib/signals.js'
 import { HistogramCell, RequestCells, RouteHistogram } from './cells.js'
-import { BoundedLabel, UNROUTED, methodLabel } from './labels.js'
+import { BoundedLabel, OPERATION, UNROUTED, methodLabel } from './labels.js'
 import { defaultInstance, resolveMetricsOptions, type MetricsPluginOptions } from './schema.js'
 import '../../lib/route-contract.js'
 import { routeConfigWith } from '../../lib/route-config.js'
@@ -37,6 +41,27 @@ export interface AdminListener {
   url: string | undefined
   /** The gateway's own registry (for tests and embedding apps). */
   readonly registry: Registry
+  /** What `POST /reload` runs (loopback peers only); undefined = 404. */
+  reload: (() => Promise<AdminReloadOutcome>) | undefined
+}
+
+/** The answer of `POST /reload`: whether the new configuration is serving, and why not. */
+export interface AdminReloadOutcome {
+  readonly ok: boolean
+  readonly problems: readonly string[]
+}
+
+interface SharedAdmin {
+  readonly server: Server
+  /** Gateways using the listener, oldest first; the newest answers. */
+  readonly users: AdminListener[]
+}
+
+/** Admin listeners on a fixed port, by `host:port`, shared by the gateways of this process. */
+const sharedAdmins = new Map<string, SharedAdmin>()
+
+function loopback (address: string | undefined): boolean {
+  return address === '127.0.0.1' || address === '::1' || address === '::ffff:127.0.0.1'
 }
 
 declare module 'fastify' {
@@ -87,6 +112,7 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
   const authFailures = new Counter({ name: 'portcullis_auth_failures_total', help: 'Authentication (401) and authorization (403) failures, by route and reason.', labelNames: ['route', 'status', 'reason'], registers: [registry] })
   const limited = new Counter({ name: 'portcullis_rate_limited_total', help: 'Requests refused by a rate limit, by route and tier (ip, route).', labelNames: ['route', 'tier'], registers: [registry] })
   const inspected = new Counter({ name: 'portcullis_inspect_matches_total', help: 'Requests matched by an inspection rule, by route, rule, family and action (blocked, detected).', labelNames: ['route', 'rule', 'family', 'action'], registers: [registry] })
+  const contractViolations = new Counter({ name: 'portcullis_contract_violations_total', help: 'Requests and responses that broke their route\'s API contract (OpenAPI), by route, operation, kind and action (blocked, detected); kind shadow counts operations the document lacks.', labelNames: ['route', 'operation', 'kind', 'action'], registers: [registry] })
   const storeUp = new Gauge({ name: 'portcullis_store_up', help: 'Shared store reachable (1) or not (0).', labelNames: ['store'], registers: [registry] })
   const storeErrors = new Counter({ name: 'portcullis_store_errors_total', help: 'Shared store operations that failed (the failure mode applied).', labelNames: ['store'], registers: [registry] })
   if (options.processMetrics) collectDefaultMetrics({ register: registry, prefix: 'portcullis_' })
@@ -98,6 +124,8 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
   const rules = new BoundedLabel(1000)
   const families = new BoundedLabel(64)
   const stores = new BoundedLabel(8)
+  const operations = new BoundedLabel(1000, OPERATION)
+  const contractKinds = new BoundedLabel(32)
   /** Route url or prefix as published in signals -> route label. */
   const signalRoutes = new Map<string, string>([['<unrouted>', UNROUTED], [UNROUTED, UNROUTED]])
   // `series`: route label -> cells (routes registered before this plugin are resolved lazily).
@@ -178,6 +206,10 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
     const m = message as InspectMatchSignal
     inspected.inc({ route: signalRoute(m.route), rule: rules.value(m.ruleId), family: families.value(m.family), action: m.blocked ? 'blocked' : 'detected' })
   }
+  function onContractViolation (message: unknown): void {
+    const m = message as ContractViolationSignal
+    contractViolations.inc({ route: signalRoute(m.route), operation: operations.value(m.operation), kind: contractKinds.value(m.kind), action: m.blocked ? 'blocked' : 'detected' })
+  }
   function onStoreState (message: unknown): void {
     const m = message as StoreStateSignal
     const store = stores.value(m.store)
@@ -186,61 +218,112 @@ async function gatewayMetrics (fastify: FastifyInstance, opts: MetricsPluginOpti
   }
   const subscriptions = [
     [upstreamError, onUpstreamError], [authFailure, onAuthFailure], [rateLimited, onRateLimited],
-    [inspectMatch, onInspectMatch], [storeState, onStoreState]
+    [inspectMatch, onInspectMatch], [storeState, onStoreState], [contractViolation, onContractViolation]
   ] as const
   for (const [channel, fn] of subscriptions) channel.subscribe(fn)
 
-  const admin: AdminListener = { url: undefined, registry }
+  const admin: AdminListener = { url: undefined, registry, reload: undefined }
   fastify.decorate('portcullisAdmin', admin)
+  let key = options.port === 0 ? undefined : `${options.host}:${String(options.port)}`
+  let shared: SharedAdmin | undefined
 
+  fastify.addHook('onReady', async function metricsListen () {
+    const existing = key === undefined ? undefined : sharedAdmins.get(key)
+    if (existing !== undefined) {
+      existing.users.push(admin)
+      shared = existing
+    } else {
+      const users: AdminListener[] = []
+      const server = adminServer(() => users, fastify.log)
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(options.port, options.host, () => {
+          server.off('error', reject)
+          resolve()
+        })
+      })
+      users.push(admin)
+      shared = { server, users }
+      // Port 0: the port really bound, which a reload asks for by number.
+      key ??= `${options.host}:${String((server.address() as AddressInfo).port)}`
+      sharedAdmins.set(key, shared)
+    }
+    const address = shared.server.address() as AddressInfo
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+    admin.url = `http://${host}:${address.port}`
+    if (existing === undefined) fastify.log.info({ url: admin.url }, 'metrics admin listener ready')
+  })
+
+  fastify.addHook('onClose', async function metricsClose () {
+    for (const [channel, fn] of subscriptions) channel.unsubscribe(fn)
+    if (shared !== undefined) {
+      const users = shared.users
+      users.splice(users.indexOf(admin), 1)
+      if (users.length === 0) {
+        if (key !== undefined && sharedAdmins.get(key) === shared) sharedAdmins.delete(key)
+        shared.server.closeAllConnections()
+        const server = shared.server
+        await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
+      }
+    }
+    registry.clear()
+  })
+}
+
+function answer (res: ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' })
+  res.end(body)
+}
+
+/** `POST /reload`: the newest gateway's reload, for loopback peers only. */
+function adminReload (users: readonly AdminListener[], req: IncomingMessage, res: ServerResponse, log: FastifyInstance['log']): void {
+  let reload: AdminListener['reload']
+  for (const u of users) reload = u.reload ?? reload
+  if (reload === undefined) {
+    answer(res, 404, 'Not Found\n')
+    return
+  }
+  if (!loopback(req.socket.remoteAddress)) {
+    answer(res, 403, 'Forbidden: POST /reload answers loopback peers only\n')
+    return
+  }
+  req.resume()
+  reload().then((outcome) => {
+    answer(res, outcome.ok ? 200 : 422, `${JSON.stringify(outcome)}\n`, 'application/json; charset=utf-8')
+  }, (err: unknown) => {
+    log.error({ err }, 'reload failed')
+    answer(res, 500, 'Internal Server Error\n')
+  })
+}
+
+/** The admin listener of the gateways sharing `users` (newest last). */
+function adminServer (users: () => readonly AdminListener[], log: FastifyInstance['log']): Server {
   const server: Server = createServer(function metricsAdminRequest (req: IncomingMessage, res: ServerResponse) {
     const path = (req.url ?? '').split('?', 1)[0]
-    if ((req.method !== 'GET' && req.method !== 'HEAD') || path !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' })
-      res.end('Not Found\n')
+    const current = users()
+    if (req.method === 'POST' && path === '/reload') {
+      adminReload(current, req, res, log)
+      return
+    }
+    const registry = current.at(-1)?.registry
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || path !== '/metrics' || registry === undefined) {
+      answer(res, 404, 'Not Found\n')
       return
     }
     registry.metrics().then((text) => {
       res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' })
       res.end(req.method === 'HEAD' ? undefined : text)
     }, (err: unknown) => {
-      fastify.log.error({ err }, 'metrics collection failed')
-      res.writeHead(500, { 'content-type': 'text/plain; charset=utf-8' })
-      res.end('Internal Server Error\n')
+      log.error({ err }, 'metrics collection failed')
+      answer(res, 500, 'Internal Server Error\n')
     })
   })
   server.headersTimeout = 5000
   server.requestTimeout = 10_000
   server.keepAliveTimeout = 5000
   server.maxHeadersCount = 50
-
-  fastify.addHook('onReady', async function metricsListen () {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen(options.port, options.host, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    })
-    const address = server.address() as AddressInfo
-    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-    admin.url = `http://${host}:${address.port}`
-    fastify.log.info({ url: admin.url }, 'metrics admin listener ready')
-  })
-
-  fastify.addHook('onClose', async function metricsClose () {
-    for (const [channel, fn] of subscriptions) channel.unsubscribe(fn)
-    if (server.listening) {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
-    }
-    registry.clear()
-  })
+  return server
 }
 
-/**
- * Metrics and the admin listener. Needs no other plugin; register it before the routes (onRoute)
- * and before plugins that refuse requests at onRequest, so its in-flight gauge sees them.
- */
 export const metricsPlugin = fp(gatewayMetrics, { name: 'portcullis-metrics', fastify: '5.x', dependencies: [] })
 export default metricsPlugin

@@ -8,13 +8,15 @@ export const INVALID = '(invalid)'
 export const UNROUTED = '(unrouted)'
 
 const TOKEN = /^[A-Za-z0-9_.:/*@-]{1,128}$/
+/** Operations of an API document (`GET /pets/{id}`, `(unknown)`): the token alphabet plus space, braces and parentheses. */
+export const OPERATION = /^[A-Za-z0-9_.:/*@{}() -]{1,160}$/
 
 export class BoundedLabel {
   private readonly seen = new Set<string>()
-  constructor (private readonly max: number) {}
+  constructor (private readonly max: number, private readonly alphabet: RegExp = TOKEN) {}
 
   value (raw: unknown): string {
-    if (typeof raw !== 'string' || !TOKEN.test(raw)) return INVALID
+    if (typeof raw !== 'string' || !this.alphabet.test(raw)) return INVALID
     if (this.seen.has(raw)) return raw
     if (this.seen.size >= this.max) return OTHER
     this.seen.add(raw)

@@ -17,10 +17,10 @@ import { RequestHeaderFilter, stripNameProblem, trustedPeerMatcher, trustedProxy
 import type { UpstreamPool } from './upstream-pool.js'
 import { setUpProxyScope } from './route.js'
 import { DEFAULT_INSPECT_MODE, DEFAULT_ROUTE_RATE_LIMIT } from '../../lib/route-contract.js'
-import { BODY_LIMIT, ProxyPluginOptionsSchema, RESPONSE_BUFFER_BYTES, SEND_TIMEOUT_MS, type ProxyPluginOptions, type ProxyRuntime, type ResolvedProxyOptions } from './schema.js'
+import { BODY_LIMIT, ProxyPluginOptionsSchema, RESPONSE_BUFFER_BYTES, SEND_TIMEOUT_MS, type ProxyPluginOptions, type ProxyRuntime, type ProxyUpstreamTls, type ResolvedProxyOptions } from './schema.js'
 
 export { ProxyPluginOptionsSchema } from './schema.js'
-export type { ProxyPluginOptions, ProxyRouteInput, ProxyRuntime, RouteSummary } from './schema.js'
+export type { ProxyPluginOptions, ProxyRouteInput, ProxyRuntime, ProxyUpstreamTls, RouteSummary } from './schema.js'
 export { proxyRuntimeOf } from './route.js'
 
 const checkOptions = TypeCompiler.Compile(ProxyPluginOptionsSchema)
@@ -62,6 +62,23 @@ function resolveOptions (opts: ProxyPluginOptions): ResolvedProxyOptions {
 async function proxyRuntimePlugin (fastify: FastifyInstance, opts: ProxyPluginOptions): Promise<void> {
   const options = resolveOptions(opts)
   const agents = new Map<number, Agent>()
+  /** Agents presenting a route's client certificate, per `upstreamTls` and connect timeout. */
+  const tlsAgents = new Map<ProxyUpstreamTls, Map<number, Agent>>()
+  const newAgent = (connectTimeoutMs: number, tls: ProxyUpstreamTls | undefined): Agent => {
+    const ca = tls?.ca ?? options.upstreamCa
+    return new Agent({
+      keepAliveTimeout: options.upstreamKeepAliveTimeoutMs,
+      pipelining: options.upstreamPipelining,
+      ...(options.upstreamConnectionsPerOrigin !== undefined ? { connections: options.upstreamConnectionsPerOrigin } : {}),
+      connect: {
+        timeout: connectTimeoutMs,
+        rejectUnauthorized: options.upstreamRejectUnauthorized,
+        ...(ca !== undefined ? { ca } : {}),
+        ...(tls !== undefined ? { cert: tls.cert, key: tls.key } : {}),
+        ...(tls?.serverName !== undefined ? { servername: tls.serverName } : {})
+      }
+    })
+  }
   const pools = new Set<UpstreamPool>()
   const runtime: ProxyRuntime = {
     options,
@@ -71,20 +88,16 @@ async function proxyRuntimePlugin (fastify: FastifyInstance, opts: ProxyPluginOp
     defaultInspect: { mode: options.defaultInspectMode },
     requestHeaderFilter: new RequestHeaderFilter(options.stripRequestHeaders),
     trustedPeer: trustedPeerMatcher(options.trustProxy),
-    agentFor (connectTimeoutMs: number): Dispatcher {
-      let agent = agents.get(connectTimeoutMs)
+    agentFor (connectTimeoutMs: number, tls?: ProxyUpstreamTls): Dispatcher {
+      let byTimeout = agents
+      if (tls !== undefined) {
+        byTimeout = tlsAgents.get(tls) ?? new Map<number, Agent>()
+        tlsAgents.set(tls, byTimeout)
+      }
+      let agent = byTimeout.get(connectTimeoutMs)
       if (agent === undefined) {
-        agent = new Agent({
-          keepAliveTimeout: options.upstreamKeepAliveTimeoutMs,
-          pipelining: options.upstreamPipelining,
-          ...(options.upstreamConnectionsPerOrigin !== undefined ? { connections: options.upstreamConnectionsPerOrigin } : {}),
-          connect: {
-            timeout: connectTimeoutMs,
-            rejectUnauthorized: options.upstreamRejectUnauthorized,
-            ...(options.upstreamCa !== undefined ? { ca: options.upstreamCa } : {})
-          }
-        })
-        agents.set(connectTimeoutMs, agent)
+        agent = newAgent(connectTimeoutMs, tls)
+        byTimeout.set(connectTimeoutMs, agent)
       }
       return agent
     }
@@ -92,7 +105,8 @@ async function proxyRuntimePlugin (fastify: FastifyInstance, opts: ProxyPluginOp
   fastify.decorate('portcullisProxy', runtime)
   fastify.addHook('onClose', async function proxyClose () {
     for (const pool of pools) pool.close()
-    await Promise.all([...agents.values()].map(async (a) => { await a.destroy() }))
+    const all = [...agents.values(), ...[...tlsAgents.values()].flatMap((m) => [...m.values()])]
+    await Promise.all(all.map(async (a) => { await a.destroy() }))
   })
 }
 

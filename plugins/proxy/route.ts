@@ -34,7 +34,7 @@ import { responseSender, type ProxyErrorMapper, type UpstreamResponse } from './
 import { errorKind, UpstreamPool } from './upstream-pool.js'
 import { proxyFrom, replyFromDispatcher } from './dispatcher.js'
 import type { ProxyRouteInput, ProxyRuntime } from './schema.js'
-import { createWebSocketProxy, isWebSocketUpgrade, type WebSocketPolicy } from './websocket.js'
+import { createWebSocketProxy, isWebSocketUpgrade, takeBearerOffer, type WebSocketPolicy } from './websocket.js'
 import '../../lib/consumer.js'
 import type { ProxyRouteInfo } from '../../lib/route-contract.js'
 import { routeConfigWith } from '../../lib/route-config.js'
@@ -129,7 +129,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
 
   const pool = new UpstreamPool({
     targets,
-    agent: runtime.agentFor(connectMs),
+    agent: runtime.agentFor(connectMs, route.upstreamTls),
     headersTimeoutMs: headersMs,
     bodyIdleTimeoutMs: bodyIdleMs,
     sendTimeoutMs: runtime.options.sendTimeoutMs,
@@ -154,7 +154,7 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
     }
   })
   runtime.pools.add(pool)
-  runtime.routes.push({ prefix: route.prefix, targets: [...upstreams], ...route.policy, websocket: websocketEnabled(route) })
+  runtime.routes.push({ hosts: hostList(route), prefix: route.prefix, targets: [...upstreams], ...route.policy, websocket: websocketEnabled(route) })
 
   const forward: ForwardPolicy = { forwardAuthorization: false, tls: runtime.options.tls, filter: runtime.requestHeaderFilter, trustedPeer: runtime.trustedPeer }
   const basePath = first.pathname.replace(/\/+$/, '')
@@ -293,19 +293,82 @@ function buildProxyRoute (fastify: FastifyInstance, runtime: ProxyRuntime, route
   }
 }
 
+/** The host names a route is bound to (empty: any host). */
+export function hostList (route: Pick<ProxyRouteInput, 'host'>): readonly string[] {
+  return route.host === undefined ? [] : typeof route.host === 'string' ? [route.host] : route.host
+}
+
 /**
- * Refuses a route whose paths another route already holds for one of its methods (a second
- * module with the same prefix, or the gateway's /healthz and /readyz), with the prefix named,
- * instead of Fastify's duplicate-route error.
+ * find-my-way's `host` constraint for a route's host names: one RegExp over the Host (HTTP/2
+ * `:authority`) value as sent, in any letter case, with or without a port and a final dot;
+ * `*.example.com` matches any subdomain, at any depth, not `example.com` itself.
  */
-function assertPathsFree (fastify: FastifyInstance, route: ProxyRouteInput, methods: readonly HTTPMethods[], urls: readonly string[]): void {
-  for (const url of urls) {
-    for (const method of methods) {
-      if (fastify.hasRoute({ method, url })) {
-        throw new ConfigError(`route ${route.prefix}`, [`prefix: ${method} ${url} is already routed by another route module, or is one of the gateway's own paths (/healthz, /readyz); choose another prefix`])
-      }
+export function hostConstraint (hosts: readonly string[]): RegExp {
+  const names = hosts.map((h) => h.startsWith('*.')
+    ? '(?:[a-z0-9-]+\\.)+' + escapeRegExp(h.slice(2))
+    : escapeRegExp(h))
+  return new RegExp(`^(?:${names.join('|')})\\.?(?::\\d{1,5})?$`, 'i')
+}
+
+function escapeRegExp (s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+/** Whether two host lists can name one host (an exact name, or one under the other's wildcard). */
+function hostsOverlap (a: readonly string[], b: readonly string[]): string | undefined {
+  const covers = (w: string, h: string): boolean => w.startsWith('*.') && h.endsWith(w.slice(1))
+  for (const x of a) {
+    for (const y of b) {
+      if (x === y || covers(x, y) || covers(y, x)) return x === y ? x : `${x} / ${y}`
     }
   }
+  return undefined
+}
+
+interface HostBinding {
+  readonly source: string
+  readonly prefix: string
+  readonly hosts: readonly string[]
+  readonly methods: ReadonlySet<string>
+}
+
+/** The routes bound to hosts on each gateway, by the path they are routed at. */
+const hostBindings = new WeakMap<ProxyRuntime, Map<string, HostBinding[]>>()
+
+/**
+ * Refuses a route whose paths another route already holds for one of its methods (a second
+ * module with the same prefix and no host, or the gateway's /healthz and /readyz), with the
+ * prefix named, instead of Fastify's duplicate-route error. Routes bound to hosts may share a
+ * prefix when their host names differ; two that can answer one host name both route modules.
+ */
+function assertPathsFree (fastify: FastifyInstance, runtime: ProxyRuntime, route: ProxyRouteInput, methods: readonly HTTPMethods[], urls: readonly string[]): void {
+  const hosts = hostList(route)
+  if (hosts.length === 0) {
+    for (const url of urls) {
+      for (const method of methods) {
+        if (fastify.hasRoute({ method, url })) {
+          throw new ConfigError(`route ${route.prefix}`, [`prefix: ${method} ${url} is already routed by another route module, or is one of the gateway's own paths (/healthz, /readyz); choose another prefix`])
+        }
+      }
+    }
+    return
+  }
+  let table = hostBindings.get(runtime)
+  if (table === undefined) {
+    table = new Map()
+    hostBindings.set(runtime, table)
+  }
+  const key = urls[0] as string
+  const bound = table.get(key) ?? []
+  for (const other of bound) {
+    const shared = methods.filter((m) => other.methods.has(m))
+    const host = shared.length === 0 ? undefined : hostsOverlap(hosts, other.hosts)
+    if (host !== undefined) {
+      throw new ConfigError(`route ${route.prefix}`, [`host: ${host} on prefix ${route.prefix} (${shared.join(', ')}) is already routed by ${other.source}; routes of one prefix and method need host names that cannot name one host`])
+    }
+  }
+  bound.push({ source: route.source ?? `route ${route.prefix}`, prefix: route.prefix, hosts, methods: new Set(methods) })
+  table.set(key, bound)
 }
 
 /** The paths a prefix is routed at: the prefix itself and everything under it. */
@@ -330,7 +393,7 @@ export function proxyRuntimeOf (fastify: FastifyInstance, prefix: string): Proxy
 export async function registerProxyRoute (fastify: FastifyInstance, route: ProxyRouteInput): Promise<void> {
   const runtime = proxyRuntimeOf(fastify, route.prefix)
   const r = buildProxyRoute(fastify, runtime, route)
-  assertPathsFree(fastify, route, r.methods, prefixUrls(fastify.prefix + (route.prefix === '/' ? '' : route.prefix)))
+  assertPathsFree(fastify, runtime, route, r.methods, prefixUrls(fastify.prefix + (route.prefix === '/' ? '' : route.prefix)))
   if (r.bufferBody) {
     const bodyLimit = runtime.options.bodyLimit
     fastify.removeAllContentTypeParsers()
@@ -338,6 +401,8 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Proxy
   } else {
     passBodiesThrough(fastify)
   }
+  // In the route's context, so it runs before the auth plugin's route-level hook.
+  if (r.websocket?.bearerProtocol === true) fastify.addHook('onRequest', takeBearerOffer)
   await fastify.register(replyFrom, REPLY_FROM_OPTIONS)
   addProxyRoutes(fastify, r, route)
 }
@@ -347,7 +412,7 @@ export async function registerProxyRoute (fastify: FastifyInstance, route: Proxy
  */
 export function registerScopedProxyRoute (scope: FastifyInstance, runtime: ProxyRuntime, route: ProxyRouteInput): void {
   const r = buildProxyRoute(scope, runtime, route)
-  assertPathsFree(scope, route, r.methods, prefixUrls(scope.prefix + (route.prefix === '/' ? '' : route.prefix)))
+  assertPathsFree(scope, runtime, route, r.methods, prefixUrls(scope.prefix + (route.prefix === '/' ? '' : route.prefix)))
   addProxyRoutes(scope, r, route)
 }
 
@@ -399,8 +464,10 @@ function addProxyRoutes (instance: FastifyInstance, r: ProxyRoute, route: ProxyR
     proxyFrom(reply, pool, dest, fromOptions)
   }
 
+  const hosts = hostList(route)
   const routeOptions = {
     method: r.methods,
+    ...(hosts.length > 0 ? { constraints: { host: hostConstraint(hosts) } } : {}),
     config: r.config,
     handler: proxyHandler,
     ...(r.preParsing.length > 0 ? { preParsing: r.preParsing } : {}),
@@ -444,10 +511,14 @@ function websocketPolicy (route: ProxyRouteInput, runtime: ProxyRuntime, forward
     maxMessageBytes: o.maxMessageBytes ?? runtime.options.bodyLimit,
     allowedOrigins: o.allowedOrigins === undefined ? null : new Set(o.allowedOrigins),
     requireOrigin: o.requireOrigin ?? false,
+    bearerProtocol: o.bearerProtocol ?? false,
+    maxMessagesPerSecond: o.maxMessagesPerSecond ?? 0,
+    idleTimeoutMs: o.idleTimeoutMs ?? 0,
     handshakeTimeoutMs,
     forward,
     rejectUnauthorized: runtime.options.upstreamRejectUnauthorized,
-    ca: runtime.options.upstreamCa
+    ca: route.upstreamTls?.ca ?? runtime.options.upstreamCa,
+    clientTls: route.upstreamTls
   })
 }
 

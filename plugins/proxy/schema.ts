@@ -55,6 +55,8 @@ export type ResolvedProxyOptions = Static<typeof ProxyPluginOptionsSchema>
 
 /** One line of the route table printed at startup. */
 export interface RouteSummary extends RoutePolicySummary {
+  /** Host names the route is bound to (empty: any host). */
+  readonly hosts: readonly string[]
   readonly prefix: string
   readonly targets: readonly string[]
   readonly websocket: boolean
@@ -69,8 +71,11 @@ export interface ProxyRuntime {
   readonly defaultRateLimit: ResolvedProxyOptions['defaultRateLimit']
   /** Inspection of routes that set none (`defineRoute()` resolves it). */
   readonly defaultInspect: { readonly mode: ResolvedProxyOptions['defaultInspectMode'] }
-  /** The shared Agent for a connect timeout (routes with equal settings share pools per origin). */
-  agentFor: (connectTimeoutMs: number) => Dispatcher
+  /**
+   * The shared Agent for a connect timeout (routes with equal settings share pools per origin);
+   * with `tls`, the Agent of that client certificate (one per route's `upstreamTls`).
+   */
+  agentFor: (connectTimeoutMs: number, tls?: ProxyUpstreamTls) => Dispatcher
   /** Classifies client request headers: the built-in list plus `stripRequestHeaders`. */
   readonly requestHeaderFilter: RequestHeaderFilter
   /** Whether a socket peer is in `trustProxy` (undefined: none is). */
@@ -103,6 +108,21 @@ export interface ProxyWebSocketOptions {
   readonly maxMessageBytes?: number
   readonly allowedOrigins?: readonly string[]
   readonly requireOrigin?: boolean
+  readonly bearerProtocol?: boolean
+  readonly maxMessagesPerSecond?: number
+  readonly idleTimeoutMs?: number
+}
+
+/** A route's TLS client identity toward its upstreams (`upstreamTls`, the files already read). */
+export interface ProxyUpstreamTls {
+  /** PEM client certificate (chain) presented to the upstream. */
+  readonly cert: string
+  /** PEM private key of `cert`. */
+  readonly key: string
+  /** PEM CA bundle verifying the upstream instead of the gateway's (UPSTREAM_CA_FILE / system CAs). */
+  readonly ca?: string
+  /** TLS server name (SNI and certificate check) instead of the upstream URL's host. */
+  readonly serverName?: string
 }
 
 /**
@@ -110,6 +130,10 @@ export interface ProxyWebSocketOptions {
  * plus what the policies resolved to (the proxy does not read the policy plugins' schemas).
  */
 export interface ProxyRouteInput {
+  /** The route module, as messages name it (`routes/orders.ts`). */
+  readonly source?: string
+  /** Host names the route answers (lower case, no port; `*.example.com` = any subdomain); absent: any host. */
+  readonly host?: string | readonly string[]
   readonly prefix: string
   readonly upstream: string | readonly string[]
   readonly rewritePrefix?: string
@@ -120,6 +144,8 @@ export interface ProxyRouteInput {
   readonly circuitBreaker?: false | { readonly failureThreshold?: number, readonly cooldownMs?: number }
   readonly websocket?: boolean | ProxyWebSocketOptions
   readonly maxInFlight?: number
+  /** Client certificate toward the upstreams (https targets only). */
+  readonly upstreamTls?: ProxyUpstreamTls
   /** Request bodies are buffered (for inspection) instead of streamed. */
   readonly bufferBody: boolean
   /** The route's policies, as the route table shows them. */

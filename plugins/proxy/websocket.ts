@@ -15,6 +15,10 @@
  * - messages are relayed one by one, each bounded by the route's `maxMessageBytes` in both
  *   directions (close 1009 past it, RFC 6455 7.4.1), and a side is paused while the other side's
  *   send buffer is full, so memory per connection stays bounded whatever the peers send.
+ * - with `maxMessagesPerSecond`, a client sending faster is closed with 1008; with `idleTimeoutMs`,
+ *   a connection without messages either way for that long is closed with 1001 on both sides;
+ * - with `bearerProtocol`, the token of a `portcullis.bearer.<jwt>` subprotocol offer authenticates
+ *   the handshake (takeBearerOffer); such offers are never forwarded or chosen, on any route.
  * Ping/pong is answered per leg. On close the connections are closed with 1001 (going away).
  * Errors: GW_WEBSOCKET_HANDSHAKE (400), GW_WEBSOCKET_ORIGIN (403), GW_UPSTREAM_BAD_GATEWAY (502),
  * GW_UPSTREAM_TIMEOUT (504).
@@ -25,6 +29,8 @@ import WebSocket, { WebSocketServer } from 'ws'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { BadGatewayError, UpstreamTimeoutError, WebSocketHandshakeError, WebSocketOriginError } from '../../lib/errors.js'
 import { rewriteClientResponseHeaders, rewriteUpstreamRequestHeaders, type ForwardPolicy } from './headers.js'
+import type { ProxyUpstreamTls } from './schema.js'
+import { BEARER_PROTOCOL_PREFIX, kUpgradeBearer } from '../../lib/upgrade-credential.js'
 
 /** Settings of one WebSocket route, resolved at startup. */
 export interface WebSocketPolicy {
@@ -34,11 +40,30 @@ export interface WebSocketPolicy {
   readonly allowedOrigins: ReadonlySet<string> | null
   /** Refuse handshakes that carry no Origin (default: allowed, non-browser clients send none). */
   readonly requireOrigin: boolean
+  /** Take a bearer token from a `portcullis.bearer.<jwt>` subprotocol offer (takeBearerOffer). */
+  readonly bearerProtocol: boolean
+  /** Messages a client may send per second on one connection (0: unlimited); past it: close 1008. */
+  readonly maxMessagesPerSecond: number
+  /** Close both sides with 1001 after this long without a message either way (0: never). */
+  readonly idleTimeoutMs: number
   /** Upstream handshake timeout (connect + response). */
   readonly handshakeTimeoutMs: number
   readonly forward: ForwardPolicy
   readonly rejectUnauthorized: boolean
   readonly ca: string | undefined
+  /** The route's client certificate and server name toward the upstream (`upstreamTls`). */
+  readonly clientTls: ProxyUpstreamTls | undefined
+}
+
+/** Options of the TLS connection to an upstream (wss://). */
+function tlsOptions (policy: WebSocketPolicy): { rejectUnauthorized: boolean, ca?: string, cert?: string, key?: string, servername?: string } {
+  const c = policy.clientTls
+  return {
+    rejectUnauthorized: policy.rejectUnauthorized,
+    ...(policy.ca !== undefined ? { ca: policy.ca } : {}),
+    ...(c !== undefined ? { cert: c.cert, key: c.key } : {}),
+    ...(c?.serverName !== undefined ? { servername: c.serverName } : {})
+  }
 }
 
 const kSocket = Symbol('portcullis.wsSocket')
@@ -76,9 +101,39 @@ function offeredProtocols (header: string | undefined): string[] | null {
   for (const part of header.split(',')) {
     const p = part.trim()
     if (!TOKEN.test(p) || out.includes(p)) return null
-    out.push(p)
+    // A credential, never a subprotocol: not forwarded upstream, so never chosen for the 101.
+    if (!p.startsWith(BEARER_PROTOCOL_PREFIX)) out.push(p)
   }
   return out
+}
+
+/**
+ * onRequest hook of the context of a route with `bearerProtocol`: takes the one
+ * `portcullis.bearer.<token>` offer out of an upgrade request's `Sec-WebSocket-Protocol`
+ * (browsers cannot set `Authorization` on a handshake) and hands the token to the auth plugin
+ * (lib/upgrade-credential.ts). Two such offers: 400. Other requests are untouched.
+ */
+export function takeBearerOffer (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void): void {
+  const header = request.headers['sec-websocket-protocol']
+  if (typeof header !== 'string' || !header.includes(BEARER_PROTOCOL_PREFIX) || !isWebSocketUpgrade(request)) {
+    done()
+    return
+  }
+  const rest: string[] = []
+  let token: string | undefined
+  for (const part of header.split(',')) {
+    const p = part.trim()
+    if (!p.startsWith(BEARER_PROTOCOL_PREFIX)) rest.push(p)
+    else if (token === undefined && p.length > BEARER_PROTOCOL_PREFIX.length) token = p.slice(BEARER_PROTOCOL_PREFIX.length)
+    else {
+      done(new WebSocketHandshakeError())
+      return
+    }
+  }
+  request[kUpgradeBearer] = token
+  if (rest.length === 0) delete request.headers['sec-websocket-protocol']
+  else request.headers['sec-websocket-protocol'] = rest.join(', ')
+  done()
 }
 
 /** RFC 6455 4.2.1: GET, Upgrade: websocket, a 16-byte base64 key, version 13. */
@@ -121,12 +176,12 @@ function closeWith (ws: WebSocket, code: number, reason?: Buffer): void {
 }
 
 /** Relays messages from `from` to `to`, pausing `from` while `to` has too much queued. */
-function relay (from: WebSocket, to: WebSocket): void {
+function relay (from: WebSocket, to: WebSocket, admit?: () => boolean): void {
   function resumeWhenDrained (): void {
     if (from.isPaused && to.bufferedAmount <= HIGH_WATER_BYTES) from.resume()
   }
   from.on('message', function wsRelayMessage (data: WebSocket.RawData, isBinary: boolean) {
-    if (to.readyState !== WebSocket.OPEN) return
+    if (to.readyState !== WebSocket.OPEN || (admit !== undefined && !admit())) return
     to.send(data, { binary: isBinary }, resumeWhenDrained)
     if (to.bufferedAmount > HIGH_WATER_BYTES) from.pause()
   })
@@ -138,6 +193,40 @@ function relay (from: WebSocket, to: WebSocket): void {
     closeWith(to, code, reason)
     if (to.readyState === WebSocket.CONNECTING) to.terminate()
   })
+}
+
+/**
+ * The client's message budget: at most `max` messages per second (one-second windows); the
+ * message past it is not relayed and the client is closed with 1008 (policy violation, RFC 6455
+ * 7.4.1), which the relay passes on to the upstream. Undefined when unlimited.
+ */
+function messageRate (client: WebSocket, max: number): (() => boolean) | undefined {
+  if (max === 0) return undefined
+  let windowStart = performance.now()
+  let count = 0
+  return function wsMessageRate (): boolean {
+    const now = performance.now()
+    if (now - windowStart >= 1000) {
+      windowStart = now
+      count = 0
+    }
+    if (++count <= max) return true
+    closeWith(client, 1008, Buffer.from('message rate exceeded'))
+    return false
+  }
+}
+
+/** Closes both sides with 1001 (going away) once no message has passed either way for `ms`. */
+function closeWhenIdle (client: WebSocket, upstream: WebSocket, ms: number): void {
+  const timer = setTimeout(function wsIdle () {
+    closeWith(client, 1001, Buffer.from('idle'))
+    closeWith(upstream, 1001)
+  }, ms)
+  timer.unref()
+  function active (): void { timer.refresh() }
+  client.on('message', active)
+  upstream.on('message', active)
+  client.once('close', () => { clearTimeout(timer) })
 }
 
 /** Reads at most `limit` bytes of a response body; null when it is longer. */
@@ -238,7 +327,7 @@ export function createWebSocketProxy (fastify: FastifyInstance, upstreamOrigin: 
       perMessageDeflate: false,
       maxPayload: policy.maxMessageBytes,
       handshakeTimeout: policy.handshakeTimeoutMs,
-      ...(secure ? { rejectUnauthorized: policy.rejectUnauthorized, ...(policy.ca !== undefined ? { ca: policy.ca } : {}) } : {})
+      ...(secure ? tlsOptions(policy) : {})
     })
     function clientLeft (): void { upstream.terminate() }
     socket.once('close', clientLeft)
@@ -288,8 +377,9 @@ export function createWebSocketProxy (fastify: FastifyInstance, upstreamOrigin: 
     wss.handleUpgrade(raw, socket, raw[kHead] as Buffer, (client) => {
       connected = true
       track(client)
-      relay(client, upstream)
+      relay(client, upstream, messageRate(client, policy.maxMessagesPerSecond))
       relay(upstream, client)
+      if (policy.idleTimeoutMs > 0) closeWhenIdle(client, upstream, policy.idleTimeoutMs)
       upstream.resume()
     })
     return undefined

@@ -15,7 +15,8 @@
  *   per-route limit; `algorithm`: `fixed` windows (default) or `gcra`, gcra.ts),
  *   keyed by `request.consumer.id`, or by client IP on public routes or with `keyBy: 'ip'`.
  *   Routes of one template sharing one policy object share one budget (a route and its HEAD twin,
- *   `/api`, `/api/` and `/api/*` of one `defineRoute` prefix). The check is a route-level `onRequest` hook
+ *   `/api`, `/api/` and `/api/*` of one `defineRoute` prefix); routes of one template bound to
+ *   different hosts (`constraints.host`) never share one. The check is a route-level `onRequest` hook
  *   (`rateLimitRouteOnRequest`) appended in `onRoute`: route-level hooks run after every
  *   instance-level `onRequest` hook, and authentication prepends its own, so `request.consumer` is
  *   set when it runs (without an authentication plugin, requests count per IP); routes without a
@@ -238,6 +239,17 @@ function budgetName (url: string): string {
   return name === '' ? '/' : name
 }
 
+/**
+ * The host constraint of a route (routes of one template bound to different hosts keep separate
+ * budgets), as a key part without Redis hash-tag braces; empty for a route of any host.
+ */
+function hostPart (routeOptions: RouteOptions): string {
+  const host: unknown = (routeOptions.constraints as { host?: unknown } | undefined)?.host
+  if (host === undefined) return ''
+  const text = host instanceof RegExp ? host.source : String(host)
+  return `@${text.replace(/[{}|\s]/g, '_')}`
+}
+
 function routeName (routeOptions: RouteOptions): string {
   const method = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
   return `route ${method} ${routeOptions.url ?? ''}`
@@ -303,7 +315,7 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
   fastify.addHook('onRoute', function rateLimitOnRoute (routeOptions) {
     const policy: unknown = routeOptions.config?.rateLimit
     if (policy === undefined || policy === false) return
-    const template = budgetName(routeOptions.url ?? '')
+    const template = budgetName(routeOptions.url ?? '') + hostPart(routeOptions)
     const siblings = budgets.get(template) ?? []
     let hook = siblings.find((b) => b.policy === policy)?.hook
     if (hook === undefined) {

@@ -32,7 +32,7 @@ import { generateKeyPair, randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { connect } from 'node:net'
 import { createSigner } from 'fast-jwt'
-import type { GatewayConfig } from '../config.js'
+import { configuredApiKeys, type GatewayConfig } from '../config.js'
 import type { EffectiveRoute } from './effective.js'
 import type { Problem } from './load.js'
 import { formatTable } from './routes.js'
@@ -161,7 +161,10 @@ class Minter {
 
 function credentialsFor (r: EffectiveRoute, config: GatewayConfig, minter: Minter): Credentials {
   if (r.auth === false) return { headers: [], why: '', apiKey: undefined, token: undefined }
-  const key = r.auth.strategies.includes('apiKey') ? config.auth.apiKeys[0]?.key : undefined
+  // A key that is valid now and holds the route's scopes, else any valid one.
+  const keys = configuredApiKeys(config).filter((k) => k.expires === undefined || Date.parse(k.expires) > Date.now())
+  const auth = r.auth
+  const key = auth.strategies.includes('apiKey') ? (keys.find((k) => auth.scopes.every((s) => k.scopes?.includes(s) === true)) ?? keys[0])?.key : undefined
   const token = r.auth.strategies.includes('jwt') && minter.canSign ? minter.good(minter.claims(r.auth.scopes)) : undefined
   const k: [string, string] | undefined = key !== undefined ? ['x-api-key', key] : undefined
   const t: [string, string] | undefined = token !== undefined ? ['authorization', `Bearer ${token}`] : undefined
@@ -467,7 +470,7 @@ async function run (sandbox: Sandbox, limitedSandbox: Sandbox): Promise<AuditRep
     fills.push(...e.fill)
     variants.push(...e.variants)
   })
-  for (const k of config.auth.apiKeys) secrets.push(k.key, encodeURIComponent(k.key))
+  for (const k of configuredApiKeys(config)) secrets.push(k.key, encodeURIComponent(k.key))
   const redact = (s: string): string => secrets.reduce((acc, sec) => sec === '' ? acc : acc.split(sec).join('[credential]'), s)
 
   const status = new Map<string, number>()

@@ -1,11 +1,12 @@
 /**
  * `portcullis diff OLD NEW`: what a change to the routes does to security. Both folders are
- * loaded with the same environment through the gateway's own loader; routes are paired by prefix.
+ * loaded with the same environment through the gateway's own loader; routes are paired by host
+ * and prefix (a route bound to hosts is shown as `host,host prefix`).
  */
 import type { GatewayConfig } from '../config.js'
 import { effectiveRoute, type EffectiveRoute } from './effective.js'
 import { loadGatewayQuietly, type Problem } from './load.js'
-import { describeAuth, describeInspect, describeRateLimit } from './routes.js'
+import { describeAuth, describeHosts, describeInspect, describeRateLimit } from './routes.js'
 
 export interface Change {
   readonly kind: 'weakens' | 'tightens' | 'changes'
@@ -24,8 +25,13 @@ function upstreamSchemes (r: EffectiveRoute): Set<string> {
   return new Set(r.upstreams.map((u) => new URL(u).protocol))
 }
 
+/** How a change names a route: its prefix, after its hosts when it is bound to some. */
+function routeKey (r: EffectiveRoute): string {
+  return r.hosts.length === 0 ? r.prefix : `${describeHosts({ hosts: [...r.hosts].sort() })} ${r.prefix}`
+}
+
 function compare (a: EffectiveRoute, b: EffectiveRoute, out: Change[]): void {
-  const p = b.prefix
+  const p = routeKey(b)
   const add = (kind: Change['kind'], what: string): void => { out.push({ kind, prefix: p, what }) }
   // Authentication
   if (a.auth !== false && b.auth === false) add('weakens', `lost authentication (was ${describeAuth(a)}, now public)`)
@@ -86,8 +92,10 @@ function compare (a: EffectiveRoute, b: EffectiveRoute, out: Change[]): void {
 
 export function diffRoutes (oldRoutes: readonly EffectiveRoute[], newRoutes: readonly EffectiveRoute[]): Change[] {
   const out: Change[] = []
-  const before = new Map(oldRoutes.map((r) => [r.prefix, r]))
-  const after = new Map(newRoutes.map((r) => [r.prefix, r]))
+  // Routes of one prefix bound to different hosts are different routes (methods may split one
+  // prefix among modules too: the last one of a key is compared).
+  const before = new Map(oldRoutes.map((r) => [routeKey(r), r]))
+  const after = new Map(newRoutes.map((r) => [routeKey(r), r]))
   for (const [prefix, b] of after) {
     const a = before.get(prefix)
     if (a === undefined) out.push({ kind: b.auth === false ? 'weakens' : 'changes', prefix, what: b.auth === false ? `new public route to ${b.upstreams.join(', ')}` : `new route (${describeAuth(b)}) to ${b.upstreams.join(', ')}` })

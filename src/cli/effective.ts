@@ -9,6 +9,8 @@ import { windowMs } from '../../plugins/rate-limit/schema.js'
 
 export interface EffectiveRoute {
   readonly file: string
+  /** Host names the route answers (empty: any host). */
+  readonly hosts: readonly string[]
   readonly prefix: string
   readonly methods: readonly string[]
   readonly upstreams: readonly string[]
@@ -30,7 +32,7 @@ export interface EffectiveRoute {
 export function configuredStrategies (config: GatewayConfig): string[] {
   const s: string[] = []
   if (config.auth.jwtSecret !== undefined || config.auth.jwtPublicKey !== undefined || config.auth.jwksUrl !== undefined) s.push('jwt')
-  if (config.auth.apiKeys.length > 0) s.push('apiKey')
+  if (config.auth.apiKeys.length > 0 || config.auth.apiKeysFile !== undefined) s.push('apiKey')
   return s
 }
 
@@ -62,6 +64,7 @@ export function effectiveRoute (route: RoutePlugin, config: GatewayConfig): Effe
     : { mode: ins.mode ?? 'block', body: ins.body === true, exclude: [...(ins.exclude ?? []).map((e) => `${e.rule} on ${e.field}`), ...(ins.detect ?? []).map((id) => `${id} in detect mode`)] }
   return {
     file: route.routeFile,
+    hosts: o.host === undefined ? [] : typeof o.host === 'string' ? [o.host] : [...o.host],
     prefix: o.prefix,
     methods: o.methods ?? DEFAULT_METHODS,
     upstreams: Array.isArray(o.upstream) ? o.upstream : [o.upstream],

@@ -22,8 +22,14 @@ export function describeInspect (r: EffectiveRoute): string {
   return `${r.inspect.mode} ${r.inspect.body ? 'url+headers+body' : 'url+headers'}${r.inspect.exclude.length > 0 ? ` exclude=${r.inspect.exclude.join(',')}` : ''}`
 }
 
+/** The hosts a route answers: `*` for any host. */
+export function describeHosts (r: Pick<EffectiveRoute, 'hosts'>): string {
+  return r.hosts.length === 0 ? '*' : r.hosts.join(',')
+}
+
 export function routeRow (r: EffectiveRoute): Record<string, string> {
   return {
+    host: describeHosts(r),
     prefix: r.prefix,
     methods: r.methods.join(','),
     upstream: r.upstreams.join(' ') + (r.rewritePrefix !== undefined ? ` (path ${r.rewritePrefix === '' ? 'stripped' : r.rewritePrefix})` : ''),

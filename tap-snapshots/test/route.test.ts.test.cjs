@@ -19,6 +19,7 @@ exports['test/route.test.ts > TAP > route table: printed policy per route > rout
 Array [
   Object {
     "auth": "any configured",
+    "hosts": Array [],
     "inspect": "block",
     "prefix": "/a",
     "rateLimit": "100/1 minute",
@@ -29,6 +30,7 @@ Array [
   },
   Object {
     "auth": "jwt scopes=read",
+    "hosts": Array [],
     "inspect": "detect+body",
     "prefix": "/b",
     "rateLimit": "off",

@@ -94,8 +94,8 @@ const FAILED_LOG = 'rate-limit store (redis) failed; failure mode applied'
 t.test('two instances, one Redis: concurrent load on both admits the limit in total (overshoot <= 2)', async (t) => {
   const redis = await requireRedis(t, 'shared')
   const max = 25
-  const a = await startInstance(t, { redisUrl: REDIS_URL, keyPrefix: redis.prefix }, max)
-  const b = await startInstance(t, { redisUrl: REDIS_URL, keyPrefix: redis.prefix }, max)
+  const a = await startInstance(t, { redisUrl: REDIS_URL, keyPrefix: redis.prefix, redisTimeoutMs: 5000 }, max)
+  const b = await startInstance(t, { redisUrl: REDIS_URL, keyPrefix: redis.prefix, redisTimeoutMs: 5000 }, max)
   const calls: Array<Promise<Answer>> = []
   for (let i = 0; i < 80; i++) calls.push(call(a.url), call(b.url))
   const answers = await Promise.all(calls)

@@ -513,7 +513,6 @@ t.test('route policies are validated at startup, naming the route', async (t) =>
     ['apiKey required but not configured', { jwtSecret: SECRET }, { strategies: ['apiKey'] }, /GET \/r.*"apiKey" is not configured/],
     ['jwt required but not configured', { apiKeys: [{ consumer: 'a', key: API_KEY }] }, { strategies: ['jwt'] }, /"jwt" is not configured/],
     ['nothing configured, default policy', {}, {}, /GET \/r.*no strategy is configured/],
-    ['scopes without jwt', { jwtSecret: SECRET, apiKeys: [{ consumer: 'a', key: API_KEY }] }, { strategies: ['apiKey'], scopes: ['a'] }, /scopes come from JWTs/],
     ['unknown field', { jwtSecret: SECRET }, { strategy: 'jwt' }, /auth/],
     ['empty strategies', { jwtSecret: SECRET }, { strategies: [] }, /auth\.strategies/],
     ['unknown strategy', { jwtSecret: SECRET }, { strategies: ['basic'] }, /auth\.strategies/],

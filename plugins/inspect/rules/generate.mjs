@@ -42,12 +42,24 @@ re('pc-sqli-009', 'sqli', 'SELECT ... INTO OUTFILE/DUMPFILE writes files on the 
 re('pc-sqli-010', 'sqli', 'a SELECT of everything or of database functions from a table', ARGSPH, '\\bselect\\s+(?:\\*|count\\s*\\(\\s*\\*|top\\s+\\d|(?:user|version|database|current_user|system_user|schema)\\s*\\(|@@|null\\s*,|0x[0-9a-f]+|\\d+\\s*,)[^;]{0,120}?\\bfrom\\s+[\\w.$\\x60"\\[\\]]+\\s*(?:where\\b|limit\\b|order\\b|group\\b|union\\b|as\\s+\\w+\\s*,|;|--|#|\\)|$)')
 re('pc-sqli-011', 'sqli', 'MySQL versioned comment /*!...*/ used to hide keywords', ARGSPH, '/\\*!\\d*')
 re('pc-sqli-012', 'sqli', 'JSON path and operator tricks that slip SQL past keyword filters', ARGS, '(?:->>?|#>>?|@>|<@)\\s*\'|\'\\$(?:\\.|\\[)|\\bjson_(?:extract|contains|search|unquote)\\s*\\(')
-re('pc-sqli-013', 'sqli', 'a quote or parenthesis followed by an SQL keyword that continues the query', ARGS, '^[\\w.@-]*[\'"`)]+\\s*(?:\\|\\||&&|;)?\\s*\\(?\\s*(?:(?:select|union|having|order\\s+by|group\\s+by|insert|update|delete|exec|procedure\\s+analyse|limit\\s+\\d|where)(?:[\\s(`@*/+-]|$)|(?:and|or|xor)\\s+(?:\\d|\'|"|\\(|not\\b|true\\b|false\\b|null\\b|[a-z_]\\w*\\s*(?:=|<|>|!|\\blike\\b|\\bis\\b|\\bin\\b|\\bbetween\\b|\\bregexp\\b)))')
+re('pc-sqli-013', 'sqli', 'a quote or parenthesis followed by an SQL keyword that continues the query', [...ARGS, 'headers'], '^[\\w.@-]*[\'"`)]+\\s*(?:\\|\\||&&|;)?\\s*\\(?\\s*(?:(?:select|union|having|order\\s+by|group\\s+by|insert|update|delete|exec|procedure\\s+analyse|limit\\s+\\d|where)(?:[\\s(`@*/+-]|$)|(?:and|or|xor)\\s+(?:\\d|\'|"|\\(|not\\b|true\\b|false\\b|null\\b|[a-z_]\\w*\\s*(?:=|<|>|!|\\blike\\b|\\bis\\b|\\bin\\b|\\bbetween\\b|\\bregexp\\b)))')
 re('pc-sqli-014', 'sqli', 'boolean or arithmetic probe with a numeric comparison', [...ARGS, 'headers'], '\\b(?:and|or|xor|&&|\\|\\|)\\s+\\(?\\s*(?:[-+]?\\d+|\'\\d+\'|"\\d+")\\s*(?:=|<>|!=)\\s*\\(?\\s*(?:\\d+|\'\\d+\'|"\\d+"|\\(\\s*select)')
 re('pc-sqli-015', 'sqli', 'conditional expressions used for blind SQL injection', ARGSPH, '\\b(?:if|iif|case\\s+when|elt|nullif|ifnull|coalesce|decode)\\s*\\(\\s*(?:\\(?\\s*select\\b|[\\w@()]+\\s*(?:=|<|>)\\s*[\\w@()\'"]+\\s*,)|\\bcase\\s+when\\b[^;]{1,80}\\bthen\\b')
 
 // A quoted operator between two quotes: the value closes the app's string, applies an operator, and opens a new one.
 re('pc-sqli-016', 'sqli', 'a quote, an SQL operator and a quote (\' = \', a\' ^ \'b, \' regexp \')', [...ARGS, 'files', 'headers'], '^[\\w.@-]*\'\\s*(?:<=>|<>|!=|<=|>=|<<|>>|[=&^/<>*+%|~-])\\s*\'\\s*[\\w.@-]*$|^[\\w.@-]*([\'"])\\s+(?:div|mod|regexp|rlike|not\\s+like|not\\s+rlike|sounds\\s+like|like|xor)\\s+[\'"]\\s*[\\w.@-]*$')
+
+// More quoted-operator shapes. libinjection's test data is URL-encoded (`+` a space), as is what
+// reaches a JSON, XML or header value; without jsDecode (MySQL's `\N` is NULL, not a letter).
+const SQT = ['urlDecodeUni', 'removeNulls', 'lowercase']
+const SQOP = '(?:<=>|<>|!=|<=|>=|<<|>>|[=&^/<>*+%|~!-]|\\b(?:or|and|xor|is|div|mod|like|rlike|regexp)\\b)'
+re('pc-sqli-017', 'sqli', 'a quote, an operator, anything, an operator and a quote (aa\'|x*0!=\'1, \'<~\', 1\'/c is not null - \')', [...ARGS, 'headers'], `^[\\w.@-]{0,40}'\\s*${SQOP}[^']{0,60}${SQOP}\\s*'[\\w.@ +-]{0,40}$`, SQT)
+const QUOTED_OP = "^[\\w.@-]{0,40}\\s?'\\s*(?:<=>|<>|!=|<=|>=|<<|>>|[=&^/<>*+%|~-]|div|mod|regexp|rlike|not\\s+like|not\\s+rlike|sounds\\s+like|like|xor)\\s*'\\s?[\\w.@-]{0,40}$"
+re('pc-sqli-018', 'sqli', 'a quoted SQL operator between two words (A \'!=\' B, A \'DIV\' B, \'SOUNDS LIKE\')', [...ARGS, 'headers'], QUOTED_OP, SQT)
+// A parameter the parser already decoded: `'+'` is a quoted plus, which URL-decoding again would make a space.
+re('pc-sqli-021', 'sqli', 'a quoted plus between two words, as the parser decoded it or percent-encoded (\'+\', \'%2B\')', [...ARGS, 'headers'], "^[\\w.@-]{0,40}\\s?'\\s*(?:\\+|%2b)\\s*'\\s?[\\w.@-]{0,40}$", ['removeNulls', 'lowercase'])
+re('pc-sqli-019', 'sqli', 'SQL keywords run together with numbers or hex (0xUNION SELECT, 1FROM[t]WHERE, (select .. from .. limit))', [...ARGS, 'headers'], '(?:\\b0x|\\d)[a-z]?union(?:\\s|/\\*.*?\\*/|\\()+(?:all\\s+|distinct\\s+)?select\\b|\\bselect\\s+\\S{0,40}?\\dfrom\\s*[\\[(`"\\s]|\\(\\s*select\\s+[\\w@*.,()\\s]{1,80}?\\bfrom\\s+[\\w.`"\\[\\]]+\\s+(?:where|limit|order|group)\\b[^)]{0,80}\\)', DEC)
+re('pc-sqli-020', 'sqli', 'a SELECT of a function ending in WHERE, a number-operator-number then a comment, AND n n=n', [...ARGS, 'headers'], '\\bselect\\s+[^;(]{0,40}\\([^;]{0,80}?\\bfrom\\s+[\\w.`"\\[\\]]+\\s+where\\s*$|^\\s*\\d+\\s*[-+*/%^|&]\\s*\\d+\\s*(?:/\\*|--|#)|\\b(?:and|or)\\s+\\d+\\s+\\d+\\s*[=<>]\\s*\\d+', DEC)
 
 // ---------- XSS
 // Links to http(s) URLs, relative paths and fragments, and <details>, are ordinary markup in Markdown
@@ -79,8 +91,12 @@ re('pc-lfi-005', 'lfi', 'application secrets and server configuration files name
 // (OAuth/OIDC): an explicit port and a path that is not an admin or metadata endpoint. A CIDR
 // (`0.0.0.0/0`, `127.0.0.1/32`) is not a URL.
 re('pc-rfi-001', 'rfi', 'a URL whose host is a raw IP address passed as a parameter', ARGS, '^\\s*(?:https?|ftps?|gopher)://(?:[^/@\\s]*@)?(?:\\d{1,3}(?:\\.\\d{1,3}){3}|\\[[0-9a-f:.]+\\])', LFI_T)
-re('pc-rfi-002', 'rfi', 'a remote URL ending in ? or a null byte, so the app appends its suffix as a query', ARGS, '^\\s*(?:https?|ftps?)://[^\\s]*(?:\\?+|%00|\\x00|#)$', ['removeNulls', 'lowercase'])
-re('pc-rfi-006', 'rfi', 'a remote URL carrying a null byte, which cuts off the suffix the app appends', ARGS, '^\\s*(?:https?|ftps?)://[^\\s]*(?:\\x00|%00)', ['lowercase'])
+// A URL ending in `?` names a file (`/shell.txt?`), a folder (`/?`) or a bare host: the shapes an
+// inclusion needs so the app's suffix becomes a query. A resource path without an extension
+// (`https://avatars.githubusercontent.com/u/21031067?`, GitHub webhooks) is plain data.
+re('pc-rfi-002', 'rfi', 'a remote URL ending in ? (after a file name, a folder or a host), ??, # or a null byte, so the app appends its suffix as a query', ARGS, '^\\s*(?:https?|ftps?)://[^\\s]*(?:(?:\\.[a-z0-9]{1,8}|/)\\?|\\?\\?+|%00|\\x00|#)$|^\\s*(?:https?|ftps?)://[^\\s/?#]+\\?$', ['removeNulls', 'lowercase'])
+// Headers too: no User-Agent, Referer or proxy header carries a URL with a null byte.
+re('pc-rfi-006', 'rfi', 'a remote URL carrying a null byte, which cuts off the suffix the app appends', [...ARGS, 'headers'], '^\\s*(?:https?|ftps?)://[^\\s]*(?:\\x00|%00)', ['lowercase'])
 re('pc-rfi-003', 'rfi', 'inclusion-capable URL schemes (file:, gopher:, dict:, ldap:, jar:, ...)', ARGSP, '(?:^|[\\s=(\'"/])(?:file|gopher|dict|ldaps?|tftp|jar|netdoc|local_file|smb|sftp|ssh2\\.\\w+|ogg|rar|expect|ftp)\\s*:\\s*/', LFI_T)
 re('pc-rfi-004', 'rfi', 'a full URL inside the request path', ['path'], '/(?:https?|ftps?|file)\\s*:\\s*/', LFI_T)
 re('pc-rfi-005', 'rfi', 'a URL with an encoded slash before @, so the host part is not what it looks like', ARGS, '^\\s*(?:https?|ftps?)://[^\\s/?#@]*(?:%2f|%5c|\\\\)[^\\s?#]*@', ['lowercase'])
