@@ -18,14 +18,20 @@ export interface PortcullisClaims {
 
 /** Who the caller is, as decided by the auth plugin. */
 export interface Consumer {
-  /** JWT `sub`, the consumer name of the API key, or the client certificate's field; sent upstream as `x-consumer-id`. */
+  /**
+   * JWT `sub`, the consumer name of the API key, the introspected token's `sub` (else
+   * `client_id`), the forward-auth service's identity header, or the client certificate's field;
+   * sent upstream as `x-consumer-id`.
+   */
   readonly id: string
   /** The strategy that authenticated the caller. */
-  readonly strategy: 'jwt' | 'apiKey' | 'mtls'
-  /** Scopes granted (JWT `scope`/`scp`); empty for API keys and client certificates. */
+  readonly strategy: 'jwt' | 'apiKey' | 'introspection' | 'forwardAuth' | 'mtls'
+  /** Scopes granted (JWT `scope`/`scp`, introspection `scope`, the API key's `scopes`); empty for forward auth and client certificates. */
   readonly scopes: readonly string[]
-  /** Verified JWT claims; undefined for API keys. */
+  /** Verified JWT claims, or the introspection response; undefined for API keys and forward auth. */
   readonly claims?: Readonly<PortcullisClaims>
+  /** Identity headers the forward-auth service answered with, sent upstream as they are (lower-case names). */
+  readonly headers?: Readonly<Record<string, string>>
 }
 
 declare module 'fastify' {

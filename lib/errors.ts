@@ -49,7 +49,8 @@ export interface ErrorEntry {
 const entries = [
   // Authentication: one message per status, so a client never learns which check failed.
   { code: 'GW_AUTH_UNAUTHORIZED', status: 401, message: 'Unauthorized', source: 'class', meaning: 'No valid credential (missing, malformed, expired, bad signature, unknown key...).' },
-  { code: 'GW_AUTH_FORBIDDEN', status: 403, message: 'Forbidden', source: 'class', meaning: 'Authenticated, but the route\'s required scopes are not all granted.' },
+  { code: 'GW_AUTH_FORBIDDEN', status: 403, message: 'Forbidden', source: 'class', meaning: 'Authenticated, but the route\'s required scopes are not all granted (or the forward-auth service answered 403).' },
+  { code: 'GW_AUTH_UNAVAILABLE', status: 503, message: 'Service unavailable', source: 'class', meaning: 'The token introspection endpoint or the forward-auth service did not give a usable answer (down, timeout, 5xx, invalid response): authentication fails closed, with Retry-After.' },
   // Connection and request framing.
   { code: 'GW_CLIENT_GONE', status: 499, message: 'Client closed request', source: 'class', meaning: 'The client left before the upstream answered: the upstream request was ended (never sent to anyone).' },
   { code: 'GW_PROXY_PROTOCOL_INVALID', status: 400, message: 'Bad request', source: 'handler', writtenIn: 'src/proxy-protocol.ts', meaning: 'With PROXY_PROTOCOL on, a TRUST_PROXY peer opened a connection without a valid PROXY protocol v1/v2 header (or it came too late); answered before HTTP parsing, then the connection closes.' },
@@ -137,6 +138,7 @@ function errorClass<C extends ClassCode> (code: C): FastifyErrorConstructor<{ co
 
 export const UnauthorizedError = errorClass('GW_AUTH_UNAUTHORIZED')
 export const ForbiddenError = errorClass('GW_AUTH_FORBIDDEN')
+export const AuthUnavailableError = errorClass('GW_AUTH_UNAVAILABLE')
 export const ClientGoneError = errorClass('GW_CLIENT_GONE')
 export const BadRequestFramingError = errorClass('GW_REQUEST_FRAMING')
 export const NonCanonicalPathError = errorClass('GW_REQUEST_PATH')

@@ -8,7 +8,10 @@
  * schemas: docs/reference/environment.md and `.env.example` (`npm run docs`).
  */
 import { Type, type Static, type TArray, type TLiteral, type TSchema, type TString, type TUndefined, type TUnion } from '@sinclair/typebox'
-import { ApiKeyEntrySchema, CLOCK_SKEW_S, DEFAULT_MTLS_CONSUMER_FIELD, JWKS_URL_PATTERN, JWT_SECRET_MIN_BYTES, MTLS_CONSUMER_FIELDS, type ReadonlyDeep } from '../plugins/auth/schema.js'
+import {
+  ApiKeyEntrySchema, AUTH_SERVICE_URL_PATTERN, CLOCK_SKEW_S, DEFAULT_MTLS_CONSUMER_FIELD, FORWARD_AUTH_CONSUMER_HEADER, FORWARD_AUTH_REQUEST_HEADERS, FORWARD_AUTH_TIMEOUT_MS, HEADER_NAME_PATTERN,
+  INTROSPECTION_CACHE_TTL_S, INTROSPECTION_NEGATIVE_CACHE_TTL_S, INTROSPECTION_TIMEOUT_MS, JWKS_URL_PATTERN, JWT_SECRET_MIN_BYTES, MTLS_CONSUMER_FIELDS, type ReadonlyDeep
+} from '../plugins/auth/schema.js'
 import { DEFAULT_INSPECT_MODE, INSPECT_MODES, INSPECT_TIMEOUT_MS, VERDICT_CACHE_SIZE } from '../plugins/inspect/schema.js'
 import { DEFAULT_ADMIN_HOST, INSTANCE_PATTERN } from '../plugins/metrics/schema.js'
 import { BODY_LIMIT, RESPONSE_BUFFER_BYTES, SEND_TIMEOUT_MS } from '../plugins/proxy/schema.js'
@@ -52,7 +55,21 @@ const authentication = {
   JWT_CLOCK_SKEW_S: Type.Integer({ ...CLOCK_SKEW_S, description: 'Tolerance for exp/nbf/iat.' }),
   JWT_MAX_LIFETIME_S: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'Reject tokens whose exp - iat exceeds this.' })),
   API_KEYS: Type.Optional(Type.String({ description: '`consumer:key` pairs, comma separated; one pair may carry ` scopes=a,b expires=<RFC 3339>` (see API_KEYS_FILE).' })),
-  API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/api-keys'], description: 'File with one `consumer:key [scopes=a,b] [expires=2027-01-31T00:00:00Z]` per line; re-read on SIGHUP and when its folder changes (a bad file keeps the keys in use).' }))
+  API_KEYS_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/api-keys'], description: 'File with one `consumer:key [scopes=a,b] [expires=2027-01-31T00:00:00Z]` per line; re-read on SIGHUP and when its folder changes (a bad file keeps the keys in use).' })),
+  INTROSPECTION_URL: Type.Optional(Type.String({ pattern: AUTH_SERVICE_URL_PATTERN, examples: ['https://idp.example.com/token/introspection'], description: 'OAuth 2.0 token introspection endpoint (RFC 7662): opaque bearer tokens are checked there (the `introspection` strategy). Needs INTROSPECTION_CLIENT_ID and a secret.' })),
+  INTROSPECTION_CLIENT_ID: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Client id of the gateway at the introspection endpoint (client_secret_basic).' })),
+  INTROSPECTION_CLIENT_SECRET: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'Client secret for the introspection endpoint (prefer INTROSPECTION_CLIENT_SECRET_FILE).' })),
+  INTROSPECTION_CLIENT_SECRET_FILE: Type.Optional(Type.String({ minLength: 1, examples: ['/run/secrets/introspection-secret'], description: 'File holding the introspection client secret on one line.' })),
+  INTROSPECTION_ISSUER: Type.Optional(Type.String({ minLength: 1, description: 'Required `iss` of introspected tokens when the answer carries one (default: JWT_ISSUER).' })),
+  INTROSPECTION_AUDIENCE: Type.Optional(Type.String({ minLength: 1, description: 'Accepted `aud` values of introspected tokens, comma separated; the answer must then carry one (default: JWT_AUDIENCE).' })),
+  INTROSPECTION_TIMEOUT_MS: Type.Integer({ ...INTROSPECTION_TIMEOUT_MS, description: 'Deadline of one introspection call; past it, or with the endpoint down, the request gets 503 (fail closed).' }),
+  INTROSPECTION_CACHE_TTL_S: Type.Integer({ ...INTROSPECTION_CACHE_TTL_S, description: 'Longest time an active token is remembered (never past its `exp`; 0 = ask every time).' }),
+  INTROSPECTION_NEGATIVE_CACHE_TTL_S: Type.Integer({ ...INTROSPECTION_NEGATIVE_CACHE_TTL_S, description: 'Time an inactive or refused token is remembered, so repeated bad tokens do not reach the endpoint (0 = off).' }),
+  FORWARD_AUTH_URL: Type.Optional(Type.String({ pattern: AUTH_SERVICE_URL_PATTERN, examples: ['http://authz:9000/check'], description: 'External authorization service asked with a GET per request on routes with the `forwardAuth` strategy (Traefik forwardAuth / nginx auth_request style).' })),
+  FORWARD_AUTH_TIMEOUT_MS: Type.Integer({ ...FORWARD_AUTH_TIMEOUT_MS, description: 'Deadline of one forward-auth call; past it the request gets 503 (fail closed).' }),
+  FORWARD_AUTH_REQUEST_HEADERS: Type.String({ default: FORWARD_AUTH_REQUEST_HEADERS.join(','), description: 'Client request headers copied to the forward-auth call, comma separated.' }),
+  FORWARD_AUTH_RESPONSE_HEADERS: Type.String({ default: '', examples: ['x-user-email,x-user-groups'], description: 'Headers of the service\'s 2xx answer sent upstream as identity, comma separated (client-sent copies are dropped).' }),
+  FORWARD_AUTH_CONSUMER_HEADER: Type.String({ pattern: HEADER_NAME_PATTERN, default: FORWARD_AUTH_CONSUMER_HEADER, description: 'Header of the service\'s 2xx answer naming the caller (sent upstream as `x-consumer-id`).' })
 }
 
 const rateLimits = {
@@ -176,7 +193,20 @@ export const GatewayConfigSchema = Type.Object({
     maxLifetimeS: unset(env.JWT_MAX_LIFETIME_S),
     apiKeys: Type.Array(ApiKeyEntrySchema, { description: 'API_KEYS; the demo key outside production when no credential is set.' }),
     apiKeysFile: unset(Type.String({ description: 'API_KEYS_FILE (read, and re-read, by the auth plugin).' })),
-    mtlsConsumerField: unset(Type.Union(literals(MTLS_CONSUMER_FIELDS), { description: 'TLS_CLIENT_CONSUMER_FIELD (default subject.CN) when TLS_CLIENT_CA_FILE is set; unset otherwise.' }))
+    mtlsConsumerField: unset(Type.Union(literals(MTLS_CONSUMER_FIELDS), { description: 'TLS_CLIENT_CONSUMER_FIELD (default subject.CN) when TLS_CLIENT_CA_FILE is set; unset otherwise.' })),
+    introspectionUrl: unset(env.INTROSPECTION_URL),
+    introspectionClientId: unset(env.INTROSPECTION_CLIENT_ID),
+    introspectionClientSecret: unset(Type.String({ description: 'INTROSPECTION_CLIENT_SECRET, or the content of INTROSPECTION_CLIENT_SECRET_FILE.' })),
+    introspectionIssuer: unset(Type.String({ description: 'INTROSPECTION_ISSUER, else JWT_ISSUER (with INTROSPECTION_URL).' })),
+    introspectionAudience: unset(list('INTROSPECTION_AUDIENCE entries, else JWT_AUDIENCE\'s (with INTROSPECTION_URL).')),
+    introspectionTimeoutMs: env.INTROSPECTION_TIMEOUT_MS,
+    introspectionCacheTtlS: env.INTROSPECTION_CACHE_TTL_S,
+    introspectionNegativeCacheTtlS: env.INTROSPECTION_NEGATIVE_CACHE_TTL_S,
+    forwardAuthUrl: unset(env.FORWARD_AUTH_URL),
+    forwardAuthTimeoutMs: env.FORWARD_AUTH_TIMEOUT_MS,
+    forwardAuthRequestHeaders: list('FORWARD_AUTH_REQUEST_HEADERS entries, lower case.'),
+    forwardAuthResponseHeaders: list('FORWARD_AUTH_RESPONSE_HEADERS entries, lower case.'),
+    forwardAuthConsumerHeader: env.FORWARD_AUTH_CONSUMER_HEADER
   }),
   rateLimit: Type.Object({
     max: env.RATE_LIMIT_MAX,

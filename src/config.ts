@@ -16,7 +16,7 @@ import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { createSecureContext } from 'node:tls'
 import envSchema from 'env-schema'
-import { DEFAULT_MTLS_CONSUMER_FIELD, JWT_SECRET_MIN_BYTES } from '../plugins/auth/schema.js'
+import { DEFAULT_MTLS_CONSUMER_FIELD, HEADER_NAME_PATTERN, JWT_SECRET_MIN_BYTES } from '../plugins/auth/schema.js'
 import { fileProblemLine, parseApiKeyText } from '../plugins/auth/api-keys-file.js'
 import { IP_LIST, parseIpEntry } from '../plugins/ip-filter/schema.js'
 import { HOST_PORT_PATTERN, windowProblem } from '../plugins/rate-limit/schema.js'
@@ -95,6 +95,9 @@ const CHOICES: Readonly<Record<string, readonly unknown[]>> = Object.fromEntries
 /** What each pattern-checked variable must look like, in words (never the raw pattern). */
 const PATTERN_WORDS: Readonly<Record<string, string>> = {
   JWKS_URL: 'must be an http:// or https:// URL (the identity provider\'s JWKS endpoint)',
+  INTROSPECTION_URL: 'must be an http:// or https:// URL (the authorization server\'s token introspection endpoint)',
+  FORWARD_AUTH_URL: 'must be an http:// or https:// URL (the external authorization service)',
+  FORWARD_AUTH_CONSUMER_HEADER: 'must be a header name in lower case',
   REDIS_URL: 'must be a redis:// or rediss:// URL (for example redis://redis:6379)',
   REDIS_KEY_PREFIX: 'must be 1 to 100 letters, digits or :._-',
   INSTANCE_ID: 'must be 1 to 128 letters, digits or _.:-',
@@ -222,7 +225,18 @@ interface EnvSettings {
   readonly ipDeny: string[]
   /** API_KEYS, parsed (API_KEYS_FILE is read in step 3). */
   readonly apiKeys: SourcedKey[]
+  readonly forwardAuthRequestHeaders: string[]
+  readonly forwardAuthResponseHeaders: string[]
   readonly workers: number
+}
+
+const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN)
+
+/** A comma-separated list of header names, lower-cased, each once. */
+function headerNames (variable: string, value: string, p: Problems): string[] {
+  const names = [...new Set(list(value).map((n) => n.toLowerCase()))]
+  for (const n of names) if (!HEADER_NAME.test(n)) p.add(variable, `"${n}" is not a header name`)
+  return names
 }
 
 /** Step 2: lists split, each value checked against its own rules and those of the plugin it feeds. */
@@ -252,6 +266,12 @@ function envSettings (e: GatewayEnv, p: Problems): EnvSettings {
     }
   }
   const apiKeys = e.API_KEYS === undefined ? [] : parseApiKeys(e.API_KEYS, 'API_KEYS', p.list).map((k): SourcedKey => ['API_KEYS', k])
+  const forwardAuthRequestHeaders = headerNames('FORWARD_AUTH_REQUEST_HEADERS', e.FORWARD_AUTH_REQUEST_HEADERS, p)
+  const forwardAuthResponseHeaders = headerNames('FORWARD_AUTH_RESPONSE_HEADERS', e.FORWARD_AUTH_RESPONSE_HEADERS, p)
+  if (e.INTROSPECTION_CLIENT_SECRET !== undefined && e.INTROSPECTION_CLIENT_SECRET_FILE !== undefined) p.add('INTROSPECTION_CLIENT_SECRET and INTROSPECTION_CLIENT_SECRET_FILE', 'set only one')
+  const introspection = [e.INTROSPECTION_URL, e.INTROSPECTION_CLIENT_ID, e.INTROSPECTION_CLIENT_SECRET ?? e.INTROSPECTION_CLIENT_SECRET_FILE]
+  if (introspection.some((v) => v !== undefined) && introspection.some((v) => v === undefined)) p.add('INTROSPECTION_URL, INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET (or _FILE)', 'set all three or none')
+  if (e.INTROSPECTION_URL === undefined && (e.INTROSPECTION_ISSUER !== undefined || e.INTROSPECTION_AUDIENCE !== undefined)) p.add('INTROSPECTION_ISSUER, INTROSPECTION_AUDIENCE', 'only with INTROSPECTION_URL')
   if (e.JWT_SECRET !== undefined && Buffer.byteLength(e.JWT_SECRET) < JWT_SECRET_MIN_BYTES) p.add('JWT_SECRET', `must be at least ${JWT_SECRET_MIN_BYTES} bytes`)
   if ([e.JWT_SECRET, e.JWT_PUBLIC_KEY, e.JWKS_URL].filter((s) => s !== undefined).length > 1) p.add('JWT_SECRET, JWT_PUBLIC_KEY and JWKS_URL', 'set only one key source')
 
@@ -277,7 +297,7 @@ function envSettings (e: GatewayEnv, p: Problems): EnvSettings {
     p.add('ADMIN_PORT', 'the same port as PORT on the same address (the admin listener needs its own)')
   }
   const workers = e.WORKERS === 'auto' ? availableParallelism() : Number(e.WORKERS)
-  return { trustProxy, stripRequestHeaders, publicHosts, ipAllow, ipDeny, apiKeys, workers }
+  return { trustProxy, stripRequestHeaders, publicHosts, ipAllow, ipDeny, apiKeys, forwardAuthRequestHeaders, forwardAuthResponseHeaders, workers }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,6 +310,8 @@ interface FileContents {
   /** JWT_PUBLIC_KEY as PEM (read when it names a file). */
   readonly jwtPublicKey: string | undefined
   readonly upstreamCa: string | undefined
+  /** INTROSPECTION_CLIENT_SECRET, or the one line of INTROSPECTION_CLIENT_SECRET_FILE. */
+  readonly introspectionClientSecret: string | undefined
 }
 
 /** TLS_CERT_FILE and TLS_KEY_FILE: both readable PEM that form one usable certificate and key. */
@@ -394,7 +416,16 @@ function readFiles (e: GatewayEnv, p: Problems): FileContents {
     } catch {}
     if (!dir) p.add('ROUTES_DIR', 'not a readable directory')
   }
-  return { apiKeys, jwtPublicKey, upstreamCa }
+  let introspectionClientSecret = e.INTROSPECTION_CLIENT_SECRET
+  if (e.INTROSPECTION_CLIENT_SECRET_FILE !== undefined) {
+    try {
+      introspectionClientSecret = readText(e.INTROSPECTION_CLIENT_SECRET_FILE).replace(/[\r\n]+$/, '')
+      if (introspectionClientSecret === '' || /[\r\n]/.test(introspectionClientSecret)) p.add('INTROSPECTION_CLIENT_SECRET_FILE', 'must hold the secret on one line')
+    } catch {
+      p.add('INTROSPECTION_CLIENT_SECRET_FILE', 'cannot be read')
+    }
+  }
+  return { apiKeys, jwtPublicKey, upstreamCa, introspectionClientSecret }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -508,18 +539,18 @@ function crossChecks (e: GatewayEnv, s: EnvSettings, f: FileContents, p: Problem
   }
   let jwtSecret = e.JWT_SECRET
   let apiKeys = s.apiKeys.map(([, k]) => k)
-  const jwtSources = [e.JWT_SECRET, e.JWT_PUBLIC_KEY, e.JWKS_URL].filter((v) => v !== undefined).length
+  const credentialSources = [e.JWT_SECRET, e.JWT_PUBLIC_KEY, e.JWKS_URL, e.INTROSPECTION_URL, e.FORWARD_AUTH_URL, e.API_KEYS_FILE].filter((v) => v !== undefined).length
   // Client certificates are a credential source too (the `mtls` strategy).
   const certSource = e.TLS_CLIENT_CA_FILE !== undefined
   if (production) {
     placeholderProblems(jwtSecret, keys, e.REDIS_URL, p)
-    if (jwtSources === 0 && keys.length === 0 && !certSource) {
-      p.add('JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS', `production needs at least one credential source; generate a JWT secret and an API key with: ${SECRETS_COMMAND}`)
+    if (credentialSources === 0 && keys.length === 0 && !certSource) {
+      p.add('JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS', `production needs at least one credential source (these, INTROSPECTION_URL, FORWARD_AUTH_URL or TLS_CLIENT_CA_FILE); generate a JWT secret and an API key with: ${SECRETS_COMMAND}`)
     }
     if (e.UPSTREAM_TLS_INSECURE) p.add('UPSTREAM_TLS_INSECURE', 'not allowed in production (use UPSTREAM_CA_FILE)')
     // Per-process rate-limit state would multiply every limit by the number of workers.
     if (s.workers > 1 && e.REDIS_URL === undefined && e.REDIS_SENTINELS === undefined && e.REDIS_CLUSTER_NODES === undefined) p.add('WORKERS', 'more than one worker process needs REDIS_URL in production (or REDIS_SENTINELS or REDIS_CLUSTER_NODES: rate limits must be shared)')
-  } else if (jwtSources === 0 && keys.length === 0 && !certSource) {
+  } else if (credentialSources === 0 && keys.length === 0 && !certSource) {
     jwtSecret = DEMO_JWT_SECRET
     apiKeys = [{ consumer: DEMO_CONSUMER, key: DEMO_API_KEY }]
   }
@@ -568,6 +599,19 @@ function assemble (e: GatewayEnv, s: EnvSettings, f: FileContents, c: Credential
       clockSkewS: e.JWT_CLOCK_SKEW_S,
       maxLifetimeS: e.JWT_MAX_LIFETIME_S,
       apiKeys: c.apiKeys,
+      introspectionUrl: e.INTROSPECTION_URL,
+      introspectionClientId: e.INTROSPECTION_URL === undefined ? undefined : e.INTROSPECTION_CLIENT_ID,
+      introspectionClientSecret: e.INTROSPECTION_URL === undefined ? undefined : f.introspectionClientSecret,
+      introspectionIssuer: e.INTROSPECTION_URL === undefined ? undefined : e.INTROSPECTION_ISSUER ?? e.JWT_ISSUER,
+      introspectionAudience: e.INTROSPECTION_URL === undefined ? undefined : list(e.INTROSPECTION_AUDIENCE ?? e.JWT_AUDIENCE ?? '').length > 0 ? list(e.INTROSPECTION_AUDIENCE ?? e.JWT_AUDIENCE) : undefined,
+      introspectionTimeoutMs: e.INTROSPECTION_TIMEOUT_MS,
+      introspectionCacheTtlS: e.INTROSPECTION_CACHE_TTL_S,
+      introspectionNegativeCacheTtlS: e.INTROSPECTION_NEGATIVE_CACHE_TTL_S,
+      forwardAuthUrl: e.FORWARD_AUTH_URL,
+      forwardAuthTimeoutMs: e.FORWARD_AUTH_TIMEOUT_MS,
+      forwardAuthRequestHeaders: s.forwardAuthRequestHeaders,
+      forwardAuthResponseHeaders: s.forwardAuthResponseHeaders,
+      forwardAuthConsumerHeader: e.FORWARD_AUTH_CONSUMER_HEADER,
       mtlsConsumerField: e.TLS_CLIENT_CA_FILE === undefined ? undefined : e.TLS_CLIENT_CONSUMER_FIELD ?? DEFAULT_MTLS_CONSUMER_FIELD,
       apiKeysFile: e.API_KEYS_FILE
     },

@@ -77,7 +77,7 @@ t.test('a problem inside a policy names the exact option and the rule, not "Expe
   const cases: Array<[unknown, string]> = [
     [{ prefix: '/a', upstream: 'http://a', rateLimit: { max: 0, timeWindow: 1000 } }, 'rateLimit.max: Expected integer to be greater or equal to 1'],
     [{ prefix: '/a', upstream: 'http://a', timeout: { headersMs: -1 } }, 'timeout.headersMs: Expected integer to be greater or equal to 1'],
-    [{ prefix: '/a', upstream: 'http://a', auth: { strategies: ['basic'] } }, 'auth.strategies.0: Expected one of "jwt", "apiKey", "mtls"'],
+    [{ prefix: '/a', upstream: 'http://a', auth: { strategies: ['basic'] } }, 'auth.strategies.0: Expected one of "jwt", "apiKey", "introspection", "forwardAuth", "mtls"'],
     [{ prefix: '/a', upstream: 'http://a', inspect: { mode: 'shadow' } }, 'inspect.mode: Expected one of "block", "detect"'],
     [{ prefix: '/a', upstream: [] }, 'upstream: Expected array length to be greater or equal to 1'],
     [{ prefix: '/api/:tenant', upstream: 'http://a' }, 'prefix: ":" and "*" are not allowed (a prefix is a literal path, not a route pattern)'],

@@ -1,5 +1,6 @@
 /**
- * portcullis-auth: who the caller is (JWT bearer token or API key) and whether they may pass.
+ * portcullis-auth: who the caller is (JWT bearer token, API key, opaque bearer token checked by
+ * token introspection, or an external forward-auth service's decision) and whether they may pass.
  *
  * Config key: `config.auth` on each route (`false` = public; `{ strategies?, relation?, scopes? }`),
  * validated and precomputed in an onRoute hook. A route without `config.auth` is untouched.
@@ -7,12 +8,17 @@
  * authentication; it sets `request.consumer` ({ id, strategy, scopes, claims? }).
  * Credentials: `Authorization: Bearer <jwt>` (scheme case-insensitive, RFC 9110 §11.1; exactly one
  * header, one token, never the query), `x-api-key` (exactly one header, one key) and a client
- * certificate verified by the TLS layer (`mtls`, mtls.ts). API keys carry optional scopes and an
- * expiry; `apiKeysFile` is re-read by `reloadApiKeys()` and on changes (api-keys-reload.ts).
+ * certificate verified by the TLS layer (`mtls`, mtls.ts). A bearer token goes to `jwt` when it
+ * is shaped like a JWT (three base64url parts, a JSON object header) and the route accepts `jwt`;
+ * otherwise to `introspection` (introspection.ts). `forwardAuth` (forward-auth.ts) runs last,
+ * only when still needed. API keys carry optional scopes and an expiry; `apiKeysFile` is re-read
+ * by `reloadApiKeys()` and on changes (api-keys-reload.ts).
  * Errors: GW_AUTH_UNAUTHORIZED (401 + WWW-Authenticate: Bearer, or ClientCert where only a
- * certificate is accepted), GW_AUTH_FORBIDDEN (403; for a JWT with the RFC 6750
- * insufficient_scope challenge, for an API key naming the missing scope, no challenge),
- * GW_CONFIG_INVALID at startup (bad options, bad key file, bad route policy, strategy not configured).
+ * certificate is accepted), GW_AUTH_FORBIDDEN (403; for a bearer token with the RFC 6750
+ * insufficient_scope challenge, for an API key naming the missing scope, no challenge; a
+ * forward-auth refusal without either), GW_AUTH_UNAVAILABLE (503: introspection endpoint or
+ * forward-auth service unusable; fail closed), GW_CONFIG_INVALID at startup (bad options, bad key
+ * file, bad route policy, strategy not configured).
  * Signals: `authFailure` (route template, status, fixed reason token).
  */
 import fp from 'fastify-plugin'
@@ -24,6 +30,8 @@ import { ApiKeyStore, KEY_EXPIRED } from './api-keys.js'
 import { ApiKeysFileSource, type ApiKeysReloadResult } from './api-keys-reload.js'
 import type { Consumer } from '../../lib/consumer.js'
 import { ConfigError, ForbiddenError, UnauthorizedError } from '../../lib/errors.js'
+import { ForwardAuthClient } from './forward-auth.js'
+import { IntrospectionClient } from './introspection.js'
 import { JwksClient, type JwksKey } from './jwks.js'
 import { mtlsCredential } from './mtls.js'
 import { AuthFailure, HS_ALGORITHMS, claimRules, compileVerifier, consumerFromPayload, narrow, parsePublicKeyPem, reasonOf, type ClaimRules, type CompiledVerifier } from './jwt.js'
@@ -71,7 +79,15 @@ const DEFAULTS = {
   jwksTimeoutMs: 5000,
   jwksMaxBytes: 262_144,
   tokenCacheSize: 1000,
-  tokenCacheTtlMs: 10_000
+  tokenCacheTtlMs: 10_000,
+  introspectionTimeoutMs: 2000,
+  introspectionCacheTtlS: 60,
+  introspectionNegativeCacheTtlS: 5,
+  introspectionCacheSize: 10_000,
+  forwardAuthTimeoutMs: 2000,
+  forwardAuthRequestHeaders: ['authorization', 'cookie'],
+  forwardAuthResponseHeaders: [],
+  forwardAuthConsumerHeader: 'x-user-id'
 }
 
 /**
@@ -148,6 +164,13 @@ function headerCount (raw: readonly string[], name: string): number {
 
 type JwtResult = Consumer | AuthFailure | undefined
 
+/** A JWT's shape: three base64url parts whose first decodes to a JSON object. */
+function looksLikeJwt (token: string): boolean {
+  const first = token.indexOf('.')
+  const second = first === -1 ? -1 : token.indexOf('.', first + 1)
+  return second !== -1 && token.indexOf('.', second + 1) === -1 && joseHeader(token) !== undefined
+}
+
 /** The verification engine of one plugin instance (JWT key source, API keys, token cache). */
 class Authenticator {
   readonly strategies: ReadonlySet<AuthStrategy>
@@ -157,21 +180,28 @@ class Authenticator {
   readonly #jwks: JwksClient | undefined
   #apiKeys: ApiKeyStore
   readonly #cache: TokenCache | undefined
+  readonly introspection: IntrospectionClient | undefined
+  readonly forwardAuth: ForwardAuthClient | undefined
   readonly mtlsField: ResolvedAuthOptions['mtlsConsumerField']
 
-  constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: TokenCache | undefined, apiKeys: ApiKeyStore) {
+  constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: TokenCache | undefined,
+    apiKeys: ApiKeyStore, introspection: IntrospectionClient | undefined, forwardAuth: ForwardAuthClient | undefined) {
     this.#rules = claimRules(o)
     this.#maxHeaderLength = o.maxTokenBytes + 'Bearer '.length
     this.#staticVerifier = staticVerifier
     this.#jwks = jwks
     this.#apiKeys = apiKeys
     this.#cache = cache
+    this.introspection = introspection
+    this.forwardAuth = forwardAuth
     this.mtlsField = o.mtlsConsumerField
     const s = new Set<AuthStrategy>()
     if (staticVerifier !== undefined || jwks !== undefined) s.add('jwt')
+    if (introspection !== undefined) s.add('introspection')
     // A key file configures the strategy even while it holds no key: a reload may add some.
     if (this.#apiKeys.size > 0 || o.apiKeysFile !== undefined) s.add('apiKey')
     if (o.mtlsConsumerField !== undefined) s.add('mtls')
+    if (forwardAuth !== undefined) s.add('forwardAuth')
     this.strategies = s
   }
 
@@ -181,11 +211,8 @@ class Authenticator {
   /** Puts a new key table in use (one assignment: a lookup sees the old table or the new one). */
   setApiKeys (store: ApiKeyStore): void { this.#apiKeys = store }
 
-  /**
-   * The bearer credential: undefined when none was presented. Synchronous except when an
-   * unknown `kid` makes it wait for a JWKS refresh.
-   */
-  jwt (request: FastifyRequest): JwtResult | Promise<JwtResult> {
+  /** The bearer token presented (undefined: none), or why the header is refused. */
+  bearer (request: FastifyRequest): string | AuthFailure | undefined {
     const q = request.query as Record<string, unknown> | null | undefined
     if (q !== null && typeof q === 'object' && q.access_token !== undefined) return new AuthFailure('token_in_query', true)
     // A WebSocket handshake's token from its subprotocol offers (lib/upgrade-credential.ts).
@@ -198,7 +225,14 @@ class Authenticator {
     if (value.length > this.#maxHeaderLength) return new AuthFailure('token_too_large', presented)
     const m = BEARER.exec(value)
     if (m === null) return new AuthFailure(presented ? 'malformed_header' : 'unsupported_scheme', presented)
-    const token = m[1] as string
+    return m[1] as string
+  }
+
+  /**
+   * Verifies a bearer token as a JWT. Synchronous except when an unknown `kid` makes it wait
+   * for a JWKS refresh.
+   */
+  jwt (token: string): JwtResult | Promise<JwtResult> {
     const now = Date.now()
     const cached = this.#cache?.get(token, now)
     if (cached !== undefined) return cached
@@ -257,8 +291,14 @@ interface CompiledPolicy {
   readonly route: string
   readonly jwt: boolean
   readonly apiKey: boolean
+  readonly introspection: boolean
+  readonly forwardAuth: boolean
   readonly mtls: boolean
   readonly all: boolean
+  /** The route's strategies, in the order their consumer identifies the caller. */
+  readonly order: readonly AuthStrategy[]
+  /** Strategy whose consumer identifies the caller when several pass. */
+  readonly primary: AuthStrategy
   readonly scopes: readonly string[]
   readonly forbiddenChallenge: string
   /** The challenge of a 401 without any credential: ClientCert when a certificate is the only way in. */
@@ -269,34 +309,51 @@ interface CompiledPolicy {
 const STRATEGY_FIX: Readonly<Record<AuthStrategy, string>> = {
   jwt: 'set JWT_SECRET, JWT_PUBLIC_KEY or JWKS_URL',
   apiKey: 'set API_KEYS or API_KEYS_FILE',
+  introspection: 'set INTROSPECTION_URL, INTROSPECTION_CLIENT_ID and INTROSPECTION_CLIENT_SECRET (or _FILE)',
+  forwardAuth: 'set FORWARD_AUTH_URL',
   mtls: 'set TLS_CLIENT_CA_FILE (with TLS_CERT_FILE and TLS_KEY_FILE)'
 }
+
+/** Which strategy's consumer identifies the caller when several pass. */
+const PRIORITY: readonly AuthStrategy[] = ['jwt', 'introspection', 'apiKey', 'mtls', 'forwardAuth']
+
+/** Strategies whose credential carries scopes. */
+const SCOPED: ReadonlySet<AuthStrategy> = new Set(['jwt', 'introspection', 'apiKey'])
 
 function compilePolicy (policy: AuthPolicy, configured: ReadonlySet<AuthStrategy>, where: string, route: string): CompiledPolicy {
   const problems: string[] = []
   const strategies = policy.strategies ?? [...configured]
   if (policy.strategies === undefined && strategies.length === 0) {
-    problems.push('auth: the route requires authentication but no strategy is configured; set JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS, or make the route public with auth: false')
+    problems.push('auth: the route requires authentication but no strategy is configured; set JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL, API_KEYS, API_KEYS_FILE, INTROSPECTION_URL, FORWARD_AUTH_URL or TLS_CLIENT_CA_FILE, or make the route public with auth: false')
   }
   for (const s of policy.strategies ?? []) {
     if (!configured.has(s)) problems.push(`auth.strategies: "${s}" is not configured on this gateway; ${STRATEGY_FIX[s]}, or remove "${s}" from the route's auth.strategies`)
   }
   const scopes = policy.scopes ?? []
-  // Only JWTs and API keys carry scopes: a route whose strategies carry none would refuse everyone.
-  if (scopes.length > 0 && !strategies.includes('jwt') && !strategies.includes('apiKey')) problems.push('auth.scopes: scopes come from JWTs and API keys; add the "jwt" or "apiKey" strategy')
+  // Only JWTs, introspected tokens and API keys carry scopes: a route whose strategies carry none would refuse everyone.
+  if (scopes.length > 0 && !strategies.some((s) => SCOPED.has(s))) problems.push('auth.scopes: scopes come from JWTs, introspected tokens and API keys; add the "jwt", "introspection" or "apiKey" strategy')
+  const all = policy.relation === 'all' && strategies.length > 1
+  if (all && strategies.includes('jwt') && strategies.includes('introspection')) problems.push('auth.relation: "jwt" and "introspection" read the same bearer token, so both can never pass; use relation "any"')
   if (problems.length > 0) throw new ConfigError(`invalid auth policy of route ${where}`, problems)
+  const order = PRIORITY.filter((s) => strategies.includes(s))
   const jwt = strategies.includes('jwt')
   const apiKey = strategies.includes('apiKey')
+  const introspection = strategies.includes('introspection')
+  const forwardAuth = strategies.includes('forwardAuth')
   const mtls = strategies.includes('mtls')
   return Object.freeze({
     route,
     jwt,
     apiKey,
+    introspection,
+    forwardAuth,
     mtls,
-    all: policy.relation === 'all' && strategies.length > 1,
+    all,
+    order: Object.freeze(order),
+    primary: order[0] as AuthStrategy,
     scopes: Object.freeze([...scopes]),
     forbiddenChallenge: `Bearer realm="${REALM}", error="insufficient_scope", scope="${scopes.join(' ')}"`,
-    missingChallenge: mtls && !jwt && !apiKey ? CHALLENGE_CERT : CHALLENGE
+    missingChallenge: mtls && strategies.length === 1 ? CHALLENGE_CERT : CHALLENGE
   })
 }
 
@@ -309,37 +366,69 @@ function reject (request: FastifyRequest, reply: FastifyReply, policy: CompiledP
   throw new UnauthorizedError()
 }
 
-/** 403 for a missing scope: a bearer token gets the RFC 6750 §3.1 challenge, an API key the scope's name. */
-function forbid (request: FastifyRequest, reply: FastifyReply, policy: CompiledPolicy, consumer: Consumer, scope: string): never {
+/**
+ * 403 for a missing scope: a bearer token (JWT or introspected) gets the RFC 6750 §3.1
+ * challenge, an API key the scope's name. Without a scope (a forward-auth refusal): neither.
+ */
+function forbid (request: FastifyRequest, reply: FastifyReply, policy: CompiledPolicy, consumer: Consumer | undefined, scope: string | undefined): never {
   const err = new ForbiddenError()
+  const reason = scope === undefined ? 'forward_auth_forbidden' : 'insufficient_scope'
   // RFC 6750 §3.1: the insufficient_scope challenge (and its `scope`) belongs to bearer tokens.
   // An API key is no bearer token; its caller learns the missing scope from the message, which
   // discloses no more than the challenge would (the route's required scopes).
-  if (consumer.strategy === 'jwt') reply.header('www-authenticate', policy.forbiddenChallenge)
-  else err.message = `Forbidden: missing scope ${scope}`
-  request.log.debug({ reason: 'insufficient_scope', scope, strategy: consumer.strategy, route: policy.route }, 'authorization failed')
-  if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 403, reason: 'insufficient_scope' })
+  if (scope !== undefined) {
+    if (consumer?.strategy === 'jwt' || consumer?.strategy === 'introspection') reply.header('www-authenticate', policy.forbiddenChallenge)
+    else err.message = `Forbidden: missing scope ${scope}`
+  }
+  request.log.debug({ reason, scope, strategy: consumer?.strategy, route: policy.route }, 'authorization failed')
+  if (authFailure.hasSubscribers) authFailure.publish({ route: policy.route, status: 403, reason })
   throw err
 }
 
+type Outcome = Consumer | AuthFailure | undefined
+
 function makeHook (engine: Authenticator, policy: CompiledPolicy): onRequestHookHandler {
+  const identityHeaders = policy.forwardAuth ? (engine.forwardAuth as ForwardAuthClient).identityHeaders : []
   const authOnRequest = async function authOnRequest (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    let viaJwt = policy.jwt ? engine.jwt(request) : undefined
-    if (viaJwt instanceof Promise) viaJwt = await viaJwt
-    const viaKey = policy.apiKey ? engine.apiKey(request) : undefined
-    const viaCert = policy.mtls ? mtlsCredential(request, engine.mtlsField ?? 'subject.CN') : undefined
-    // A presented but invalid credential always fails, whatever the others say.
-    if (viaJwt instanceof AuthFailure) reject(request, reply, policy, viaJwt)
-    if (viaKey instanceof AuthFailure) reject(request, reply, policy, viaKey)
-    if (viaCert instanceof AuthFailure) reject(request, reply, policy, viaCert)
-    if (policy.all) {
-      if ((policy.jwt && viaJwt === undefined) || (policy.apiKey && viaKey === undefined) || (policy.mtls && viaCert === undefined)) {
-        reject(request, reply, policy, new AuthFailure('missing_credentials', false))
+    // Only the forward-auth service's answer may carry these upstream.
+    for (const name of identityHeaders) delete request.headers[name]
+    const results = new Map<AuthStrategy, Outcome>()
+    if (policy.jwt || policy.introspection) {
+      const token = engine.bearer(request)
+      if (token === undefined || token instanceof AuthFailure) {
+        results.set(policy.jwt ? 'jwt' : 'introspection', token)
+      } else if (policy.jwt && (!policy.introspection || looksLikeJwt(token))) {
+        let viaJwt = engine.jwt(token)
+        if (viaJwt instanceof Promise) viaJwt = await viaJwt
+        results.set('jwt', viaJwt)
+      } else {
+        results.set('introspection', await (engine.introspection as IntrospectionClient).check(token))
       }
     }
-    // The primary strategy (jwt, then apiKey, then mtls) names the caller when several pass.
-    const consumer: Consumer | undefined = viaJwt ?? viaKey ?? viaCert
-    if (consumer === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
+    if (policy.apiKey) results.set('apiKey', engine.apiKey(request))
+    if (policy.mtls) results.set('mtls', mtlsCredential(request, engine.mtlsField ?? 'subject.CN'))
+    // A presented but invalid credential always fails, whatever the others say.
+    for (const r of results.values()) if (r instanceof AuthFailure) reject(request, reply, policy, r)
+    let consumer: Consumer | undefined
+    if (policy.forwardAuth && (policy.all || !policy.order.some((s) => results.get(s) !== undefined))) {
+      const decision = await (engine.forwardAuth as ForwardAuthClient).decide(request, request.headers)
+      if (decision === 'forbidden') forbid(request, reply, policy, undefined, undefined)
+      if (decision instanceof AuthFailure) reject(request, reply, policy, decision)
+      results.set('forwardAuth', decision)
+    }
+    if (policy.all) {
+      if (policy.order.some((s) => results.get(s) === undefined)) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
+      consumer = results.get(policy.primary) as Consumer
+      const forwarded = results.get('forwardAuth') as Consumer | undefined
+      if (forwarded !== undefined && forwarded !== consumer) consumer = Object.freeze({ ...consumer, headers: forwarded.headers })
+    } else {
+      for (const s of policy.order) {
+        consumer = results.get(s) as Consumer | undefined
+        if (consumer !== undefined) break
+      }
+      if (consumer === undefined) reject(request, reply, policy, new AuthFailure('missing_credentials', false))
+    }
+    // The first strategy in PRIORITY order (jwt, introspection, apiKey, mtls, forwardAuth) names the caller.
     for (const scope of policy.scopes) {
       if (!consumer.scopes.includes(scope)) forbid(request, reply, policy, consumer, scope)
     }
@@ -406,7 +495,38 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
     fastify.addHook('onClose', async function authClose () { await client.close() })
     await client.refresh()
   }
-  const engine = new Authenticator(o, staticVerifier, jwks, cache, apiKeys ?? new ApiKeyStore(o.apiKeys))
+  let introspection: IntrospectionClient | undefined
+  if (o.introspectionUrl !== undefined && o.introspectionClientId !== undefined && o.introspectionClientSecret !== undefined) {
+    const client = new IntrospectionClient({
+      url: o.introspectionUrl,
+      clientId: o.introspectionClientId,
+      clientSecret: o.introspectionClientSecret,
+      issuer: o.introspectionIssuer,
+      audience: o.introspectionAudience,
+      skewMs: rules.skewMs,
+      timeoutMs: o.introspectionTimeoutMs,
+      cacheTtlMs: o.introspectionCacheTtlS * 1000,
+      negativeCacheTtlMs: o.introspectionNegativeCacheTtlS * 1000,
+      cacheSize: o.introspectionCacheSize,
+      log: fastify.log
+    })
+    introspection = client
+    fastify.addHook('onClose', async function authIntrospectionClose () { await client.close() })
+  }
+  let forwardAuth: ForwardAuthClient | undefined
+  if (o.forwardAuthUrl !== undefined) {
+    const client = new ForwardAuthClient({
+      url: o.forwardAuthUrl,
+      timeoutMs: o.forwardAuthTimeoutMs,
+      requestHeaders: o.forwardAuthRequestHeaders,
+      responseHeaders: o.forwardAuthResponseHeaders,
+      consumerHeader: o.forwardAuthConsumerHeader,
+      log: fastify.log
+    })
+    forwardAuth = client
+    fastify.addHook('onClose', async function authForwardAuthClose () { await client.close() })
+  }
+  const engine = new Authenticator(o, staticVerifier, jwks, cache, apiKeys ?? new ApiKeyStore(o.apiKeys), introspection, forwardAuth)
   if (keySource !== undefined) {
     const source = keySource
     if (o.apiKeysWatch) source.watch()
@@ -418,6 +538,8 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
   fastify.decorate('portcullisAuth', Object.freeze({
     strategies: Object.freeze([...engine.strategies]),
     jwksFetches: () => jwks?.fetches ?? 0,
+    introspectionCalls: () => introspection?.calls ?? 0,
+    forwardAuthCalls: () => forwardAuth?.calls ?? 0,
     apiKeyCount: () => engine.apiKeyCount,
     reloadApiKeys: (): ApiKeysReloadResult => keySource?.reload() ?? { status: 'static', keys: engine.apiKeyCount }
   }))
@@ -445,10 +567,12 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** Facts about the auth plugin (configured strategies, JWKS fetch count, API keys in use) and the key reload. */
+    /** Facts about the auth plugin (configured strategies, calls to the JWKS, introspection and forward-auth endpoints, API keys in use) and the key reload. */
     portcullisAuth: {
       readonly strategies: readonly AuthStrategy[]
       readonly jwksFetches: () => number
+      readonly introspectionCalls: () => number
+      readonly forwardAuthCalls: () => number
       /** API keys in use (the `apiKeys` option and `apiKeysFile`). */
       readonly apiKeyCount: () => number
       /** Re-reads `apiKeysFile` now (SIGHUP in the process entry); a bad file keeps the keys in use. */

@@ -4,8 +4,8 @@
  */
 import { Type, type Static } from '@sinclair/typebox'
 
-export const AuthStrategySchema = Type.Union([Type.Literal('jwt'), Type.Literal('apiKey'), Type.Literal('mtls')], {
-  description: 'An authentication strategy: a JWT bearer token, an API key in `x-api-key`, or a verified TLS client certificate (`mtls`).'
+export const AuthStrategySchema = Type.Union([Type.Literal('jwt'), Type.Literal('apiKey'), Type.Literal('introspection'), Type.Literal('forwardAuth'), Type.Literal('mtls')], {
+  description: 'An authentication strategy: a JWT bearer token, an API key in `x-api-key`, an opaque bearer token checked by OAuth 2.0 token introspection (RFC 7662), the decision of an external forward-auth service, or a verified TLS client certificate (`mtls`).'
 })
 export type AuthStrategy = Static<typeof AuthStrategySchema>
 
@@ -24,7 +24,7 @@ export const AuthPolicySchema = Type.Object({
   scopes: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 256, pattern: SCOPE_TOKEN_PATTERN }), {
     uniqueItems: true,
     maxItems: 64,
-    description: 'Scopes the caller must all hold (JWT `scope`/`scp`, or the API key\'s `scopes`); missing scopes answer 403.'
+    description: 'Scopes the caller must all hold (JWT `scope`/`scp`, introspection `scope`, or the API key\'s `scopes`); missing scopes answer 403.'
   }))
 }, { additionalProperties: false })
 export type AuthPolicy = Static<typeof AuthPolicySchema>
@@ -46,6 +46,18 @@ export const API_KEY = Object.freeze({ minLength: 16, maxLength: 512, pattern: '
 export const JWT_SECRET_MIN_BYTES = 32
 /** A JWKS endpoint (JWKS_URL, `jwksUrl`). */
 export const JWKS_URL_PATTERN = '^https?://[^\\s]+$'
+/** An OAuth 2.0 introspection endpoint or a forward-auth service (INTROSPECTION_URL, FORWARD_AUTH_URL). */
+export const AUTH_SERVICE_URL_PATTERN = '^https?://[^\\s]+$'
+/** A header name (RFC 9110 token), lower case. */
+export const HEADER_NAME_PATTERN = '^[a-z0-9!#$%&\'*+.^_`|~-]{1,128}$'
+/** Introspection settings shared with the environment. */
+export const INTROSPECTION_TIMEOUT_MS = Object.freeze({ minimum: 100, maximum: 60_000, default: 2000 })
+export const INTROSPECTION_CACHE_TTL_S = Object.freeze({ minimum: 0, maximum: 3600, default: 60 })
+export const INTROSPECTION_NEGATIVE_CACHE_TTL_S = Object.freeze({ minimum: 0, maximum: 300, default: 5 })
+/** Forward-auth settings shared with the environment. */
+export const FORWARD_AUTH_TIMEOUT_MS = Object.freeze({ minimum: 100, maximum: 60_000, default: 2000 })
+export const FORWARD_AUTH_REQUEST_HEADERS = Object.freeze(['authorization', 'cookie'])
+export const FORWARD_AUTH_CONSUMER_HEADER = 'x-user-id'
 /** Tolerance for exp/nbf/iat, seconds (JWT_CLOCK_SKEW_S, `clockSkewS`). */
 export const CLOCK_SKEW_S = Object.freeze({ minimum: 0, maximum: 300, default: 30 })
 
@@ -97,6 +109,20 @@ export const AuthPluginOptionsSchema = Type.Object({
   jwksMaxBytes: Type.Integer({ minimum: 1024, maximum: 4_194_304, default: 262_144, description: 'Largest JWKS document accepted.' }),
   tokenCacheSize: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 1000, description: 'Verified tokens remembered (LRU); 0 switches the cache off.' }),
   tokenCacheTtlMs: Type.Integer({ minimum: 1, maximum: 600_000, default: 10_000, description: 'Longest time a verified token is remembered (never past its `exp`).' }),
+  introspectionUrl: Type.Optional(Type.String({ pattern: AUTH_SERVICE_URL_PATTERN, description: 'OAuth 2.0 token introspection endpoint (RFC 7662); enables the `introspection` strategy.' })),
+  introspectionClientId: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'Client id the gateway authenticates with at the introspection endpoint (HTTP Basic).' })),
+  introspectionClientSecret: Type.Optional(Type.String({ minLength: 1, maxLength: 4096, description: 'Client secret for the introspection endpoint (never logged).' })),
+  introspectionIssuer: Type.Optional(Type.String({ minLength: 1, description: 'Required `iss` of introspected tokens, when the response carries one (absent: not checked).' })),
+  introspectionAudience: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'Accepted `aud` values of introspected tokens (one match suffices; the response must carry `aud`).' })),
+  introspectionTimeoutMs: Type.Integer({ ...INTROSPECTION_TIMEOUT_MS, description: 'Deadline of one introspection call (connect, headers and body); past it the request gets 503.' }),
+  introspectionCacheTtlS: Type.Integer({ ...INTROSPECTION_CACHE_TTL_S, description: 'Longest time an active token is remembered (never past its `exp`); 0 asks the endpoint on every request.' }),
+  introspectionNegativeCacheTtlS: Type.Integer({ ...INTROSPECTION_NEGATIVE_CACHE_TTL_S, description: 'Time an inactive or refused token is remembered, so repeated bad tokens do not reach the endpoint; 0 = off.' }),
+  introspectionCacheSize: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000, description: 'Introspection results remembered (LRU, keyed by the token\'s SHA-256).' }),
+  forwardAuthUrl: Type.Optional(Type.String({ pattern: AUTH_SERVICE_URL_PATTERN, description: 'External authorization service asked with a GET per request (Traefik forwardAuth, nginx auth_request, Envoy ext_authz HTTP); enables the `forwardAuth` strategy.' })),
+  forwardAuthTimeoutMs: Type.Integer({ ...FORWARD_AUTH_TIMEOUT_MS, description: 'Deadline of one forward-auth call; past it the request gets 503.' }),
+  forwardAuthRequestHeaders: Type.Array(Type.String({ pattern: HEADER_NAME_PATTERN }), { default: [...FORWARD_AUTH_REQUEST_HEADERS], uniqueItems: true, maxItems: 32, description: 'Client request headers copied to the forward-auth call (lower case).' }),
+  forwardAuthResponseHeaders: Type.Array(Type.String({ pattern: HEADER_NAME_PATTERN }), { default: [], uniqueItems: true, maxItems: 32, description: 'Headers of the service\'s 2xx answer sent upstream as identity (lower case); client-sent copies are always dropped.' }),
+  forwardAuthConsumerHeader: Type.String({ pattern: HEADER_NAME_PATTERN, default: FORWARD_AUTH_CONSUMER_HEADER, description: 'Header of the service\'s 2xx answer naming the caller (becomes `x-consumer-id`); a 2xx without it is a 503.' }),
   mtlsConsumerField: Type.Optional(Type.Union(MTLS_CONSUMER_FIELDS.map((f) => Type.Literal(f)), {
     description: 'Switches the `mtls` strategy on: the field of the verified client certificate that names the consumer (`subject.CN`, or the first `san.dns`/`san.uri`/`san.email` entry; it must fit the consumer-name pattern). The server must ask for client certificates (`requestCert: true`, `rejectUnauthorized: false`, `ca`).'
   }))
@@ -112,6 +138,12 @@ export type AuthPluginOptions = ReadonlyDeep<Partial<Static<typeof AuthPluginOpt
 /** Validated options with defaults. */
 export type ResolvedAuthOptions = Static<typeof AuthPluginOptionsSchema>
 
+/** Headers a forward-auth answer may never set upstream (framing, routing, credentials, the gateway's own). */
+const RESERVED_IDENTITY_HEADERS: ReadonlySet<string> = new Set([
+  'host', 'connection', 'content-length', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'keep-alive',
+  'proxy-authorization', 'authorization', 'cookie', 'x-api-key', 'x-request-id', 'forwarded', 'traceparent', 'tracestate'
+])
+
 /** Rules spanning several option fields; returns every problem found. */
 export function crossFieldProblems (o: ResolvedAuthOptions): string[] {
   const problems: string[] = []
@@ -123,6 +155,12 @@ export function crossFieldProblems (o: ResolvedAuthOptions): string[] {
     if (/-----BEGIN/.test(o.jwtSecret) || /^\s*[[{]/.test(o.jwtSecret)) problems.push('jwtSecret: looks like a PEM or JWK key; use jwtPublicKey or jwksUrl')
   }
   if (sources === 0 && o.jwtAlgorithms !== undefined) problems.push('jwtAlgorithms: needs a JWT key source')
+  const introspection = [o.introspectionUrl, o.introspectionClientId, o.introspectionClientSecret].filter((s) => s !== undefined).length
+  if (introspection !== 0 && introspection !== 3) problems.push('introspectionUrl, introspectionClientId, introspectionClientSecret: set all three or none')
+  if (o.introspectionUrl === undefined && (o.introspectionIssuer !== undefined || o.introspectionAudience !== undefined)) problems.push('introspectionIssuer, introspectionAudience: need introspectionUrl')
+  for (const name of [...o.forwardAuthResponseHeaders, o.forwardAuthConsumerHeader]) {
+    if (RESERVED_IDENTITY_HEADERS.has(name) || name.startsWith('x-consumer-') || name.startsWith('x-forwarded-')) problems.push(`forwardAuthResponseHeaders, forwardAuthConsumerHeader: "${name}" is a header the gateway owns`)
+  }
   const seen = new Set<string>()
   o.apiKeys.forEach((k, i) => {
     if (seen.has(k.key)) problems.push(`apiKeys.${i}: consumer "${k.consumer}" reuses another entry's key`)

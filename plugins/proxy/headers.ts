@@ -100,6 +100,8 @@ export function rewriteUpstreamRequestHeaders (request: FastifyRequest, incoming
     headers['x-consumer-id'] = consumer.id
     headers['x-consumer-strategy'] = consumer.strategy
     if (consumer.scopes.length > 0) headers['x-consumer-scopes'] = consumer.scopes.join(' ')
+    // Identity headers of a forward-auth service's answer (their client-sent copies were dropped by the auth plugin).
+    if (consumer.headers !== undefined) for (const name in consumer.headers) headers[name] = consumer.headers[name]
   }
   return headers
 }

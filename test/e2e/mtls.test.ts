@@ -202,7 +202,7 @@ t.test('the environment is checked at startup', async (t) => {
   })
   await t.rejects(startGateway(t, { env: tlsEnv(), routes: [defineRoute({ prefix: '/certs', upstream: up.url, auth: { strategies: ['mtls'], scopes: ['a'] } })] }), {
     code: 'GW_CONFIG_INVALID',
-    problems: ['auth.scopes: scopes come from JWTs and API keys; add the "jwt" or "apiKey" strategy']
+    problems: ['auth.scopes: scopes come from JWTs, introspected tokens and API keys; add the "jwt", "introspection" or "apiKey" strategy']
   })
 })
 

@@ -28,6 +28,8 @@ export interface OidcOptions {
   readonly scopes?: string
   /** Access token lifetime in seconds (default 300). */
   readonly accessTokenTtlS?: number
+  /** `opaque` issues opaque access tokens, checked through token introspection (default `jwt`). */
+  readonly accessTokenFormat?: 'jwt' | 'opaque'
 }
 
 export interface TestOidc {
@@ -45,6 +47,13 @@ export interface TestOidc {
   currentKid: () => string
   /** Requests received by the JWKS endpoint so far. */
   jwksFetches: () => number
+  /** The RFC 7662 introspection endpoint (client_secret_basic with clientId/clientSecret). */
+  readonly introspectionUrl: string
+  readonly clientSecret: string
+  /** Requests received by the introspection endpoint so far. */
+  introspectionCalls: () => number
+  /** Revokes a token (RFC 7009): it introspects as inactive from then on. */
+  revoke: (token: string) => Promise<void>
 }
 
 /** In-memory storage for the provider's artifacts (one per test server). */
@@ -79,9 +88,11 @@ export async function startOidc (t: Teardown, opts: OidcOptions = {}): Promise<T
 
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
   let jwksFetches = 0
+  let introspectionCalls = 0
   const sockets = new Set<Socket>()
   const server = createServer((req, res) => {
     if (req.url?.startsWith('/jwks') === true) jwksFetches++
+    if (req.url?.startsWith('/token/introspection') === true) introspectionCalls++
     if (handler === undefined) {
       res.writeHead(503).end()
       return
@@ -115,13 +126,15 @@ export async function startOidc (t: Teardown, opts: OidcOptions = {}): Promise<T
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
+        introspection: { enabled: true, allowedPolicy: async () => true },
+        revocation: { enabled: true },
         resourceIndicators: {
           enabled: true,
           defaultResource: () => resource,
           useGrantedResource: () => true,
           getResourceServerInfo: (_ctx: unknown, indicator: string) => {
             if (indicator !== resource) throw new errors.InvalidTarget()
-            return { scope: scopes, audience: resource, accessTokenTTL: ttl, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } }
+            return { scope: scopes, audience: resource, accessTokenTTL: ttl, ...(opts.accessTokenFormat === 'opaque' ? { accessTokenFormat: 'opaque' } : { accessTokenFormat: 'jwt', jwt: { sign: { alg: 'RS256' } } }) }
           }
         }
       }
@@ -136,8 +149,21 @@ export async function startOidc (t: Teardown, opts: OidcOptions = {}): Promise<T
     await new Promise<void>((resolve) => { server.close(() => { resolve() }) })
   })
 
+  const basic = `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`
   return {
     issuer,
+    introspectionUrl: `${issuer}/token/introspection`,
+    clientSecret,
+    introspectionCalls: () => introspectionCalls,
+    async revoke (token: string) {
+      const res = await request(`${issuer}/token/revocation`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic },
+        body: new URLSearchParams({ token, token_type_hint: 'access_token' }).toString()
+      })
+      await res.body.dump()
+      if (res.statusCode !== 200) throw new Error(`revocation failed: ${res.statusCode}`)
+    },
     jwksUrl: `${issuer}/jwks`,
     tokenUrl: `${issuer}/token`,
     resource,
