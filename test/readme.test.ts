@@ -66,7 +66,10 @@ t.test('sh: every command is one package.json, the repository or docker compose 
     if (tool === 'npm' && sub === 'install') t.pass(command)
     else if (tool === 'npm' && (sub === 'start' || sub === 'test')) t.type(pkg.scripts[sub], 'string', `${command}: package.json has "${sub}"`)
     else if (tool === 'npm' && sub === 'run') t.type(pkg.scripts[arg], 'string', `${command}: package.json has "${arg}"`)
-    else if (tool === 'cp') t.ok(readFileSync(join(root, sub), 'utf8').length > 0, `${command}: ${sub} exists`)
+    else if (tool === 'npx' && sub === 'portcullis') {
+      t.type((pkg as { bin?: Record<string, string> }).bin?.portcullis, 'string', `${command}: package.json has the portcullis bin`)
+      t.match(readFileSync(join(root, 'src/cli.ts'), 'utf8'), `case '${arg}':`, `${command}: the portcullis command has "${arg}"`)
+    } else if (tool === 'cp') t.ok(readFileSync(join(root, sub), 'utf8').length > 0, `${command}: ${sub} exists`)
     else if (tool === 'docker' && sub === 'compose') {
       const profile = words.indexOf('--profile')
       if (profile !== -1) t.ok(profiles.has(words[profile + 1]), `${command}: the compose file has that profile`)
