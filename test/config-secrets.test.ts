@@ -68,7 +68,7 @@ t.test('.env.example ships without working secrets: production started from it n
   t.equal(example.JWT_SECRET, '', 'JWT_SECRET is empty')
   t.equal(example.API_KEYS, '', 'API_KEYS is empty')
   const err = t.throws(() => loadConfig({ ...example, ...PROD })) as Error & { problems: string[] }
-  t.strictSame(err.problems, ['JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source; generate a JWT secret and an API key with: npm run secrets'])
+  t.strictSame(err.problems, ['JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source (these, INTROSPECTION_URL, FORWARD_AUTH_URL or TLS_CLIENT_CA_FILE); generate a JWT secret and an API key with: npm run secrets'])
   t.equal(loadConfig(example).auth.jwtSecret, DEMO_JWT_SECRET, 'in development the empty values mean the demo defaults')
 })
 

@@ -75,7 +75,7 @@ t.test('a misspelt variable is warned about beside the error it causes, without 
   const p = runGateway({ NODE_ENV: 'production', PORT: '0', JWT_SECRT: randomBytes(32).toString('base64url'), ECHO_UPSTREAM_URL: 'http://127.0.0.1:9' })
   t.equal(await p.exited, 1)
   t.strictSame(p.err().split('\n').filter((l) => l !== ''), [
-    `${PREFIX}JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source; generate a JWT secret and an API key with: npm run secrets`,
+    `${PREFIX}JWT_SECRET, JWT_PUBLIC_KEY, JWKS_URL or API_KEYS: production needs at least one credential source (these, INTROSPECTION_URL, FORWARD_AUTH_URL or TLS_CLIENT_CA_FILE); generate a JWT secret and an API key with: npm run secrets`,
     'portcullis: warning: JWT_SECRT: not read by the gateway; did you mean JWT_SECRET? Rename it: JWT_SECRET is unset until then'
   ])
 })
