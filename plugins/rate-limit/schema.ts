@@ -118,16 +118,8 @@ export const IpRateLimitOptionsSchema = Type.Object({
 /** Validated options of the per-IP tier (`gateway-ip-rate-limit`). */
 export type IpRateLimitOptions = Static<typeof IpRateLimitOptionsSchema>
 
-/** Options accepted by `register(ipRateLimitPlugin, …)`. */
-export interface IpRateLimitPluginOptions {
-  /** Requests per client IP and window (IP_RATE_LIMIT_MAX). Default 1000. */
-  readonly max?: number
-  /** Window, ms or text (IP_RATE_LIMIT_WINDOW). Default `1 minute`. */
-  readonly timeWindow?: number | string
-  /** Most client IPs tracked at once (LRU, memory mode). Default 100,000. */
-  readonly cacheSize?: number
-  /** REDIS_URL: the per-IP counters are shared through it too; unset = in memory. */
-  readonly redisUrl?: string | undefined
+/** The Redis settings both tiers take (the same store: one server, Sentinel or Cluster). */
+export interface RedisStorePluginOptions {
   /** REDIS_SENTINELS (`host:port` each), instead of `redisUrl`: the primary Sentinel names for `redisSentinelName`. */
   readonly redisSentinels?: readonly string[] | undefined
   /** REDIS_SENTINEL_NAME: the group the sentinels monitor. */
@@ -140,6 +132,18 @@ export interface IpRateLimitPluginOptions {
   readonly redisPassword?: string | undefined
   /** REDIS_TIMEOUT_MS. Default 200. */
   readonly redisTimeoutMs?: number
+}
+
+/** Options accepted by `register(ipRateLimitPlugin, …)`. */
+export interface IpRateLimitPluginOptions extends RedisStorePluginOptions {
+  /** Requests per client IP and window (IP_RATE_LIMIT_MAX). Default 1000. */
+  readonly max?: number
+  /** Window, ms or text (IP_RATE_LIMIT_WINDOW). Default `1 minute`. */
+  readonly timeWindow?: number | string
+  /** Most client IPs tracked at once (LRU, memory mode). Default 100,000. */
+  readonly cacheSize?: number
+  /** REDIS_URL: the per-IP counters are shared through it too; unset = in memory. */
+  readonly redisUrl?: string | undefined
   /** Accepted for symmetry with the route tier; while Redis fails this tier counts in memory. */
   readonly failureMode?: 'closed' | 'open'
   /** Prefix of every Redis key (this tier's keys are `<prefix>ip|<client>`). Default `portcullis:rl:`. */
@@ -159,21 +163,9 @@ export const RouteRateLimitOptionsSchema = Type.Object({
 export type RouteRateLimitOptions = Static<typeof RouteRateLimitOptionsSchema>
 
 /** Options accepted by `register(routeRateLimitPlugin, …)`. */
-export interface RouteRateLimitPluginOptions {
+export interface RouteRateLimitPluginOptions extends RedisStorePluginOptions {
   /** REDIS_URL; unset = in-memory counters. */
   readonly redisUrl?: string | undefined
-  /** REDIS_SENTINELS (`host:port` each), instead of `redisUrl`: the primary Sentinel names for `redisSentinelName`. */
-  readonly redisSentinels?: readonly string[] | undefined
-  /** REDIS_SENTINEL_NAME: the group the sentinels monitor. */
-  readonly redisSentinelName?: string | undefined
-  /** REDIS_SENTINEL_PASSWORD_FILE's content: the sentinels' own password. */
-  readonly redisSentinelPassword?: string | undefined
-  /** REDIS_CLUSTER_NODES (`host:port` each), instead of `redisUrl`. */
-  readonly redisClusterNodes?: readonly string[] | undefined
-  /** REDIS_PASSWORD_FILE's content: password of the servers found through sentinels or cluster nodes. */
-  readonly redisPassword?: string | undefined
-  /** REDIS_TIMEOUT_MS. Default 200. */
-  readonly redisTimeoutMs?: number
   /** REDIS_FAILURE_MODE. Default `closed`. */
   readonly failureMode?: 'closed' | 'open'
   /** Prefix of every Redis key. Default `portcullis:rl:`. */
