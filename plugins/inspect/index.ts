@@ -7,7 +7,7 @@
  * inspects, or at registration when an operator ruleset is configured; disposed in onClose), one
  * engine context per evaluation. With the built-in ruleset (or any cacheable one), the phases that
  * reach the engine in one turn of the event loop are judged together in one run at setImmediate,
- * and one by one only when that run matches or times out (`flushPending`).
+ * and one by one only when that run matches or times out (scheduler.ts).
  * Hooks (route-level, attached in `onRoute` only to routes that carry `config.inspect`):
  *   onRequest `inspectOnRequest`: decoded path, query, headers (all but credentials and framing),
  *     cookies; runs after every instance-level onRequest hook and after the route-level hooks
@@ -25,7 +25,6 @@
  * (415) (these three in block mode only), GW_INSPECT_CONFIG_INVALID (startup). Logs name rule ids
  * and families, never the payload.
  */
-import { AsyncResource } from 'node:async_hooks'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions, onRequestHookHandler, preValidationHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { inspectMatch } from '../../lib/signals.js'
@@ -34,6 +33,7 @@ import { createEngine, type InspectEngine, type InspectMatch, type InspectResult
 import { decodeBody, parseContentEncoding, type Coding } from './decode.js'
 import { InspectBlockedError, InspectBodyInvalidError, InspectCharsetUnsupportedError, InspectEncodingUnsupportedError, InspectTooLargeError, pluginConfigError } from '../../lib/errors.js'
 import { Collected, InspectLimitError, VerdictCache, collectBody, collectHeaders, collectUrl, rawBodyLimit, type ExtractLimits } from './extract.js'
+import { JointScheduler } from './scheduler.js'
 import { legacyExcludeProblems, parseField, splitBody, splitRequest, tuningProblems, type FieldExclusion, type FieldRef, type PhaseSplit } from './fields.js'
 import { InspectOptionsSchema, InspectRouteConfigSchema, type InspectOptions, type InspectPluginOptions, type InspectRouteConfig } from './schema.js'
 
@@ -98,34 +98,13 @@ interface RoutePolicy {
 
 type Phase = 'request' | 'body'
 
-/**
- * A request phase waiting for the next joint engine run (see `flushPending`). An AsyncResource:
- * its request goes on in its own async context, not in that of the phase that scheduled the run.
- */
-/** Phases gathered for one joint engine run, and their characters. */
-interface JointBatch {
-  phases: PendingPhase[]
-  chars: number
-  readonly screened: boolean
+/** What a phase waiting for a joint run needs to go on with its request. */
+interface PhaseWaiter {
+  readonly request: FastifyRequest
+  readonly policy: RoutePolicy
+  readonly phase: Phase
+  readonly done: HookHandlerDoneFunction
 }
-
-class PendingPhase extends AsyncResource {
-  constructor (
-    readonly c: Collected,
-    readonly request: FastifyRequest,
-    readonly policy: RoutePolicy,
-    readonly phase: Phase,
-    readonly done: HookHandlerDoneFunction
-  ) {
-    super('portcullis-inspect')
-  }
-}
-
-/** Phases judged in one engine run at most (well under the engine's 256 items of a list). */
-const JOINT_MAX_PHASES = 64
-/** Characters judged in one engine run at most; a longer phase runs alone. */
-const JOINT_MAX_CHARS = 4096
-const CLEAN: InspectResult = Object.freeze({ matches: Object.freeze([]), timeout: false })
 
 /** The plugin's engine and the verdict cache of its clean values (absent when not cacheable). */
 interface LoadedEngine {
@@ -183,7 +162,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
   // Phases still waiting for a joint run are judged before the engine goes.
   fastify.addHook('onClose', async function inspectClose () {
     try {
-      flushPending()
+      joint.flush()
     } finally {
       loaded?.engine.dispose()
     }
@@ -306,103 +285,15 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
     done()
   }
 
-  /** Goes on with a pending phase's request: judged on `result`, or failed with `err` when the engine threw. */
-  function continuePending (p: PendingPhase, result: InspectResult | undefined, err: unknown): void {
-    if (result === undefined) p.done(err as Error)
-    else proceed(judge, p.request, p.policy, result, p.phase, p.done)
+  /** Goes on with a waiting phase's request: judged on `result`, or failed with `err` when the engine threw. */
+  function continuePending (w: PhaseWaiter, result: InspectResult | undefined, err: unknown): void {
+    if (result === undefined) w.done(err as Error)
+    else proceed(judge, w.request, w.policy, result, w.phase, w.done)
   }
 
-  /*
-   * Joint engine runs. With a cacheable ruleset, the phases that reach the engine in one turn of
-   * the event loop (the requests read in one poll) are judged together at setImmediate: one run
-   * over all of them (InspectEngine.allClean), and only when it matches something or times out,
-   * one run per phase, exactly as alone. A clean joint run costs each phase a fraction of the
-   * engine's fixed cost per run.
-   */
-  let pending: PendingPhase[] = []
+  const joint = new JointScheduler<PhaseWaiter, Collected, InspectEngine>({ engine: () => loaded?.engine, evaluate, settle: continuePending, timeoutMicros })
   /** Bodies of routes with body exclusions, held (until the request goes) for a recheck. */
   const heldBodies = new WeakMap<FastifyRequest, { body: unknown, contentType: string | undefined }>()
-  let firstError: unknown
-
-  function defer (p: PendingPhase): void {
-    pending.push(p)
-    if (pending.length === 1) setImmediate(flushPending)
-  }
-
-  /**
-   * Settles one phase in its request's async context. Every pending phase is settled whatever
-   * another one does: the first exception a request's continuation threw is kept for the end.
-   */
-  function settle (p: PendingPhase, result: InspectResult | undefined, err?: unknown): void {
-    try {
-      p.runInAsyncScope(continuePending, null, p, result, err)
-    } catch (thrown) {
-      firstError ??= thrown
-    }
-  }
-
-  function settleAlone (engine: InspectEngine, p: PendingPhase): void {
-    let result: InspectResult
-    try {
-      result = evaluate(engine, p.c)
-    } catch (err) {
-      settle(p, undefined, err)
-      return
-    }
-    settle(p, result)
-  }
-
-  function runJoint (engine: InspectEngine, group: PendingPhase[], screened: boolean): void {
-    let clean = false
-    if (group.length > 1) {
-      try {
-        clean = engine.allClean(group.map((p) => p.c), screened, timeoutMicros)
-      } catch {
-        // Judged one by one below, where the error reaches each request.
-      }
-    }
-    if (clean) {
-      for (const p of group) {
-        p.c.rememberClean()
-        settle(p, CLEAN)
-      }
-      return
-    }
-    for (const p of group) settleAlone(engine, p)
-  }
-
-  /** Adds a phase to its batch, running the batch first when the phase would overfill it. */
-  function addToBatch (engine: InspectEngine, batch: JointBatch, p: PendingPhase): void {
-    const size = p.c.size
-    if (batch.phases.length === JOINT_MAX_PHASES || batch.chars + size > JOINT_MAX_CHARS) {
-      runJoint(engine, batch.phases, batch.screened)
-      batch.phases = []
-      batch.chars = 0
-    }
-    batch.phases.push(p)
-    batch.chars += size
-  }
-
-  /** Judges every pending phase (at setImmediate, and before the engine is disposed). */
-  function flushPending (): void {
-    const phases = pending
-    if (phases.length === 0 || loaded === undefined) return
-    pending = []
-    const engine = loaded.engine
-    // Screened phases go to the screened engine, the others to the whole ruleset (as evaluate()).
-    const screened: JointBatch = { phases: [], chars: 0, screened: true }
-    const plain: JointBatch = { phases: [], chars: 0, screened: false }
-    for (const p of phases) {
-      if (p.c.size > JOINT_MAX_CHARS) settleAlone(engine, p)
-      else addToBatch(engine, p.c.onlyScreened ? screened : plain, p)
-    }
-    runJoint(engine, screened.phases, true)
-    runJoint(engine, plain.phases, false)
-    // Every phase was settled; an exception a request's continuation threw surfaces as it would have.
-    const err = firstError
-    firstError = undefined
-    if (err !== undefined) throw err
-  }
 
   function makeHooks (policy: RoutePolicy, engine: InspectEngine, cache: VerdictCache | undefined): { onRequest: onRequestHookHandler, preValidation: preValidationHookHandler } {
     /** Judges a collected phase: at the next joint run when the ruleset allows it, else now. */
@@ -410,7 +301,7 @@ async function gatewayInspect (fastify: FastifyInstance, rawOptions: InspectPlug
       if (c.empty) {
         done()
       } else if (engine.cacheable) {
-        defer(new PendingPhase(c, request, policy, phase, done))
+        joint.defer(c, { request, policy, phase, done })
       } else {
         proceed(judge, request, policy, evaluate(engine, c), phase, done)
       }
