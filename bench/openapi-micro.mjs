@@ -1,7 +1,9 @@
-#!/usr/bin/env node
 // OpenAPI contract micro benchmark (rough numbers; the official chain benchmark is bench/run.mjs).
-//  1. compile time: load + validate + compile of each test document (test/fixtures/openapi), cold
-//     (first document of the process: the OpenAPI meta-schemas compile too) and warm;
+//  1. compile time and memory: load + validate + compile of each document in a fresh process
+//     (the first document of a process also compiles the OpenAPI meta-schemas), then again in the
+//     same process; RSS before, after and at its peak. Documents: the test fixtures, the public
+//     documents of test/fixtures/openapi/public, the Jira Cloud platform API (bench/fixtures/openapi,
+//     1.8 MB, about 500 operations), and a generated one (800 operations);
 //  2. CPU per request over loopback: one gateway process (block-mode inspection, API-key auth, as
 //     deployed) with an in-process upstream, 16 concurrent undici clients; the process's CPU time
 //     (user+system) per request for the same traffic on three routes of the orders document:
@@ -14,36 +16,45 @@
 //     difference in µs per request is what the contract adds (matching, parameters, JSON parse
 //     and schema of the body).
 //
-//   npm run build && node bench/openapi-micro.mjs [--requests 20000]
+//   npm run build && node bench/openapi-micro.mjs [--requests 20000] [--compile-only]
+import { execFileSync } from 'node:child_process'
 import { createServer } from 'node:http'
-import { join, resolve } from 'node:path'
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, join, relative, resolve } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { Agent, request } from 'undici'
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)))
 const dist = process.env.PORTCULLIS_DIST ?? join(root, 'dist')
-const { buildGateway, defineRoute, loadConfig } = await import(pathToFileURL(join(dist, 'src/index.js')).href)
 const { loadContract } = await import(pathToFileURL(join(dist, 'plugins/openapi/contract.js')).href)
+const mb = (bytes) => (bytes / 1024 / 1024).toFixed(0)
+
+// A child: compiles one document, prints its figures as JSON.
+const child = process.argv.indexOf('--compile')
+if (child !== -1) {
+  const file = process.argv[child + 1]
+  const rss0 = process.memoryUsage().rss
+  const t0 = performance.now()
+  const contract = await loadContract(file)
+  const first = performance.now() - t0
+  const rss1 = process.memoryUsage().rss
+  let again = Infinity
+  for (let i = 0; i < 2; i++) {
+    const t1 = performance.now()
+    await loadContract(file)
+    again = Math.min(again, performance.now() - t1)
+  }
+  process.stdout.write(JSON.stringify({ operations: contract.operations.length, first, again, rss0, rss1, peak: process.resourceUsage().maxRSS * 1024 }))
+  process.exit(0)
+}
+
 const arg = process.argv.indexOf('--requests')
 const N = arg === -1 ? 20_000 : Number(process.argv[arg + 1])
 const fixtures = join(root, 'test/fixtures/openapi')
 const ORDERS = join(fixtures, 'orders/orders.yaml')
 
-// 1. compile time
-for (const f of ['petstore-expanded.yaml', 'tictactoe.json', 'orders/orders.yaml']) {
-  const t0 = performance.now()
-  await loadContract(join(fixtures, f))
-  const cold = performance.now() - t0
-  let best = Infinity
-  for (let i = 0; i < 3; i++) {
-    const t1 = performance.now()
-    await loadContract(join(fixtures, f))
-    best = Math.min(best, performance.now() - t1)
-  }
-  console.log(`compile ${f}: first ${cold.toFixed(0)} ms, again ${best.toFixed(0)} ms`)
-}
-
-// 1b. a large generated document: 400 paths, 800 operations, 400 component schemas
+// 1. compile time and memory, one fresh process per document
+// A large generated document: 400 paths, 800 operations, 400 densely cross-referenced schemas.
 const big = { openapi: '3.0.3', info: { title: 'big', version: '1' }, paths: {}, components: { schemas: {} } }
 for (let i = 0; i < 400; i++) {
   big.components.schemas[`Thing${i}`] = { type: 'object', additionalProperties: false, required: ['id', 'name'], properties: { id: { type: 'string', format: 'uuid', readOnly: true }, name: { type: 'string', maxLength: 80 }, tags: { type: 'array', items: { type: 'string' } }, size: { type: 'integer', minimum: 0, nullable: true }, parent: { $ref: `#/components/schemas/Thing${Math.floor(i / 2)}` }, children: { type: 'array', items: { $ref: `#/components/schemas/Thing${(i * 7) % 400}` } } } }
@@ -54,16 +65,25 @@ for (let i = 0; i < 400; i++) {
     put: { requestBody: { required: true, content: { 'application/json': { schema: ref } } }, responses: { 200: { description: 'ok', content: { 'application/json': { schema: ref } } } } }
   }
 }
-const { mkdtempSync, writeFileSync, statSync } = await import('node:fs')
-const { tmpdir } = await import('node:os')
-const bigFile = join(mkdtempSync(join(tmpdir(), 'portcullis-bench-')), 'big.json')
+const bigFile = join(mkdtempSync(join(tmpdir(), 'portcullis-bench-')), 'generated-800-operations.json')
 writeFileSync(bigFile, JSON.stringify(big))
-{
-  const t0 = performance.now()
-  await loadContract(bigFile)
-  if (process.env.KEEP) console.log(bigFile)
-  console.log(`compile generated document (${(statSync(bigFile).size / 1024).toFixed(0)} KiB, 800 operations): ${(performance.now() - t0).toFixed(0)} ms`)
+const documents = [
+  ...['petstore-expanded.yaml', 'tictactoe.json', 'orders/orders.yaml'].map((f) => join(fixtures, f)),
+  ...['petstore.json', 'uspto.yaml', 'file-uploads.json', 'parameters-style.json', 'star-trek.json', 'readme.json'].map((f) => join(fixtures, 'public', f)),
+  join(root, 'bench/fixtures/openapi/jira-platform.json'),
+  bigFile
+]
+console.log('| document | size | operations | first load (fresh process) | again | RSS before | RSS after | peak RSS |')
+console.log('|---|---:|---:|---:|---:|---:|---:|---:|')
+for (const file of documents) {
+  const out = JSON.parse(execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--compile', file], { encoding: 'utf8', maxBuffer: 1 << 20 }))
+  const name = file === bigFile ? basename(file) : relative(root, file)
+  console.log(`| ${name} | ${(statSync(file).size / 1024).toFixed(0)} KiB | ${out.operations} | ${out.first.toFixed(0)} ms | ${out.again.toFixed(0)} ms | ${mb(out.rss0)} MB | ${mb(out.rss1)} MB | ${mb(out.peak)} MB |`)
 }
+if (process.argv.includes('--compile-only')) process.exit(0)
+
+const { Agent, request } = await import('undici')
+const { buildGateway, defineRoute, loadConfig } = await import(pathToFileURL(join(dist, 'src/index.js')).href)
 
 // 2. CPU per request
 const upstream = createServer((req, res) => {

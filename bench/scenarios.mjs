@@ -163,6 +163,8 @@ const apiKeyOnly = { ...off, auth: { strategies: ['apiKey'] } }
 const rlOnly = { ...off, rateLimit: { max: 100000000, timeWindow: '1 minute' } }
 const jwtRlInspect = { ...jwtRl, inspect: { mode: 'block' } }
 const jwtRlInspectBody = { ...jwtRl, inspect: { mode: 'block', body: true } }
+/** (6): (4) with the shop's API contract (bench/fixtures/openapi/shop.yaml, relative to the route file). */
+const jwtRlInspectBodyContract = { ...jwtRlInspectBody, openapi: { spec: '../../fixtures/openapi/shop.yaml' } }
 const redis = { REDIS_URL: 'redis://127.0.0.1:6379' }
 const bearer = () => ({ authorization: `Bearer ${benchToken()}` })
 /** Policy checks for the JWT scenarios: 401 without a token or with a bad one, 200 with one. */
@@ -175,6 +177,9 @@ const jwtChecks = (extra = {}) => [
 const QUERY_PATH = '/api/items?page=2&sort=name&q=blue+shoes'
 const UNIQUE_QUERY_PATH = '/api/items?page=1&sort=name&q=blue+shoes+1'
 const postJson = () => ({ method: 'POST', path: '/api/orders', headers: { 'content-type': 'application/json' }, body: postJsonBody() })
+/** The requests of (6): the order of post-json.lua with a query string the contract declares. */
+const ORDER_PATH = '/api/orders?channel=web&dryRun=false&expand=items,totals'
+const postOrder = (extra = {}) => ({ ...postJson(), path: ORDER_PATH, ...extra, headers: { ...postJson().headers, ...bearer(), ...extra.headers } })
 
 export const scenarios = [
   {
@@ -279,6 +284,29 @@ export const scenarios = [
     headers: bearer(),
     readyPath: '/healthz',
     checks: [{ status: 200, ...postJson(), headers: { ...postJson().headers, ...bearer() } }]
+  },
+  {
+    // (4) on the requests of (6): what the contract costs is (6) against this, the same chain,
+    // body buffering and requests without it.
+    name: 'portcullis-jwt-rl-inspect-body-query',
+    title: 'Portcullis (4) on the requests of (6) (2 KiB JSON order and a query string, no contract)',
+    start: portcullis('jwtrlinspectbodyquery', jwtRlInspectBody),
+    path: ORDER_PATH,
+    lua: 'post-json.lua',
+    headers: bearer(),
+    readyPath: '/healthz',
+    checks: [postOrder({ status: 200 }), postOrder({ status: 200, body: '{}' })]
+  },
+  {
+    name: 'portcullis-contract',
+    title: 'Portcullis (6) = (4) + API contract (OpenAPI 3.0, block mode): operation, bearer requirement, query and the order\'s schema',
+    start: portcullis('contract', jwtRlInspectBodyContract),
+    path: ORDER_PATH,
+    lua: 'post-json.lua',
+    headers: bearer(),
+    readyPath: '/healthz',
+    // The contract is on: the same requests pass, an order it does not describe is refused.
+    checks: [postOrder({ status: 200 }), postOrder({ status: 400, body: '{}' }), postOrder({ status: 400, path: '/api/orders?channel=fax' })]
   },
   {
     name: 'portcullis-jwt-rl-redis',

@@ -25,7 +25,8 @@ export const upstreamError = diagnostics.channel('portcullis:upstream.error')
 /**
  * A request or response that broke its route's API contract (kind: path, query, header, cookie,
  * body, media-type, security, unknown-operation, method, shadow, response-status, response-body,
- * response-unvalidated); operation is the document's `METHOD /template`, `(unknown)` otherwise.
+ * response-unvalidated), or a body the contract accepted unvalidated (body-unvalidated: XML);
+ * operation is the document's `METHOD /template`, `(unknown)` otherwise.
  */
 export interface ContractViolationSignal { readonly route: string, readonly operation: string, readonly kind: string, readonly blocked: boolean }
 export const contractViolation = diagnostics.channel('portcullis:contract.violation')

@@ -5,9 +5,10 @@
  * once, the rest internal pointers; HTTP references are not followed) and validates it against the
  * OpenAPI 3.0 / 3.1 schema. Compiling: two views of the document are handed to Ajv whole (requests:
  * `readOnly` properties refused and not required; responses: the same for `writeOnly`), 3.0's
- * draft-04-isms (`nullable`, boolean `exclusiveMinimum`) rewritten; every operation gets one
- * validator for its parameters and one per declared JSON (or urlencoded) body, each a `$ref` into
- * the view, so recursive schemas stay references. Ajv draft-07 for 3.0, draft 2020-12 for 3.1.
+ * draft-04-isms (`nullable`, boolean `exclusiveMinimum`) rewritten (`nullable` in 3.1 documents
+ * too, where converted documents keep it); every operation gets one validator for its parameters
+ * and one per declared JSON, urlencoded or multipart body, each a `$ref` into the view, so
+ * recursive schemas stay references. Ajv draft-07 for 3.0, draft 2020-12 for 3.1.
  */
 import SwaggerParser from '@apidevtools/swagger-parser'
 import ajvModule, { type ErrorObject, type ValidateFunction } from 'ajv'
@@ -48,10 +49,29 @@ export interface Param {
   readonly properties: readonly string[]
 }
 
+/**
+ * How a multipart/form-data body's parts map to its schema's properties (from the schema and the
+ * media type's `encoding`).
+ */
+export interface MultipartSpec {
+  /**
+   * Properties whose parts hold JSON (object schemas, or an `encoding` contentType that is JSON),
+   * each with a validator of its schema that does not coerce types (the body's own does, for
+   * the text parts), when the property is declared.
+   */
+  readonly json: ReadonlyMap<string, ValidateFunction | undefined>
+  /** Properties read as files (`format: binary` / `byte`, `contentMediaType`, `contentEncoding`). */
+  readonly files: ReadonlySet<string>
+  /** `encoding.<name>.contentType`: the media ranges (`image/png`, `image/*`) a part may declare. */
+  readonly types: ReadonlyMap<string, readonly string[]>
+}
+
 /** What one media type of a body (request or response) is checked with. */
 export interface MediaCheck {
-  readonly kind: 'json' | 'form' | 'other'
+  /** `xml`: declared and accepted, never validated (Ajv validates JSON values, not XML). */
+  readonly kind: 'json' | 'form' | 'multipart' | 'xml' | 'other'
   readonly validate: ValidateFunction | undefined
+  readonly multipart?: MultipartSpec
 }
 
 export interface SecurityScheme {
@@ -191,14 +211,16 @@ function view (node: unknown, v30: boolean, hidden: 'readOnly' | 'writeOnly'): u
         }
       }
     }
-    if (out.nullable === true) {
-      delete out.nullable
-      if (typeof out.type === 'string') out.type = [out.type, 'null']
-      if (Array.isArray(out.enum) && !out.enum.includes(null)) out.enum = [...out.enum, null]
-      if (out.type === undefined) return { anyOf: [out, { type: 'null' }] }
-    } else if (out.nullable === false) {
-      delete out.nullable
-    }
+  }
+  // `nullable` is 3.0's; 3.1 documents converted from 3.0 still carry it, meaning the same.
+  if (out.nullable === true) {
+    delete out.nullable
+    if (typeof out.type === 'string') out.type = [out.type, 'null']
+    else if (Array.isArray(out.type) && !out.type.includes('null')) out.type = [...out.type, 'null']
+    if (Array.isArray(out.enum) && !out.enum.includes(null)) out.enum = [...out.enum, null]
+    if (out.type === undefined) return { anyOf: [out, { type: 'null' }] }
+  } else if (out.nullable === false) {
+    delete out.nullable
   }
   const props = src.properties
   if (props !== null && typeof props === 'object' && !Array.isArray(props)) {
@@ -239,7 +261,69 @@ function newAjv (v31: boolean, coerce: boolean): AjvInstance {
 function mediaKind (type: string): MediaCheck['kind'] {
   if (type === 'application/json' || type.endsWith('+json')) return 'json'
   if (type === 'application/x-www-form-urlencoded') return 'form'
+  if (type === 'multipart/form-data') return 'multipart'
+  if (type === 'application/xml' || type === 'text/xml' || type.endsWith('+xml')) return 'xml'
   return 'other'
+}
+
+function typesOf (s: Json): unknown[] {
+  return Array.isArray(s.type) ? s.type as unknown[] : s.type === undefined ? [] : [s.type]
+}
+
+/** A property's schema holds a file: a binary string (3.0) or content described as media (3.1). */
+function isFileSchema (doc: Json, schema: unknown, pointer: string, depth = 0): boolean {
+  if (schema === null || typeof schema !== 'object') return false
+  const s = deref(doc, schema, pointer).node
+  if (s.format === 'binary' || s.format === 'byte' || s.contentMediaType !== undefined || s.contentEncoding !== undefined) return true
+  if (depth === 0 && typesOf(s).includes('array') && s.items !== undefined) return isFileSchema(doc, s.items, `${pointer}/items`, 1)
+  return false
+}
+
+/**
+ * Which properties of a multipart/form-data schema are JSON parts and which are files, and the
+ * content types `encoding` allows per part. Properties are read from the schema (after `$ref`s)
+ * and the members of its `allOf`.
+ */
+function multipartSpec (doc: Json, schema: unknown, schemaPointer: string, encoding: unknown, strict: (pointer: string) => ValidateFunction): MultipartSpec {
+  const json = new Map<string, ValidateFunction | undefined>()
+  const declared = new Map<string, string>()
+  const files = new Set<string>()
+  const types = new Map<string, string[]>()
+  const collect = (node: unknown, pointer: string, depth: number): void => {
+    if (node === null || typeof node !== 'object' || depth > 8) return
+    const { node: s, pointer: at } = deref(doc, node, pointer)
+    const props = s.properties
+    if (props !== null && typeof props === 'object') {
+      for (const [name, prop] of Object.entries(props as Json)) {
+        const propAt = `${at}/properties/${escapePointer(name)}`
+        declared.set(name, propAt)
+        if (isFileSchema(doc, prop, propAt)) {
+          files.add(name)
+          continue
+        }
+        if (prop === null || typeof prop !== 'object') continue
+        const p = deref(doc, prop, propAt).node
+        const t = typesOf(p)
+        if (t.includes('object') || (t.length === 0 && p.properties !== undefined)) json.set(name, strict(propAt))
+      }
+    }
+    if (Array.isArray(s.allOf)) s.allOf.forEach((member, i) => { collect(member, `${at}/allOf/${i}`, depth + 1) })
+  }
+  collect(schema, schemaPointer, 0)
+  if (encoding !== null && typeof encoding === 'object') {
+    for (const [name, e] of Object.entries(encoding as Json)) {
+      const contentType = (e as Json | null)?.contentType
+      if (typeof contentType !== 'string') continue
+      const ranges = contentType.split(',').map((r) => r.split(';')[0]?.trim().toLowerCase() ?? '').filter((r) => r !== '')
+      if (ranges.length === 0) continue
+      types.set(name, ranges)
+      if (ranges.every((r) => mediaKind(r) === 'json') && !json.has(name)) {
+        const at = declared.get(name)
+        json.set(name, at === undefined ? undefined : strict(at))
+      }
+    }
+  }
+  return { json, files, types }
 }
 
 function shapeOf (doc: Json, schema: unknown, pointer: string): { shape: Shape, properties: string[] } {
@@ -381,8 +465,20 @@ function compile (file: string, doc: Json): Contract {
         continue
       }
       let validate: ValidateFunction | undefined
-      if (hasSchema && kind === 'json') validate = compileRef(bodies, which, schemaPointer)
-      else if (hasSchema && kind === 'form') validate = compileRef(forms, 'req', schemaPointer)
+      let multipart: MultipartSpec | undefined
+      if (hasSchema && kind === 'json') {
+        validate = compileRef(bodies, which, schemaPointer)
+      } else if (hasSchema && kind === 'form') {
+        validate = compileRef(forms, 'req', schemaPointer)
+      } else if (hasSchema && kind === 'multipart') {
+        // Parts are text (coerced as form fields are), JSON or files: see multipart.ts.
+        validate = compileRef(forms, 'req', schemaPointer)
+        multipart = multipartSpec(doc, (media as Json).schema, schemaPointer, (media as Json).encoding, (at) => compileRef(bodies, 'req', at))
+      }
+      if (multipart !== undefined) {
+        out.set(key, { kind, validate, multipart })
+        continue
+      }
       out.set(key, { kind, validate })
     }
     return out

@@ -3,49 +3,18 @@
  * (test/fixtures/openapi/SOURCES.md). Valid requests reach the upstream byte for byte; every kind
  * of violation is refused with the upstream receiving nothing, and no value is echoed.
  */
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { createSigner } from 'fast-jwt'
 import { defineRoute } from 'portcullis'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
-import { startUpstream, type Upstream } from '../helpers/upstream.js'
+import { CANARY, passes, refused, send } from '../helpers/contract.js'
+import { startGateway } from '../helpers/gateway.js'
+import { startUpstream } from '../helpers/upstream.js'
 
 const API_KEY = 'contract-key-0123456789abcdef'
 const SECRET = 'contract-secret-0123456789abcdef0123456789'
 const signHs = createSigner({ key: SECRET, algorithm: 'HS256', noTimestamp: true })
 const now = (): number => Math.floor(Date.now() / 1000)
 const jwt = (scope: string): string => signHs({ sub: 'player-1', scope, iat: now(), exp: now() + 300 })
-const CANARY = 'canary-7f3a9'
-
-interface Sent { method: string, path: string, headers?: Record<string, string>, body?: string }
-
-async function send (gw: TestGateway, s: Sent): Promise<{ status: number, text: string, json: Record<string, unknown>, headers: Headers }> {
-  const res = await fetch(gw.url + s.path, { method: s.method, headers: s.headers ?? {}, ...(s.body !== undefined ? { body: s.body } : {}) })
-  const text = await res.text()
-  let json: Record<string, unknown> = {}
-  try { json = JSON.parse(text) as Record<string, unknown> } catch {}
-  return { status: res.status, text, json, headers: res.headers }
-}
-
-async function passes (t: Test, gw: TestGateway, up: Upstream, s: Sent, upstreamPath: string, what: string): Promise<void> {
-  const before = up.requests.length
-  const res = await send(gw, s)
-  t.equal(res.status, 200, `${what}: passes (${res.text.slice(0, 200)})`)
-  t.equal(up.requests.length, before + 1, `${what}: the upstream received it`)
-  const got = up.requests[up.requests.length - 1]
-  t.equal(got?.url, upstreamPath, `${what}: upstream path and query unchanged`)
-  if (s.body !== undefined) t.equal(got?.body.toString(), s.body, `${what}: upstream received the same body bytes`)
-}
-
-async function refused (t: Test, gw: TestGateway, up: Upstream, s: Sent, status: number, code: string, what: string, violation?: string): Promise<Record<string, unknown>> {
-  const before = up.requests.length
-  const res = await send(gw, s)
-  t.equal(res.status, status, `${what}: ${status}`)
-  t.equal(res.json.code, code, `${what}: ${code}`)
-  if (violation !== undefined) t.ok((res.json.violations as string[] | undefined)?.includes(violation), `${what}: names ${violation} (got ${JSON.stringify(res.json.violations)})`)
-  t.notOk(res.text.includes(CANARY), `${what}: the value is not echoed`)
-  t.equal(up.requests.length, before, `${what}: the upstream received nothing`)
-  return res.json
-}
 
 const json = { 'content-type': 'application/json' }
 
