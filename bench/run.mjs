@@ -9,12 +9,17 @@
 //
 // --paired: the targets' pairs instead, both proxies of a pair loaded at the same time on core 0
 // (see measurePair), --rounds pairs each, written to bench/results/paired.md.
+//
+// Scenarios with `tls: true` (the mTLS pair) listen on HTTPS and are loaded by bench/tls-load.mjs
+// (Node, undici) on core 1 instead of wrk, which cannot present a client certificate; the figures
+// come out in the same shape, and both scenarios of such a pair use that generator.
 import { spawn, spawnSync, execFileSync } from 'node:child_process'
-import { mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
-import { scenarios } from './scenarios.mjs'
+import { Agent, request } from 'undici'
+import { benchCerts, scenarios } from './scenarios.mjs'
 import { treeCpuTicks, treePeakRssMb } from './proc.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -43,11 +48,33 @@ async function freePort () {
   })
 }
 
-async function waitHttp (port, path = '/', seconds = 15) {
+/**
+ * One request to a scenario's proxy: plain HTTP with fetch, or for a `tls` scenario HTTPS trusting
+ * the bench CA and presenting the bench client certificate (unless `cert` is false).
+ */
+async function get (port, sc, path, opts = {}) {
+  if (sc.tls !== true) {
+    const r = await fetch(`http://127.0.0.1:${port}${path}`, opts)
+    await r.arrayBuffer()
+    return r.status
+  }
+  const c = benchCerts(root)
+  const dispatcher = new Agent({ connect: { ca: readText(c.ca), servername: 'localhost', ...(opts.cert !== false ? { cert: readText(c.clientCert), key: readText(c.clientKey) } : {}) } })
+  try {
+    const r = await request(`https://127.0.0.1:${port}${path}`, { method: opts.method ?? 'GET', headers: opts.headers ?? {}, body: opts.body, dispatcher })
+    await r.body.arrayBuffer()
+    return r.statusCode
+  } finally {
+    await dispatcher.close()
+  }
+}
+
+const readText = (file) => readFileSync(file, 'utf8')
+
+async function waitHttp (port, sc, seconds = 15) {
   for (let i = 0; i < seconds * 20; i++) {
     try {
-      const r = await fetch(`http://127.0.0.1:${port}${path}`)
-      await r.arrayBuffer()
+      await get(port, sc, sc.readyPath ?? '/')
       return
     } catch { await new Promise((resolve) => setTimeout(resolve, 50)) }
   }
@@ -82,15 +109,41 @@ function wrkArgs (port, sc, seconds) {
   return argv
 }
 
+/**
+ * bench/tls-load.mjs on core 1 for a `tls` scenario: the same connections, duration, headers and
+ * path as wrk would get, over HTTPS with the bench client certificate.
+ */
+function loadArgs (port, sc, seconds) {
+  const c = benchCerts(root)
+  const argv = ['-c', '1', process.execPath, join(root, 'bench/tls-load.mjs'), '--url', `https://127.0.0.1:${port}${sc.path ?? '/api/items'}`,
+    '--connections', String(connections), '--duration', String(seconds), '--ca', c.ca, '--cert', c.clientCert, '--key', c.clientKey]
+  for (const [k, v] of Object.entries(sc.headers ?? {})) argv.push('--header', `${k}: ${v}`)
+  return argv
+}
+
+/** The load generator's JSON line as parseWrk's figures (plus its own CPU time). */
+function parseLoad (text) {
+  const line = text.split('\n').find((l) => l.startsWith('{'))
+  if (line === undefined) return { rps: NaN, total: NaN, p50: NaN, p99: NaN, non2xx: 0, errors: text.trim() }
+  const r = JSON.parse(line)
+  const statuses = Object.entries(r.statuses).map(([status, n]) => `${n} x ${status}`).join(', ')
+  return { rps: r.rps, total: r.total, p50: r.p50, p99: r.p99, non2xx: r.non2xx, errors: [r.errors > 0 ? `${r.errors} failed requests` : '', statuses].filter(Boolean).join('; '), loadCpuShare: r.loadCpuUs / (r.seconds * 1e6) }
+}
+
+/** wrk's figures, or the load generator's for a `tls` scenario. */
+function parseRun (sc, text) {
+  return sc.tls === true ? parseLoad(text) : parseWrk(text)
+}
+
 function runWrk (port, sc, seconds) {
-  const r = spawnSync('taskset', wrkArgs(port, sc, seconds), { env: { ...process.env, ...(sc.wrkEnv ?? {}) }, encoding: 'utf8', maxBuffer: 1 << 24 })
+  const r = spawnSync('taskset', sc.tls === true ? loadArgs(port, sc, seconds) : wrkArgs(port, sc, seconds), { env: { ...process.env, ...(sc.wrkEnv ?? {}) }, encoding: 'utf8', maxBuffer: 1 << 24 })
   return r.stdout + r.stderr
 }
 
-/** wrk without blocking (paired runs load two proxies at once). */
+/** wrk (or the load generator) without blocking (paired runs load two proxies at once). */
 async function runWrkAsync (port, sc, seconds) {
   return await new Promise((resolve) => {
-    const child = spawn('taskset', wrkArgs(port, sc, seconds), { env: { ...process.env, ...(sc.wrkEnv ?? {}) }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn('taskset', sc.tls === true ? loadArgs(port, sc, seconds) : wrkArgs(port, sc, seconds), { env: { ...process.env, ...(sc.wrkEnv ?? {}) }, stdio: ['ignore', 'pipe', 'pipe'] })
     let text = ''
     child.stdout.on('data', (d) => { text += d })
     child.stderr.on('data', (d) => { text += d })
@@ -106,13 +159,11 @@ async function runChecks (port, sc) {
     const path = c.path ?? sc.path ?? '/api/items'
     let status
     try {
-      const r = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers: c.headers ?? {}, body: c.body })
-      await r.arrayBuffer()
-      status = r.status
+      status = await get(port, sc, path, { method, headers: c.headers ?? {}, body: c.body, cert: c.noCert !== true })
     } catch (err) {
       status = err.code ?? 'error'
     }
-    if (status !== c.status) failed.push(`check ${method} ${path}${c.headers?.authorization ? ' (with token)' : ''}: ${status}, expected ${c.status}`)
+    if (status !== c.status) failed.push(`check ${method} ${path}${c.headers?.authorization ? ' (with token)' : ''}${c.noCert === true ? ' (no client certificate)' : ''}: ${status}, expected ${c.status}`)
   }
   return failed
 }
@@ -122,7 +173,7 @@ async function measure (sc, upstreamPort) {
   const setup = await sc.start({ port, upstream: `http://127.0.0.1:${upstreamPort}`, upstreamPort, root, pinned })
   const target = setup.port ?? port
   try {
-    await waitHttp(target, sc.readyPath ?? '/', sc.readySeconds)
+    await waitHttp(target, sc, sc.readySeconds)
     const failedChecks = await runChecks(target, sc)
     runWrk(target, sc, warmup)
     // CPU and memory of the whole process tree: a cluster primary and its workers are one proxy.
@@ -130,7 +181,7 @@ async function measure (sc, upstreamPort) {
     const before = pid !== undefined ? treeCpuTicks(pid) : 0
     const text = runWrk(target, sc, duration)
     const after = pid !== undefined ? treeCpuTicks(pid) : 0
-    const r = parseWrk(text)
+    const r = parseRun(sc, text)
     if (!(r.total > 0)) {
       // A failed run must not drag the medians down: no figures, a note, wrk's output on stderr.
       process.stderr.write(`${sc.name}: wrk measured no requests:\n${text}\n`)
@@ -143,6 +194,7 @@ async function measure (sc, upstreamPort) {
     if (rss.processes > 1) notes.push(`${rss.processes} processes`)
     if (!(r.total > 0)) notes.push('wrk measured no requests (its output is on stderr)')
     if (r.non2xx > 0 && sc.expectNon2xx !== true) notes.push(`${r.non2xx} non-2xx`)
+    if (r.loadCpuShare > 0.9) notes.push(`load generator at ${(r.loadCpuShare * 100).toFixed(0)}% of a core (it may be the bottleneck)`)
     if (notes.length > 0) r.note = notes.join('; ')
     return r
   } finally {
@@ -166,7 +218,7 @@ async function measurePair (a, b, upstreamPort, bFirst = false) {
     }
     const failed = []
     for (const r of running) {
-      await waitHttp(r.target, r.sc.readyPath ?? '/', r.sc.readySeconds)
+      await waitHttp(r.target, r.sc, r.sc.readySeconds)
       failed.push(...await runChecks(r.target, r.sc))
     }
     await Promise.all(running.map(async (r) => await runWrkAsync(r.target, r.sc, warmup)))
@@ -174,8 +226,12 @@ async function measurePair (a, b, upstreamPort, bFirst = false) {
     const texts = await Promise.all(running.map(async (r) => await runWrkAsync(r.target, r.sc, duration)))
     const after = running.map((r) => treeCpuTicks(r.setup.pid))
     const results = running.map((r, i) => {
-      const w = parseWrk(texts[i])
-      return { ...w, cpuUsPerReq: w.total > 0 ? ((after[i] - before[i]) * TICK_US) / w.total : NaN, note: failed.join('; ') }
+      const w = parseRun(r.sc, texts[i])
+      const notes = [...failed]
+      if (w.non2xx > 0) notes.push(`${r.sc.name}: ${w.non2xx} non-2xx`)
+      if (w.errors) notes.push(`${r.sc.name}: ${w.errors}`)
+      if (w.loadCpuShare > 0.45) notes.push(`${r.sc.name}: load generator at ${(w.loadCpuShare * 100).toFixed(0)}% of core 1 (it may be the bottleneck)`)
+      return { ...w, cpuUsPerReq: w.total > 0 ? ((after[i] - before[i]) * TICK_US) / w.total : NaN, note: notes.join('; ') }
     })
     return bFirst ? results.reverse() : results
   } finally {
@@ -203,6 +259,11 @@ const TARGETS = [
   { a: 'fastify-prefixes-1000', b: 'fastify-prefixes-1', metric: 'rps', what: 'Fastify answering itself, 1,000 prefixes req/s / 1 prefix req/s (what the router and per-prefix contexts cost: the floor of the row above)', target: '(reported)' },
   { a: 'fastify-flat-1000', b: 'fastify-flat-1', metric: 'rps', what: 'The same with every route on the root context (no plugin per prefix): the router and route contexts alone', target: '(reported)' },
   { a: 'portcullis-apikey-1m', b: 'portcullis-apikey-10', metric: 'rps', what: 'Portcullis API keys: 1,000,000 keys req/s / 10 keys req/s, requests spread over all keys (flat)', target: '1.00 ± 0.05', ok: (v) => Math.abs(v - 1) <= 0.05 },
+  // What each auth strategy costs against a JWT (HS256) on the same proxy-only chain.
+  { a: 'portcullis-apikey-10', b: 'portcullis-jwt', metric: 'rps', what: 'apiKey req/s / portcullis-jwt req/s (10 keys, requests spread over them)', target: '(reported)' },
+  { a: 'portcullis-introspection', b: 'portcullis-jwt', metric: 'rps', what: 'introspection req/s / portcullis-jwt req/s (cache hit: the steady state)', target: '(reported)' },
+  { a: 'portcullis-forwardauth', b: 'portcullis-jwt', metric: 'rps', what: 'forwardAuth req/s / portcullis-jwt req/s (no cache: one call to the service per request)', target: '(reported)' },
+  { a: 'portcullis-mtls', b: 'portcullis-tls-jwt', metric: 'rps', what: 'mtls req/s / portcullis-tls-jwt req/s (both HTTPS, same client certificate, Node load generator bench/tls-load.mjs)', target: '(reported)' },
   { a: 'portcullis-proxy-metrics', b: 'portcullis-proxy', metric: 'rps', what: 'Portcullis (1) with metrics req/s / without (cost of metrics)', target: '≥ 0.95', ok: (v) => v >= 0.95 },
   { a: 'portcullis-jwt-rl-redis-2w', b: 'portcullis-jwt-rl-redis-1w-unpinned', metric: 'rps', what: 'WORKERS=2 req/s / one process, both unpinned (scaling)', target: '> 1.00', ok: (v) => v > 1 }
 ]
@@ -295,7 +356,7 @@ async function paired (upstreamPort) {
     for (const [ra, rb] of measured.get(key)) {
       rps.push(t.metric === 'p99' ? ra.p99 / rb.p99 : t.metric === 'cpu' ? ra.cpuUsPerReq / rb.cpuUsPerReq : ra.rps / rb.rps)
       cpu.push(t.metric === 'rps' ? rb.cpuUsPerReq / ra.cpuUsPerReq : NaN)
-      if (ra.note) notes.add(ra.note)
+      for (const note of [ra.note, rb.note]) for (const part of note ? note.split('; ') : []) notes.add(part)
     }
     const v = median(rps)
     const status = !Number.isFinite(v) ? 'no data' : t.ok === undefined ? 'reported' : t.ok(v) ? 'met' : 'missed'
@@ -306,6 +367,7 @@ async function paired (upstreamPort) {
     '',
     `Each target's two proxies pinned to core 0 together, each loaded by its own wrk -t1 -c${connections} on core 1 (beside the upstream), ${warmup} s warm-up then ${duration} s measured at the same time; ${rounds} pairs per target, the second of the two started first in every other pair (the one started first came out 2-3% ahead).`,
     'The kernel splits core 0 between them, so the machine\'s drift hits both alike: ratio = req/s (or p99 latency, or CPU µs/request for the `cpu` goals) of the first over the second in the same seconds.',
+    ...(targets.some((t) => scenarios.find((s) => s.name === t.a)?.tls === true) ? ['HTTPS pairs (the mTLS row) are loaded by bench/tls-load.mjs (Node, undici, the same connections, pinned to core 1) instead of wrk, on both sides.'] : []),
     '',
     '| target | goal | median ratio | each pair | same from CPU µs/req | | notes |',
     '|---|---|---:|---|---:|---|---|',
@@ -326,7 +388,7 @@ async function main () {
 
   const upstreamPort = await freePort()
   const upstream = pinned(1, process.execPath, [join(root, 'bench/servers/upstream.mjs')], { PORT: String(upstreamPort) })
-  await waitHttp(upstreamPort)
+  await waitHttp(upstreamPort, {})
   if (args.paired === 'true') {
     try {
       const lines = await paired(upstreamPort)

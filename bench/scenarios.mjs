@@ -1,10 +1,14 @@
 // Benchmark scenarios: each starts one proxy on `port` in front of the shared upstream.
 //
 // A scenario: { name, title, start(ctx) => { pid, stop, port? }, headers?, path?, lua?, wrkEnv?,
-// readyPath?, needs?, checks? }. `checks` are requests sent once before the warm-up
-// ({ method?, path?, headers?, body?, status }); a mismatch is reported in the notes column.
-// The order of this list is the order of the results table.
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+// readyPath?, needs?, checks?, tls? }. `checks` are requests sent once before the warm-up
+// ({ method?, path?, headers?, body?, status, noCert? }); a mismatch is reported in the notes column.
+// `tls: true`: the proxy listens on HTTPS with the bench certificates (benchCerts) and is loaded
+// by bench/tls-load.mjs instead of wrk, presenting the bench client certificate (see the mTLS
+// scenarios below). The order of this list is the order of the results table.
+import { execFileSync } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { createHmac } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
@@ -13,6 +17,8 @@ import { descendants } from './proc.mjs'
 export const BENCH_JWT_SECRET = 'bench-secret-0123456789abcdef0123456789abcdef'
 export const BENCH_API_KEY = 'bench-key-0123456789abcdef'
 export const NGINX = '/usr/sbin/nginx'
+/** The opaque bearer token of the introspection and forward-auth scenarios (not shaped like a JWT). */
+export const BENCH_OPAQUE_TOKEN = 'bench-opaque-7Hq2Zr9Lk4XwPc3Vn8Jd'
 
 /** An HS256 token valid for a day (built here so the bench needs no extra package). */
 export function benchToken (claims = {}) {
@@ -109,6 +115,80 @@ function nodeScript (script, env = {}) {
   }
 }
 
+async function freePort () {
+  return await new Promise((resolve) => {
+    const s = createServer()
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)) })
+  })
+}
+
+/**
+ * bench/servers/auth-stub.mjs (the introspection endpoint and forward-auth service) on core 1,
+ * beside the upstream and wrk: an external service, not part of the proxy under test.
+ */
+async function authStub (root, pinned) {
+  const port = await freePort()
+  const child = pinned(1, process.execPath, [join(root, 'bench/servers/auth-stub.mjs')], { PORT: String(port), BENCH_TOKEN: BENCH_OPAQUE_TOKEN })
+  for (let i = 0; i < 300; i++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/ready`)
+      await r.arrayBuffer()
+      return { url: `http://127.0.0.1:${port}`, stop: stopper(child) }
+    } catch { await new Promise((resolve) => setTimeout(resolve, 50)) }
+  }
+  await stopper(child)()
+  throw new Error('bench/servers/auth-stub.mjs never answered')
+}
+
+/** Portcullis (1) with `route`, beside an auth stub whose base URL `env(url)` turns into variables. */
+function portcullisWithAuthStub (name, route, env) {
+  return async (ctx) => {
+    const stub = await authStub(ctx.root, ctx.pinned)
+    try {
+      const gw = await portcullis(name, route, env(stub.url))(ctx)
+      return { pid: gw.pid, stop: async () => { await gw.stop(); await stub.stop() } }
+    } catch (err) {
+      await stub.stop()
+      throw err
+    }
+  }
+}
+
+let certs
+/**
+ * The TLS files of the mTLS pair, made once per run with the openssl CLI under bench/.routes/tls:
+ * a CA (P-256), a server certificate for localhost/127.0.0.1 and a client certificate (CN
+ * bench-client), both issued by it.
+ */
+export function benchCerts (root) {
+  const dir = join(root, 'bench/.routes/tls')
+  if (certs !== undefined && existsSync(certs.ca)) return certs
+  mkdirSync(dir, { recursive: true })
+  const f = (name) => join(dir, name)
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  const run = (args) => execFileSync('openssl', args, { stdio: 'ignore' })
+  run(['req', '-x509', ...ec, '-subj', '/CN=Bench CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-days', '2', '-keyout', f('ca.key'), '-out', f('ca.pem')])
+  for (const [name, cn, ext] of [['server', 'localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth'], ['client', 'bench-client', 'extendedKeyUsage=clientAuth']]) {
+    writeFileSync(f(`${name}.ext`), `basicConstraints=CA:FALSE\n${ext}\n`)
+    run(['req', '-new', ...ec, '-subj', `/CN=${cn}`, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`)])
+    run(['x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f(`${name}.ext`), '-out', f(`${name}.pem`)])
+  }
+  certs = { ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') }
+  return certs
+}
+
+/**
+ * Portcullis (1) on HTTPS with `route`: the bench server certificate, and the bench CA as
+ * TLS_CLIENT_CA_FILE (request mode), so both scenarios of the mTLS pair make the same handshake
+ * with the same client certificate; only the route's strategy differs.
+ */
+function portcullisTls (name, route, env = {}) {
+  return async (ctx) => {
+    const c = benchCerts(ctx.root)
+    return await portcullis(name, route, { TLS_CERT_FILE: c.serverCert, TLS_KEY_FILE: c.serverKey, TLS_CLIENT_CA_FILE: c.ca, ...env })(ctx)
+  }
+}
+
 /**
  * nginx in the foreground as one process (master_process off: the pid is the worker, so its CPU
  * time is the proxy's), config, pid, lock and temp files under bench/.nginx/<port>/.
@@ -160,6 +240,12 @@ const off = { auth: false, rateLimit: false, inspect: false }
 const jwtRl = { auth: { strategies: ['jwt'] }, rateLimit: { max: 100000000, timeWindow: '1 minute' }, inspect: false }
 const jwtOnly = { ...jwtRl, rateLimit: false }
 const apiKeyOnly = { ...off, auth: { strategies: ['apiKey'] } }
+const introspectionOnly = { ...off, auth: { strategies: ['introspection'] } }
+const forwardAuthOnly = { ...off, auth: { strategies: ['forwardAuth'] } }
+const mtlsOnly = { ...off, auth: { strategies: ['mtls'] } }
+const opaque = () => ({ authorization: `Bearer ${BENCH_OPAQUE_TOKEN}` })
+/** Policy checks for the opaque-token scenarios: 401 without a token or with another, 200 with it. */
+const opaqueChecks = [{ status: 401 }, { status: 401, headers: { authorization: `Bearer ${BENCH_OPAQUE_TOKEN}x` } }, { status: 200, headers: opaque() }]
 const rlOnly = { ...off, rateLimit: { max: 100000000, timeWindow: '1 minute' } }
 const jwtRlInspect = { ...jwtRl, inspect: { mode: 'block' } }
 const jwtRlInspectBody = { ...jwtRl, inspect: { mode: 'block', body: true } }
@@ -345,6 +431,50 @@ export const scenarios = [
     lua: 'api-keys.lua',
     wrkEnv: { KEYS: '1000000' },
     checks: [{ status: 401 }, { status: 401, headers: { 'x-api-key': `${apiKey(999_999)}x` } }, { status: 200, headers: { 'x-api-key': apiKey(999_999) } }]
+  },
+  // The cost of each auth strategy, each against portcullis-jwt (the TARGETS rows "... / JWT"):
+  // the same proxy-only chain (no rate limit, no inspection), one credential per request.
+  {
+    name: 'portcullis-introspection',
+    title: 'Portcullis (1) + token introspection (RFC 7662 stub on core 1; steady state = cache hit, one call per token and TTL)',
+    start: portcullisWithAuthStub('introspection', introspectionOnly, (url) => ({
+      INTROSPECTION_URL: `${url}/introspect`,
+      INTROSPECTION_CLIENT_ID: 'bench-gateway',
+      INTROSPECTION_CLIENT_SECRET: 'bench-introspection-Wq8Lz3Rk5Tn9Vb2Hx6Pj'
+    })),
+    headers: opaque(),
+    readyPath: '/healthz',
+    checks: opaqueChecks
+  },
+  {
+    name: 'portcullis-forwardauth',
+    title: 'Portcullis (1) + forward auth (stub service on core 1; no cache: one call per request)',
+    start: portcullisWithAuthStub('forwardauth', forwardAuthOnly, (url) => ({ FORWARD_AUTH_URL: `${url}/check` })),
+    headers: opaque(),
+    readyPath: '/healthz',
+    checks: opaqueChecks
+  },
+  // The mTLS pair. wrk cannot present a client certificate, so both scenarios are loaded by
+  // bench/tls-load.mjs (undici, 50 keep-alive connections, pinned to core 1 like wrk) over the
+  // same HTTPS listener setup, presenting the same client certificate: the ratio is what the
+  // mtls strategy costs per request against a JWT on the same TLS connections (handshakes happen
+  // once per connection). Their req/s are not comparable with the wrk rows.
+  {
+    name: 'portcullis-tls-jwt',
+    title: 'Portcullis (1) + JWT HS256 over TLS, client certificate presented but unused (Node load generator)',
+    start: portcullisTls('tlsjwt', jwtOnly),
+    tls: true,
+    headers: bearer(),
+    readyPath: '/healthz',
+    checks: jwtChecks()
+  },
+  {
+    name: 'portcullis-mtls',
+    title: 'Portcullis (1) + mTLS client certificate (TLS_CLIENT_CA_FILE, subject CN) over TLS (Node load generator)',
+    start: portcullisTls('mtls', mtlsOnly),
+    tls: true,
+    readyPath: '/healthz',
+    checks: [{ status: 401, noCert: true }, { status: 200 }]
   },
   {
     name: 'bare-http-proxy-1000',

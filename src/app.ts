@@ -6,8 +6,8 @@
  * it in that order, then the routes. Its table (order, phases, route `config` keys) is generated
  * into docs/reference/chain.md.
  */
-import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
+import type { SecureContextOptions } from 'node:tls'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import type { GatewayConfig } from './config.js'
@@ -19,6 +19,7 @@ import { isRoutePlugin, missingVariableProblems } from './route.js'
 import { DEFAULT_ROUTES_DIR, loadRouteModules } from './route-loader.js'
 import { genRequestId, REDACT_PATHS, redactUrl } from '../plugins/observability/index.js'
 import { GATEWAY_CHAIN } from './chain.js'
+import { readServerSecureContext } from './server-tls.js'
 
 export { DEFAULT_ROUTES_DIR } from './route-loader.js'
 
@@ -95,18 +96,16 @@ function gatewayFrameworkErrors (err: FastifyError, request: FastifyRequest, rep
 }
 
 /**
- * TLS options asking clients for a certificate (TLS_CLIENT_CA_FILE). In `request` mode the
- * handshake never fails for want of a valid one (`rejectUnauthorized: false`): the `mtls` strategy
- * reads the socket's verdict and answers 401 with the gateway's body on the routes that need it.
+ * TLS options of the listener: the secure context read from the files (server-tls.ts: the
+ * certificate, and with TLS_CLIENT_CA_FILE the client CA bundle and CRLs), and whether to ask
+ * clients for a certificate. In `request` mode the handshake never fails for want of a valid one
+ * (`rejectUnauthorized: false`): the `mtls` strategy reads the socket's verdict and answers 401
+ * with the gateway's body on the routes that need it.
  */
-function clientCertOptions (tls: NonNullable<GatewayConfig['tls']>): { ca?: Buffer, crl?: Buffer, requestCert?: boolean, rejectUnauthorized?: boolean } {
-  if (tls.clientCaFile === undefined) return {}
-  return {
-    ca: readFileSync(tls.clientCaFile),
-    ...(tls.clientCrlFile !== undefined ? { crl: readFileSync(tls.clientCrlFile) } : {}),
-    requestCert: true,
-    rejectUnauthorized: tls.clientCertMode === 'require'
-  }
+function tlsOptions (tls: NonNullable<GatewayConfig['tls']>): SecureContextOptions & { requestCert?: boolean, rejectUnauthorized?: boolean } {
+  const { options } = readServerSecureContext(tls)
+  if (tls.clientCaFile === undefined) return options
+  return { ...options, requestCert: true, rejectUnauthorized: tls.clientCertMode === 'require' }
 }
 
 /** Fastify server options for the gateway: bounded headers, bodies and time (slowloris). */
@@ -130,7 +129,7 @@ export function serverOptions (config: GatewayConfig): FastifyServerOptions {
     frameworkErrors: gatewayFrameworkErrors
   }
   if (config.tls !== undefined) {
-    const https = { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' as const, connectionsCheckingInterval: DEADLINE_CHECK_MS, requireHostHeader: false, ...clientCertOptions(config.tls) }
+    const https = { ...tlsOptions(config.tls), connectionsCheckingInterval: DEADLINE_CHECK_MS, requireHostHeader: false }
     if (config.tls.http2) return { ...base, http2: true, https: { ...https, allowHTTP1: true } } as FastifyServerOptions
     return { ...base, https } as FastifyServerOptions
   }

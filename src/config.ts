@@ -25,6 +25,7 @@ import { DEMO_UPSTREAM_DEFAULT_PORT, EMPTY_MEANS_UNSET, EnvSchema, type ApiKeyEn
 import { unknownVariableWarnings } from './env-names.js'
 import { ConfigError } from '../lib/errors.js'
 import { readText } from '../lib/files.js'
+import { readClientCa } from './server-tls.js'
 import { PUBLISHED_PLACEHOLDERS, SECRETS_COMMAND, weakSecretReason } from './secrets.js'
 
 export { DEMO_UPSTREAM_DEFAULT_PORT, ENV_SECTIONS, EMPTY_MEANS_UNSET, EnvSchema, GatewayConfigSchema } from './config-schema.js'
@@ -340,42 +341,11 @@ function tlsProblems (certFile: string, keyFile: string, p: Problems): void {
 
 /**
  * TLS_CLIENT_CA_FILE (and TLS_CLIENT_CRL_FILE): PEM certificates (and CRLs) that Node's TLS
- * accepts as `ca` (and `crl`).
+ * accepts as `ca` (and `crl`); the same check as every reload of them (server-tls.ts).
  */
 function clientCaProblems (caFile: string, crlFile: string | undefined, p: Problems): void {
-  let ca: string
-  try {
-    ca = readText(caFile)
-  } catch {
-    p.add('TLS_CLIENT_CA_FILE', 'cannot be read')
-    return
-  }
-  if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
-    p.add('TLS_CLIENT_CA_FILE', 'no PEM certificate in the file')
-    return
-  }
-  try {
-    createSecureContext({ ca })
-  } catch {
-    p.add('TLS_CLIENT_CA_FILE', 'not a usable PEM certificate bundle')
-    return
-  }
-  if (crlFile === undefined) return
-  let crl: string
-  try {
-    crl = readText(crlFile)
-  } catch {
-    p.add('TLS_CLIENT_CRL_FILE', 'cannot be read')
-    return
-  }
-  if (!crl.includes('-----BEGIN X509 CRL-----')) p.add('TLS_CLIENT_CRL_FILE', 'no PEM CRL (-----BEGIN X509 CRL-----) in the file')
-  else {
-    try {
-      createSecureContext({ ca, crl })
-    } catch {
-      p.add('TLS_CLIENT_CRL_FILE', 'not a usable PEM certificate revocation list')
-    }
-  }
+  const read = readClientCa(caFile, crlFile)
+  if (Array.isArray(read)) for (const problem of read) p.add(problem.variable, problem.message)
 }
 
 /** Step 3: reads and checks every file a variable names (keys, PEM, the routes folder). */

@@ -10,7 +10,8 @@
  * and WebSocket connections and is closed once the last has ended.
  *
  * Per-server settings (port, timeouts, client-error answers, PROXY protocol, TLS on plain HTTP)
- * belong to the server and do not change; the TLS certificate does (`setSecureContext`).
+ * belong to the server and do not change; its TLS credentials do (`setSecureContext`: the
+ * certificate and key, the client CA bundle and CRL; src/server-tls.ts).
  */
 import { EventEmitter } from 'node:events'
 import type { Server } from 'node:http'

@@ -6,12 +6,14 @@
  * On SIGTERM/SIGINT: /readyz turns 503 and responses carry `connection: close`; the listener
  * keeps accepting for DRAIN_DELAY_MS (default 0) so balancers polling /readyz stop sending
  * first; then it stops accepting, idle keep-alive connections close, in-flight requests finish,
- * and the process exits within DRAIN_TIMEOUT_MS more. On SIGHUP: API_KEYS_FILE is re-read.
+ * and the process exits within DRAIN_TIMEOUT_MS more. On SIGHUP: the configuration is reloaded
+ * (src/reload.ts), API_KEYS_FILE, the TLS certificate, TLS_CLIENT_CA_FILE and TLS_CLIENT_CRL_FILE
+ * included; the client CA bundle and CRL are also re-read when their folder changes (server-tls.ts).
  */
 import cluster from 'node:cluster'
-import { existsSync, readFileSync, realpathSync } from 'node:fs'
+import { existsSync, realpathSync } from 'node:fs'
 import type { Server } from 'node:http'
-import { createSecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls'
+import type { Server as TlsServer } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
@@ -24,6 +26,7 @@ import { ConfigError } from '../lib/errors.js'
 import { registeredRoutes } from './route.js'
 import { riskWarnings } from './risks.js'
 import { GenerationSwitch, type ReloadOutcome } from './reload.js'
+import { readServerSecureContext, ServerTlsContext, type ServerSecureContext } from './server-tls.js'
 
 export type { ReloadOutcome } from './reload.js'
 
@@ -164,12 +167,23 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
   if (printsStartupHints()) printRoutes(app, config, url)
   if (destination !== undefined) flushLog(destination)
   const generations = new GenerationSwitch(app.server, app)
+  // The listener's secure context, replaced by reloads; the client CA and CRL also on file changes.
+  let credentials: ServerTlsContext | undefined
+  if (config.tls !== undefined) {
+    try {
+      credentials = new ServerTlsContext(app.server as unknown as TlsServer, config.tls, readServerSecureContext(config.tls), () => generations.app.log)
+    } catch (err) {
+      await app.close()
+      throw err
+    }
+    credentials.watch()
+  }
   let current = config
   let reloading: Promise<ReloadOutcome> | undefined
   let again = false
 
   /** Builds the next configuration; problems are returned, nothing changes until it is ready. */
-  async function build (version: number): Promise<ReloadOutcome & { app?: FastifyInstance, config?: GatewayConfig, tls?: SecureContextOptions }> {
+  async function build (version: number): Promise<ReloadOutcome & { app?: FastifyInstance, config?: GatewayConfig, tls?: ServerSecureContext }> {
     let next: GatewayConfig
     try {
       next = loadConfig(env)
@@ -179,13 +193,13 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
       return { ok: false, problems: problemsOf(err) }
     }
     const restartOnly = restartOnlyChanges(config, next)
-    let tls: SecureContextOptions | undefined
+    let tls: ServerSecureContext | undefined
     if (next.tls !== undefined && restartOnly.length === 0) {
       try {
-        tls = { cert: readFileSync(next.tls.certFile), key: readFileSync(next.tls.keyFile), minVersion: 'TLSv1.2' }
-        createSecureContext(tls)
+        // Every TLS file afresh: the certificate and key, the client CA bundle and the CRLs.
+        tls = readServerSecureContext(next.tls)
       } catch (err) {
-        return { ok: false, problems: [`TLS_CERT_FILE/TLS_KEY_FILE: ${(err as Error).message}`] }
+        return { ok: false, problems: [(err as Error).message] }
       }
     }
     if (restartOnly.length > 0) return { ok: false, problems: restartOnly }
@@ -213,9 +227,11 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
     const built = await build(version)
     if (!built.ok || built.app === undefined || built.config === undefined) {
       log.warn({ problems: built.problems }, `configuration reload refused, the running configuration keeps serving: ${built.problems.join('; ')}`)
+      // A revocation must not wait for a good configuration: the client CA and CRL are re-read on their own.
+      credentials?.reloadClientCa()
       return { ok: false, problems: built.problems }
     }
-    if (built.tls !== undefined) (generations.app.server as unknown as TlsServer).setSecureContext(built.tls)
+    if (built.tls !== undefined) credentials?.use(built.tls)
     const previous = generations.app
     generations.swap(built.app)
     current = built.config
@@ -226,7 +242,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
       built.app.log[built.config.production ? 'warn' : 'debug']({ risk: risk.id }, `configuration warning: ${risk.source}: ${risk.message}; ${risk.fix}`)
     }
     const routes = built.app.portcullisProxy.routes.map((r) => r.prefix)
-    built.app.log.info({ generation: version, routes, ms: Math.round(performance.now() - started) }, `configuration reloaded (${routes.length} routes${built.tls !== undefined ? ', TLS certificate' : ''})`)
+    built.app.log.info({ generation: version, routes, ms: Math.round(performance.now() - started) }, `configuration reloaded (${routes.length} routes${built.tls !== undefined ? `, TLS certificate${built.config.tls?.clientCaFile !== undefined ? ', client CA and CRL' : ''}` : ''})`)
     if (destination !== undefined) flushLog(destination)
     return { ok: true, problems: [] }
   }
@@ -255,6 +271,7 @@ export async function start (env: NodeJS.ProcessEnv = process.env): Promise<Runn
     url,
     reload,
     async close () {
+      credentials?.close()
       const serving = generations.app
       serving.portcullisState.draining = true
       if (config.drainDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, config.drainDelayMs))
@@ -285,6 +302,9 @@ function restartOnlyChanges (running: GatewayConfig, next: GatewayConfig): strin
   if (running.proxyProtocol !== next.proxyProtocol) changed.push('PROXY_PROTOCOL')
   if (!same(running.admin, next.admin)) changed.push('ADMIN_PORT/ADMIN_HOST/INSTANCE_ID')
   if (running.workers !== next.workers) changed.push('WORKERS')
+  if (running.tls?.clientCaFile !== next.tls?.clientCaFile || running.tls?.clientCrlFile !== next.tls?.clientCrlFile || running.tls?.clientCertMode !== next.tls?.clientCertMode) {
+    changed.push('TLS_CLIENT_CA_FILE/TLS_CLIENT_CRL_FILE/TLS_CLIENT_CERT_MODE (which files; their contents do reload)')
+  }
   if (running.requestTimeoutMs !== next.requestTimeoutMs || running.keepAliveTimeoutMs !== next.keepAliveTimeoutMs || running.headersTimeoutMs !== next.headersTimeoutMs) changed.push('server timeouts')
   return changed.map((what) => `${what}: changed; a reload cannot apply it (restart the gateway)`)
 }

@@ -11,7 +11,9 @@
  * certificate verified by the TLS layer (`mtls`, mtls.ts). A bearer token goes to `jwt` when it
  * is shaped like a JWT (three base64url parts, a JSON object header) and the route accepts `jwt`;
  * otherwise to `introspection` (introspection.ts). `forwardAuth` (forward-auth.ts) runs last,
- * only when still needed. API keys carry optional scopes and an expiry; `apiKeysFile` is re-read
+ * only when still needed. A WebSocket handshake's `bearerProtocol` token offer
+ * (lib/upgrade-credential.ts) counts as `Authorization: Bearer`, for the forward-auth service too.
+ * API keys carry optional scopes and an expiry; `apiKeysFile` is re-read
  * by `reloadApiKeys()` and on changes (api-keys-reload.ts).
  * Errors: GW_AUTH_UNAUTHORIZED (401 + WWW-Authenticate: Bearer, or ClientCert where only a
  * certificate is accepted), GW_AUTH_FORBIDDEN (403; for a bearer token with the RFC 6750
@@ -387,6 +389,19 @@ function forbid (request: FastifyRequest, reply: FastifyReply, policy: CompiledP
 
 type Outcome = Consumer | AuthFailure | undefined
 
+/**
+ * The client headers the forward-auth service may be shown. A WebSocket handshake's token from
+ * its subprotocol offers (`bearerProtocol`: browsers cannot set headers on a handshake) is shown
+ * as `Authorization: Bearer`, as the jwt and introspection strategies read it; with an
+ * `Authorization` header as well, the credential is ambiguous and refused.
+ */
+function forwardAuthHeaders (request: FastifyRequest, reply: FastifyReply, policy: CompiledPolicy): FastifyRequest['headers'] {
+  const offered = request[kUpgradeBearer]
+  if (offered === undefined) return request.headers
+  if (request.headers.authorization !== undefined) reject(request, reply, policy, new AuthFailure('duplicate_header', true))
+  return { ...request.headers, authorization: `Bearer ${offered}` }
+}
+
 function makeHook (engine: Authenticator, policy: CompiledPolicy): onRequestHookHandler {
   const identityHeaders = policy.forwardAuth ? (engine.forwardAuth as ForwardAuthClient).identityHeaders : []
   const authOnRequest = async function authOnRequest (request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -411,7 +426,7 @@ function makeHook (engine: Authenticator, policy: CompiledPolicy): onRequestHook
     for (const r of results.values()) if (r instanceof AuthFailure) reject(request, reply, policy, r)
     let consumer: Consumer | undefined
     if (policy.forwardAuth && (policy.all || !policy.order.some((s) => results.get(s) !== undefined))) {
-      const decision = await (engine.forwardAuth as ForwardAuthClient).decide(request, request.headers)
+      const decision = await (engine.forwardAuth as ForwardAuthClient).decide(request, forwardAuthHeaders(request, reply, policy))
       if (decision === 'forbidden') forbid(request, reply, policy, undefined, undefined)
       if (decision instanceof AuthFailure) reject(request, reply, policy, decision)
       results.set('forwardAuth', decision)

@@ -7,7 +7,8 @@
  * - the handshake is checked (RFC 6455 4.2.1) and the route's Origin allow-list applied
  *   (RFC 6455 10.2, cross-site WebSocket hijacking): 400 / 403 and the upstream receives nothing;
  * - the upstream handshake is made first, with the client's end-to-end headers (Origin, Cookie,
- *   User-Agent, subprotocols...) and the gateway's own (x-forwarded-*, x-consumer-*, x-request-id),
+ *   User-Agent, subprotocols...) and the gateway's own (x-forwarded-*, x-consumer-* and a
+ *   forward-auth service's identity headers, x-request-id: headers.ts, as for any request),
  *   never hop-by-hop headers, the API key or Authorization;
  * - only when the upstream has answered 101 does the client get its 101, with the subprotocol the
  *   upstream chose; an upstream refusal (4xx/5xx) is passed on with its WWW-Authenticate and a
