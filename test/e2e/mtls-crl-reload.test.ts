@@ -14,7 +14,7 @@ import { connect, type TLSSocket } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { Agent, request } from 'undici'
 import { makeCa, type TestCert } from '../helpers/certs.js'
-import { runGateway, type GatewayProcess } from '../helpers/process.js'
+import { countLines, runGateway, sighup } from '../helpers/process.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitFor } from '../helpers/wait-for.js'
 
@@ -57,18 +57,6 @@ function secretVolume (t: Test): { dir: string, publish: (files: { ca: string, c
     return join(dir, name)
   }
   return { dir, publish }
-}
-
-function count (p: GatewayProcess, text: string): number {
-  return p.out().split('\n').filter((line) => line.includes(text)).length
-}
-
-/** Sends SIGHUP and waits for the reload's outcome line. */
-async function sighup (p: GatewayProcess): Promise<'reloaded' | 'refused'> {
-  const done = count(p, 'configuration reloaded')
-  const refused = count(p, 'configuration reload refused')
-  p.child.kill('SIGHUP')
-  return await waitFor(() => count(p, 'configuration reloaded') > done ? 'reloaded' : count(p, 'configuration reload refused') > refused ? 'refused' : undefined, { message: 'reload outcome logged' })
 }
 
 /** The status of one request on a NEW TLS connection presenting `cert`. */
@@ -176,19 +164,19 @@ t.test('a revoked client certificate is refused on new connections after SIGHUP,
 
   // A file change, no signal: a Kubernetes-style swap of `..data` to a new version folder, with
   // carol revoked and a second CA (and its CRL, in the same file) added.
-  const loaded = count(p, 'client CA and CRL reloaded')
+  const loaded = countLines(p, 'client CA and CRL reloaded')
   const revokedCarol = readFileSync(ca.revoke(carol), 'utf8')
   volume.publish({ ca: ca.cert + otherCa.cert, crl: revokedCarol + readFileSync(otherCa.crl(), 'utf8') })
-  await waitFor(() => count(p, 'client CA and CRL reloaded') > loaded, { message: 'the folder change re-read the CRL' })
+  await waitFor(() => countLines(p, 'client CA and CRL reloaded') > loaded, { message: 'the folder change re-read the CRL' })
   t.equal(await fresh(url, carol), 401, 'the file change: carol is refused')
   t.equal(await fresh(url, dave), 200, 'the new bundle\'s second CA is trusted, checked against its own CRL')
   t.equal(await fresh(url, eve), 401)
   t.equal(await fresh(url, alice), 200)
 
   // An unparsable CRL: the ones in use stay, with a warn line; no crash, no fail-open.
-  const failed = count(p, 'client CA and CRL not reloaded')
+  const failed = countLines(p, 'client CA and CRL not reloaded')
   volume.publish({ ca: ca.cert, crl: '-----BEGIN X509 CRL-----\nbm90IGEgcmV2b2NhdGlvbiBsaXN0\n-----END X509 CRL-----\n' })
-  await waitFor(() => count(p, 'client CA and CRL not reloaded') > failed, { message: 'the bad CRL refused' })
+  await waitFor(() => countLines(p, 'client CA and CRL not reloaded') > failed, { message: 'the bad CRL refused' })
   const warning = JSON.parse(p.out().split('\n').filter((line) => line.includes('client CA and CRL not reloaded')).at(-1) ?? '{}') as Record<string, unknown>
   t.match(warning, { level: 40, problems: ['TLS_CLIENT_CRL_FILE: not a usable PEM certificate revocation list'] })
   t.equal(await fresh(url, carol), 401, 'the CRL in use still refuses carol')

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url'
 import { Agent, request } from 'undici'
 import WebSocket, { WebSocketServer } from 'ws'
 import { makeCert } from '../helpers/certs.js'
-import { runGateway, type GatewayProcess } from '../helpers/process.js'
+import { countLines, runGateway, sighup, type GatewayProcess } from '../helpers/process.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { waitFor } from '../helpers/wait-for.js'
 
@@ -44,18 +44,6 @@ async function listening (p: GatewayProcess): Promise<string> {
     if (p.child.exitCode !== null) throw new Error(`gateway exited: ${p.out()} ${p.err()}`)
     return /Server listening at (https?:\/\/127\.0\.0\.1:\d+)/.exec(p.out())?.[1]
   }, { message: 'gateway listening' })
-}
-
-function count (p: GatewayProcess, text: string): number {
-  return p.out().split('\n').filter((line) => line.includes(text)).length
-}
-
-/** Sends SIGHUP and waits for the reload's outcome line (reloaded, or refused). */
-async function sighup (p: GatewayProcess): Promise<'reloaded' | 'refused'> {
-  const done = count(p, 'configuration reloaded')
-  const refused = count(p, 'configuration reload refused')
-  p.child.kill('SIGHUP')
-  return await waitFor(() => count(p, 'configuration reloaded') > done ? 'reloaded' : count(p, 'configuration reload refused') > refused ? 'refused' : undefined, { message: 'reload outcome logged' })
 }
 
 async function get (url: string): Promise<{ status: number, body: string }> {
@@ -209,10 +197,10 @@ t.test('WORKERS=2: SIGHUP to the primary reloads every worker', async (t) => {
   route(dir, 'a.mjs', `{ prefix: '/a', upstream: '${one.url}', auth: false }`)
   const p = start(t, { ROUTES_DIR: dir, WORKERS: '2' })
   const url = await listening(p)
-  await waitFor(() => count(p, 'Server listening at') === 2, { message: 'both workers listening' })
+  await waitFor(() => countLines(p, 'Server listening at') === 2, { message: 'both workers listening' })
   route(dir, 'a.mjs', `{ prefix: '/a', upstream: '${two.url}', auth: false }`)
   p.child.kill('SIGHUP')
-  await waitFor(() => count(p, 'configuration reloaded') === 2, { message: 'both workers reloaded' })
+  await waitFor(() => countLines(p, 'configuration reloaded') === 2, { message: 'both workers reloaded' })
   for (let i = 0; i < 6; i++) {
     const res = await request(`${url}/a/x`, { reset: true })
     t.equal(await res.body.text(), 'two', 'every worker serves the new route')

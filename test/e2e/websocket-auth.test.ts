@@ -9,12 +9,13 @@
 import t, { type Test } from 'tap'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import WebSocket, { WebSocketServer, type ClientOptions } from 'ws'
+import WebSocket, { type ClientOptions } from 'ws'
 import { createSigner } from 'fast-jwt'
 import { defineRoute } from 'portcullis'
 import { startGateway } from '../helpers/gateway.js'
 import { closedPort } from '../helpers/upstream.js'
 import { makeCa } from '../helpers/certs.js'
+import { wsUpstream } from '../helpers/ws-upstream.js'
 
 const ORIGIN = 'https://app.example.com'
 const JWT_SECRET = 'ws-auth-test-secret-0123456789abcdefghijklmnop'
@@ -22,26 +23,6 @@ const API_KEY = 'ws-auth-test-key-0123456789abcdef'
 const sign = createSigner({ key: JWT_SECRET, algorithm: 'HS256' })
 /** Client-sent copies of the names only the gateway may set. */
 const SPOOFS = { 'x-consumer-id': 'admin', 'x-consumer-strategy': 'jwt', 'x-consumer-scopes': 'admin' }
-
-interface WsUpstream { url: string, upgrades: IncomingMessage[] }
-
-/** A WebSocket upstream recording each handshake it accepts (it chooses `chat` when offered). */
-async function wsUpstream (t: Test): Promise<WsUpstream> {
-  const up: WsUpstream = { url: '', upgrades: [] }
-  const server = createServer((_req, res) => { res.end('http') })
-  const wss = new WebSocketServer({ server, handleProtocols: (offered) => offered.has('chat') ? 'chat' : false })
-  wss.on('connection', (socket, req) => {
-    up.upgrades.push(req)
-    socket.on('message', (data) => { socket.send(`echo:${data.toString()}`) })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    for (const c of wss.clients) c.terminate()
-    await new Promise<void>((resolve) => { wss.close(() => { server.close(() => { resolve() }) }) })
-  })
-  up.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-  return up
-}
 
 interface AuthService { url: string, seen: IncomingMessage[] }
 

@@ -3,41 +3,17 @@
  * per-connection message rate and idle limits, over TCP with the `ws` client.
  */
 import t, { type Test } from 'tap'
-import { createServer, type IncomingMessage } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import WebSocket, { WebSocketServer } from 'ws'
+import WebSocket from 'ws'
 import { createSigner } from 'fast-jwt'
 import { defineRoute } from 'portcullis'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { waitFor } from '../helpers/wait-for.js'
+import { wsUpstream, type WsUpstream } from '../helpers/ws-upstream.js'
 
 const SECRET = 'e2e-ws-secret-0123456789-abcdefghijklmnopqrstuvwxyz'
 const ORIGIN = 'https://app.example.com'
 const sign = createSigner({ key: SECRET, algorithm: 'HS256' })
 const token = (): string => sign({ sub: 'browser-user', exp: Math.floor(Date.now() / 1000) + 300 })
-
-interface WsUpstream { url: string, upgrades: IncomingMessage[], received: string[], closes: number[] }
-
-async function wsUpstream (t: Test, opts: { silent?: boolean } = {}): Promise<WsUpstream> {
-  const up: WsUpstream = { url: '', upgrades: [], received: [], closes: [] }
-  const server = createServer((_req, res) => { res.end('http') })
-  const wss = new WebSocketServer({ server, handleProtocols: (offered) => offered.has('chat') ? 'chat' : false })
-  wss.on('connection', (socket, req) => {
-    up.upgrades.push(req)
-    socket.on('message', (data) => {
-      up.received.push(data.toString())
-      if (opts.silent !== true) socket.send(`echo:${data.toString()}`)
-    })
-    socket.on('close', (code) => { up.closes.push(code) })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(async () => {
-    for (const c of wss.clients) c.terminate()
-    await new Promise<void>((resolve) => { wss.close(() => { server.close(() => { resolve() }) }) })
-  })
-  up.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-  return up
-}
 
 interface Opened { ws: WebSocket, protocol: string, status: number, headers: Record<string, unknown> }
 

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { waitFor } from './wait-for.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const server = fileURLToPath(new URL('../../dist/src/server.js', import.meta.url))
@@ -33,4 +34,17 @@ export function runGateway (env: Record<string, string>): GatewayProcess {
   child.stderr?.on('data', (d: Buffer) => { err += d.toString() })
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => { resolve(code) }))
   return { child, out: () => out, err: () => err, exited }
+}
+
+/** How many lines of the gateway's standard output contain `text`. */
+export function countLines (p: GatewayProcess, text: string): number {
+  return p.out().split('\n').filter((line) => line.includes(text)).length
+}
+
+/** Sends SIGHUP and waits for the reload's outcome line (reloaded, or refused). */
+export async function sighup (p: GatewayProcess): Promise<'reloaded' | 'refused'> {
+  const done = countLines(p, 'configuration reloaded')
+  const refused = countLines(p, 'configuration reload refused')
+  p.child.kill('SIGHUP')
+  return await waitFor(() => countLines(p, 'configuration reloaded') > done ? 'reloaded' : countLines(p, 'configuration reload refused') > refused ? 'refused' : undefined, { message: 'reload outcome logged' })
 }
