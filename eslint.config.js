@@ -2,5 +2,5 @@ import neostandard from 'neostandard'
 
 export default neostandard({
   ts: true,
-  ignores: ['bench/.routes/**', 'dist/**', 'node_modules/**', 'coverage/**', '.tap/**', 'bench/results/**']
+  ignores: ['**/.portcullis-diff-*/**', 'bench/.routes/**', 'dist/**', 'node_modules/**', 'coverage/**', '.tap/**', 'bench/results/**']
 })

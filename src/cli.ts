@@ -6,7 +6,7 @@
  *   portcullis check [--strict]        every configuration problem and risky choice, at once
  *   portcullis routes                  the effective route table, defaults resolved
  *   portcullis explain 'GET /path'     how the gateway reads one request (no upstream contacted)
- *   portcullis diff OLD NEW            what a change to the routes does to security
+ *   portcullis diff OLD [NEW]          what a change to the routes does to security (folders or git revisions)
  *   portcullis audit                   bypass attempts against every route, through the real chain
  *
  * Every command reads the same environment as the gateway and takes `--routes DIR` (instead of
@@ -23,7 +23,10 @@ const USAGE = `usage: portcullis [start]
        portcullis routes [--json] [--routes DIR]
        portcullis explain 'METHOD /path' [-H 'name: value']... [--json] [--routes DIR]
        portcullis explain --request FILE|-  (a raw HTTP request) [--json]
-       portcullis diff OLD_DIR NEW_DIR [--allow-weakening] [--json]
+       portcullis diff OLD [NEW] [--allow-weakening] [--json] [--routes DIR]
+           OLD, NEW: a route folder, or a git revision of the routes folder (main, HEAD~1,
+           origin/main, a tag or commit; git:REV when a folder has that name);
+           NEW omitted or '.': the working tree
        portcullis audit [--json] [--routes DIR]
 `
 
@@ -115,12 +118,20 @@ export async function runCli (argv: readonly string[], io: CliIo): Promise<numbe
       return report.problems.length > 0 ? 1 : 0
     }
     case 'diff': {
-      if (positionals.length !== 2) {
-        io.err(`portcullis: diff needs two route folders\n${USAGE}`)
+      if (positionals.length < 1 || positionals.length > 2) {
+        io.err(`portcullis: diff needs OLD and NEW (route folders or git revisions), or one revision to compare with the working tree\n${USAGE}`)
         return 2
       }
       const { diff, formatDiff } = await import('./cli/diff.js')
-      const report = await diff(io.env, positionals[0] as string, positionals[1] as string)
+      const { DiffUsageError } = await import('./cli/git-revision.js')
+      let report
+      try {
+        report = await diff(io.env, positionals[0] as string, positionals[1], o.routes)
+      } catch (err) {
+        if (!(err instanceof DiffUsageError)) throw err
+        io.err(`portcullis: ${err.message}\n`)
+        return 2
+      }
       show(report, () => formatDiff(report))
       const invalid = report.problems.old.length + report.problems.new.length > 0
       const weakens = report.changes.some((c) => c.kind === 'weakens')

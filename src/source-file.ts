@@ -24,15 +24,22 @@ function toPath (file: string): string {
   return file.startsWith('file:') ? fileURLToPath(file) : file
 }
 
-/** The source position of `file` (a path or file URL) at `line`/`column` (1-based), mapped when a map exists. */
-export function sourcePosition (file: string, line?: number, column?: number): SourcePosition {
-  const path = toPath(file)
+/** The source map beside `path` (`${path}.map`) and its first source, when there is one. */
+function sourceMap (path: string): { payload: { sources?: unknown }, source: string } | undefined {
   let payload: { sources?: unknown } | undefined
   try {
     payload = JSON.parse(readFileSync(`${path}.map`, 'utf8')) as { sources?: unknown }
   } catch {}
   const sources = payload?.sources
-  if (payload === undefined || !Array.isArray(sources) || typeof sources[0] !== 'string') return { file: shown(path), line }
+  return payload !== undefined && Array.isArray(sources) && typeof sources[0] === 'string' ? { payload, source: sources[0] } : undefined
+}
+
+/** The source position of `file` (a path or file URL) at `line`/`column` (1-based), mapped when a map exists. */
+export function sourcePosition (file: string, line?: number, column?: number): SourcePosition {
+  const path = toPath(file)
+  const map = sourceMap(path)
+  if (map === undefined) return { file: shown(path), line }
+  const payload = map.payload
   const base = dirname(path)
   if (line !== undefined) {
     try {
@@ -42,7 +49,7 @@ export function sourcePosition (file: string, line?: number, column?: number): S
       }
     } catch {}
   }
-  return { file: shown(resolve(base, sources[0])), line: undefined }
+  return { file: shown(resolve(base, map.source)), line: undefined }
 }
 
 /** `routes/x.ts` or `routes/x.ts (line 3)`. */
@@ -57,7 +64,16 @@ export function errorPosition (err: unknown, file: string): SourcePosition {
   const escaped = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
   const url = pathToFileURL(path).href
   const m = new RegExp(`(?:${escaped(path)}|${escaped(url)}):(\\d+)(?::(\\d+))?`).exec(text)
-  if (m === null) return err instanceof SyntaxError ? sourcePosition(path, syntaxErrorLine(path)) : sourcePosition(path)
+  if (m === null) {
+    // With source maps enabled (node --enable-source-maps) the stack names the source already.
+    const mapped = sourceMap(path)
+    if (mapped !== undefined) {
+      const source = resolve(dirname(path), toPath(mapped.source))
+      const s = new RegExp(`(?:${escaped(source)}|${escaped(pathToFileURL(source).href)}):(\\d+)`).exec(text)
+      if (s !== null) return { file: shown(source), line: Number(s[1]) }
+    }
+    return err instanceof SyntaxError ? sourcePosition(path, syntaxErrorLine(path)) : sourcePosition(path)
+  }
   return sourcePosition(path, Number(m[1]), m[2] === undefined ? undefined : Number(m[2]))
 }
 

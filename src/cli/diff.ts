@@ -1,12 +1,16 @@
 /**
- * `portcullis diff OLD NEW`: what a change to the routes does to security. Both folders are
- * loaded with the same environment through the gateway's own loader; routes are paired by host
- * and prefix (a route bound to hosts is shown as `host,host prefix`).
+ * `portcullis diff OLD [NEW]`: what a change to the routes does to security. OLD and NEW are
+ * route folders or git revisions of the routes folder (git-revision.ts); both are loaded with the
+ * same environment through the gateway's own loader; routes are paired by host and prefix (a
+ * route bound to hosts is shown as `host,host prefix`).
  */
 import type { GatewayConfig } from '../config.js'
 import { effectiveRoute, type EffectiveRoute } from './effective.js'
+import { prepareSides, Scratch, type DiffSide, type PreparedSide } from './git-revision.js'
 import { loadGatewayQuietly, type Problem } from './load.js'
 import { describeAuth, describeHosts, describeInspect, describeRateLimit } from './routes.js'
+
+export type { DiffSide } from './git-revision.js'
 
 export interface Change {
   readonly kind: 'weakens' | 'tightens' | 'changes'
@@ -15,6 +19,8 @@ export interface Change {
 }
 
 export interface DiffReport {
+  readonly old: DiffSide
+  readonly new: DiffSide
   readonly changes: readonly Change[]
   readonly problems: { readonly old: readonly Problem[], readonly new: readonly Problem[] }
 }
@@ -105,24 +111,49 @@ export function diffRoutes (oldRoutes: readonly EffectiveRoute[], newRoutes: rea
   return out
 }
 
-async function effectiveRoutesOf (env: NodeJS.ProcessEnv, dir: string): Promise<{ routes: EffectiveRoute[], problems: readonly Problem[] }> {
-  const loaded = await loadGatewayQuietly(env, { routesDir: dir })
+async function effectiveRoutesOf (env: NodeJS.ProcessEnv, prepared: PreparedSide): Promise<{ routes: EffectiveRoute[], problems: readonly Problem[] }> {
+  const shown = (p: Problem): Problem => ({ source: prepared.show(p.source), message: prepared.show(p.message) })
+  if (prepared.dir === undefined) return { routes: [], problems: prepared.problems }
+  const loaded = await loadGatewayQuietly(env, { routesDir: prepared.dir })
   try {
     const config = loaded.config as GatewayConfig | undefined
-    return { routes: config === undefined ? [] : loaded.routes.map((r) => effectiveRoute(r, config)), problems: loaded.problems }
+    return {
+      routes: config === undefined ? [] : loaded.routes.map((r) => effectiveRoute(r, config)),
+      problems: [...prepared.problems, ...loaded.problems.map(shown)]
+    }
   } finally {
     await loaded.app?.close()
   }
 }
 
-export async function diff (env: NodeJS.ProcessEnv, oldDir: string, newDir: string): Promise<DiffReport> {
-  const a = await effectiveRoutesOf(env, oldDir)
-  const b = await effectiveRoutesOf(env, newDir)
-  return { changes: diffRoutes(a.routes, b.routes), problems: { old: a.problems, new: b.problems } }
+/**
+ * Compares OLD with NEW (NEW omitted: the working tree's routes folder). `routes` (--routes)
+ * names the folder read at git revisions. Throws DiffUsageError for a wrong argument, an unknown
+ * revision, a missing repository or a missing typescript package.
+ */
+export async function diff (env: NodeJS.ProcessEnv, oldArg: string, newArg?: string, routes?: string): Promise<DiffReport> {
+  const scratch = new Scratch()
+  try {
+    const sides = await prepareSides(scratch, env, oldArg, newArg, routes)
+    const a = await effectiveRoutesOf(env, sides.old)
+    const b = await effectiveRoutesOf(env, sides.new)
+    return { old: sides.old.side, new: sides.new.side, changes: diffRoutes(a.routes, b.routes), problems: { old: a.problems, new: b.problems } }
+  } finally {
+    scratch.remove()
+  }
+}
+
+function describeSide (s: DiffSide): string {
+  const where = s.revision !== undefined
+    ? `${s.revision} (${s.shortCommit ?? ''}): ${s.folder}`
+    : s.worktree === true ? `working tree: ${s.folder}` : `folder: ${s.folder}`
+  return s.absent === true ? `${where} (no such folder: no routes)` : where
 }
 
 export function formatDiff (r: DiffReport): string {
   const lines: string[] = []
+  // The git form names what was compared.
+  if (r.old.revision !== undefined || r.new.revision !== undefined) lines.push(`old      ${describeSide(r.old)}`, `new      ${describeSide(r.new)}`)
   for (const p of r.problems.old) lines.push(`error    OLD ${p.source}: ${p.message}`)
   for (const p of r.problems.new) lines.push(`error    NEW ${p.source}: ${p.message}`)
   const order = { weakens: 0, changes: 1, tightens: 2 }
