@@ -90,7 +90,9 @@ const DEFAULTS = {
   forwardAuthTimeoutMs: 2000,
   forwardAuthRequestHeaders: ['authorization', 'cookie'],
   forwardAuthResponseHeaders: [],
-  forwardAuthConsumerHeader: 'x-user-id'
+  forwardAuthConsumerHeader: 'x-user-id',
+  forwardAuthCacheTtlMs: 0,
+  forwardAuthCacheMax: 10_000
 }
 
 /**
@@ -508,6 +510,8 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
       requestHeaders: o.forwardAuthRequestHeaders,
       responseHeaders: o.forwardAuthResponseHeaders,
       consumerHeader: o.forwardAuthConsumerHeader,
+      cacheTtlMs: o.forwardAuthCacheTtlMs,
+      cacheMax: o.forwardAuthCacheMax,
       log: fastify.log
     })
     forwardAuth = client
