@@ -11,7 +11,7 @@
  * certificate verified by the TLS layer (`mtls`, mtls.ts). A bearer token goes to `jwt` when it
  * is shaped like a JWT (three base64url parts, a JSON object header) and the route accepts `jwt`;
  * otherwise to `introspection` (introspection.ts). `forwardAuth` (forward-auth.ts) runs last,
- * only when still needed. A WebSocket handshake's `bearerProtocol` token offer
+ * only when still needed (its decisions cached with `forwardAuthCacheTtlMs`). A WebSocket handshake's `bearerProtocol` token offer
  * (lib/upgrade-credential.ts) counts as `Authorization: Bearer`, for the forward-auth service too.
  * API keys carry optional scopes and an expiry; `apiKeysFile` is re-read
  * by `reloadApiKeys()` and on changes (api-keys-reload.ts).
