@@ -263,6 +263,7 @@ const TARGETS = [
   { a: 'portcullis-apikey-10', b: 'portcullis-jwt', metric: 'rps', what: 'apiKey req/s / portcullis-jwt req/s (10 keys, requests spread over them)', target: '(reported)' },
   { a: 'portcullis-introspection', b: 'portcullis-jwt', metric: 'rps', what: 'introspection req/s / portcullis-jwt req/s (cache hit: the steady state)', target: '(reported)' },
   { a: 'portcullis-forwardauth', b: 'portcullis-jwt', metric: 'rps', what: 'forwardAuth req/s / portcullis-jwt req/s (no cache: one call to the service per request)', target: '(reported)' },
+  { a: 'portcullis-forwardauth-cached', b: 'portcullis-jwt', metric: 'rps', what: 'forwardAuth with FORWARD_AUTH_CACHE_TTL_MS=60000 req/s / portcullis-jwt req/s (decision cache hit: the steady state)', target: '(reported)' },
   { a: 'portcullis-mtls', b: 'portcullis-tls-jwt', metric: 'rps', what: 'mtls req/s / portcullis-tls-jwt req/s (both HTTPS, same client certificate, Node load generator bench/tls-load.mjs)', target: '(reported)' },
   { a: 'portcullis-proxy-metrics', b: 'portcullis-proxy', metric: 'rps', what: 'Portcullis (1) with metrics req/s / without (cost of metrics)', target: '≥ 0.95', ok: (v) => v >= 0.95 },
   { a: 'portcullis-jwt-rl-redis-2w', b: 'portcullis-jwt-rl-redis-1w-unpinned', metric: 'rps', what: 'WORKERS=2 req/s / one process, both unpinned (scaling)', target: '> 1.00', ok: (v) => v > 1 }

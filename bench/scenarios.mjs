@@ -448,8 +448,16 @@ export const scenarios = [
   },
   {
     name: 'portcullis-forwardauth',
-    title: 'Portcullis (1) + forward auth (stub service on core 1; no cache: one call per request)',
+    title: 'Portcullis (1) + forward auth (stub service on core 1; decision cache off, the default: one call per request)',
     start: portcullisWithAuthStub('forwardauth', forwardAuthOnly, (url) => ({ FORWARD_AUTH_URL: `${url}/check` })),
+    headers: opaque(),
+    readyPath: '/healthz',
+    checks: opaqueChecks
+  },
+  {
+    name: 'portcullis-forwardauth-cached',
+    title: 'Portcullis (1) + forward auth with the decision cache on (60 s; steady state = cache hit, one call per check and TTL)',
+    start: portcullisWithAuthStub('forwardauthcached', forwardAuthOnly, (url) => ({ FORWARD_AUTH_URL: `${url}/check`, FORWARD_AUTH_CACHE_TTL_MS: '60000' })),
     headers: opaque(),
     readyPath: '/healthz',
     checks: opaqueChecks

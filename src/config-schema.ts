@@ -9,7 +9,7 @@
  */
 import { Type, type Static, type TArray, type TLiteral, type TSchema, type TString, type TUndefined, type TUnion } from '@sinclair/typebox'
 import {
-  ApiKeyEntrySchema, AUTH_SERVICE_URL_PATTERN, CLOCK_SKEW_S, DEFAULT_MTLS_CONSUMER_FIELD, FORWARD_AUTH_CONSUMER_HEADER, FORWARD_AUTH_REQUEST_HEADERS, FORWARD_AUTH_TIMEOUT_MS, HEADER_NAME_PATTERN,
+  ApiKeyEntrySchema, AUTH_SERVICE_URL_PATTERN, CLOCK_SKEW_S, DEFAULT_MTLS_CONSUMER_FIELD, FORWARD_AUTH_CACHE_MAX, FORWARD_AUTH_CACHE_TTL_MS, FORWARD_AUTH_CONSUMER_HEADER, FORWARD_AUTH_REQUEST_HEADERS, FORWARD_AUTH_TIMEOUT_MS, HEADER_NAME_PATTERN,
   INTROSPECTION_CACHE_TTL_S, INTROSPECTION_NEGATIVE_CACHE_TTL_S, INTROSPECTION_TIMEOUT_MS, JWKS_URL_PATTERN, JWT_SECRET_MIN_BYTES, MTLS_CONSUMER_FIELDS, type ReadonlyDeep
 } from '../plugins/auth/schema.js'
 import { DEFAULT_INSPECT_MODE, INSPECT_MODES, INSPECT_TIMEOUT_MS, VERDICT_CACHE_SIZE } from '../plugins/inspect/schema.js'
@@ -69,7 +69,9 @@ const authentication = {
   FORWARD_AUTH_TIMEOUT_MS: Type.Integer({ ...FORWARD_AUTH_TIMEOUT_MS, description: 'Deadline of one forward-auth call; past it the request gets 503 (fail closed).' }),
   FORWARD_AUTH_REQUEST_HEADERS: Type.String({ default: FORWARD_AUTH_REQUEST_HEADERS.join(','), description: 'Client request headers copied to the forward-auth call, comma separated.' }),
   FORWARD_AUTH_RESPONSE_HEADERS: Type.String({ default: '', examples: ['x-user-email,x-user-groups'], description: 'Headers of the service\'s 2xx answer sent upstream as identity, comma separated (client-sent copies are dropped).' }),
-  FORWARD_AUTH_CONSUMER_HEADER: Type.String({ pattern: HEADER_NAME_PATTERN, default: FORWARD_AUTH_CONSUMER_HEADER, description: 'Header of the service\'s 2xx answer naming the caller (sent upstream as `x-consumer-id`).' })
+  FORWARD_AUTH_CONSUMER_HEADER: Type.String({ pattern: HEADER_NAME_PATTERN, default: FORWARD_AUTH_CONSUMER_HEADER, description: 'Header of the service\'s 2xx answer naming the caller (sent upstream as `x-consumer-id`).' }),
+  FORWARD_AUTH_CACHE_TTL_MS: Type.Integer({ ...FORWARD_AUTH_CACHE_TTL_MS, examples: [5000], description: 'Longest time a forward-auth decision (allowed with its identity headers, 401, 403) is reused for an identical check: same method, URI, host, scheme, client address and chosen headers. Shorter when the service\'s Cache-Control/Expires says so, never with `no-store`/`no-cache`; failures are never kept. A revoked session can pass for up to this long. 0 (default) = ask on every request.' }),
+  FORWARD_AUTH_CACHE_MAX: Type.Integer({ ...FORWARD_AUTH_CACHE_MAX, description: 'Forward-auth decisions remembered at most (LRU, keyed by the SHA-256 of the check; per gateway process, emptied by a reload).' })
 }
 
 const rateLimits = {
@@ -206,7 +208,9 @@ export const GatewayConfigSchema = Type.Object({
     forwardAuthTimeoutMs: env.FORWARD_AUTH_TIMEOUT_MS,
     forwardAuthRequestHeaders: list('FORWARD_AUTH_REQUEST_HEADERS entries, lower case.'),
     forwardAuthResponseHeaders: list('FORWARD_AUTH_RESPONSE_HEADERS entries, lower case.'),
-    forwardAuthConsumerHeader: env.FORWARD_AUTH_CONSUMER_HEADER
+    forwardAuthConsumerHeader: env.FORWARD_AUTH_CONSUMER_HEADER,
+    forwardAuthCacheTtlMs: env.FORWARD_AUTH_CACHE_TTL_MS,
+    forwardAuthCacheMax: env.FORWARD_AUTH_CACHE_MAX
   }),
   rateLimit: Type.Object({
     max: env.RATE_LIMIT_MAX,

@@ -582,6 +582,8 @@ function assemble (e: GatewayEnv, s: EnvSettings, f: FileContents, c: Credential
       forwardAuthRequestHeaders: s.forwardAuthRequestHeaders,
       forwardAuthResponseHeaders: s.forwardAuthResponseHeaders,
       forwardAuthConsumerHeader: e.FORWARD_AUTH_CONSUMER_HEADER,
+      forwardAuthCacheTtlMs: e.FORWARD_AUTH_CACHE_TTL_MS,
+      forwardAuthCacheMax: e.FORWARD_AUTH_CACHE_MAX,
       mtlsConsumerField: e.TLS_CLIENT_CA_FILE === undefined ? undefined : e.TLS_CLIENT_CONSUMER_FIELD ?? DEFAULT_MTLS_CONSUMER_FIELD,
       apiKeysFile: e.API_KEYS_FILE
     },

@@ -3,8 +3,9 @@
 //   day's `exp`, the bench scopes), any other token inactive. The gateway caches the answer, so
 //   under load it is asked once per token and cache TTL: the steady state measured is the hit.
 // - GET /check: a forward-auth service (Traefik forwardAuth / nginx auth_request style). `Bearer
-//   <the bench token>` is allowed with `x-user-id: bench-user`, anything else 401. The gateway's
-//   forwardAuth strategy has no cache: it asks on every request.
+//   <the bench token>` is allowed with `x-user-id: bench-user`, anything else 401. The gateway
+//   asks on every request, unless its decision cache is on (FORWARD_AUTH_CACHE_TTL_MS): then once
+//   per distinct check and TTL.
 // The bench token comes in BENCH_TOKEN; the introspection client credentials are not checked.
 import { createServer } from 'node:http'
 

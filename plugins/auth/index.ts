@@ -11,7 +11,7 @@
  * certificate verified by the TLS layer (`mtls`, mtls.ts). A bearer token goes to `jwt` when it
  * is shaped like a JWT (three base64url parts, a JSON object header) and the route accepts `jwt`;
  * otherwise to `introspection` (introspection.ts). `forwardAuth` (forward-auth.ts) runs last,
- * only when still needed. A WebSocket handshake's `bearerProtocol` token offer
+ * only when still needed (its decisions cached with `forwardAuthCacheTtlMs`). A WebSocket handshake's `bearerProtocol` token offer
  * (lib/upgrade-credential.ts) counts as `Authorization: Bearer`, for the forward-auth service too.
  * API keys carry optional scopes and an expiry; `apiKeysFile` is re-read
  * by `reloadApiKeys()` and on changes (api-keys-reload.ts).
@@ -32,6 +32,7 @@ import { ApiKeyStore, KEY_EXPIRED } from './api-keys.js'
 import { ApiKeysFileSource, type ApiKeysReloadResult } from './api-keys-reload.js'
 import type { Consumer } from '../../lib/consumer.js'
 import { ConfigError, ForbiddenError, UnauthorizedError } from '../../lib/errors.js'
+import { ExpiringLru } from './expiring-lru.js'
 import { ForwardAuthClient } from './forward-auth.js'
 import { IntrospectionClient } from './introspection.js'
 import { JwksClient, type JwksKey } from './jwks.js'
@@ -89,7 +90,9 @@ const DEFAULTS = {
   forwardAuthTimeoutMs: 2000,
   forwardAuthRequestHeaders: ['authorization', 'cookie'],
   forwardAuthResponseHeaders: [],
-  forwardAuthConsumerHeader: 'x-user-id'
+  forwardAuthConsumerHeader: 'x-user-id',
+  forwardAuthCacheTtlMs: 0,
+  forwardAuthCacheMax: 10_000
 }
 
 /**
@@ -106,38 +109,6 @@ export function resolveAuthOptions (opts: AuthPluginOptions): ResolvedAuthOption
   if (problems.length === 0) problems.push(...crossFieldProblems(resolved))
   if (problems.length > 0) throw new ConfigError('invalid gateway-auth options', problems)
   return Object.freeze(resolved)
-}
-
-/** A bounded LRU of verified tokens; entries end at min(exp + skew, now + ttl). */
-class TokenCache {
-  readonly #max: number
-  readonly #ttlMs: number
-  readonly #map = new Map<string, { consumer: Consumer, until: number }>()
-  constructor (max: number, ttlMs: number) {
-    this.#max = max
-    this.#ttlMs = ttlMs
-  }
-
-  get (token: string, now: number): Consumer | undefined {
-    const hit = this.#map.get(token)
-    if (hit === undefined) return undefined
-    this.#map.delete(token)
-    if (now >= hit.until) return undefined
-    this.#map.set(token, hit)
-    return hit.consumer
-  }
-
-  set (token: string, consumer: Consumer, expiresAtMs: number, now: number): void {
-    const until = Math.min(expiresAtMs, now + this.#ttlMs)
-    if (until <= now) return
-    if (this.#map.size >= this.#max) {
-      const oldest = this.#map.keys().next().value
-      if (oldest !== undefined) this.#map.delete(oldest)
-    }
-    this.#map.set(token, { consumer, until })
-  }
-
-  clear (): void { this.#map.clear() }
 }
 
 /** Decodes only the JOSE header (for `kid`); undefined when it is not a JSON object. */
@@ -181,12 +152,14 @@ class Authenticator {
   readonly #staticVerifier: CompiledVerifier | undefined
   readonly #jwks: JwksClient | undefined
   #apiKeys: ApiKeyStore
-  readonly #cache: TokenCache | undefined
+  /** Verified tokens; each ends at min(exp + skew, verified + tokenCacheTtlMs). */
+  readonly #cache: ExpiringLru<Consumer> | undefined
+  readonly #cacheTtlMs: number
   readonly introspection: IntrospectionClient | undefined
   readonly forwardAuth: ForwardAuthClient | undefined
   readonly mtlsField: ResolvedAuthOptions['mtlsConsumerField']
 
-  constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: TokenCache | undefined,
+  constructor (o: ResolvedAuthOptions, staticVerifier: CompiledVerifier | undefined, jwks: JwksClient | undefined, cache: ExpiringLru<Consumer> | undefined,
     apiKeys: ApiKeyStore, introspection: IntrospectionClient | undefined, forwardAuth: ForwardAuthClient | undefined) {
     this.#rules = claimRules(o)
     this.#maxHeaderLength = o.maxTokenBytes + 'Bearer '.length
@@ -194,6 +167,7 @@ class Authenticator {
     this.#jwks = jwks
     this.#apiKeys = apiKeys
     this.#cache = cache
+    this.#cacheTtlMs = o.tokenCacheTtlMs
     this.introspection = introspection
     this.forwardAuth = forwardAuth
     this.mtlsField = o.mtlsConsumerField
@@ -271,7 +245,7 @@ class Authenticator {
     }
     const consumer = consumerFromPayload(payload, this.#rules, now)
     if (typeof consumer === 'string') return new AuthFailure(consumer, true)
-    this.#cache?.set(token, consumer, (payload.exp as number) * 1000 + this.#rules.skewMs, now)
+    this.#cache?.set(token, consumer, Math.min((payload.exp as number) * 1000 + this.#rules.skewMs, now + this.#cacheTtlMs), now)
     return consumer
   }
 
@@ -492,7 +466,7 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
   }
   if (problems.length > 0) throw new ConfigError('invalid gateway-auth options', problems)
 
-  const cache = o.tokenCacheSize > 0 ? new TokenCache(o.tokenCacheSize, o.tokenCacheTtlMs) : undefined
+  const cache = o.tokenCacheSize > 0 ? new ExpiringLru<Consumer>(o.tokenCacheSize) : undefined
   let jwks: JwksClient | undefined
   if (o.jwksUrl !== undefined) {
     jwks = new JwksClient({
@@ -536,6 +510,8 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
       requestHeaders: o.forwardAuthRequestHeaders,
       responseHeaders: o.forwardAuthResponseHeaders,
       consumerHeader: o.forwardAuthConsumerHeader,
+      cacheTtlMs: o.forwardAuthCacheTtlMs,
+      cacheMax: o.forwardAuthCacheMax,
       log: fastify.log
     })
     forwardAuth = client

@@ -17,6 +17,7 @@ import { Agent, request } from 'undici'
 import type { FastifyBaseLogger } from 'fastify'
 import type { Consumer, PortcullisClaims } from '../../lib/consumer.js'
 import { AuthUnavailableError } from '../../lib/errors.js'
+import { ExpiringLru } from './expiring-lru.js'
 import { AuthFailure } from './jwt.js'
 
 const MAX_RESPONSE_BYTES = 65_536
@@ -39,32 +40,6 @@ export interface IntrospectionOptions {
 }
 
 type Result = Consumer | AuthFailure
-
-/** A bounded LRU whose entries end at their own time. */
-class ExpiringLru<V> {
-  readonly #max: number
-  readonly #map = new Map<string, { value: V, until: number }>()
-  constructor (max: number) { this.#max = max }
-
-  get (key: string, now: number): V | undefined {
-    const hit = this.#map.get(key)
-    if (hit === undefined) return undefined
-    this.#map.delete(key)
-    if (now >= hit.until) return undefined
-    this.#map.set(key, hit)
-    return hit.value
-  }
-
-  set (key: string, value: V, until: number, now: number): void {
-    if (until <= now) return
-    this.#map.delete(key)
-    if (this.#map.size >= this.#max) {
-      const oldest = this.#map.keys().next().value
-      if (oldest !== undefined) this.#map.delete(oldest)
-    }
-    this.#map.set(key, { value, until })
-  }
-}
 
 /** `form-urlencoded` as RFC 6749 §2.3.1 asks for client_secret_basic credentials. */
 function formEncode (s: string): string {

@@ -58,6 +58,9 @@ export const INTROSPECTION_NEGATIVE_CACHE_TTL_S = Object.freeze({ minimum: 0, ma
 export const FORWARD_AUTH_TIMEOUT_MS = Object.freeze({ minimum: 100, maximum: 60_000, default: 2000 })
 export const FORWARD_AUTH_REQUEST_HEADERS = Object.freeze(['authorization', 'cookie'])
 export const FORWARD_AUTH_CONSUMER_HEADER = 'x-user-id'
+/** Off by default: a service may decide on what the gateway cannot see (a revoked session, a quota). */
+export const FORWARD_AUTH_CACHE_TTL_MS = Object.freeze({ minimum: 0, maximum: 3_600_000, default: 0 })
+export const FORWARD_AUTH_CACHE_MAX = Object.freeze({ minimum: 1, maximum: 1_000_000, default: 10_000 })
 /** Tolerance for exp/nbf/iat, seconds (JWT_CLOCK_SKEW_S, `clockSkewS`). */
 export const CLOCK_SKEW_S = Object.freeze({ minimum: 0, maximum: 300, default: 30 })
 
@@ -123,6 +126,8 @@ export const AuthPluginOptionsSchema = Type.Object({
   forwardAuthRequestHeaders: Type.Array(Type.String({ pattern: HEADER_NAME_PATTERN }), { default: [...FORWARD_AUTH_REQUEST_HEADERS], uniqueItems: true, maxItems: 32, description: 'Client request headers copied to the forward-auth call (lower case).' }),
   forwardAuthResponseHeaders: Type.Array(Type.String({ pattern: HEADER_NAME_PATTERN }), { default: [], uniqueItems: true, maxItems: 32, description: 'Headers of the service\'s 2xx answer sent upstream as identity (lower case); client-sent copies are always dropped.' }),
   forwardAuthConsumerHeader: Type.String({ pattern: HEADER_NAME_PATTERN, default: FORWARD_AUTH_CONSUMER_HEADER, description: 'Header of the service\'s 2xx answer naming the caller (becomes `x-consumer-id`); a 2xx without it is a 503.' }),
+  forwardAuthCacheTtlMs: Type.Integer({ ...FORWARD_AUTH_CACHE_TTL_MS, description: 'Longest time a forward-auth decision (2xx with its identity headers, 401, 403) is remembered for an identical check (same method, URI, host, scheme, client address and chosen headers); shorter when the answer\'s Cache-Control or Expires says so, never with `no-store`/`no-cache`; failures never. 0 (default) asks the service on every request.' }),
+  forwardAuthCacheMax: Type.Integer({ ...FORWARD_AUTH_CACHE_MAX, description: 'Forward-auth decisions remembered at most (LRU, keyed by the SHA-256 of the check).' }),
   mtlsConsumerField: Type.Optional(Type.Union(MTLS_CONSUMER_FIELDS.map((f) => Type.Literal(f)), {
     description: 'Switches the `mtls` strategy on: the field of the verified client certificate that names the consumer (`subject.CN`, or the first `san.dns`/`san.uri`/`san.email` entry; it must fit the consumer-name pattern). The server must ask for client certificates (`requestCert: true`, `rejectUnauthorized: false`, `ca`).'
   }))

@@ -4,15 +4,20 @@
  * body); its 2xx lets the request through with its identity headers copied upstream (client-sent
  * copies dropped), its 401/403 reach the client as GW_AUTH_UNAUTHORIZED/GW_AUTH_FORBIDDEN, and
  * anything else (5xx, redirect, no identity, timeout, down) is a 503 with Retry-After. Every
- * refusal leaves the upstream untouched.
+ * refusal leaves the upstream untouched. With FORWARD_AUTH_CACHE_TTL_MS, identical checks are
+ * answered from the decision cache (identity headers included), any difference is a new call,
+ * failures and `no-store` answers are never kept, and a reload starts with an empty cache.
  */
 import t, { type Test } from 'tap'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
-import { defineRoute, loadConfig } from 'portcullis'
+import { defineRoute, loadConfig, start } from 'portcullis'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { closedPort, rawUpstream, startUpstream, type Upstream } from '../helpers/upstream.js'
+import { waitFor } from '../helpers/wait-for.js'
 
 const API_KEY = 'forward-auth-test-key-0123456789abcdef'
 
@@ -171,4 +176,122 @@ t.test('configuration: forwardAuth on a route needs FORWARD_AUTH_URL; identity h
   await t.rejects(startGateway(t, { env: { FORWARD_AUTH_URL: 'http://127.0.0.1:1/check', FORWARD_AUTH_RESPONSE_HEADERS: 'x-consumer-id' } }), { code: 'GW_CONFIG_INVALID', message: /x-consumer-id/ })
   t.throws(() => loadConfig({ FORWARD_AUTH_URL: 'ftp://authz/check' }), { code: 'GW_CONFIG_INVALID', message: /FORWARD_AUTH_URL: must be an http/ })
   t.throws(() => loadConfig({ INTROSPECTION_URL: 'http://idp/introspect' }), { code: 'GW_CONFIG_INVALID', message: /set all three or none/ })
+})
+
+/** policyService, and `Cache-Control: no-store` on every answer about a URI under /app/fresh. */
+const cachingService = (req: IncomingMessage, res: ServerResponse): void => {
+  if (String(req.headers['x-forwarded-uri']).startsWith('/app/fresh')) res.setHeader('cache-control', 'no-store')
+  if (req.headers.authorization === 'Bearer broken') res.writeHead(500).end()
+  else policyService(req, res)
+}
+
+const CACHE = { FORWARD_AUTH_CACHE_TTL_MS: '60000' }
+
+t.test('cache: identical requests within the TTL make one call; identity headers reach the upstream on every hit', async (t) => {
+  const svc = await startAuthService(t, cachingService)
+  const { gw, upstream } = await setup(t, svc.url, CACHE)
+  const good = { authorization: 'Bearer good', cookie: 'sid=abc' }
+  for (let i = 0; i < 3; i++) t.equal((await call(`${gw.url}/app/orders/7?q=1`, { headers: { ...good, 'x-user-email': 'mallory@evil' } })).status, 200)
+  t.equal(svc.seen.length, 1, 'three identical requests, one call')
+  t.equal(gw.app.portcullisAuth.forwardAuthCalls(), 1)
+  t.equal(upstream.requests.length, 3)
+  for (const r of upstream.requests) {
+    t.equal(r.headers['x-consumer-id'], 'alice')
+    t.equal(r.headers['x-user-id'], 'alice')
+    t.equal(r.headers['x-user-email'], 'alice@example.com', 'the cached identity, never the client\'s copy')
+    t.equal(r.headers['x-user-groups'], 'admins')
+  }
+
+  const different: Array<[string, string, { method?: string, headers?: Record<string, string> }]> = [
+    ['another cookie', '/app/orders/7?q=1', { headers: { ...good, cookie: 'sid=abd' } }],
+    ['no cookie', '/app/orders/7?q=1', { headers: { authorization: 'Bearer good' } }],
+    ['another Authorization', '/app/orders/7?q=1', { headers: { ...good, authorization: 'Bearer bad' } }],
+    ['another path', '/app/orders/8?q=1', { headers: good }],
+    ['another query', '/app/orders/7?q=2', { headers: good }],
+    ['another method', '/app/orders/7?q=1', { method: 'DELETE', headers: good }]
+  ]
+  for (const [name, path, opts] of different) {
+    const before = svc.seen.length
+    await call(`${gw.url}${path}`, opts)
+    t.equal(svc.seen.length, before + 1, `${name}: a new call`)
+  }
+  t.equal(svc.seen[3]?.headers.authorization, 'Bearer bad')
+  t.equal(svc.seen[6]?.headers['x-forwarded-method'], 'DELETE')
+  t.equal(upstream.requests.length, 3 + 5, 'the refused one (Bearer bad) never reached the upstream')
+})
+
+t.test('cache: denials are kept and never reach the upstream; 503 and no-store answers are never kept', async (t) => {
+  const svc = await startAuthService(t, cachingService)
+  const { gw, upstream } = await setup(t, svc.url, CACHE)
+  for (let i = 0; i < 3; i++) t.equal((await call(`${gw.url}/app/x`, { headers: { authorization: 'Bearer bad' } })).status, 401)
+  for (let i = 0; i < 3; i++) t.equal((await call(`${gw.url}/app/x`, { headers: { authorization: 'Bearer blocked' } })).status, 403)
+  t.equal(svc.seen.length, 2, 'one call per denial')
+  t.equal(upstream.requests.length, 0, 'cached denials reach the upstream no more than fresh ones')
+  t.equal(gw.logs.filter((l) => l.reason === 'forward_auth_denied').length, 3, 'every refusal is still logged')
+
+  for (let i = 0; i < 3; i++) {
+    const res = await call(`${gw.url}/app/x`, { headers: { authorization: 'Bearer broken' } })
+    t.equal(res.status, 503)
+    t.equal(res.body.code, 'GW_AUTH_UNAVAILABLE')
+  }
+  t.equal(svc.seen.length, 5, 'a 5xx is asked about again on every request')
+  for (let i = 0; i < 3; i++) t.equal((await call(`${gw.url}/app/fresh`, { headers: { authorization: 'Bearer good' } })).status, 200)
+  for (let i = 0; i < 2; i++) t.equal((await call(`${gw.url}/app/fresh`, { headers: { authorization: 'Bearer bad' } })).status, 401)
+  t.equal(svc.seen.length, 10, 'no-store answers, allows and denials alike, are not kept')
+  t.equal(upstream.requests.length, 3)
+})
+
+t.test('cache: an entry ends at the TTL; concurrent identical requests make one call', async (t) => {
+  const svc = await startAuthService(t, cachingService)
+  const { gw, upstream } = await setup(t, svc.url, { FORWARD_AUTH_CACHE_TTL_MS: '200' })
+  const good = { headers: { authorization: 'Bearer good' } }
+  t.equal((await call(`${gw.url}/app/ttl`, good)).status, 200)
+  await waitFor(async () => (await call(`${gw.url}/app/ttl`, good)).status === 200 && svc.seen.length === 2, { message: 'a new call once the entry ended' })
+  t.ok(upstream.requests.every((r) => r.headers['x-consumer-id'] === 'alice'))
+
+  const held: Array<() => void> = []
+  const slow = await startAuthService(t, (req, res) => { held.push(() => { policyService(req, res) }) })
+  const second = await setup(t, slow.url, CACHE)
+  const all = Array.from({ length: 8 }, async () => (await call(`${second.gw.url}/app/together`, good)).status)
+  await waitFor(() => held.length === 1, { message: 'the first check reached the service' })
+  const connections = async (): Promise<number> => await new Promise((resolve, reject) => {
+    second.gw.app.server.getConnections((err, n) => { if (err !== null) reject(err); else resolve(n) })
+  })
+  // Those not yet waiting on the call when it ends are answered from the cache: one call either way.
+  await waitFor(async () => (await connections()) >= 8, { message: 'eight requests at the gateway' })
+  for (const answer of held.splice(0)) answer()
+  t.strictSame(await Promise.all(all), Array(8).fill(200))
+  t.equal(slow.seen.length, 1, 'eight concurrent identical requests, one call')
+  t.equal(second.upstream.requests.length, 8)
+})
+
+t.test('cache: bounded by FORWARD_AUTH_CACHE_MAX, the least recently used decision goes first', async (t) => {
+  const svc = await startAuthService(t, cachingService)
+  const { gw } = await setup(t, svc.url, { ...CACHE, FORWARD_AUTH_CACHE_MAX: '2' })
+  const good = { headers: { authorization: 'Bearer good' } }
+  for (const path of ['a', 'b', 'c', 'c', 'b']) t.equal((await call(`${gw.url}/app/${path}`, good)).status, 200)
+  t.equal(svc.seen.length, 3, 'c and b are still held')
+  await call(`${gw.url}/app/a`, good)
+  t.equal(svc.seen.length, 4, 'a was pushed out by c')
+})
+
+t.test('cache: per gateway instance; a configuration reload starts with an empty cache', async (t) => {
+  const svc = await startAuthService(t, cachingService)
+  const upstream = await startUpstream(t)
+  const dir = fileURLToPath(new URL(`../fixtures/.tmp-forward-auth-cache-${process.pid}`, import.meta.url))
+  mkdirSync(dir, { recursive: true })
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  writeFileSync(`${dir}/app.mjs`, `import { defineRoute } from 'portcullis'\nexport default defineRoute({ prefix: '/app', upstream: '${upstream.url}', auth: { strategies: ['forwardAuth'] }, retries: 0 })\n`)
+  const gateway = await start({ PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'silent', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: dir, FORWARD_AUTH_URL: svc.url, ...CACHE })
+  t.teardown(async () => { await gateway.close() })
+  const good = { headers: { authorization: 'Bearer good' } }
+  t.equal((await call(`${gateway.url}/app/x`, good)).status, 200)
+  t.equal((await call(`${gateway.url}/app/x`, good)).status, 200)
+  t.equal(svc.seen.length, 1)
+  t.strictSame(await gateway.reload(), { ok: true, problems: [] })
+  t.equal((await call(`${gateway.url}/app/x`, good)).status, 200)
+  t.equal(svc.seen.length, 2, 'the new configuration asked the service again')
+  t.equal((await call(`${gateway.url}/app/x`, good)).status, 200)
+  t.equal(svc.seen.length, 2, 'and keeps its own cache')
+  t.equal(upstream.requests.length, 4)
 })
