@@ -123,7 +123,7 @@ export const AuthPluginOptionsSchema = Type.Object({
   introspectionCacheSize: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000, description: 'Introspection results remembered (LRU, keyed by the token\'s SHA-256).' }),
   forwardAuthUrl: Type.Optional(Type.String({ pattern: AUTH_SERVICE_URL_PATTERN, description: 'External authorization service asked with a GET per request (Traefik forwardAuth, nginx auth_request, Envoy ext_authz HTTP); enables the `forwardAuth` strategy.' })),
   forwardAuthTimeoutMs: Type.Integer({ ...FORWARD_AUTH_TIMEOUT_MS, description: 'Deadline of one forward-auth call; past it the request gets 503.' }),
-  forwardAuthRequestHeaders: Type.Array(Type.String({ pattern: HEADER_NAME_PATTERN }), { default: [...FORWARD_AUTH_REQUEST_HEADERS], uniqueItems: true, maxItems: 32, description: 'Client request headers copied to the forward-auth call (lower case).' }),
+  forwardAuthRequestHeaders: Type.Array(Type.String({ pattern: HEADER_NAME_PATTERN }), { default: [...FORWARD_AUTH_REQUEST_HEADERS], uniqueItems: true, maxItems: 32, description: 'Client request headers copied to the forward-auth call (lower case; not host, forwarded, x-forwarded-* or framing headers, which the gateway writes on the check).' }),
   forwardAuthResponseHeaders: Type.Array(Type.String({ pattern: HEADER_NAME_PATTERN }), { default: [], uniqueItems: true, maxItems: 32, description: 'Headers of the service\'s 2xx answer sent upstream as identity (lower case); client-sent copies are always dropped.' }),
   forwardAuthConsumerHeader: Type.String({ pattern: HEADER_NAME_PATTERN, default: FORWARD_AUTH_CONSUMER_HEADER, description: 'Header of the service\'s 2xx answer naming the caller (becomes `x-consumer-id`); a 2xx without it is a 503.' }),
   forwardAuthCacheTtlMs: Type.Integer({ ...FORWARD_AUTH_CACHE_TTL_MS, description: 'Longest time a forward-auth decision (2xx with its identity headers, 401, 403) is remembered for an identical check (same method, URI, host, scheme, client address and chosen headers); shorter when the answer\'s Cache-Control or Expires says so, never with `no-store`/`no-cache`; failures never. 0 (default) asks the service on every request.' }),
@@ -149,6 +149,9 @@ const RESERVED_IDENTITY_HEADERS: ReadonlySet<string> = new Set([
   'proxy-authorization', 'authorization', 'cookie', 'x-api-key', 'x-request-id', 'forwarded', 'traceparent', 'tracestate'
 ])
 
+/** Headers of a forward-auth check that only the gateway writes (framing included). */
+const FORWARD_AUTH_OWN_REQUEST_HEADERS: ReadonlySet<string> = new Set(['host', 'forwarded', 'x-real-ip', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'te', 'trailer', 'upgrade', 'expect'])
+
 /** Rules spanning several option fields; returns every problem found. */
 export function crossFieldProblems (o: ResolvedAuthOptions): string[] {
   const problems: string[] = []
@@ -165,6 +168,10 @@ export function crossFieldProblems (o: ResolvedAuthOptions): string[] {
   if (o.introspectionUrl === undefined && (o.introspectionIssuer !== undefined || o.introspectionAudience !== undefined)) problems.push('introspectionIssuer, introspectionAudience: need introspectionUrl')
   for (const name of [...o.forwardAuthResponseHeaders, o.forwardAuthConsumerHeader]) {
     if (RESERVED_IDENTITY_HEADERS.has(name) || name.startsWith('x-consumer-') || name.startsWith('x-forwarded-')) problems.push(`forwardAuthResponseHeaders, forwardAuthConsumerHeader: "${name}" is a header the gateway owns`)
+  }
+  for (const name of o.forwardAuthRequestHeaders) {
+    // The check's own fields, and framing: a client's copy must never stand in for the gateway's.
+    if (FORWARD_AUTH_OWN_REQUEST_HEADERS.has(name) || name.startsWith('x-forwarded-')) problems.push(`forwardAuthRequestHeaders: "${name}" is set by the gateway on the check (or is hop-by-hop) and cannot be copied from the client`)
   }
   const seen = new Set<string>()
   o.apiKeys.forEach((k, i) => {

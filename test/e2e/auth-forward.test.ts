@@ -174,6 +174,10 @@ t.test('configuration: forwardAuth on a route needs FORWARD_AUTH_URL; identity h
     routes: [defineRoute({ prefix: '/app', upstream: upstream.url, auth: { strategies: ['forwardAuth'] } })]
   }), { code: 'GW_CONFIG_INVALID', message: /FORWARD_AUTH_URL/ })
   await t.rejects(startGateway(t, { env: { FORWARD_AUTH_URL: 'http://127.0.0.1:1/check', FORWARD_AUTH_RESPONSE_HEADERS: 'x-consumer-id' } }), { code: 'GW_CONFIG_INVALID', message: /x-consumer-id/ })
+  // A client's copy of a field the gateway writes on the check would stand in for the gateway's.
+  for (const name of ['x-forwarded-for', 'x-forwarded-uri', 'host', 'forwarded', 'content-length', 'transfer-encoding']) {
+    await t.rejects(startGateway(t, { env: { FORWARD_AUTH_URL: 'http://127.0.0.1:1/check', FORWARD_AUTH_REQUEST_HEADERS: `authorization,${name}` } }), { code: 'GW_CONFIG_INVALID', message: new RegExp(`forwardAuthRequestHeaders: "${name}"`) }, name)
+  }
   t.throws(() => loadConfig({ FORWARD_AUTH_URL: 'ftp://authz/check' }), { code: 'GW_CONFIG_INVALID', message: /FORWARD_AUTH_URL: must be an http/ })
   t.throws(() => loadConfig({ INTROSPECTION_URL: 'http://idp/introspect' }), { code: 'GW_CONFIG_INVALID', message: /set all three or none/ })
 })
