@@ -5,6 +5,7 @@
  * key-count and size limits refuse a body (`InspectLimitError`) instead of half inspecting it.
  */
 import sjson from 'secure-json-parse'
+import { rememberJsonBody } from '../../lib/parsed-body.js'
 import { allowedCharset, bodyText, charsetOf } from './decode.js'
 import { InspectLimitError } from './limit-error.js'
 import { collectForm, isLoopbackRedirect } from './values.js'
@@ -275,7 +276,7 @@ function isXml (type: string): boolean {
   return type === 'application/xml' || type === 'text/xml' || type.endsWith('+xml')
 }
 
-function collectText (c: Collected, text: string, contentType: string, limits: ExtractLimits, nested: boolean): void {
+function collectText (c: Collected, text: string, contentType: string, limits: ExtractLimits, nested: boolean, source?: Buffer): void {
   const type = mediaType(contentType)
   if (isJson(type)) {
     let parsed: unknown
@@ -290,6 +291,8 @@ function collectText (c: Collected, text: string, contentType: string, limits: E
       return
     }
     if (collectObject(c, parsed, limits) !== countJsonKeys(text)) throw new InspectLimitError('duplicate')
+    // The same bytes read the same way: other plugins (the API contract) take this value.
+    if (source !== undefined) rememberJsonBody(source, parsed)
   } else if (type === 'application/x-www-form-urlencoded') {
     collectForm(c, text, c.body)
   } else if (isXml(type)) {
@@ -318,7 +321,8 @@ export function collectBody (c: Collected, body: unknown, contentType: string | 
     if (body.length > rawBodyLimit(limits)) throw new InspectLimitError('size')
     const type = contentType ?? 'text/plain'
     const json = isJson(mediaType(type))
-    collectText(c, bodyText(body, charsetOf(type, json), json), type, limits, false)
+    const decoding = charsetOf(type, json)
+    collectText(c, bodyText(body, decoding, json), type, limits, false, json && decoding === 'utf8' ? body : undefined)
   } else if (typeof body === 'string') {
     if (body.length > limits.maxInspectBytes * RAW_FACTOR) throw new InspectLimitError('size')
     collectText(c, body, contentType ?? 'text/plain', limits, false)

@@ -31,6 +31,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import fp from 'fastify-plugin'
 import sjson from 'secure-json-parse'
 import { ConfigError, ContractForbiddenError, ContractMethodNotAllowedError, ContractResponseError, ContractUnauthorizedError, ContractUnknownOperationError, ContractViolationError, UnsupportedMediaTypeError } from '../../lib/errors.js'
+import { rememberedJsonBody } from '../../lib/parsed-body.js'
 import { contractViolation } from '../../lib/signals.js'
 import { Value } from '@sinclair/typebox/value'
 import { ContractLoadError, contractFor, type Contract, type MediaCheck, type Operation, type Param } from './contract.js'
@@ -315,9 +316,13 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
           }
         })
       }
-      const text = Buffer.isBuffer(body) ? body.toString('utf8') : typeof body === 'string' ? body : undefined
+      // A JSON body the inspection plugin already parsed from these bytes is not parsed again.
+      const known = check.kind === 'json' && Buffer.isBuffer(body) ? rememberedJsonBody(body) : undefined
+      const text = known !== undefined ? undefined : Buffer.isBuffer(body) ? body.toString('utf8') : typeof body === 'string' ? body : undefined
       let data: unknown
-      if (text === undefined) {
+      if (known !== undefined) {
+        data = known.value
+      } else if (text === undefined) {
         data = body
       } else if (check.kind === 'json') {
         try {
