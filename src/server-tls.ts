@@ -18,7 +18,7 @@
  * as with nginx (ssl_crl) and Envoy (crl of the validation context). A new context comes with new
  * session-ticket keys and an empty session cache, so no earlier session is resumed past a new CRL.
  */
-import { createHash } from 'node:crypto'
+import { constants, createHash } from 'node:crypto'
 import { watch, type FSWatcher } from 'node:fs'
 import { dirname } from 'node:path'
 import { createSecureContext, type SecureContextOptions, type Server as TlsServer } from 'node:tls'
@@ -106,6 +106,9 @@ function contextOptions (cert: string, key: string, clientCa: ClientCa | undefin
     cert,
     key,
     minVersion: TLS_MIN_VERSION,
+    // No TLS 1.2 renegotiation (as nginx): a client-initiated one is a CPU lever (CVE-2011-1473),
+    // and a connection's client certificate stays the one its handshake verified.
+    secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     ...(clientCa !== undefined ? { ca: clientCa.ca } : {}),
     ...(clientCa?.crl !== undefined ? { crl: [...clientCa.crl] } : {})
   }

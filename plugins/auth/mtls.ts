@@ -71,16 +71,47 @@ export function certificateConsumerId (cert: { subject?: Record<string, unknown>
   return undefined
 }
 
-/** The TLS socket under a request (HTTP/1.1 or HTTP/2), or undefined on plain HTTP. */
+/**
+ * The TLS socket under a request, or undefined on plain HTTP: the connection's socket, and for an
+ * HTTP/2 stream its session's (one socket for every stream; `request.raw.socket` is a proxy made
+ * per stream).
+ */
 function tlsSocketOf (request: FastifyRequest): TLSSocket | undefined {
-  const socket = request.raw.socket as Partial<TLSSocket> | null | undefined
+  const raw = request.raw as { stream?: { session?: { socket?: unknown } | undefined }, socket?: unknown }
+  const socket = (raw.stream?.session?.socket ?? raw.socket) as Partial<TLSSocket> | null | undefined
   if (socket === null || socket === undefined) return undefined
   try {
     return typeof socket.getPeerCertificate === 'function' ? socket as TLSSocket : undefined
   } catch {
-    // An HTTP/2 stream whose session has already gone.
     return undefined
   }
+}
+
+/**
+ * What a connection's certificate says, read once per TLS socket: the certificate cannot change
+ * on a connection (TLS 1.3 has no renegotiation, and the listener refuses TLS 1.2 renegotiation:
+ * SSL_OP_NO_RENEGOTIATION in src/server-tls.ts), and `getPeerCertificate()` builds a new object of
+ * every field on each call. Kept per consumer field (one gateway may embed apps reading others).
+ */
+type CertVerdict = { readonly kind: 'none' } | { readonly kind: 'unverified', readonly error: string } | { readonly kind: 'consumer', readonly consumer: Consumer } | { readonly kind: 'bad-consumer' }
+const verdicts = new WeakMap<TLSSocket, Map<MtlsConsumerField, CertVerdict>>()
+
+function readVerdict (socket: TLSSocket, field: MtlsConsumerField): CertVerdict {
+  let cert: ReturnType<TLSSocket['getPeerCertificate']>
+  let authorized: boolean
+  let error: unknown
+  try {
+    cert = socket.getPeerCertificate()
+    authorized = socket.authorized
+    error = socket.authorizationError
+  } catch {
+    return { kind: 'none' }
+  }
+  if (cert === null || typeof cert !== 'object' || Object.keys(cert).length === 0) return { kind: 'none' }
+  if (authorized !== true) return { kind: 'unverified', error: String(error) }
+  const id = certificateConsumerId(cert as unknown as { subject?: Record<string, unknown>, subjectaltname?: string }, field)
+  if (id === undefined || !CONSUMER.test(id)) return { kind: 'bad-consumer' }
+  return { kind: 'consumer', consumer: Object.freeze({ id, strategy: 'mtls' as const, scopes: NO_SCOPES }) }
 }
 
 /**
@@ -90,22 +121,20 @@ function tlsSocketOf (request: FastifyRequest): TLSSocket | undefined {
 export function mtlsCredential (request: FastifyRequest, field: MtlsConsumerField): Consumer | AuthFailure | undefined {
   const socket = tlsSocketOf(request)
   if (socket === undefined) return undefined
-  let cert: ReturnType<TLSSocket['getPeerCertificate']>
-  let authorized: boolean
-  let error: unknown
-  try {
-    cert = socket.getPeerCertificate()
-    authorized = socket.authorized
-    error = socket.authorizationError
-  } catch {
-    return undefined
+  let byField = verdicts.get(socket)
+  let verdict = byField?.get(field)
+  if (verdict === undefined) {
+    // Requests arrive after the handshake: its verdict is final for the connection.
+    verdict = readVerdict(socket, field)
+    if (byField === undefined) verdicts.set(socket, byField = new Map())
+    byField.set(field, verdict)
   }
-  if (cert === null || typeof cert !== 'object' || Object.keys(cert).length === 0) return undefined
-  if (authorized !== true) {
-    request.log.debug({ tlsError: String(error) }, 'client certificate not verified')
-    return new AuthFailure('invalid_client_certificate', false)
+  switch (verdict.kind) {
+    case 'none': return undefined
+    case 'unverified':
+      request.log.debug({ tlsError: verdict.error }, 'client certificate not verified')
+      return new AuthFailure('invalid_client_certificate', false)
+    case 'bad-consumer': return new AuthFailure('invalid_certificate_consumer', false)
+    case 'consumer': return verdict.consumer
   }
-  const id = certificateConsumerId(cert as unknown as { subject?: Record<string, unknown>, subjectaltname?: string }, field)
-  if (id === undefined || !CONSUMER.test(id)) return new AuthFailure('invalid_certificate_consumer', false)
-  return Object.freeze({ id, strategy: 'mtls' as const, scopes: NO_SCOPES })
 }

@@ -101,6 +101,35 @@ t.test('a verified client certificate names the consumer; everything else gets 4
   t.equal(up.requests.length, 4)
 })
 
+t.test('one connection, one verdict: requests on a kept-alive connection, and no TLS 1.2 renegotiation', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, { env: tlsEnv(), routes: routes(up.url) })
+  // The certificate's verdict is read once per connection: many requests on one, each named.
+  const agent = new Agent({ connections: 1, connect: { ca: ca.cert, servername: 'localhost', cert: alice.cert, key: alice.key } })
+  t.teardown(async () => { await agent.close() })
+  for (let i = 0; i < 5; i++) t.equal((await call(gw, `/certs/${i}`, agent)).status, 200)
+  t.same(up.requests.map((r) => r.headers['x-consumer-id']), ['alice', 'alice', 'alice', 'alice', 'alice'])
+  const refused = new Agent({ connections: 1, connect: { ca: ca.cert, servername: 'localhost', cert: stranger.cert, key: stranger.key } })
+  t.teardown(async () => { await refused.close() })
+  for (let i = 0; i < 3; i++) t.equal((await call(gw, '/certs/x', refused)).status, 401, 'an unverified certificate stays refused on its connection')
+  t.equal(up.requests.length, 5)
+
+  // TLS 1.2: a client-initiated renegotiation is refused (it would let a connection swap its
+  // certificate after the handshake, and costs the server a full handshake each time).
+  const { connect } = await import('node:tls')
+  const socket = connect({ port: gw.port, host: '127.0.0.1', servername: 'localhost', ca: ca.cert, cert: alice.cert, key: alice.key, maxVersion: 'TLSv1.2' })
+  t.teardown(() => { socket.destroy() })
+  await once(socket, 'secureConnect')
+  t.equal(socket.getProtocol(), 'TLSv1.2')
+  const outcome = await new Promise<string>((resolve) => {
+    socket.once('error', (err: Error) => { resolve(`error: ${err.message}`) })
+    socket.once('close', () => { resolve('closed') })
+    const asked = socket.renegotiate({ rejectUnauthorized: false }, (err) => { resolve(err === null ? 'renegotiated' : `refused: ${err.message}`) })
+    if (!asked) resolve('not sent')
+  })
+  t.not(outcome, 'renegotiated', `the server refused it (${outcome})`)
+})
+
 t.test('certificates carry no scopes; relation all needs the certificate and the other credential', async (t) => {
   const up = await startUpstream(t)
   const gw = await startGateway(t, { env: tlsEnv(), routes: routes(up.url) })
