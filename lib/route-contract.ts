@@ -51,8 +51,8 @@ declare module 'fastify' {
     proxy?: ProxyRouteInfo
   }
   interface FastifyRequest {
-    /** Set by the proxy when it picks a target for the request (absent on requests not proxied). */
-    [kUpstreamTarget]?: UpstreamTargetInfo
+    /** Set by the proxy when it picks a target for the request (null or absent on requests not proxied). */
+    [kUpstreamTarget]?: UpstreamTargetInfo | null
   }
 }
 

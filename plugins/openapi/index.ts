@@ -63,7 +63,7 @@ interface Matched {
   readonly op: Operation | undefined
 }
 const kMatched = Symbol('portcullis.openapi.matched')
-type WithMatched = FastifyRequest & { [kMatched]?: Matched }
+type WithMatched = FastifyRequest & { [kMatched]?: Matched | null }
 
 interface RoutePolicy {
   readonly block: boolean
@@ -160,6 +160,9 @@ export type OpenApiPluginOptions = Record<string, never>
 
 async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
   const loading: Array<Promise<unknown>> = []
+  // Declared up front, so that setting it per request never changes a request object's shape
+  // (which would make every other function touching requests slower).
+  if (!fastify.hasRequestDecorator(kMatched)) fastify.decorateRequest(kMatched, null)
 
   fastify.addHook('onReady', async function contractReady () {
     await Promise.all(loading)

@@ -15,8 +15,8 @@ import type { FastifyInstance } from 'fastify'
 import { ConfigError } from '../../lib/errors.js'
 import { RequestHeaderFilter, stripNameProblem, trustedPeerMatcher, trustedProxyProblem } from './client-headers.js'
 import type { UpstreamPool } from './upstream-pool.js'
-import { setUpProxyScope } from './route.js'
-import { DEFAULT_INSPECT_MODE, DEFAULT_ROUTE_RATE_LIMIT } from '../../lib/route-contract.js'
+import { kInFlight, setUpProxyScope } from './route.js'
+import { DEFAULT_INSPECT_MODE, DEFAULT_ROUTE_RATE_LIMIT, kUpstreamTarget } from '../../lib/route-contract.js'
 import { BODY_LIMIT, ProxyPluginOptionsSchema, RESPONSE_BUFFER_BYTES, SEND_TIMEOUT_MS, type ProxyPluginOptions, type ProxyRuntime, type ProxyUpstreamTls, type ResolvedProxyOptions } from './schema.js'
 
 export { ProxyPluginOptionsSchema } from './schema.js'
@@ -103,6 +103,10 @@ async function proxyRuntimePlugin (fastify: FastifyInstance, opts: ProxyPluginOp
     }
   }
   fastify.decorate('portcullisProxy', runtime)
+  // Per-request marks the proxy sets, declared up front: setting them then never changes a
+  // request object's shape (which would slow every other function that touches requests).
+  if (!fastify.hasRequestDecorator(kUpstreamTarget)) fastify.decorateRequest(kUpstreamTarget, null)
+  if (!fastify.hasRequestDecorator(kInFlight)) fastify.decorateRequest(kInFlight, false)
   fastify.addHook('onClose', async function proxyClose () {
     for (const pool of pools) pool.close()
     const all = [...agents.values(), ...[...tlsAgents.values()].flatMap((m) => [...m.values()])]
