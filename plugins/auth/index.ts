@@ -44,6 +44,7 @@ import {
 } from './schema.js'
 import '../../lib/consumer.js'
 import { kUpgradeBearer } from '../../lib/upgrade-credential.js'
+import { hookList, prependHook } from '../../lib/route-hooks.js'
 
 export type { AuthPluginOptions } from './schema.js'
 export type { ApiKeysReloadResult } from './api-keys-reload.js'
@@ -548,11 +549,8 @@ async function authPluginImpl (fastify: FastifyInstance, opts: AuthPluginOptions
       policy = compilePolicy(auth, engine.strategies, where, route)
       compiled.set(auth, policy)
     }
-    const existing = routeOptions.onRequest
-    const list = existing === undefined ? [] : Array.isArray(existing) ? existing : [existing]
-    if (list.some(isAuthHook)) return
-    // A new array: the HEAD twin of a GET route shares the original options.
-    routeOptions.onRequest = [makeHook(engine, policy), ...list]
+    if (hookList(routeOptions.onRequest).some(isAuthHook)) return
+    routeOptions.onRequest = prependHook(routeOptions.onRequest, makeHook(engine, policy))
   })
 }
 

@@ -23,6 +23,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import { ConfigError, CorsOriginNotAllowedError } from '../../lib/errors.js'
 import { CORS_RESPONSE_HEADERS, CorsPolicySchema, corsCrossFieldProblems, type CorsPolicy, type CorsRouteConfig } from './schema.js'
 import { routeConfigWith } from '../../lib/route-config.js'
+import { appendHook, hookList } from '../../lib/route-hooks.js'
 
 export { CorsRouteConfigSchema, CorsPolicySchema, CORS_RESPONSE_HEADERS } from './schema.js'
 export type { CorsPolicy, CorsRouteConfig } from './schema.js'
@@ -161,9 +162,7 @@ async function gatewayCors (fastify: FastifyInstance): Promise<void> {
     }
     // New objects: the caller's config (and the HEAD twin sharing it) stay untouched.
     routeOptions.config = routeConfigWith(routeOptions.config, { [kCors]: policy })
-    const existing = routeOptions.onSend
-    const list = existing === undefined ? [] : Array.isArray(existing) ? existing : [existing]
-    if (!list.includes(corsOnSend)) routeOptions.onSend = [...list, corsOnSend]
+    if (!hookList(routeOptions.onSend).includes(corsOnSend)) routeOptions.onSend = appendHook(routeOptions.onSend, corsOnSend)
   })
 
   fastify.addHook('onRequest', corsOnRequest)

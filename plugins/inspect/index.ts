@@ -25,7 +25,7 @@
  * (415) (these three in block mode only), GW_INSPECT_CONFIG_INVALID (startup). Logs name rule ids
  * and families, never the payload.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions, onRequestHookHandler, preValidationHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, preValidationHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { inspectMatch } from '../../lib/signals.js'
 import { compileOptions, schemaProblems } from '../../lib/validate.js'
@@ -36,6 +36,7 @@ import { Collected, InspectLimitError, VerdictCache, collectBody, collectHeaders
 import { JointScheduler } from './scheduler.js'
 import { legacyExcludeProblems, parseField, splitBody, splitRequest, tuningProblems, type FieldExclusion, type FieldRef, type PhaseSplit } from './fields.js'
 import { InspectOptionsSchema, InspectRouteConfigSchema, type InspectOptions, type InspectPluginOptions, type InspectRouteConfig } from './schema.js'
+import { appendHook, routeName } from '../../lib/route-hooks.js'
 
 const invalid = pluginConfigError('Invalid inspection configuration', 'GW_INSPECT_CONFIG_INVALID')
 
@@ -110,16 +111,6 @@ interface PhaseWaiter {
 interface LoadedEngine {
   readonly engine: InspectEngine
   readonly cache: VerdictCache | undefined
-}
-
-function routeName (routeOptions: RouteOptions): string {
-  const method = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
-  return `route ${method} ${routeOptions.url ?? ''}`
-}
-
-function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
-  if (existing === undefined) return [hook]
-  return Array.isArray(existing) ? [...existing, hook] : [existing, hook]
 }
 
 function contentTypeOf (request: FastifyRequest): string | undefined {

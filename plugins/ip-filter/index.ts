@@ -13,7 +13,7 @@
  * GW_IP_FILTER_CONFIG_INVALID (startup: options or route config).
  */
 import { BlockList } from 'node:net'
-import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { normalizeIp } from '../../lib/client-ip.js'
 import { IpForbiddenError, UnsupportedMediaTypeError } from '../../lib/errors.js'
@@ -29,6 +29,7 @@ import {
 } from './schema.js'
 import { schemaProblems } from '../../lib/validate.js'
 import { routeConfigWith } from '../../lib/route-config.js'
+import { routeName } from '../../lib/route-hooks.js'
 
 export { clientIp, clientKey, clientKeyOf, normalizeIp, INVALID_CLIENT_KEY } from '../../lib/client-ip.js'
 export type { IpFilterPluginOptions, IpFilterRouteConfig } from './schema.js'
@@ -91,11 +92,6 @@ function mediaType (header: string | undefined): string {
   if (header === undefined) return ''
   const semi = header.indexOf(';')
   return (semi === -1 ? header : header.slice(0, semi)).trim().toLowerCase()
-}
-
-function routeName (routeOptions: RouteOptions): string {
-  const method = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
-  return `route ${method} ${routeOptions.url ?? ''}`
 }
 
 async function gatewayIpFilter (fastify: FastifyInstance, rawOptions: IpFilterPluginOptions): Promise<void> {

@@ -27,7 +27,7 @@
 import { isAbsolute, resolve } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { ErrorObject, ValidateFunction } from 'ajv'
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions, onRequestHookHandler, onSendHookHandler, preValidationHookHandler } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, onRequestHookHandler, onSendHookHandler, preValidationHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import sjson from 'secure-json-parse'
 import { ConfigError, ContractForbiddenError, ContractMethodNotAllowedError, ContractResponseError, ContractUnauthorizedError, ContractUnknownOperationError, ContractViolationError, UnsupportedMediaTypeError } from '../../lib/errors.js'
@@ -39,6 +39,7 @@ import { readMultipart } from './multipart.js'
 import { cookieValue, formObject, headerValue, parseCookies, parseQuery, pathValue, queryValue } from './params.js'
 import { OpenApiRouteConfigSchema, type OpenApiPathMapping, type OpenApiPolicy, type OpenApiRouteConfig } from './schema.js'
 import '../../lib/consumer.js'
+import { appendHook, routeName } from '../../lib/route-hooks.js'
 
 export { ContractLoadError, contractFor, loadContract, type Contract } from './contract.js'
 export { OpenApiRouteConfigSchema, OpenApiPolicySchema, type OpenApiRouteConfig, type OpenApiPolicy, type OpenApiPathMapping } from './schema.js'
@@ -143,16 +144,6 @@ function responseValidator (request: FastifyRequest, check: MediaCheck): Validat
     request.log.warn({ err }, 'response schema of the API contract does not compile; responses pass unvalidated')
     return undefined
   }
-}
-
-function routeName (routeOptions: RouteOptions): string {
-  const method = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
-  return `route ${method} ${routeOptions.url ?? ''}`
-}
-
-function appendHook<T> (existing: T | T[] | undefined, hook: T): T[] {
-  if (existing === undefined) return [hook]
-  return Array.isArray(existing) ? [...existing, hook] : [existing, hook]
 }
 
 /** Options of the plugin (none yet: every setting is per route). */

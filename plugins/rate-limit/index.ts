@@ -59,6 +59,7 @@ import { memoryGcraStore, redisGcraStore } from './gcra.js'
 import { DeadlineQueue, redisFixedWindowStore } from './redis-store.js'
 import { closeRedis, createRedisClient, redisTargetOf, StoreMonitor, waitReadyOnDatabase, type RedisClient, type RedisTarget } from './store.js'
 import { compileOptions, schemaProblems } from '../../lib/validate.js'
+import { appendHook, routeName } from '../../lib/route-hooks.js'
 
 export type { IpRateLimitPluginOptions, RateLimitPolicy, RateLimitRouteConfig, RouteRateLimitPluginOptions } from './schema.js'
 export { RateLimitRouteConfigSchema } from './schema.js'
@@ -250,11 +251,6 @@ function hostPart (routeOptions: RouteOptions): string {
   return `@${text.replace(/[{}|\s]/g, '_')}`
 }
 
-function routeName (routeOptions: RouteOptions): string {
-  const method = Array.isArray(routeOptions.method) ? routeOptions.method.join(',') : routeOptions.method
-  return `route ${method} ${routeOptions.url ?? ''}`
-}
-
 async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: RouteRateLimitPluginOptions): Promise<void> {
   const options = compileOptions<RouteRateLimitOptions>(RouteRateLimitOptionsSchema, rawOptions ?? {}, invalid, (o, problems) => {
     problems.push(...redisProblems(o))
@@ -343,10 +339,7 @@ async function gatewayRouteRateLimit (fastify: FastifyInstance, rawOptions: Rout
       siblings.push({ policy: valid, hook })
       budgets.set(template, siblings)
     }
-    const existing = routeOptions.onRequest
-    routeOptions.onRequest = existing === undefined
-      ? [hook]
-      : [...(Array.isArray(existing) ? existing : [existing]), hook]
+    routeOptions.onRequest = appendHook(routeOptions.onRequest, hook)
   })
 }
 
