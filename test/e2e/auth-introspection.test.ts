@@ -16,6 +16,7 @@ import { IntrospectionClient } from '../../plugins/auth/introspection.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { closedPort, rawUpstream, startUpstream, type Upstream } from '../helpers/upstream.js'
 import { startOidc, type TestOidc } from '../helpers/oidc.js'
+import { timeTravel } from '../helpers/time-travel.js'
 
 const JWT_SECRET = 'introspection-test-hs256-secret-0123456789abcdef'
 
@@ -46,15 +47,6 @@ async function call (url: string, token?: string, headers: Record<string, string
   const res = await request(url, { headers: { ...headers, ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}) } })
   const body = await res.body.json() as Record<string, unknown>
   return { status: res.statusCode, body, headers: res.headers }
-}
-
-/** Moves Date.now forward for the gateway and the provider alike (no sleeps). */
-function timeTravel (t: Test): (ms: number) => void {
-  const realNow = Date.now
-  let offset = 0
-  Date.now = () => realNow() + offset
-  t.teardown(() => { Date.now = realNow })
-  return (ms) => { offset += ms }
 }
 
 t.test('an active opaque token passes; the upstream gets the consumer id, strategy and scopes, never a spoof', async (t) => {

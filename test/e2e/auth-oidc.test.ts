@@ -17,6 +17,7 @@ import { authPlugin, type AuthPluginOptions } from '../../plugins/auth/index.js'
 import { proxyPlugin } from '../../plugins/proxy/index.js'
 import { startUpstream, type Upstream } from '../helpers/upstream.js'
 import { startOidc, type TestOidc } from '../helpers/oidc.js'
+import { timeTravel } from '../helpers/time-travel.js'
 
 interface Chain { url: string, upstream: Upstream }
 
@@ -40,15 +41,6 @@ async function call (chain: Chain, path: string, token?: string, headers: Record
   })
   const body = await res.body.json() as Record<string, unknown>
   return { status: res.statusCode, body, challenge: res.headers['www-authenticate'] }
-}
-
-/** Moves Date.now forward for the gateway and the provider alike (no sleeps). */
-function timeTravel (t: Test): (ms: number) => void {
-  const realNow = Date.now
-  let offset = 0
-  Date.now = () => realNow() + offset
-  t.teardown(() => { Date.now = realNow })
-  return (ms) => { offset += ms }
 }
 
 t.test('a client_credentials token from a real IdP passes; the upstream sees the consumer id', async (t) => {

@@ -12,6 +12,7 @@ import { createSigner } from 'fast-jwt'
 import { gatewayErrorHandler } from '../../src/errors.js'
 import { authPlugin, type AuthPluginOptions } from '../../plugins/auth/index.js'
 import { waitFor } from '../helpers/wait-for.js'
+import { timeTravel } from '../helpers/time-travel.js'
 
 const now = (): number => Math.floor(Date.now() / 1000)
 const rsaA = generateKeyPairSync('rsa', { modulusLength: 2048 })
@@ -86,15 +87,6 @@ async function status (h: Harness, tok: string): Promise<number> {
     if (res.json().code !== 'GW_AUTH_UNAUTHORIZED') throw new Error('unexpected 401 body')
   }
   return res.statusCode
-}
-
-/** Moves Date.now forward (the tap clock plugin is not enabled in this project). */
-function timeTravel (t: Test): (ms: number) => void {
-  const realNow = Date.now
-  let offset = 0
-  Date.now = () => realNow() + offset
-  t.teardown(() => { Date.now = realNow })
-  return (ms) => { offset += ms }
 }
 
 t.test('keys are selected by kid with algorithms pinned per key type', async (t) => {
