@@ -5,6 +5,7 @@
  * key-count and size limits refuse a body (`InspectLimitError`) instead of half inspecting it.
  */
 import sjson from 'secure-json-parse'
+import { countJsonKeys } from '../../lib/json-keys.js'
 import { rememberJsonBody } from '../../lib/parsed-body.js'
 import { allowedCharset, bodyText, charsetOf } from './decode.js'
 import { InspectLimitError } from './limit-error.js'
@@ -23,33 +24,6 @@ export interface ExtractLimits {
 
 /** A raw body may carry this many times the text budget in syntax (JSON punctuation, numbers, tags). */
 const RAW_FACTOR = 4
-
-/**
- * The number of object members written in a JSON text: the strings followed by `:`. `text` is
- * valid JSON (it parsed), so every string is closed. JSON.parse keeps one member per key (the last
- * of equal keys, compared after unescaping, at any depth), so fewer members in the parsed value
- * than here means a key was written twice, where other parsers keep the first: inspection would
- * judge a value the backend never reads.
- */
-export function countJsonKeys (text: string): number {
-  let count = 0
-  let i = text.indexOf('"')
-  while (i !== -1) {
-    let end = text.indexOf('"', i + 1)
-    for (;;) {
-      let k = end - 1
-      while (text.charCodeAt(k) === 92) k--
-      if ((end - 1 - k) % 2 === 0) break
-      end = text.indexOf('"', end + 1)
-    }
-    let next = end + 1
-    let ch = text.charCodeAt(next)
-    while (ch === 32 || ch === 10 || ch === 13 || ch === 9) ch = text.charCodeAt(++next)
-    if (ch === 58) count++
-    i = text.indexOf('"', next)
-  }
-  return count
-}
 
 /**
  * Walks a parsed body: keys and string/number leaves, with depth and key-count limits. Returns the

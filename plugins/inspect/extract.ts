@@ -11,7 +11,8 @@ import { collectForm, decode } from './values.js'
 
 export { InspectLimitError, type InspectLimitReason } from './limit-error.js'
 export { Collected, VerdictCache, type WordScreen } from './collected.js'
-export { collectBody, collectMultipart, collectObject, collectXml, countJsonKeys, rawBodyLimit, type ExtractLimits } from './body-parsers.js'
+export { collectBody, collectMultipart, collectObject, collectXml, rawBodyLimit, type ExtractLimits } from './body-parsers.js'
+export { countJsonKeys } from '../../lib/json-keys.js'
 export { collectForm, decode } from './values.js'
 
 /**

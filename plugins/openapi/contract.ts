@@ -11,9 +11,13 @@
  * recursive schemas stay references. Ajv draft-07 for 3.0, draft 2020-12 for 3.1.
  */
 import SwaggerParser from '@apidevtools/swagger-parser'
-import ajvModule, { type ErrorObject, type ValidateFunction } from 'ajv'
+import ajvModule, { _, str, type CodeKeywordDefinition, type ErrorObject, type ValidateFunction } from 'ajv'
+import type { DataValidateFunction } from 'ajv/dist/types/index.js'
+import ajvUtil from 'ajv/dist/compile/util.js'
+import ucs2lengthModule from 'ajv/dist/runtime/ucs2length.js'
 import ajv2020Module from 'ajv/dist/2020.js'
 import ajvFormatsModule from 'ajv-formats'
+import { isDate, isDateTime, isTime } from './formats.js'
 
 type Json = Record<string, unknown>
 // CommonJS modules: their classes are on `default`.
@@ -79,12 +83,35 @@ export interface SecurityScheme {
   readonly scheme?: string
 }
 
+/**
+ * What a request's query string is read against, besides the declared values: the names that
+ * are declared (parameters, exploded objects' properties), the `deepObject` prefixes
+ * (`filter[`), and each declared name's folded spelling (see `foldQueryName`), so that a name a
+ * backend would read as a declared one (`Channel`, `channel[]`, `dry.run` for `dry_run`) is
+ * refused rather than passed unread.
+ */
+export interface QueryNames {
+  /** Names that hold one value (not exploded arrays, not `deepObject`): given twice, refused. */
+  readonly single: readonly string[]
+  readonly exact: ReadonlySet<string>
+  readonly deep: readonly string[]
+  readonly folded: ReadonlyMap<string, string>
+}
+
 export interface Operation {
   readonly method: string
   readonly template: string
   /** `GET /pets/{id}`: a bounded label (from the document, never from traffic). */
   readonly label: string
   readonly params: readonly Param[]
+  /** The parameter groups (`path`, `query`…) the validator reads: each is given an object. */
+  readonly paramGroups: readonly ParamIn[]
+  /** Declared query names; undefined when the operation declares no query parameter. */
+  readonly queryNames: QueryNames | undefined
+  /** Whether a header parameter is declared (repeated header lines are then looked for). */
+  readonly hasHeaderParams: boolean
+  /** Every parameter is in the URL (path and query): its verdict depends on nothing else. */
+  readonly urlParamsOnly: boolean
   readonly validateParams: ValidateFunction | undefined
   readonly body: { readonly required: boolean, readonly media: ReadonlyMap<string, MediaCheck> } | undefined
   /** Alternatives (OR) of scheme sets (AND) with scopes; empty = no requirement. */
@@ -98,8 +125,20 @@ interface PathEntry {
   readonly pattern: RegExp | undefined
   readonly names: readonly string[]
   readonly literals: number
+  /** Lower-case method -> operation. */
   readonly ops: Map<string, Operation>
 }
+
+/** A path entry ready for requests: its answers per request method (upper case, as Node gives it). */
+interface Entry extends PathEntry {
+  /** Exact paths: the whole answer, made once; templates: the operation. */
+  readonly byMethod: Map<string, Operation>
+  readonly exactAnswers: Map<string, Match>
+  readonly methodAnswer: Match
+}
+
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze({})
+const UNKNOWN: Match = Object.freeze({ kind: 'unknown' })
 
 /** Where a request path lands in the document. */
 export type Match =
@@ -110,13 +149,27 @@ export type Match =
 const METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'] as const
 
 export class Contract {
-  private readonly exact = new Map<string, PathEntry>()
-  private readonly templated: PathEntry[] = []
+  private readonly exact = new Map<string, Entry>()
+  private readonly templated: Entry[] = []
   readonly operations: Operation[] = []
 
   constructor (readonly file: string, readonly version: string, private readonly bases: readonly string[]) {}
 
-  add (entry: PathEntry): void {
+  add (path: PathEntry): void {
+    const byMethod = new Map<string, Operation>()
+    const exactAnswers = new Map<string, Match>()
+    for (const [method, op] of path.ops) {
+      byMethod.set(method.toUpperCase(), op)
+      exactAnswers.set(method.toUpperCase(), Object.freeze({ kind: 'operation', op, pathParams: NO_PARAMS }))
+    }
+    // HEAD is answered as GET when the document does not declare it.
+    const get = path.ops.get('get')
+    if (get !== undefined && !byMethod.has('HEAD')) {
+      byMethod.set('HEAD', get)
+      exactAnswers.set('HEAD', exactAnswers.get('GET') as Match)
+    }
+    const methodAnswer: Match = Object.freeze({ kind: 'method', allow: [...path.ops.keys()].map((k) => k.toUpperCase()).join(', ') })
+    const entry: Entry = { ...path, byMethod, exactAnswers, methodAnswer }
     if (entry.pattern === undefined) this.exact.set(entry.template, entry)
     else this.templated.push(entry)
     for (const op of entry.ops.values()) this.operations.push(op)
@@ -127,7 +180,10 @@ export class Contract {
     this.templated.sort((a, b) => b.literals - a.literals)
   }
 
-  /** The operation for a path as the upstream sees it (percent-encoded, no query) and a method. */
+  /**
+   * The operation for a path as the upstream sees it (percent-encoded, no query) and a method
+   * (upper case, as Node gives it). Exact paths answer without allocating.
+   */
   match (upstreamPath: string, method: string): Match {
     for (const base of this.bases) {
       let path: string
@@ -135,28 +191,31 @@ export class Contract {
       else if (upstreamPath === base) path = '/'
       else if (upstreamPath.startsWith(base) && upstreamPath.charCodeAt(base.length) === 47) path = upstreamPath.slice(base.length)
       else continue
-      const found = this.find(path)
-      if (found === undefined) continue
-      const m = method.toLowerCase()
-      const op = found.entry.ops.get(m) ?? (m === 'head' ? found.entry.ops.get('get') : undefined)
-      if (op === undefined) return { kind: 'method', allow: [...found.entry.ops.keys()].map((k) => k.toUpperCase()).join(', ') }
-      return { kind: 'operation', op, pathParams: found.params }
+      const exact = this.exact.get(path)
+      if (exact !== undefined) return exact.exactAnswers.get(method) ?? exact.methodAnswer
+      for (const entry of this.templated) {
+        const m = (entry.pattern as RegExp).exec(path)
+        if (m === null) continue
+        const op = entry.byMethod.get(method)
+        if (op === undefined) return entry.methodAnswer
+        const pathParams: Record<string, string> = {}
+        for (let i = 0; i < entry.names.length; i++) pathParams[entry.names[i] as string] = m[i + 1] as string
+        return { kind: 'operation', op, pathParams }
+      }
     }
-    return { kind: 'unknown' }
+    return UNKNOWN
   }
+}
 
-  private find (path: string): { entry: PathEntry, params: Record<string, string> } | undefined {
-    const exact = this.exact.get(path)
-    if (exact !== undefined) return { entry: exact, params: {} }
-    for (const entry of this.templated) {
-      const m = (entry.pattern as RegExp).exec(path)
-      if (m === null) continue
-      const params: Record<string, string> = {}
-      entry.names.forEach((name, i) => { params[name] = m[i + 1] as string })
-      return { entry, params }
-    }
-    return undefined
-  }
+/**
+ * A query name as backends may read it: lower case (ASP.NET binds names case-insensitively), cut
+ * before `[` (PHP, Rails and qs read `name[]` and `name[x]` as `name`), `.` and spaces as `_`
+ * (PHP's `dry.run` is `dry_run`).
+ */
+export function foldQueryName (name: string): string {
+  const bracket = name.indexOf('[')
+  const head = bracket === -1 ? name : name.slice(0, bracket)
+  return head.toLowerCase().replace(/[. ]/g, '_')
 }
 
 function escapePointer (s: string): string {
@@ -233,8 +292,65 @@ function view (node: unknown, v30: boolean, hidden: 'readOnly' | 'writeOnly'): u
       for (const name of hiddenNames) p[name] = { portcullisHidden: hidden }
       if (Array.isArray(out.required)) out.required = (out.required as unknown[]).filter((r) => typeof r !== 'string' || !hiddenNames.includes(r))
     }
+    // Requests: an object that admits other properties refuses those that only differ from a
+    // declared one in case (see `aliasCheck`).
+    const isObject = src.type === 'object' || (Array.isArray(src.type) && src.type.includes('object'))
+    if (hidden === 'readOnly' && isObject && src.additionalProperties !== false && Object.keys(props).length > 0) out.portcullisAlias = Object.keys(props)
   }
   return out
+}
+
+/** A JSON member name as case-insensitive backends match it (Go's encoding/json, ASP.NET): `ſku` and `SKU` are `sku`. */
+export function foldJsonKey (key: string): string {
+  return key.toUpperCase().toLowerCase()
+}
+
+/**
+ * The `portcullisAlias` keyword: an object member that is not declared but folds to a declared
+ * name (`Quantity`, `QUANTITY` beside `quantity`). Go's encoding/json and ASP.NET bind such a
+ * member to the declared field, so a value the schema never judged would replace the judged one.
+ */
+function aliasCheck (names: readonly string[]): DataValidateFunction {
+  const exact = new Set(names)
+  const folded = new Map(names.map((n) => [foldJsonKey(n), n]))
+  const check: DataValidateFunction = (data: unknown): boolean => {
+    for (const key in data as Record<string, unknown>) {
+      if (exact.has(key)) continue
+      const declared = folded.get(foldJsonKey(key))
+      if (declared !== undefined) {
+        // Ajv sets the member's instancePath (the object's) when it is left out.
+        check.errors = [{ keyword: 'portcullisAlias', params: { property: declared }, message: 'ambiguous' }]
+        return false
+      }
+    }
+    return true
+  }
+  return check
+}
+
+const ucs2length = ucs2lengthModule.default
+
+/**
+ * `maxLength` / `minLength` as Ajv's own (characters are code points, so the same verdicts and
+ * error lines), without counting code points when the UTF-16 length decides: a string has at
+ * most `length` and at least `length / 2` code points. Ajv counts every string's code points
+ * one by one, which was more than half of validating a typical JSON body.
+ */
+const limitLength: CodeKeywordDefinition = {
+  keyword: ['maxLength', 'minLength'],
+  type: 'string',
+  schemaType: 'number',
+  error: {
+    message: ({ keyword, schemaCode }) => str`must NOT have ${keyword === 'maxLength' ? 'more' : 'fewer'} than ${schemaCode} characters`,
+    params: ({ schemaCode }) => _`{limit: ${schemaCode}}`
+  },
+  code (cxt) {
+    const { keyword, data, schemaCode, gen } = cxt
+    const count = _`${ajvUtil.useFunc(gen, ucs2length)}(${data})`
+    cxt.fail(keyword === 'maxLength'
+      ? _`${data}.length > ${schemaCode} && (${data}.length > 2 * ${schemaCode} || ${count} > ${schemaCode})`
+      : _`${data}.length < 2 * ${schemaCode} && (${data}.length < ${schemaCode} || ${count} < ${schemaCode})`)
+  }
 }
 
 function newAjv (v31: boolean, coerce: boolean): AjvInstance {
@@ -247,6 +363,13 @@ function newAjv (v31: boolean, coerce: boolean): AjvInstance {
     ...(coerce ? { coerceTypes: 'array' as const } : {})
   })
   addFormats(ajv)
+  // The same verdicts as ajv-formats' full mode, without regular expressions (formats.ts).
+  ajv.addFormat('date', isDate)
+  ajv.addFormat('time', isTime)
+  ajv.addFormat('date-time', isDateTime)
+  ajv.removeKeyword('maxLength')
+  ajv.removeKeyword('minLength')
+  ajv.addKeyword(limitLength)
   // OpenAPI's own formats (3.0 "Data Types"): widths checked, the rest documentary.
   ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -2147483648 && n <= 2147483647 })
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isInteger(n) })
@@ -255,6 +378,7 @@ function newAjv (v31: boolean, coerce: boolean): AjvInstance {
   ajv.addFormat('byte', /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/)
   for (const f of ['binary', 'password']) ajv.addFormat(f, () => true)
   ajv.addKeyword({ keyword: 'portcullisHidden', schemaType: 'string', validate: () => false, errors: false })
+  ajv.addKeyword({ keyword: 'portcullisAlias', type: 'object', schemaType: 'array', errors: true, compile: (names: string[]) => aliasCheck(names) })
   return ajv
 }
 
@@ -385,6 +509,28 @@ function schemesOf (doc: Json): Record<string, SecurityScheme> {
     out[name] = { type: String(s.type), ...(typeof s.scheme === 'string' ? { scheme: s.scheme.toLowerCase() } : {}) }
   }
   return out
+}
+
+/** The query names an operation declares (see `QueryNames`); undefined when it declares none. */
+function queryNamesOf (params: readonly Param[]): QueryNames | undefined {
+  const query = params.filter((p) => p.in === 'query')
+  if (query.length === 0) return undefined
+  const single: string[] = []
+  const exact = new Set<string>()
+  const deep: string[] = []
+  const folded = new Map<string, string>()
+  for (const p of query) {
+    if (p.style === 'deepObject') deep.push(`${p.name}[`)
+    // An exploded object's properties are sent as names of their own.
+    const names = p.shape === 'object' && p.explode && !p.json && p.style !== 'deepObject' ? p.properties : [p.name]
+    const repeatable = p.style === 'deepObject' || (p.shape === 'array' && p.explode && !p.json)
+    for (const name of names) {
+      if (!repeatable) single.push(name)
+      exact.add(name)
+      if (!folded.has(foldQueryName(name))) folded.set(foldQueryName(name), name)
+    }
+  }
+  return { single, exact, deep, folded }
 }
 
 /** Loads, validates and compiles one document. Throws ContractLoadError with a pointer. */
@@ -540,10 +686,14 @@ function compile (file: string, doc: Json): Contract {
         if (p.required === true || where === 'path') groups[where].required.push(key)
       }
       let validateParams: ValidateFunction | undefined
+      const paramGroups: ParamIn[] = []
       if (params.length > 0) {
         const properties: Json = {}
         for (const [where, g] of Object.entries(groups)) {
-          if (Object.keys(g.properties).length > 0 || g.required.length > 0) properties[where] = { type: 'object', properties: g.properties, required: g.required }
+          if (Object.keys(g.properties).length > 0 || g.required.length > 0) {
+            properties[where] = { type: 'object', properties: g.properties, required: g.required }
+            paramGroups.push(where as ParamIn)
+          }
         }
         try {
           validateParams = forms.compile({ type: 'object', properties })
@@ -572,6 +722,10 @@ function compile (file: string, doc: Json): Contract {
         template,
         label: `${method.toUpperCase()} ${template}`,
         params,
+        paramGroups,
+        queryNames: queryNamesOf(params),
+        hasHeaderParams: params.some((p) => p.in === 'header'),
+        urlParamsOnly: params.every((p) => p.in === 'path' || p.in === 'query'),
         validateParams,
         body,
         security,

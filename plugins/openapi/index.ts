@@ -31,14 +31,15 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import fp from 'fastify-plugin'
 import sjson from 'secure-json-parse'
 import { ConfigError, ContractForbiddenError, ContractMethodNotAllowedError, ContractResponseError, ContractUnauthorizedError, ContractUnknownOperationError, ContractViolationError, UnsupportedMediaTypeError } from '../../lib/errors.js'
+import { hasDuplicateKeys } from '../../lib/json-keys.js'
 import { rememberedJsonBody } from '../../lib/parsed-body.js'
 import { contractViolation } from '../../lib/signals.js'
 import { Value } from '@sinclair/typebox/value'
-import { ContractLoadError, contractFor, type Contract, type MediaCheck, type Operation, type Param } from './contract.js'
+import { ContractLoadError, contractFor, type Contract, type MediaCheck, type Operation, type SecurityScheme } from './contract.js'
 import { readMultipart } from './multipart.js'
-import { cookieValue, formObject, headerValue, parseCookies, parseQuery, pathValue, queryValue } from './params.js'
+import { cookieValue, formObject, headerValue, parseCookies, parseQuery, pathValue, queryPollution, queryValue, type Cookies, type QueryValues } from './params.js'
 import { OpenApiRouteConfigSchema, type OpenApiPathMapping, type OpenApiPolicy, type OpenApiRouteConfig } from './schema.js'
-import '../../lib/consumer.js'
+import type { Consumer } from '../../lib/consumer.js'
 import { appendHook, routeName } from '../../lib/route-hooks.js'
 
 export { ContractLoadError, contractFor, loadContract, type Contract } from './contract.js'
@@ -59,14 +60,45 @@ export const MAX_RESPONSE_VALIDATION_BYTES = 1024 * 1024
 const MAX_VIOLATIONS = 10
 const MAX_POINTER = 200
 
-/** The operation a request matched, kept for the body and response phases. */
-interface Matched {
-  readonly op: Operation | undefined
-}
+/** The operation a request matched, kept for the body and response phases (null: none). */
 const kMatched = Symbol('portcullis.openapi.matched')
-type WithMatched = FastifyRequest & { [kMatched]?: Matched | null }
+type WithMatched = FastifyRequest & { [kMatched]?: Operation | null }
+
+/** Longest path and query whose clean parameter verdict is remembered. */
+const URL_VERDICT_MAX_CHARS = 512
+/** URLs remembered per generation (two generations: at most twice this many, 512 characters each). */
+const URL_VERDICT_CAPACITY = 4096
+
+/**
+ * URLs whose parameters were found valid, so a repeated one (`?page=2`, `?status=open`) is not
+ * parsed and validated again. Sound only for operations whose parameters are all in the URL
+ * (path and query): the verdict then depends on nothing but the route, the method and the URL as
+ * the upstream sees it. Only valid verdicts are kept, so a URL that breaks the contract is judged
+ * every time. Two generations bound the memory, as the inspection plugin's clean verdicts do.
+ */
+class UrlVerdicts {
+  private young = new Set<string>()
+  private old = new Set<string>()
+
+  has (key: string): boolean {
+    if (this.young.has(key)) return true
+    if (!this.old.has(key)) return false
+    this.add(key)
+    return true
+  }
+
+  add (key: string): void {
+    this.young.add(key)
+    if (this.young.size >= URL_VERDICT_CAPACITY) {
+      this.old = this.young
+      this.young = new Set()
+    }
+  }
+}
 
 interface RoutePolicy {
+  /** Distinguishes routes in the shared URL verdicts. */
+  readonly id: number
   readonly block: boolean
   readonly mode: 'block' | 'detect'
   readonly responses: 'off' | 'detect' | 'block'
@@ -87,7 +119,9 @@ function describe (errors: readonly ErrorObject[] | null | undefined, prefix: st
   for (const e of errors ?? []) {
     let pointer = prefix + e.instancePath
     if (e.keyword === 'required') pointer += `/${escapePointer(String((e.params as { missingProperty?: string }).missingProperty ?? ''))}`
-    const rule = e.keyword === 'portcullisHidden' ? hidden : e.keyword
+    // The declared member another spelling of it would stand for (the sent spelling is not echoed).
+    if (e.keyword === 'portcullisAlias') pointer += `/${escapePointer(String((e.params as { property?: string }).property ?? ''))}`
+    const rule = e.keyword === 'portcullisHidden' ? hidden : e.keyword === 'portcullisAlias' ? 'ambiguous' : e.keyword
     if (rule === 'if') continue
     const line = `${pointer.length > MAX_POINTER ? pointer.slice(0, MAX_POINTER) + '…' : pointer}: ${rule}`
     if (!out.includes(line)) out.push(line)
@@ -103,9 +137,23 @@ function kindOf (line: string): string {
 }
 
 function mediaTypeOf (request: FastifyRequest): string | undefined {
-  const ct = request.headers['content-type']
-  if (ct === undefined) return undefined
-  return (Array.isArray(ct) ? ct[0] ?? '' : ct).split(';')[0]?.trim().toLowerCase()
+  const header = request.headers['content-type']
+  if (header === undefined) return undefined
+  const ct = Array.isArray(header) ? header[0] ?? '' : header
+  const semi = ct.indexOf(';')
+  return (semi === -1 ? ct : ct.slice(0, semi)).trim().toLowerCase()
+}
+
+/** Declared one-valued header parameters whose header came on more than one line. */
+function repeatedHeaders (op: Operation, raw: readonly string[]): string[] | undefined {
+  let problems: string[] | undefined
+  for (const p of op.params) {
+    if (p.in !== 'header' || p.shape !== 'primitive' || p.json) continue
+    let lines = 0
+    for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).length === p.key.length && (raw[i] as string).toLowerCase() === p.key) lines++
+    if (lines > 1) (problems ??= []).push(`/header/${p.key}: repeated`)
+  }
+  return problems
 }
 
 function findMedia (media: ReadonlyMap<string, MediaCheck>, type: string): MediaCheck | undefined {
@@ -122,18 +170,28 @@ function securityMet (op: Operation, request: FastifyRequest): 'ok' | 'unauthent
   for (const alternative of op.security) {
     if (alternative.length === 0) return 'ok'
     if (consumer === null) continue
-    const met = alternative.every(({ scheme, scopes }) => {
-      if (scheme === undefined) return false
-      if (scheme.type === 'apiKey') return consumer.strategy === 'apiKey' && scopes.every((s) => consumer.scopes.includes(s))
-      if ((scheme.type === 'http' && scheme.scheme === 'bearer') || scheme.type === 'oauth2' || scheme.type === 'openIdConnect') {
-        return consumer.strategy === 'jwt' && scopes.every((s) => consumer.scopes.includes(s))
+    let met = true
+    for (const { scheme, scopes } of alternative) {
+      if (!schemeMet(scheme, scopes, consumer)) {
+        met = false
+        break
       }
-      // Basic, digest, mutual TLS: the gateway verifies none of them.
-      return false
-    })
+    }
     if (met) return 'ok'
   }
   return consumer === null ? 'unauthenticated' : 'forbidden'
+}
+
+function schemeMet (scheme: SecurityScheme | undefined, scopes: readonly string[], consumer: Consumer): boolean {
+  if (scheme === undefined) return false
+  let strategy: string
+  if (scheme.type === 'apiKey') strategy = 'apiKey'
+  else if ((scheme.type === 'http' && scheme.scheme === 'bearer') || scheme.type === 'oauth2' || scheme.type === 'openIdConnect') strategy = 'jwt'
+  // Basic, digest, mutual TLS: the gateway verifies none of them.
+  else return false
+  if (consumer.strategy !== strategy) return false
+  for (const s of scopes) if (!consumer.scopes.includes(s)) return false
+  return true
 }
 
 /** A response schema's validator (compiled on first use); undefined, logged, when it does not compile. */
@@ -151,6 +209,8 @@ export type OpenApiPluginOptions = Record<string, never>
 
 async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
   const loading: Array<Promise<unknown>> = []
+  const urlVerdicts = new UrlVerdicts()
+  let routes = 0
   // Declared up front, so that setting it per request never changes a request object's shape
   // (which would make every other function touching requests slower).
   if (!fastify.hasRequestDecorator(kMatched)) fastify.decorateRequest(kMatched, null)
@@ -175,28 +235,41 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
     if (blocked) throw error()
   }
 
-  function checkParams (request: FastifyRequest, op: Operation, pathParams: Readonly<Record<string, string>>, query: string): string[] {
+  function checkParams (request: FastifyRequest, op: Operation, pathParams: Readonly<Record<string, string>>, query: string): string[] | undefined {
     const validate = op.validateParams as ValidateFunction
-    const data: Record<string, Record<string, unknown>> = { path: {}, query: {}, header: {}, cookie: {} }
-    const problems: string[] = []
-    let q: Map<string, string[]> | undefined
-    let cookies: Map<string, string> | undefined
-    for (const p of op.params as Param[]) {
+    // Only the groups the validator reads (each must be present for its `required`).
+    const data: Record<string, Record<string, unknown>> = {}
+    for (const group of op.paramGroups) data[group] = {}
+    let problems: string[] | undefined
+    let q: QueryValues | undefined
+    let cookies: Cookies | undefined
+    for (const p of op.params) {
       let value: unknown
       if (p.in === 'path') {
         const raw = pathParams[p.name]
         value = raw === undefined ? undefined : pathValue(p, raw)
-        if (raw !== undefined && value === undefined) problems.push(`/path/${p.key}: encoding`)
+        if (raw !== undefined && value === undefined) (problems ??= []).push(`/path/${p.key}: encoding`)
       } else if (p.in === 'query') {
         value = queryValue(p, q ??= parseQuery(query))
       } else if (p.in === 'header') {
         value = headerValue(p, request.headers)
       } else {
-        value = cookieValue(p, cookies ??= parseCookies(request.headers.cookie))
+        cookies ??= parseCookies(request.headers.cookie)
+        value = cookieValue(p, cookies)
+        if (cookies.repeated?.has(p.name) === true) (problems ??= []).push(`/cookie/${p.key}: repeated`)
       }
       if (value !== undefined) (data[p.in] as Record<string, unknown>)[p.key] = value
     }
-    if (!validate(data)) problems.push(...describe(validate.errors, '', 'readOnly'))
+    // Parameter pollution: what a backend could read other than what is validated here.
+    if (op.queryNames !== undefined) {
+      const polluted = queryPollution(op.queryNames, q ?? parseQuery(query))
+      if (polluted !== undefined) (problems ??= []).push(...polluted)
+    }
+    if (op.hasHeaderParams) {
+      const repeated = repeatedHeaders(op, request.raw.rawHeaders)
+      if (repeated !== undefined) (problems ??= []).push(...repeated)
+    }
+    if (!validate(data)) (problems ??= []).push(...describe(validate.errors, '', 'readOnly'))
     return problems
   }
 
@@ -208,12 +281,13 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
       const path = qIndex === -1 ? url : url.slice(0, qIndex)
       let upstreamPath = path
       if (policy.strip !== '' && path.startsWith(policy.strip)) upstreamPath = path.slice(policy.strip.length)
-      upstreamPath = (policy.add + upstreamPath).replace(/^(?!\/)/, '/')
+      if (policy.add !== '') upstreamPath = policy.add + upstreamPath
+      if (upstreamPath.charCodeAt(0) !== 47) upstreamPath = '/' + upstreamPath
       const m = contract.match(upstreamPath, request.method)
       const r = request as WithMatched
       try {
         if (m.kind === 'unknown' || m.kind === 'method') {
-          r[kMatched] = { op: undefined }
+          r[kMatched] = null
           if (!policy.refuseUnknown) {
             publish(policy, '(unknown)', 'shadow', false)
             request.log.debug({ contract: { kind: 'shadow' } }, 'operation not in the API contract (passed)')
@@ -232,14 +306,19 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
           return
         }
         const op = m.op
-        r[kMatched] = { op }
+        r[kMatched] = op
         const security = securityMet(op, request)
         if (security !== 'ok') {
           judge(request, policy, op, 'security', [`security: ${security}`], () => security === 'unauthenticated' ? new ContractUnauthorizedError() : new ContractForbiddenError())
         }
         if (op.validateParams !== undefined) {
-          const problems = checkParams(request, op, m.pathParams, qIndex === -1 ? '' : url.slice(qIndex + 1))
-          if (problems.length > 0) judge(request, policy, op, 'params', problems, () => new ContractViolationError(problems))
+          const query = qIndex === -1 ? '' : url.slice(qIndex + 1)
+          const key = op.urlParamsOnly && upstreamPath.length + query.length <= URL_VERDICT_MAX_CHARS ? `${policy.id} ${request.method} ${upstreamPath}?${query}` : undefined
+          if (key === undefined || !urlVerdicts.has(key)) {
+            const problems = checkParams(request, op, m.pathParams, query)
+            if (problems !== undefined) judge(request, policy, op, 'params', problems, () => new ContractViolationError(problems))
+            else if (key !== undefined) urlVerdicts.add(key)
+          }
         }
       } catch (err) {
         done(err as Error)
@@ -249,8 +328,8 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
     }
 
     function contractBody (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-      const op = (request as WithMatched)[kMatched]?.op
-      if (op === undefined) {
+      const op = (request as WithMatched)[kMatched]
+      if (op === undefined || op === null) {
         done()
         return
       }
@@ -325,6 +404,11 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
           judge(request, policy, op, 'body', ['/body: json'], () => new ContractViolationError(['/body: json']))
           return undefined
         }
+        // A key written twice: the backend's parser may read the other one (see lib/json-keys.ts).
+        if (hasDuplicateKeys(text, data)) {
+          judge(request, policy, op, 'body', ['/body: duplicate-key'], () => new ContractViolationError(['/body: duplicate-key']))
+          return undefined
+        }
       } else if (check.kind === 'form') {
         data = formObject(text)
       } else {
@@ -340,9 +424,9 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
     }
 
     function contractResponse (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: Error | null, payload?: unknown) => void): void {
-      const op = (request as WithMatched)[kMatched]?.op
+      const op = (request as WithMatched)[kMatched]
       // Only upstream answers: the gateway's own (strings) and unmatched operations are not judged.
-      if (op === undefined || typeof payload === 'string' || payload === null || payload === undefined) {
+      if (op === undefined || op === null || typeof payload === 'string' || payload === null || payload === undefined) {
         done(null, payload)
         return
       }
@@ -413,6 +497,7 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
     const mapping = config?.openapiPaths
     const mode = options.mode ?? 'block'
     const policy: RoutePolicy = {
+      id: routes++,
       block: mode === 'block',
       mode,
       responses: options.responses ?? 'off',

@@ -6,33 +6,54 @@
  * `pipeDelimited`, `deepObject`; header `simple`; cookie `form`; `content` parameters as JSON.
  */
 import type { IncomingHttpHeaders } from 'node:http'
-import type { Param } from './contract.js'
+import querystring from 'fast-querystring'
+import { foldQueryName, type Param, type QueryNames } from './contract.js'
 
 export type ParamValue = string | string[] | Record<string, string> | unknown
 
-/** A query string's values by name, as a form decodes them (`+` is a space). */
-export function parseQuery (query: string): Map<string, string[]> {
-  const out = new Map<string, string[]>()
-  if (query === '') return out
-  for (const [k, v] of new URLSearchParams(query)) {
-    const list = out.get(k)
-    if (list === undefined) out.set(k, [v])
-    else list.push(v)
-  }
-  return out
+/** A query string's values by name, as a form decodes them (`+` is a space); a repeated name's values in order. */
+export type QueryValues = Readonly<Record<string, string | string[]>>
+
+const NO_QUERY: QueryValues = Object.freeze(Object.create(null) as Record<string, string | string[]>)
+
+/** Parses a query string (fast-querystring: what Fastify's router reads queries with). */
+export function parseQuery (query: string): QueryValues {
+  if (query === '') return NO_QUERY
+  return querystring.parse(query) as QueryValues
+}
+
+/** A query name's values as a list. */
+function valuesOf (query: QueryValues, name: string): readonly string[] | undefined {
+  const v = query[name]
+  return v === undefined ? undefined : typeof v === 'string' ? [v] : v
+}
+
+/** The first value of a query name. */
+function firstOf (query: QueryValues, name: string): string | undefined {
+  const v = query[name]
+  return v === undefined || typeof v === 'string' ? v : v[0]
+}
+
+/** Cookies of the Cookie header (first value of a name wins) and the names given more than once. */
+export interface Cookies {
+  readonly values: ReadonlyMap<string, string>
+  readonly repeated: ReadonlySet<string> | undefined
 }
 
 /** Cookies of the Cookie header (first value of a name wins). */
-export function parseCookies (header: string | undefined): Map<string, string> {
-  const out = new Map<string, string>()
-  if (header === undefined) return out
+export function parseCookies (header: string | undefined): Cookies {
+  const values = new Map<string, string>()
+  let repeated: Set<string> | undefined
+  if (header === undefined) return { values, repeated }
   for (const pair of header.split(';')) {
     const eq = pair.indexOf('=')
     if (eq === -1) continue
     const name = pair.slice(0, eq).trim()
-    if (name !== '' && !out.has(name)) out.set(name, pair.slice(eq + 1).trim())
+    if (name === '') continue
+    if (values.has(name)) (repeated ??= new Set()).add(name)
+    else values.set(name, pair.slice(eq + 1).trim())
   }
-  return out
+  return { values, repeated }
 }
 
 function decode (s: string): string | undefined {
@@ -92,37 +113,60 @@ export function pathValue (p: Param, raw: string): ParamValue | undefined {
   return parts.join(',')
 }
 
-/** A query parameter's value, or undefined when absent. */
-export function queryValue (p: Param, query: Map<string, string[]>): ParamValue | undefined {
+/**
+ * A query parameter's value, or undefined when absent. A `deepObject` parameter given as a plain
+ * name (`filter=x`) is that string, which its object schema then refuses.
+ */
+export function queryValue (p: Param, query: QueryValues): ParamValue | undefined {
   if (p.style === 'deepObject') {
     const obj: Record<string, string> = {}
     let found = false
     const open = `${p.name}[`
-    for (const [k, values] of query) {
+    for (const k in query) {
       if (k.startsWith(open) && k.endsWith(']')) {
-        obj[k.slice(open.length, -1)] = values[0] as string
+        obj[k.slice(open.length, -1)] = firstOf(query, k) as string
         found = true
       }
     }
-    return found ? obj : undefined
+    return found ? obj : firstOf(query, p.name)
   }
   if (p.shape === 'object' && p.explode && !p.json) {
     const obj: Record<string, string> = {}
     let found = false
     for (const prop of p.properties) {
-      const v = query.get(prop)
+      const v = firstOf(query, prop)
       if (v !== undefined) {
-        obj[prop] = v[0] as string
+        obj[prop] = v
         found = true
       }
     }
     return found ? obj : undefined
   }
-  const values = query.get(p.name)
-  if (values === undefined) return undefined
-  if (p.shape === 'array' && p.explode && !p.json) return values
+  if (p.shape === 'array' && p.explode && !p.json) return valuesOf(query, p.name)
+  const value = firstOf(query, p.name)
+  if (value === undefined) return undefined
   const separator = p.style === 'spaceDelimited' ? ' ' : p.style === 'pipeDelimited' ? '|' : ','
-  return shaped(p, values[0] as string, separator)
+  return shaped(p, value, separator)
+}
+
+/**
+ * Query names a backend could read other than the contract did (parameter pollution): a declared
+ * name given more than once where it holds one value (backends take the first, the last, or
+ * join them), and a name the contract does not declare that folds to a declared one
+ * (`Channel`, `channel[]`). As `/query/<declared name>: repeated | ambiguous` lines.
+ */
+export function queryPollution (names: QueryNames, query: QueryValues): string[] | undefined {
+  let problems: string[] | undefined
+  for (const name of names.single) if (typeof query[name] === 'object') (problems ??= []).push(`/query/${name}: repeated`)
+  for (const k in query) {
+    if (names.exact.has(k)) continue
+    let deep = false
+    for (const prefix of names.deep) if (k.startsWith(prefix)) deep = true
+    if (deep) continue
+    const declared = names.folded.get(foldQueryName(k))
+    if (declared !== undefined) (problems ??= []).push(`/query/${declared}: ambiguous`)
+  }
+  return problems
 }
 
 /** A header parameter's value (`simple`), or undefined when absent. */
@@ -135,8 +179,8 @@ export function headerValue (p: Param, headers: IncomingHttpHeaders): ParamValue
 }
 
 /** A cookie parameter's value (`form`), or undefined when absent. */
-export function cookieValue (p: Param, cookies: Map<string, string>): ParamValue | undefined {
-  const raw = cookies.get(p.name)
+export function cookieValue (p: Param, cookies: Cookies): ParamValue | undefined {
+  const raw = cookies.values.get(p.name)
   if (raw === undefined) return undefined
   const value = decode(raw) ?? raw
   if (p.shape === 'primitive' && !p.json) return value
