@@ -76,6 +76,11 @@ export interface MediaCheck {
   readonly kind: 'json' | 'form' | 'multipart' | 'xml' | 'other'
   readonly validate: ValidateFunction | undefined
   readonly multipart?: MultipartSpec
+  /**
+   * Request bodies (JSON, form, multipart): whether the schema declares a top-level `_method`
+   * member (otherwise one in the body is a method override, refused).
+   */
+  readonly declaresMethodField?: boolean
 }
 
 export interface SecurityScheme {
@@ -112,6 +117,8 @@ export interface Operation {
   readonly hasHeaderParams: boolean
   /** Every parameter is in the URL (path and query): its verdict depends on nothing else. */
   readonly urlParamsOnly: boolean
+  /** A `_method` query parameter is declared (otherwise one in the query is a method override, refused). */
+  readonly declaresMethodParam: boolean
   readonly validateParams: ValidateFunction | undefined
   readonly body: { readonly required: boolean, readonly media: ReadonlyMap<string, MediaCheck> } | undefined
   /** Alternatives (OR) of scheme sets (AND) with scopes; empty = no requirement. */
@@ -511,6 +518,24 @@ function schemesOf (doc: Json): Record<string, SecurityScheme> {
   return out
 }
 
+/**
+ * The field frameworks read as a method override on a POST (Rails, Laravel and Symfony, Spring's
+ * HiddenHttpMethodFilter: `_method=DELETE` in the query or the body), folded as PHP reads names.
+ */
+export const METHOD_FIELD = '_method'
+
+/** The top-level property names a schema declares (through `$ref`s, `allOf`, `anyOf`, `oneOf`). */
+function topLevelNames (doc: Json, schema: unknown, pointer: string, depth = 0): string[] {
+  if (schema === null || typeof schema !== 'object' || depth > 8) return []
+  const { node: s, pointer: at } = deref(doc, schema, pointer)
+  const names = s.properties !== null && typeof s.properties === 'object' ? Object.keys(s.properties as Json) : []
+  for (const k of ['allOf', 'anyOf', 'oneOf'] as const) {
+    const list = s[k]
+    if (Array.isArray(list)) list.forEach((member, i) => { names.push(...topLevelNames(doc, member, `${at}/${k}/${i}`, depth + 1)) })
+  }
+  return names
+}
+
 /** The query names an operation declares (see `QueryNames`); undefined when it declares none. */
 function queryNamesOf (params: readonly Param[]): QueryNames | undefined {
   const query = params.filter((p) => p.in === 'query')
@@ -621,11 +646,12 @@ function compile (file: string, doc: Json): Contract {
         validate = compileRef(forms, 'req', schemaPointer)
         multipart = multipartSpec(doc, (media as Json).schema, schemaPointer, (media as Json).encoding, (at) => compileRef(bodies, 'req', at))
       }
+      const declaresMethodField = hasSchema && topLevelNames(doc, (media as Json).schema, schemaPointer).some((n) => foldQueryName(n) === METHOD_FIELD)
       if (multipart !== undefined) {
-        out.set(key, { kind, validate, multipart })
+        out.set(key, { kind, validate, multipart, declaresMethodField })
         continue
       }
-      out.set(key, { kind, validate })
+      out.set(key, { kind, validate, declaresMethodField })
     }
     return out
   }
@@ -726,6 +752,7 @@ function compile (file: string, doc: Json): Contract {
         queryNames: queryNamesOf(params),
         hasHeaderParams: params.some((p) => p.in === 'header'),
         urlParamsOnly: params.every((p) => p.in === 'path' || p.in === 'query'),
+        declaresMethodParam: params.some((p) => p.in === 'query' && foldQueryName(p.name) === METHOD_FIELD),
         validateParams,
         body,
         security,

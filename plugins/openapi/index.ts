@@ -35,7 +35,7 @@ import { hasDuplicateKeys } from '../../lib/json-keys.js'
 import { rememberedJsonBody } from '../../lib/parsed-body.js'
 import { contractViolation } from '../../lib/signals.js'
 import { Value } from '@sinclair/typebox/value'
-import { ContractLoadError, contractFor, type Contract, type MediaCheck, type Operation, type SecurityScheme } from './contract.js'
+import { ContractLoadError, METHOD_FIELD, contractFor, foldQueryName, type Contract, type MediaCheck, type Operation, type SecurityScheme } from './contract.js'
 import { readMultipart } from './multipart.js'
 import { cookieValue, formObject, headerValue, parseCookies, parseQuery, pathValue, queryPollution, queryValue, type Cookies, type QueryValues } from './params.js'
 import { OpenApiRouteConfigSchema, type OpenApiPathMapping, type OpenApiPolicy, type OpenApiRouteConfig } from './schema.js'
@@ -144,6 +144,15 @@ function mediaTypeOf (request: FastifyRequest): string | undefined {
   return (semi === -1 ? ct : ct.slice(0, semi)).trim().toLowerCase()
 }
 
+/** A query string that may name a method override (any case, or percent-encoded). */
+const OVERRIDE_HINT = /method|%/i
+
+/** Whether an object (query values, a body) has a member frameworks read as a method override. */
+function hasMethodField (fields: object): boolean {
+  for (const k in fields) if (k.length >= 7 && foldQueryName(k) === METHOD_FIELD) return true
+  return false
+}
+
 /** Declared one-valued header parameters whose header came on more than one line. */
 function repeatedHeaders (op: Operation, raw: readonly string[]): string[] | undefined {
   let problems: string[] | undefined
@@ -236,11 +245,16 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
   }
 
   function checkParams (request: FastifyRequest, op: Operation, pathParams: Readonly<Record<string, string>>, query: string): string[] | undefined {
-    const validate = op.validateParams as ValidateFunction
+    const validate = op.validateParams
+    let problems: string[] | undefined
+    // `_method=DELETE` on a POST: Rails, Laravel, Symfony and Spring may run another operation.
+    if (!op.declaresMethodParam && query !== '' && OVERRIDE_HINT.test(query) && hasMethodField(parseQuery(query))) {
+      (problems ??= []).push(`/query/${METHOD_FIELD}: method-override`)
+    }
+    if (validate === undefined) return problems
     // Only the groups the validator reads (each must be present for its `required`).
     const data: Record<string, Record<string, unknown>> = {}
     for (const group of op.paramGroups) data[group] = {}
-    let problems: string[] | undefined
     let q: QueryValues | undefined
     let cookies: Cookies | undefined
     for (const p of op.params) {
@@ -311,8 +325,8 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
         if (security !== 'ok') {
           judge(request, policy, op, 'security', [`security: ${security}`], () => security === 'unauthenticated' ? new ContractUnauthorizedError() : new ContractForbiddenError())
         }
-        if (op.validateParams !== undefined) {
-          const query = qIndex === -1 ? '' : url.slice(qIndex + 1)
+        const query = qIndex === -1 ? '' : url.slice(qIndex + 1)
+        if (op.validateParams !== undefined || (query !== '' && !op.declaresMethodParam)) {
           const key = op.urlParamsOnly && upstreamPath.length + query.length <= URL_VERDICT_MAX_CHARS ? `${policy.id} ${request.method} ${upstreamPath}?${query}` : undefined
           if (key === undefined || !urlVerdicts.has(key)) {
             const problems = checkParams(request, op, m.pathParams, query)
@@ -383,6 +397,7 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
             if (strict !== undefined && !strict(value)) for (const line of describe(strict.errors, `/body/${escapePointer(name)}`, 'readOnly')) all.add(line)
           }
           if (data !== undefined && !validate(data)) for (const line of describe(validate.errors, '/body', 'readOnly')) all.add(line)
+          if (data !== null && typeof data === 'object' && check.declaresMethodField !== true && hasMethodField(data)) all.add(`/body/${METHOD_FIELD}: method-override`)
           if (all.size > 0) {
             const shown = [...all].slice(0, MAX_VIOLATIONS)
             judge(request, policy, op, 'body', shown, () => new ContractViolationError(shown))
@@ -416,8 +431,11 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
         publish(policy, op.label, 'body-unvalidated', false)
         return undefined
       }
-      if (!validate(data)) {
-        const problems = describe(validate.errors, '/body', 'readOnly')
+      const valid = validate(data) as boolean
+      const override = check.declaresMethodField !== true && data !== null && typeof data === 'object' && !Array.isArray(data) && hasMethodField(data)
+      if (!valid || override) {
+        const problems = valid ? [] : describe(validate.errors, '/body', 'readOnly')
+        if (override) problems.push(`/body/${METHOD_FIELD}: method-override`)
         judge(request, policy, op, 'body', problems, () => new ContractViolationError(problems))
       }
       return undefined

@@ -111,3 +111,23 @@ t.test('a URL found valid is remembered only where the URL alone decides', async
   await refused(t, gw, up, { method: 'GET', path: '/o/orders?page=3', headers: { 'x-api-key': API_KEY } }, 400, 'GW_CONTRACT_VIOLATION', 'the same URL without it', '/header/x-tenant: required')
   await refused(t, gw, up, { method: 'GET', path: '/o/orders?page=3', headers: { 'x-api-key': API_KEY, 'x-tenant': 'ACME EU' } }, 400, 'GW_CONTRACT_VIOLATION', 'the same URL with an invalid header', '/header/x-tenant: pattern')
 })
+
+t.test('method overrides a backend framework would honour: _method in the query or the body', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    env: { API_KEYS: `shop:${API_KEY}` },
+    routes: [
+      defineRoute({ prefix: '/shop', upstream: up.url, rewritePrefix: '/api', auth: false, rateLimit: false, inspect: false, openapi: { spec: '../fixtures/openapi/petstore-expanded.yaml' } }),
+      defineRoute({ prefix: '/o', upstream: up.url, rewritePrefix: '/v2', auth: { strategies: ['apiKey'] }, rateLimit: false, inspect: false, openapi: { spec: '../fixtures/openapi/orders/orders.yaml' } })
+    ]
+  })
+  const pet = '{"name":"Rex"}'
+  await passes(t, gw, up, { method: 'POST', path: '/shop/pets?payment_method=x', headers: json, body: pet }, '/api/pets?payment_method=x', 'a name that only ends in _method')
+  // Rails, Laravel/Symfony and Spring's HiddenHttpMethodFilter turn this POST into a DELETE.
+  for (const spelling of ['_method', '_METHOD', '%5Fmethod', '+method', '.method', '_method[]']) {
+    await refused(t, gw, up, { method: 'POST', path: `/shop/pets?${spelling}=DELETE`, headers: json, body: pet }, 400, 'GW_CONTRACT_VIOLATION', `query ${spelling}`, '/query/_method: method-override')
+  }
+  await refused(t, gw, up, { method: 'GET', path: '/shop/pets/1?_method=DELETE' }, 400, 'GW_CONTRACT_VIOLATION', 'an operation without query parameters', '/query/_method: method-override')
+  await refused(t, gw, up, { method: 'POST', path: '/shop/pets', headers: json, body: '{"name":"Rex","_method":"DELETE"}' }, 400, 'GW_CONTRACT_VIOLATION', 'a JSON body (Laravel reads its input)', '/body/_method: method-override')
+  await refused(t, gw, up, { method: 'POST', path: '/o/orders', headers: { 'x-api-key': API_KEY, 'x-tenant': 'acme-eu', 'content-type': 'application/x-www-form-urlencoded' }, body: 'sku=AB-1234&quantity=2&_method=DELETE' }, 400, 'GW_CONTRACT_VIOLATION', 'a form body', '/body/_method: method-override')
+})

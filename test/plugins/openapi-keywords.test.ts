@@ -68,3 +68,30 @@ t.test('fold functions', async (t) => {
   t.equal(foldQueryName('filter[a][b]'), 'filter', 'name[x][y]')
   t.equal(foldQueryName('PAGE'), 'page', 'case')
 })
+
+t.test('a document that declares _method lets it through', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-keywords-'))
+  const file = join(dir, 'doc.json')
+  writeFileSync(file, JSON.stringify({
+    openapi: '3.0.3',
+    info: { title: 'override', version: '1' },
+    paths: {
+      '/legacy': {
+        post: {
+          parameters: [{ name: '_method', in: 'query', schema: { type: 'string', enum: ['PUT'] } }],
+          requestBody: { content: { 'application/x-www-form-urlencoded': { schema: { allOf: [{ type: 'object', properties: { _method: { type: 'string' } } }] } }, 'application/json': { schema: { type: 'object' } } } },
+          responses: { 200: { description: 'ok' } }
+        }
+      },
+      '/plain': { post: { responses: { 200: { description: 'ok' } } } }
+    }
+  }))
+  const contract = await loadContract(file)
+  const legacy = contract.match('/legacy', 'POST')
+  const plain = contract.match('/plain', 'POST')
+  if (legacy.kind !== 'operation' || plain.kind !== 'operation') throw new Error('no operation')
+  t.equal(legacy.op.declaresMethodParam, true, 'a declared _method query parameter')
+  t.equal(legacy.op.body?.media.get('application/x-www-form-urlencoded')?.declaresMethodField, true, 'a _method form field declared through allOf')
+  t.equal(legacy.op.body?.media.get('application/json')?.declaresMethodField, false, 'an object schema without it')
+  t.equal(plain.op.declaresMethodParam, false, 'no parameters')
+})
