@@ -191,14 +191,22 @@ function securityMet (op: Operation, request: FastifyRequest): 'ok' | 'unauthent
   return consumer === null ? 'unauthenticated' : 'forbidden'
 }
 
+/**
+ * Whether the caller the auth plugin verified meets one security scheme with its scopes (roles,
+ * for `mutualTLS`): bearer, OAuth 2 and OpenID Connect schemes by a JWT or an introspected token,
+ * `apiKey` by an API key, `mutualTLS` by a verified client certificate. Basic and digest schemes,
+ * and callers admitted by forward auth (the gateway cannot tell what the service checked), meet
+ * none: the requirement fails closed.
+ */
 function schemeMet (scheme: SecurityScheme | undefined, scopes: readonly string[], consumer: Consumer): boolean {
   if (scheme === undefined) return false
-  let strategy: string
-  if (scheme.type === 'apiKey') strategy = 'apiKey'
-  else if ((scheme.type === 'http' && scheme.scheme === 'bearer') || scheme.type === 'oauth2' || scheme.type === 'openIdConnect') strategy = 'jwt'
-  // Basic, digest, mutual TLS: the gateway verifies none of them.
-  else return false
-  if (consumer.strategy !== strategy) return false
+  const strategy = consumer.strategy
+  let met: boolean
+  if (scheme.type === 'apiKey') met = strategy === 'apiKey'
+  else if ((scheme.type === 'http' && scheme.scheme === 'bearer') || scheme.type === 'oauth2' || scheme.type === 'openIdConnect') met = strategy === 'jwt' || strategy === 'introspection'
+  else if (scheme.type === 'mutualTLS') met = strategy === 'mtls'
+  else met = false
+  if (!met) return false
   for (const s of scopes) if (!consumer.scopes.includes(s)) return false
   return true
 }
