@@ -4,6 +4,7 @@
  * charsets inspection can decode (anything else is refused, never guessed). The upstream always
  * receives the original bytes; these functions only produce the text that is inspected.
  */
+import { charsetDecoding, contentTypeDecoding, type TextDecoding } from '../../lib/charset.js'
 import { brotliDecompress, gunzip, inflate, inflateRaw, type ZlibOptions } from 'node:zlib'
 import { InspectLimitError } from './limit-error.js'
 
@@ -73,41 +74,21 @@ export async function decodeBody (body: Buffer, codings: readonly Coding[], maxB
   return out
 }
 
-/** How an allowed charset is read for inspection. */
-export type TextDecoding = 'utf8' | 'latin1'
-
-/** Charsets of text bodies (forms, XML, text) inspection decodes exactly as declared. */
-const TEXT_CHARSETS: ReadonlyMap<string, TextDecoding> = new Map<string, TextDecoding>([
-  ['utf-8', 'utf8'], ['utf8', 'utf8'], ['us-ascii', 'utf8'], ['ascii', 'utf8'],
-  ['iso-8859-1', 'latin1'], ['iso8859-1', 'latin1'], ['iso_8859-1', 'latin1'], ['latin1', 'latin1'], ['l1', 'latin1']
-])
-/** RFC 8259 8.1: JSON exchanged between systems is UTF-8. */
-const JSON_CHARSETS: ReadonlyMap<string, TextDecoding> = new Map<string, TextDecoding>([['utf-8', 'utf8'], ['utf8', 'utf8']])
-
-const CHARSET_PARAM = /(?:^|;)\s*charset\s*=\s*("[^"]*"|[^;\s]*)/gi
+export type { TextDecoding } from '../../lib/charset.js'
 
 /**
  * The decoding of a Content-Type's charset (utf8 when none is declared). Throws `charset` for a
  * charset inspection does not decode, an empty one, or more than one charset parameter.
  */
 export function charsetOf (contentType: string, json: boolean): TextDecoding {
-  if (!contentType.includes(';')) return 'utf8'
-  let found: string | undefined
-  CHARSET_PARAM.lastIndex = 0
-  let m: RegExpExecArray | null
-  while ((m = CHARSET_PARAM.exec(contentType)) !== null) {
-    if (found !== undefined) throw new InspectLimitError('charset')
-    let v = m[1] as string
-    if (v.startsWith('"')) v = v.slice(1, -1)
-    found = v.trim().toLowerCase()
-  }
-  if (found === undefined) return 'utf8'
-  return allowedCharset(found, json)
+  const decoding = contentTypeDecoding(contentType, json)
+  if (decoding === undefined) throw new InspectLimitError('charset')
+  return decoding
 }
 
 /** The decoding of a charset name (a `_charset_` field, a parameter), or `charset` refused. */
 export function allowedCharset (name: string, json: boolean): TextDecoding {
-  const decoding = (json ? JSON_CHARSETS : TEXT_CHARSETS).get(name.trim().toLowerCase())
+  const decoding = charsetDecoding(name, json)
   if (decoding === undefined) throw new InspectLimitError('charset')
   return decoding
 }

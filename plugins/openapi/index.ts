@@ -31,6 +31,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import fp from 'fastify-plugin'
 import sjson from 'secure-json-parse'
 import { ConfigError, ContractForbiddenError, ContractMethodNotAllowedError, ContractResponseError, ContractUnauthorizedError, ContractUnknownOperationError, ContractViolationError, UnsupportedMediaTypeError } from '../../lib/errors.js'
+import { contentTypeDecoding } from '../../lib/charset.js'
 import { hasDuplicateKeys } from '../../lib/json-keys.js'
 import { rememberedJsonBody } from '../../lib/parsed-body.js'
 import { contractViolation } from '../../lib/signals.js'
@@ -412,9 +413,16 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
           }
         })
       }
+      // JSON is UTF-8 (RFC 8259); a form may be US-ASCII or ISO-8859-1. Any other charset is not
+      // guessed: the backend could read other characters, and another structure, than checked here.
+      const decoding = check.kind === 'json' || check.kind === 'form' ? contentTypeDecoding(request.headers['content-type'] as string, check.kind === 'json') : 'utf8'
+      if (decoding === undefined) {
+        judge(request, policy, op, 'media-type', ['content-type: charset'], () => new UnsupportedMediaTypeError())
+        return undefined
+      }
       // A JSON body the inspection plugin already parsed from these bytes is not parsed again.
       const known = check.kind === 'json' && Buffer.isBuffer(body) ? rememberedJsonBody(body) : undefined
-      const text = known !== undefined ? undefined : Buffer.isBuffer(body) ? body.toString('utf8') : typeof body === 'string' ? body : undefined
+      const text = known !== undefined ? undefined : Buffer.isBuffer(body) ? body.toString(decoding) : typeof body === 'string' ? body : undefined
       let data: unknown
       if (known !== undefined) {
         data = known.value

@@ -82,6 +82,11 @@ t.test('JSON bodies: keys written twice, and members a case-insensitive backend 
   for (const prefix of ['/pets-off', '/pets-inspected']) {
     await passes(t, gw, up, { method: 'POST', path: `${prefix}/pets`, headers: json, body: '{"name":"Rex","tag":"dog","colour":"brown"}' }, '/api/pets', `${prefix}: declared members and one of its own`)
     if (prefix === '/pets-off') {
+      // RFC 8259: JSON is UTF-8. A backend that honours the charset reads `+ACIAfQ-` (UTF-7) as `"}`.
+      await passes(t, gw, up, { method: 'POST', path: `${prefix}/pets`, headers: { 'content-type': 'application/json; charset=UTF-8' }, body: '{"name":"Rex"}' }, '/api/pets', `${prefix}: charset=UTF-8`)
+      for (const charset of ['utf-7', 'utf-16', 'iso-8859-1', '"utf-8"; charset=utf-7']) {
+        await refused(t, gw, up, { method: 'POST', path: `${prefix}/pets`, headers: { 'content-type': `application/json; charset=${charset}` }, body: `{"name":"+ACIAfQ-${CANARY}"}` }, 415, 'GW_REQUEST_UNSUPPORTED_MEDIA_TYPE', `${prefix}: JSON declared as ${charset}`)
+      }
       // JSON.parse keeps the last `name`; a first-wins parser reads the 65-character one.
       await refused(t, gw, up, { method: 'POST', path: `${prefix}/pets`, headers: json, body: `{"name":"${CANARY}${'x'.repeat(60)}","name":"Rex"}` }, 400, 'GW_CONTRACT_VIOLATION', `${prefix}: a key twice`, '/body: duplicate-key')
       await refused(t, gw, up, { method: 'POST', path: `${prefix}/pets`, headers: json, body: `{"name":"Rex","n\\u0061me":"${CANARY}"}` }, 400, 'GW_CONTRACT_VIOLATION', `${prefix}: a key twice, once escaped`, '/body: duplicate-key')
