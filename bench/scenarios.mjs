@@ -395,6 +395,28 @@ export const scenarios = [
     checks: [postOrder({ status: 200 }), postOrder({ status: 400, body: '{}' }), postOrder({ status: 400, path: '/api/orders?channel=fax' })]
   },
   {
+    // (4) and (6) with a new order on every request (post-json-unique.lua): real traffic, where
+    // the inspection cache answers for few of a body's values, so each request costs (4) more.
+    name: 'portcullis-jwt-rl-inspect-body-query-unique',
+    title: 'Portcullis (4) on the requests of (6) with a new order on every request (no contract)',
+    start: portcullis('jwtrlinspectbodyqueryunique', jwtRlInspectBody),
+    path: ORDER_PATH,
+    lua: 'post-json-unique.lua',
+    headers: bearer(),
+    readyPath: '/healthz',
+    checks: [postOrder({ status: 200 })]
+  },
+  {
+    name: 'portcullis-contract-unique',
+    title: 'Portcullis (6) with a new order on every request',
+    start: portcullis('contractunique', jwtRlInspectBodyContract),
+    path: ORDER_PATH,
+    lua: 'post-json-unique.lua',
+    headers: bearer(),
+    readyPath: '/healthz',
+    checks: [postOrder({ status: 200 }), postOrder({ status: 400, body: '{}' })]
+  },
+  {
     name: 'portcullis-jwt-rl-redis',
     title: 'Portcullis (5) JWT + rate limit, Redis store',
     start: portcullis('jwtrlredis', jwtRl, redis),
