@@ -41,6 +41,8 @@ export interface RoutePolicySummary {
   readonly rateLimit: string
   /** `off`, or the mode, with `+body` when bodies are inspected. */
   readonly inspect: string
+  /** `off`, or the API contract's mode (`block`, `detect`). */
+  readonly openapi: string
 }
 
 declare module 'fastify' {

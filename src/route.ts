@@ -276,7 +276,8 @@ function describePolicy (route: Readonly<RouteOptions>, rateLimit: RateLimitRout
   const auth = route.auth === false ? 'public' : (route.auth?.strategies?.join('|') ?? 'any configured') + (route.auth?.scopes !== undefined ? ` scopes=${route.auth.scopes.join(',')}` : '')
   const rl = rateLimit === false ? 'off' : `${rateLimit.max}/${String(rateLimit.timeWindow)}`
   const ins = inspect === false ? 'off' : `${inspect.mode ?? 'block'}${inspect.body === true ? '+body' : ''}`
-  return { auth, rateLimit: rl, inspect: ins }
+  const openapi = route.openapi === undefined || route.openapi === false ? 'off' : route.openapi.mode ?? 'block'
+  return { auth, rateLimit: rl, inspect: ins, openapi }
 }
 
 /**

@@ -48,7 +48,7 @@ export interface RunningGateway {
 function printRoutes (app: FastifyInstance, config: GatewayConfig, url: string): void {
   const routes = app.portcullisProxy.routes
   for (const r of routes) {
-    app.log.info(`route ${r.hosts.length > 0 ? `${r.hosts.join(',')} ` : ''}${r.prefix} -> ${r.targets.join(', ')} (auth: ${r.auth}, rateLimit: ${r.rateLimit}, inspect: ${r.inspect}${r.websocket ? ', websocket' : ''})`)
+    app.log.info(`route ${r.hosts.length > 0 ? `${r.hosts.join(',')} ` : ''}${r.prefix} -> ${r.targets.join(', ')} (auth: ${r.auth}, rateLimit: ${r.rateLimit}, inspect: ${r.inspect}${r.openapi !== 'off' ? `, openapi: ${r.openapi}` : ''}${r.websocket ? ', websocket' : ''})`)
   }
   const first = routes.find((r) => r.auth !== 'public') ?? routes[0]
   if (first !== undefined) {

@@ -167,6 +167,29 @@ t.test('routes and diff: routes bound to hosts are listed and paired by host and
   ], 'another host is another route')
 })
 
+t.test('routes and diff: the API contract is listed, and losing or loosening it is a weakening', async (t) => {
+  const config = loadConfig({ LOG_LEVEL: 'silent' })
+  const mk = (openapi: Record<string, string> | false): EffectiveRoute => effectiveRoute(defineRoute({
+    prefix: '/orders',
+    upstream: 'http://orders:1',
+    ...(openapi !== false ? { openapi: { spec: '/specs/orders.yaml', ...openapi } } : {})
+  }), config)
+  const block = mk({})
+  const detect = mk({ mode: 'detect' })
+  const passing = mk({ unknownOperations: 'pass' })
+  const none = mk(false)
+  t.equal(routeRow(block).contract, 'block /specs/orders.yaml', 'the contract column')
+  t.equal(routeRow(none).contract, 'off')
+  t.equal(routeRow(block).body, `buffered max ${config.bodyLimit}B`, 'a contract buffers bodies')
+  t.match(formatTable([routeRow(detect)]), /CONTRACT[\s\S]*detect \/specs\/orders\.yaml/)
+  const what = (a: EffectiveRoute, b: EffectiveRoute): string[] => diffRoutes([a], [b]).map((c) => `${c.kind} ${c.what}`)
+  t.strictSame(what(block, none), ['weakens API contract block /specs/orders.yaml -> off'], 'contract removed')
+  t.strictSame(what(block, detect), ['weakens API contract block /specs/orders.yaml -> detect /specs/orders.yaml'], 'block -> detect')
+  t.strictSame(what(block, passing), ['weakens API contract now passes undeclared operations'])
+  t.strictSame(what(none, block), ['tightens API contract off -> block /specs/orders.yaml'], 'contract added')
+  t.strictSame(what(block, block), [], 'unchanged')
+})
+
 t.test('the installed command: exit codes and output of the built tool', async (t) => {
   const run = async (args: string[]): Promise<{ code: number | null, out: string }> => await new Promise((resolve) => {
     const child = spawn(process.execPath, [fileURLToPath(new URL('../dist/src/cli.js', import.meta.url)), ...args], { cwd: root, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] })

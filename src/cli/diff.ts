@@ -8,7 +8,7 @@ import type { GatewayConfig } from '../config.js'
 import { effectiveRoute, type EffectiveRoute } from './effective.js'
 import { prepareSides, Scratch, type DiffSide, type PreparedSide } from './git-revision.js'
 import { loadGatewayQuietly, type Problem } from './load.js'
-import { describeAuth, describeHosts, describeInspect, describeRateLimit } from './routes.js'
+import { describeAuth, describeContract, describeHosts, describeInspect, describeRateLimit } from './routes.js'
 
 export type { DiffSide } from './git-revision.js'
 
@@ -69,6 +69,14 @@ function compare (a: EffectiveRoute, b: EffectiveRoute, out: Change[]): void {
   if (a.inspect !== false && b.inspect !== false) {
     const newExcl = b.inspect.exclude.filter((e) => !(a.inspect as { exclude: readonly string[] }).exclude.includes(e))
     if (newExcl.length > 0) add('weakens', `inspection rules excluded: ${newExcl.join(', ')}`)
+  }
+  // API contract
+  const contractStrength = (r: EffectiveRoute): number => r.openapi === false ? 0 : r.openapi.mode === 'detect' ? 1 : 2
+  if (contractStrength(b) < contractStrength(a)) add('weakens', `API contract ${describeContract(a)} -> ${describeContract(b)}`)
+  else if (contractStrength(b) > contractStrength(a)) add('tightens', `API contract ${describeContract(a)} -> ${describeContract(b)}`)
+  if (a.openapi !== false && b.openapi !== false) {
+    if (a.openapi.unknownOperations === 'refuse' && b.openapi.unknownOperations === 'pass') add('weakens', 'API contract now passes undeclared operations')
+    if (a.openapi.spec !== b.openapi.spec) add('changes', `API contract document ${a.openapi.spec} -> ${b.openapi.spec}`)
   }
   // CORS
   if (a.cors === false && b.cors !== false) add('weakens', `CORS opened to ${b.cors.origins.join(', ')}${b.cors.credentials ? ' with credentials' : ''}`)

@@ -19,6 +19,8 @@ export interface EffectiveRoute {
   readonly auth: false | { readonly strategies: readonly string[], readonly scopes: readonly string[], readonly relation: string }
   readonly rateLimit: false | { readonly max: number, readonly window: string, readonly windowMs: number, readonly keyBy: 'consumer' | 'ip', readonly algorithm: string, readonly burst: number, readonly store: 'memory' | 'redis' }
   readonly inspect: false | { readonly mode: 'block' | 'detect', readonly body: boolean, readonly exclude: readonly string[] }
+  /** The API contract: the document as written in the route, its mode, responses and unknown operations. */
+  readonly openapi: false | { readonly spec: string, readonly mode: 'block' | 'detect', readonly responses: 'off' | 'detect' | 'block', readonly unknownOperations: 'refuse' | 'pass' }
   readonly body: { readonly limit: number, readonly handling: 'streamed' | 'buffered' }
   readonly timeouts: { readonly connectMs: number, readonly headersMs: number, readonly bodyIdleMs: number }
   readonly retries: number
@@ -72,7 +74,10 @@ export function effectiveRoute (route: RoutePlugin, config: GatewayConfig): Effe
     auth,
     rateLimit,
     inspect,
-    body: { limit: config.bodyLimit, handling: inspect !== false && inspect.body ? 'buffered' : 'streamed' },
+    openapi: o.openapi === undefined || o.openapi === false
+      ? false
+      : { spec: o.openapi.spec, mode: o.openapi.mode ?? 'block', responses: o.openapi.responses ?? 'off', unknownOperations: o.openapi.unknownOperations ?? 'refuse' },
+    body: { limit: config.bodyLimit, handling: (inspect !== false && inspect.body) || (o.openapi !== undefined && o.openapi !== false) ? 'buffered' : 'streamed' },
     timeouts: {
       connectMs: typeof t === 'number' ? t : (t?.connectMs ?? DEFAULT_TIMEOUT_MS),
       headersMs: typeof t === 'number' ? t : (t?.headersMs ?? DEFAULT_TIMEOUT_MS),

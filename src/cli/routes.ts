@@ -22,6 +22,12 @@ export function describeInspect (r: EffectiveRoute): string {
   return `${r.inspect.mode} ${r.inspect.body ? 'url+headers+body' : 'url+headers'}${r.inspect.exclude.length > 0 ? ` exclude=${r.inspect.exclude.join(',')}` : ''}`
 }
 
+export function describeContract (r: EffectiveRoute): string {
+  if (r.openapi === false) return 'off'
+  const c = r.openapi
+  return `${c.mode} ${c.spec}${c.responses !== 'off' ? ` responses=${c.responses}` : ''}${c.unknownOperations === 'pass' ? ' unknown=pass' : ''}`
+}
+
 /** The hosts a route answers: `*` for any host. */
 export function describeHosts (r: Pick<EffectiveRoute, 'hosts'>): string {
   return r.hosts.length === 0 ? '*' : r.hosts.join(',')
@@ -36,6 +42,7 @@ export function routeRow (r: EffectiveRoute): Record<string, string> {
     auth: describeAuth(r),
     'rate limit': describeRateLimit(r),
     inspect: describeInspect(r),
+    contract: describeContract(r),
     body: `${r.body.handling} max ${r.body.limit}B`,
     timeouts: `connect ${ms(r.timeouts.connectMs)} headers ${ms(r.timeouts.headersMs)} idle ${ms(r.timeouts.bodyIdleMs)} retries ${r.retries}`,
     websocket: r.websocket ? 'yes' : 'no',
