@@ -7,6 +7,7 @@ import { waitFor } from '../helpers/wait-for.js'
 
 const routesJs = fileURLToPath(new URL('../fixtures/routes-js', import.meta.url))
 const routesTry = fileURLToPath(new URL('../fixtures/routes-try', import.meta.url))
+const routesContract = fileURLToPath(new URL('../fixtures/routes-contract', import.meta.url))
 
 async function listening (p: GatewayProcess): Promise<string> {
   // Generous: a loaded machine starts a process slowly; the bound only guards against a hang.
@@ -32,6 +33,24 @@ t.test('npm start defaults: example routes, demo upstream, one line per route an
   const health = await request(`${url}/healthz`)
   t.equal(health.statusCode, 200)
   t.strictSame(await health.body.json(), { status: 'ok' })
+  p.child.kill('SIGTERM')
+  t.equal(await p.exited, 0)
+})
+
+t.test('a route module with an API contract through ROUTES_DIR: named on its startup line, enforced', async (t) => {
+  const up = await startUpstream(t)
+  const p = runGateway({ PORT: '0', DEMO_UPSTREAM_PORT: '0', ROUTES_DIR: routesContract, PETS_UPSTREAM_URL: up.url })
+  t.teardown(() => { p.child.kill('SIGKILL') })
+  const url = await listening(p)
+  await waitFor(() => p.out().includes('route /pets-api'), { message: 'the route line' })
+  t.match(p.out(), /route \/pets-api -> http:\/\/127\.0\.0\.1:\d+ \(auth: public, [^)]*, openapi: block\)/, 'the contract on the route line')
+  const ok = await request(`${url}/pets-api/pets?limit=10`)
+  t.equal(ok.statusCode, 200, 'a declared operation passes')
+  await ok.body.text()
+  const polluted = await request(`${url}/pets-api/pets?limit=10&limit=1000`)
+  t.equal(polluted.statusCode, 400, 'a one-valued parameter given twice is refused')
+  t.match(await polluted.body.json(), { code: 'GW_CONTRACT_VIOLATION', violations: ['/query/limit: repeated'] })
+  t.equal(up.requests.length, 1, 'the upstream received only the declared one')
   p.child.kill('SIGTERM')
   t.equal(await p.exited, 0)
 })
