@@ -15,7 +15,7 @@ import { defineRoute } from 'portcullis'
 import { IntrospectionClient } from '../../plugins/auth/introspection.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { closedPort, rawUpstream, startUpstream, type Upstream } from '../helpers/upstream.js'
-import { startOidc, type TestOidc } from '../helpers/oidc.js'
+import { introspectionEnv, startOidc, type TestOidc } from '../helpers/oidc.js'
 import { timeTravel } from '../helpers/time-travel.js'
 
 const JWT_SECRET = 'introspection-test-hs256-secret-0123456789abcdef'
@@ -26,11 +26,7 @@ async function setup (t: Test, idp: TestOidc, env: Record<string, string> = {}):
   const upstream = await startUpstream(t)
   const gw = await startGateway(t, {
     env: {
-      INTROSPECTION_URL: idp.introspectionUrl,
-      INTROSPECTION_CLIENT_ID: idp.clientId,
-      INTROSPECTION_CLIENT_SECRET: idp.clientSecret,
-      INTROSPECTION_ISSUER: idp.issuer,
-      INTROSPECTION_AUDIENCE: idp.resource,
+      ...introspectionEnv(idp),
       JWT_SECRET,
       ...env
     },

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { defineRoute } from 'portcullis'
 import { startGateway } from '../helpers/gateway.js'
-import { startOidc } from '../helpers/oidc.js'
+import { introspectionEnv, startOidc } from '../helpers/oidc.js'
 import { startUpstream } from '../helpers/upstream.js'
 import { makeCa } from '../helpers/certs.js'
 
@@ -25,13 +25,7 @@ t.test('introspected opaque tokens meet bearer and oauth2 requirements with thei
   const idp = await startOidc(t, { accessTokenFormat: 'opaque', scopes: 'board:read board:write' })
   const up = await startUpstream(t)
   const gw = await startGateway(t, {
-    env: {
-      INTROSPECTION_URL: idp.introspectionUrl,
-      INTROSPECTION_CLIENT_ID: idp.clientId,
-      INTROSPECTION_CLIENT_SECRET: idp.clientSecret,
-      INTROSPECTION_ISSUER: idp.issuer,
-      INTROSPECTION_AUDIENCE: idp.resource
-    },
+    env: introspectionEnv(idp),
     routes: [defineRoute({ prefix: '/game', upstream: up.url, auth: { strategies: ['introspection'] }, rateLimit: false, openapi: { spec: '../fixtures/openapi/tictactoe.json' } })]
   })
   const reader = await idp.getToken('board:read')

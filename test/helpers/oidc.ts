@@ -56,6 +56,17 @@ export interface TestOidc {
   revoke: (token: string) => Promise<void>
 }
 
+/** The gateway's environment for token introspection at `idp` (its issuer and audience checked). */
+export function introspectionEnv (idp: TestOidc): Record<string, string> {
+  return {
+    INTROSPECTION_URL: idp.introspectionUrl,
+    INTROSPECTION_CLIENT_ID: idp.clientId,
+    INTROSPECTION_CLIENT_SECRET: idp.clientSecret,
+    INTROSPECTION_ISSUER: idp.issuer,
+    INTROSPECTION_AUDIENCE: idp.resource
+  }
+}
+
 /** In-memory storage for the provider's artifacts (one per test server). */
 function memoryAdapter (): new (name: string) => object {
   const store = new Map<string, unknown>()
