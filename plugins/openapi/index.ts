@@ -256,15 +256,16 @@ async function gatewayOpenApi (fastify: FastifyInstance): Promise<void> {
   function checkParams (request: FastifyRequest, op: Operation, pathParams: Readonly<Record<string, string>>, query: string): string[] | undefined {
     const validate = op.validateParams
     let problems: string[] | undefined
+    // Parsed once, when a parameter or the override check needs it.
+    let q: QueryValues | undefined
     // `_method=DELETE` on a POST: Rails, Laravel, Symfony and Spring may run another operation.
-    if (!op.declaresMethodParam && query !== '' && OVERRIDE_HINT.test(query) && hasMethodField(parseQuery(query))) {
+    if (!op.declaresMethodParam && query !== '' && OVERRIDE_HINT.test(query) && hasMethodField(q = parseQuery(query))) {
       (problems ??= []).push(`/query/${METHOD_FIELD}: method-override`)
     }
     if (validate === undefined) return problems
     // Only the groups the validator reads (each must be present for its `required`).
     const data: Record<string, Record<string, unknown>> = {}
     for (const group of op.paramGroups) data[group] = {}
-    let q: QueryValues | undefined
     let cookies: Cookies | undefined
     for (const p of op.params) {
       let value: unknown
