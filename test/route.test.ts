@@ -66,7 +66,7 @@ t.test('route table: printed policy per route', async (t) => {
     listen: false,
     routes: [
       defineRoute({ prefix: '/a', upstream: 'http://127.0.0.1:1' }),
-      defineRoute({ prefix: '/b', upstream: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], auth: { strategies: ['jwt'], scopes: ['read'] }, rateLimit: false, inspect: { mode: 'detect', body: true }, websocket: true })
+      defineRoute({ prefix: '/b', upstream: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], auth: { strategies: ['jwt'], scopes: ['read'] }, rateLimit: false, inspect: { mode: 'detect', body: true }, websocket: true, openapi: { spec: './fixtures/openapi/petstore-expanded.yaml', mode: 'detect' } })
     ]
   })
   t.matchSnapshot(gw.app.portcullisProxy.routes, 'route table')

@@ -21,6 +21,7 @@ Array [
     "auth": "any configured",
     "hosts": Array [],
     "inspect": "block",
+    "openapi": "off",
     "prefix": "/a",
     "rateLimit": "100/1 minute",
     "targets": Array [
@@ -32,6 +33,7 @@ Array [
     "auth": "jwt scopes=read",
     "hosts": Array [],
     "inspect": "detect+body",
+    "openapi": "detect",
     "prefix": "/b",
     "rateLimit": "off",
     "targets": Array [
