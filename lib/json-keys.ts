@@ -7,10 +7,7 @@
 
 /**
  * The number of object members written in a JSON text: the strings followed by `:`. `text` is
- * valid JSON (it parsed), so every string is closed. JSON.parse keeps one member per key (the last
- * of equal keys, compared after unescaping, at any depth), so fewer members in the parsed value
- * than here means a key was written twice, where other parsers keep the first: inspection would
- * judge a value the backend never reads.
+ * valid JSON (it parsed), so every string is closed.
  */
 export function countJsonKeys (text: string): number {
   let count = 0

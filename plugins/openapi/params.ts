@@ -160,9 +160,12 @@ export function queryPollution (names: QueryNames, query: QueryValues): string[]
   for (const name of names.single) if (typeof query[name] === 'object') (problems ??= []).push(`/query/${name}: repeated`)
   for (const k in query) {
     if (names.exact.has(k)) continue
-    let deep = false
-    for (const prefix of names.deep) if (k.startsWith(prefix)) deep = true
-    if (deep) continue
+    const deep = names.deep.find((prefix) => k.startsWith(prefix))
+    if (deep !== undefined) {
+      // `filter[min]=1&filter[min]=-5`: qs makes an array of the member, the contract read the first.
+      if (typeof query[k] === 'object') (problems ??= []).push(`/query/${deep.slice(0, -1)}: repeated`)
+      continue
+    }
     const declared = names.folded.get(foldQueryName(k))
     if (declared !== undefined) (problems ??= []).push(`/query/${declared}: ambiguous`)
   }

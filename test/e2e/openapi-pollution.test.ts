@@ -41,6 +41,7 @@ t.test('query, header and cookie names a backend could read otherwise (orders do
   await refused(t, gw, up, { method: 'GET', path: `/o/orders?page[0]=${CANARY}`, headers: h }, 400, 'GW_CONTRACT_VIOLATION', 'name[0]', '/query/page: ambiguous')
   await refused(t, gw, up, { method: 'GET', path: `/o/orders?p%61ge=2&P%41GE=${CANARY}`, headers: h }, 400, 'GW_CONTRACT_VIOLATION', 'percent-encoded spellings are decoded first', '/query/page: ambiguous')
   await refused(t, gw, up, { method: 'GET', path: `/o/orders?Filter[currency]=${CANARY}`, headers: h }, 400, 'GW_CONTRACT_VIOLATION', 'a deepObject under another case', '/query/filter: ambiguous')
+  await refused(t, gw, up, { method: 'GET', path: `/o/orders?filter[minTotal]=5&filter[minTotal]=${CANARY}`, headers: h }, 400, 'GW_CONTRACT_VIOLATION', 'a deepObject member twice (qs makes an array)', '/query/filter: repeated')
   await refused(t, gw, up, { method: 'GET', path: `/o/orders?filter=${CANARY}`, headers: h }, 400, 'GW_CONTRACT_VIOLATION', 'a deepObject given as a plain value (qs reads a string)', '/query/filter: type')
 
   // Cookies: the first is validated; Python's SimpleCookie and others keep the last.
